@@ -1,0 +1,411 @@
+"""Run untrusted SQL safely and decide whether two queries return the same answer.
+
+Model output is untrusted input. Every query runs under four independent guards:
+
+1. a statement gate: one statement, starting with SELECT, WITH or VALUES (SQLite itself refuses
+   a second statement);
+2. SQLite's authorizer: only SELECT, column reads, functions (not `load_extension`) and
+   recursive CTEs are allowed, so DROP/DELETE/INSERT/UPDATE/CREATE/ATTACH/DETACH/PRAGMA/VACUUM
+   and transactions are denied at prepare time, whatever their spelling;
+3. read-only connections (`PRAGMA query_only` for in-memory tables, `mode=ro` for files);
+4. resource limits: a time budget enforced inside SQLite's VM by a progress handler, a cap on
+   fetched rows, and caps on string/blob and statement length.
+
+A fifth rule keeps scores honest rather than safe: SQLite reads a double-quoted name that is
+not in the schema as a string literal (its legacy "DQS" behaviour), so `SELECT "Nmae"` would
+quietly return the text 'Nmae'. Double-quoted tokens are rewritten to backtick-quoted ones,
+which SQLite only ever reads as identifiers, so a hallucinated column is `no such column`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from t2s.data.tables import materialize_table, register_collation
+
+OUTCOMES = ("correct", "wrong_result", "exec_error", "timeout", "rejected", "empty")
+DEFAULT_TIMEOUT_S = 2.0
+DEFAULT_MAX_ROWS = 100_000
+MAX_SQL_CHARS = 100_000
+MAX_VALUE_BYTES = 10_000_000
+DETAIL_ROWS = 20
+READ_ONLY_STARTS = ("select", "with", "values")
+REL_TOL, ABS_TOL = 1e-6, 1e-9
+
+_ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+_DENIED_FUNCTIONS = {"load_extension"}
+_ACTION_NAMES = {
+    getattr(sqlite3, name): name.removeprefix("SQLITE_").replace("_", " ")
+    for name in dir(sqlite3)
+    if name.startswith("SQLITE_")
+    and name not in ("SQLITE_OK", "SQLITE_DENY", "SQLITE_IGNORE")
+    and isinstance(getattr(sqlite3, name), int)
+    and not name.startswith("SQLITE_LIMIT")
+}
+_WORD_RE = re.compile(r"[A-Za-z_]+")
+_ORDER_BY_RE = re.compile(r"\border\s+by\b", re.IGNORECASE)
+
+
+@dataclass
+class Execution:
+    """What running one query gave: `status` is ok, exec_error, timeout, rejected or empty."""
+
+    status: str
+    rows: list[tuple] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ScannedSQL:
+    sql: str  # with double-quoted identifiers rewritten to backtick-quoted ones
+    first_word: str
+    has_order_by: bool
+    is_blank: bool
+
+
+# SQLite's quoting and comment rules: '..' literal, ".." `..` [..] identifiers, -- and /* */ comments.
+# Written here rather than taken from sqlparse, whose lexer also honours backslash escapes inside
+# quotes, which SQLite does not: a mismatch would change what gets executed.
+_TOKEN_RE = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|\Z)""",
+    re.DOTALL,
+)
+
+
+def scan_sql(sql: str) -> ScannedSQL:
+    """Rewrite double-quoted identifiers to backtick-quoted ones and find the statement's shape."""
+    # Gold queries are scanned once per example and again per comparison: memoise short ones.
+    return _scan_cached(sql) if len(sql) <= 4096 else _scan(sql)
+
+
+@functools.lru_cache(maxsize=65536)
+def _scan_cached(sql: str) -> ScannedSQL:
+    return _scan(sql)
+
+
+def _scan(sql: str) -> ScannedSQL:
+    out: list[str] = []
+    code: list[str] = []  # text outside literals, identifiers and comments
+    pos = 0
+    for match in _TOKEN_RE.finditer(sql):
+        start, token = match.start(), match.group(0)
+        out.append(sql[pos:start])
+        code.append(sql[pos:start])
+        if token[0] == '"':
+            token = "`" + token[1:-1].replace('""', '"').replace("`", "``") + "`"
+        out.append(token)
+        code.append(" ")
+        pos = match.end()
+    out.append(sql[pos:])
+    code.append(sql[pos:])
+    code_text = "".join(code)
+    first = _WORD_RE.search(code_text)
+    return ScannedSQL(
+        sql="".join(out),
+        first_word=first.group(0).lower() if first else "",
+        has_order_by=bool(_ORDER_BY_RE.search(code_text)),
+        is_blank=not code_text.replace(";", "").strip() and not any(c in sql for c in "'\"`["),
+    )
+
+
+class _Sandbox:
+    """Authorizer + time budget installed on a connection for one query."""
+
+    def __init__(self, conn: sqlite3.Connection, timeout_s: float) -> None:
+        self.conn, self.timeout_s = conn, timeout_s
+        self.denied: str | None = None
+        self.deadline = 0.0
+        self.timed_out = False
+
+    def _authorize(self, action: int, arg1: Any, arg2: Any, db: Any, trigger: Any) -> int:
+        if action in _ALLOWED_ACTIONS and not (
+            action == sqlite3.SQLITE_FUNCTION and str(arg2).lower() in _DENIED_FUNCTIONS
+        ):
+            return sqlite3.SQLITE_OK
+        if self.denied is None:
+            what = _ACTION_NAMES.get(action, f"action {action}")
+            target = arg2 if action == sqlite3.SQLITE_FUNCTION else arg1
+            self.denied = (
+                f"{what}{f' ({target})' if target else ''} is not allowed: only reading queries are evaluated"
+            )
+        return sqlite3.SQLITE_DENY
+
+    def _progress(self) -> int:
+        if time.perf_counter() > self.deadline:
+            self.timed_out = True
+            return 1
+        return 0
+
+    def __enter__(self) -> _Sandbox:
+        self.conn.set_authorizer(self._authorize)
+        self.deadline = time.perf_counter() + self.timeout_s
+        self.conn.set_progress_handler(self._progress, 1000)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.conn.set_progress_handler(None, 0)
+        self.conn.set_authorizer(None)
+
+
+def harden(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """Resource limits that stay on the connection (values, statements, attached databases)."""
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_CHARS * 4)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    return conn
+
+
+def run_query(
+    conn: sqlite3.Connection,
+    sql: Any,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> Execution:
+    """Execute one untrusted query under the sandbox; never raises."""
+    if sql is None:
+        return Execution("empty", error="no SQL")
+    if not isinstance(sql, str):
+        return Execution("rejected", error=f"prediction is a {type(sql).__name__}, not a string")
+    if "\x00" in sql:
+        return Execution("rejected", error="the query contains a NUL byte")
+    if len(sql) > MAX_SQL_CHARS:
+        return Execution("rejected", error=f"the query is {len(sql):,} characters long (limit {MAX_SQL_CHARS:,})")
+    scanned = scan_sql(sql)
+    if scanned.is_blank:
+        return Execution("empty", error="no SQL")
+    if scanned.first_word not in READ_ONLY_STARTS:
+        what = f"{scanned.first_word.upper()} statement" if scanned.first_word else "not an SQL statement"
+        return Execution("rejected", error=f"{what}: only SELECT/WITH/VALUES queries are evaluated")
+    harden(conn)
+    sandbox = _Sandbox(conn, timeout_s)
+    try:
+        with sandbox:
+            cursor = conn.execute(scanned.sql)
+            rows = cursor.fetchmany(max_rows + 1)
+            cursor.close()
+    except sqlite3.ProgrammingError as e:
+        if "one statement" in str(e):
+            return Execution("rejected", error="more than one statement")
+        return Execution("exec_error", error=str(e))
+    except sqlite3.Error as e:
+        if sandbox.denied:
+            return Execution("rejected", error=sandbox.denied)
+        if sandbox.timed_out:
+            return Execution("timeout", error=f"ran past its {timeout_s:g} s budget")
+        return Execution("exec_error", error=str(e))
+    except (OverflowError, MemoryError, ValueError, RecursionError) as e:
+        return Execution("exec_error", error=f"{type(e).__name__}: {e}")
+    if len(rows) > max_rows:
+        return Execution("timeout", error=f"returned more than max_rows={max_rows:,} rows")
+    return Execution("ok", rows=rows)
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _value_key(value: Any, casefold: bool) -> tuple:
+    if value is None:
+        return (0, 0.0)
+    if isinstance(value, (int, float)):
+        return (1, float(value))
+    if isinstance(value, str):
+        return (2, value.lower() if casefold else value)
+    return (3, bytes(value))
+
+
+def _values_equal(a: tuple, b: tuple) -> bool:
+    if a[0] != b[0]:
+        return False
+    if a[0] == 1:
+        return math.isclose(a[1], b[1], rel_tol=REL_TOL, abs_tol=ABS_TOL) or a[1] == b[1]
+    return a[1] == b[1]
+
+
+def is_empty_result(rows: Sequence[Sequence[Any]]) -> bool:
+    """No rows, or only NULLs (what `MAX` over no rows returns)."""
+    return all(v is None for row in rows for v in row)
+
+
+def results_match(
+    predicted: Sequence[Sequence[Any]], gold: Sequence[Sequence[Any]], *, ordered: bool, casefold: bool
+) -> bool:
+    """Same rows, as multisets (or in order): numbers by value, text as the collation compares it."""
+    if len(predicted) != len(gold):
+        return False
+    p = [tuple(_value_key(v, casefold) for v in row) for row in predicted]
+    g = [tuple(_value_key(v, casefold) for v in row) for row in gold]
+    if not ordered:
+        p.sort()
+        g.sort()
+    for prow, grow in zip(p, g):
+        if len(prow) != len(grow) or not all(_values_equal(a, b) for a, b in zip(prow, grow)):
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _capped(rows: list[tuple] | None) -> list[list[Any]] | None:
+    if rows is None:
+        return None
+    return [[v if not isinstance(v, bytes) else v.hex() for v in row] for row in rows[:DETAIL_ROWS]]
+
+
+def score_example(
+    conn: sqlite3.Connection,
+    prediction: Any,
+    reference: str,
+    *,
+    casefold: bool,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> dict[str, Any]:
+    """One example's outcome, with both result sets (capped) for error analysis."""
+    gold = run_query(conn, reference, timeout_s=timeout_s, max_rows=max_rows)
+    if gold.status != "ok":
+        return {
+            "outcome": "gold_error",
+            "error": f"gold query failed ({gold.status}): {gold.error}",
+            "gold_empty": None,
+            "prediction_rows": None,
+            "gold_rows": None,
+        }
+    pred = run_query(conn, prediction, timeout_s=timeout_s, max_rows=max_rows)
+    gold_empty = is_empty_result(gold.rows)
+    if pred.status != "ok":
+        outcome = pred.status
+    elif gold_empty and is_empty_result(pred.rows):
+        outcome = "correct"
+    else:
+        ordered = scan_sql(reference).has_order_by
+        outcome = (
+            "correct" if results_match(pred.rows, gold.rows, ordered=ordered, casefold=casefold) else "wrong_result"
+        )
+    return {
+        "outcome": outcome,
+        "error": pred.error,
+        "gold_empty": gold_empty,
+        "prediction_rows": _capped(pred.rows),
+        "gold_rows": _capped(gold.rows),
+    }
+
+
+def open_database(path: str) -> sqlite3.Connection:
+    """A database file opened read-only: the file is never written, not even its journal."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    register_collation(conn)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def score_batch(
+    predictions: Sequence[Any],
+    references: Sequence[str],
+    tables: Sequence[Mapping[str, Any]] | None = None,
+    db_paths: Sequence[str] | None = None,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> list[dict[str, Any]]:
+    """Per-example results for a batch; each example gets the pristine table (read-only, cached)."""
+    opened: dict[str, sqlite3.Connection] = {}
+    results = []
+    try:
+        for i, (prediction, reference) in enumerate(zip(predictions, references)):
+            if tables is not None:
+                conn, casefold = materialize_table(tables[i]), True
+            else:
+                path = str(db_paths[i])
+                if path not in opened:
+                    opened[path] = open_database(path)
+                conn, casefold = opened[path], False
+            results.append(
+                score_example(conn, prediction, reference, casefold=casefold, timeout_s=timeout_s, max_rows=max_rows)
+            )
+    finally:
+        for conn in opened.values():
+            conn.close()
+    return results
+
+
+def _score_chunk(args: tuple) -> list[dict[str, Any]]:
+    predictions, references, tables, db_paths, timeout_s, max_rows = args
+    return score_batch(predictions, references, tables, db_paths, timeout_s=timeout_s, max_rows=max_rows)
+
+
+def score_all(
+    predictions: Sequence[Any],
+    references: Sequence[str],
+    tables: Sequence[Mapping[str, Any]] | None = None,
+    db_paths: Sequence[str] | None = None,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    num_proc: int | None = None,
+) -> list[dict[str, Any]]:
+    """`score_batch`, optionally split over `num_proc` worker processes."""
+    n = len(references)
+    if len(predictions) != n:
+        raise ValueError(f"{len(predictions)} predictions for {n} references")
+    if (tables is None) == (db_paths is None):
+        raise ValueError("pass exactly one of tables= (WikiSQL table dicts) or db_paths= (SQLite files)")
+    context = tables if tables is not None else db_paths
+    if len(context) != n:
+        raise ValueError(f"{len(context)} {'tables' if tables is not None else 'db_paths'} for {n} references")
+    if not num_proc or num_proc <= 1 or n < 2 * num_proc:
+        return score_batch(predictions, references, tables, db_paths, timeout_s=timeout_s, max_rows=max_rows)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = math.ceil(n / num_proc)
+    chunks = []
+    for start in range(0, n, size):
+        end = start + size
+        chunks.append(
+            (
+                list(predictions[start:end]),
+                list(references[start:end]),
+                list(tables[start:end]) if tables is not None else None,
+                list(db_paths[start:end]) if db_paths is not None else None,
+                timeout_s,
+                max_rows,
+            )
+        )
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=num_proc, mp_context=ctx) as pool:
+        return [r for part in pool.map(_score_chunk, chunks) for r in part]
+
+
+def summarise(details: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Accuracy with and without empty-gold examples, outcome counts, gold errors."""
+    outcomes = dict.fromkeys(OUTCOMES, 0)
+    gold_errors = 0
+    nonempty_total = nonempty_correct = 0
+    for d in details:
+        if d["outcome"] == "gold_error":
+            gold_errors += 1
+            continue
+        outcomes[d["outcome"]] += 1
+        if not d["gold_empty"]:
+            nonempty_total += 1
+            nonempty_correct += d["outcome"] == "correct"
+    scored = len(details) - gold_errors
+    return {
+        "execution_accuracy": outcomes["correct"] / scored if scored else 0.0,
+        "execution_accuracy_nonempty_gold": nonempty_correct / nonempty_total if nonempty_total else 0.0,
+        "outcomes": outcomes,
+        "num_examples": len(details),
+        "num_scored": scored,
+        "num_empty_gold": scored - nonempty_total,
+        "gold_errors": gold_errors,
+    }

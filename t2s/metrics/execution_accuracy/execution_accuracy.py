@@ -1,0 +1,110 @@
+"""Execution accuracy: run predicted and gold SQL on the real table and compare the results.
+
+Load it offline from its folder: `evaluate.load("t2s/metrics/execution_accuracy")`. The
+sandbox and the comparison live in `t2s.execution`, so training-time evaluation, execution-
+guided decoding and this metric all judge SQL the same way.
+"""
+
+import datasets
+import evaluate
+
+from t2s.execution import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, score_all, summarise
+
+_CITATION = """\
+@article{zhongSeq2SQL2017,
+  author  = {Victor Zhong and Caiming Xiong and Richard Socher},
+  title   = {Seq2SQL: Generating Structured Queries from Natural Language using Reinforcement Learning},
+  journal = {CoRR},
+  volume  = {abs/1709.00103},
+  year    = {2017}
+}
+@article{wang2018execution,
+  author  = {Chenglong Wang and Kedar Tatwawadi and Marc Brockschmidt and Po-Sen Huang and Yi Mao
+             and Oleksandr Polozov and Rishabh Singh},
+  title   = {Robust Text-to-SQL Generation with Execution-Guided Decoding},
+  journal = {CoRR},
+  volume  = {abs/1807.03100},
+  year    = {2018}
+}
+@inproceedings{zhong2020semantic,
+  author    = {Ruiqi Zhong and Tao Yu and Dan Klein},
+  title     = {Semantic Evaluation for Text-to-SQL with Distilled Test Suites},
+  booktitle = {EMNLP},
+  year      = {2020}
+}
+"""
+
+_DESCRIPTION = """\
+Execution accuracy executes each predicted SQL query and its gold query against the same database
+(a WikiSQL table materialised as the official evaluator's database, or an SQLite file) and counts
+the prediction correct when both return the same result: rows compared as multisets (in order if
+the gold query has ORDER BY), numbers by value, text as the table's collation compares it. Model
+SQL runs in a sandbox: one read-only statement, SQLite's authorizer, a time budget and a row cap.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (`list` of `str`): model SQL, untrusted.
+    references (`list` of `str`): gold SQL.
+    tables (`list` of `dict`, optional): one WikiSQL table dict (`id`, `header`, `types`, `rows`) per
+        example. Text compares case-insensitively, as in the official evaluator.
+    db_paths (`list` of `str`, optional): one SQLite file per example (Spider-style databases), opened
+        read-only; text compares exactly. Pass `tables` or `db_paths`, not both.
+    timeout (`float`, default 2.0): seconds each query may run.
+    max_rows (`int`, default 100000): rows fetched per query; more counts as `timeout`.
+    num_proc (`int`, optional): worker processes.
+    return_details (`bool`, default False): add one dict per example under `details`.
+Returns:
+    execution_accuracy (`float`): correct / scored examples, empty-gold examples included (official protocol).
+    execution_accuracy_nonempty_gold (`float`): the same over examples whose gold result is not empty.
+    outcomes (`dict`): counts of correct, wrong_result, exec_error, timeout, rejected, empty.
+    num_examples, num_scored, num_empty_gold, gold_errors (`int`): gold queries that fail are data errors,
+        left out of every denominator.
+    details (`list`, with return_details=True): outcome, error, gold_empty, prediction_rows, gold_rows (20 rows at most).
+Examples:
+    >>> metric = evaluate.load("t2s/metrics/execution_accuracy")
+    >>> table = {"id": "1-1-1", "header": ["Player", "No."], "types": ["text", "real"], "rows": [["Ann", "7"]]}
+    >>> metric.compute(predictions=['SELECT "Player" FROM "table_1_1_1" WHERE "No." = 7.0'],
+    ...                references=['SELECT "Player" FROM "table_1_1_1" WHERE "No." = 7'],
+    ...                tables=[table])["execution_accuracy"]
+    1.0
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class ExecutionAccuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
+            reference_urls=["https://github.com/salesforce/WikiSQL", "https://arxiv.org/abs/1807.03100"],
+        )
+
+    def _compute(
+        self,
+        predictions,
+        references,
+        tables=None,
+        db_paths=None,
+        timeout=DEFAULT_TIMEOUT_S,
+        max_rows=DEFAULT_MAX_ROWS,
+        num_proc=None,
+        return_details=False,
+    ):
+        details = score_all(
+            predictions,
+            references,
+            tables=tables,
+            db_paths=db_paths,
+            timeout_s=timeout,
+            max_rows=max_rows,
+            num_proc=num_proc,
+        )
+        result = summarise(details)
+        if return_details:
+            result["details"] = details
+        return result
