@@ -1,0 +1,82 @@
+"""The t2s part of a recipe: which WikiSQL data, what the prompt shows, and what to watch while training.
+
+Training itself is configured by TRL's `SFTConfig`, the model and adapter by TRL's `ModelConfig`;
+a recipe YAML sets fields of all three (see `recipes/`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from t2s.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, SCHEMA_FORMATS
+
+
+@dataclass
+class WikiSQLArguments:
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id in the Salesforce/wikisql layout, a folder in the official release layout, or 'local' "
+            "for $T2S_WIKISQL_DIR (default ../shared/wikisql). Required."
+        },
+    )
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Hub revision, e.g. 'refs/convert/parquet' for the Parquet conversion."}
+    )
+    dataset_data_files: str | None = field(
+        default=None,
+        metadata={"help": 'data_files for load_dataset: a glob, or a JSON object such as \'{"train": "…"}\'.'},
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_eval_split: str | None = field(
+        default="dev", metadata={"help": "Split to evaluate on (ignored with heldout_tables: true)."}
+    )
+    heldout_tables: bool = field(
+        default=False,
+        metadata={
+            "help": "Train and evaluate on one split, divided by table: train on the tables that are not held out, "
+            "evaluate on the held-out ones. For data with a single split (WikiSQL dev on these machines)."
+        },
+    )
+    heldout_fraction: float = field(default=0.2, metadata={"help": "Share of tables held out."})
+    holdout_seed: int = field(default=42, metadata={"help": "Seed of the held-out table draw."})
+    train_fraction: float | None = field(default=None, metadata={"help": "Train on this share of the training data."})
+    train_limit: int | None = field(default=None, metadata={"help": "Train on at most this many examples."})
+    eval_limit: int | None = field(default=None, metadata={"help": "Evaluate loss on at most this many examples."})
+    data_seed_subset: int = field(default=42, metadata={"help": "Seed of the train/eval subsets."})
+    schema_format: str = field(
+        default=DEFAULT_SCHEMA_FORMAT,
+        metadata={"help": "What the prompt shows of the table.", "choices": list(SCHEMA_FORMATS)},
+    )
+    num_sample_rows: int = field(default=DEFAULT_SAMPLE_ROWS, metadata={"help": "Rows shown with schema_format=rows."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without a better eval loss (None: off)."}
+    )
+    log_samples: int = field(
+        default=3, metadata={"help": "Decoded samples (question, gold SQL, generated SQL) logged at each evaluation."}
+    )
+    eval_execution_accuracy_samples: int = field(
+        default=0,
+        metadata={
+            "help": "At each evaluation, generate for this many eval examples and log their execution accuracy."
+        },
+    )
+    generation_max_new_tokens: int = field(default=96, metadata={"help": "Token budget of generated SQL."})
+
+    def __post_init__(self) -> None:
+        if not self.dataset_name:
+            raise ValueError(
+                "dataset_name is required: a Hub id such as 'Salesforce/wikisql', a folder in the official WikiSQL "
+                "layout, or 'local' for $T2S_WIKISQL_DIR"
+            )
+        if self.schema_format not in SCHEMA_FORMATS:
+            raise ValueError(f"schema_format={self.schema_format!r} must be one of {SCHEMA_FORMATS}")
+        if not self.heldout_tables and not self.dataset_eval_split:
+            raise ValueError("dataset_eval_split is required unless heldout_tables: true")
+
+    def data_files(self) -> Any:
+        if self.dataset_data_files and self.dataset_data_files.lstrip().startswith("{"):
+            return json.loads(self.dataset_data_files)
+        return self.dataset_data_files

@@ -1,0 +1,259 @@
+"""Score a model by executing its SQL, explain its errors, and compare two runs.
+
+    # fine-tuned adapter on 500 questions from held-out dev tables (greedy), with error analysis
+    python t2s/evaluate_sql.py --adapter outputs/smollm2-135m-wikisql-lora --table_split heldout --limit 500 \
+        --output_dir outputs/eval/finetuned
+    # the same questions, base model only (zero-shot baseline)
+    python t2s/evaluate_sql.py --model embedded:smollm2-135m-instruct --table_split heldout --limit 500 \
+        --output_dir outputs/eval/zero_shot
+    # paired comparison: both accuracies, fixed/broken counts, McNemar's exact test
+    python t2s/evaluate_sql.py compare outputs/eval/zero_shot outputs/eval/finetuned
+
+Each run writes `predictions.jsonl` (one line per question, with its outcome), `metrics.json` (scores
+and protocol), `analysis.{md,json,png}`, and records the score in the adapter's model card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from t2s.analysis import analyse, print_summary, write_reports
+from t2s.generate import GenerateArguments, decoding_label, load_eval_data, run, write_jsonl
+from t2s.hub import record_scores
+
+METRIC_DIR = Path(__file__).resolve().parent / "metrics" / "execution_accuracy"
+console = Console()
+
+
+@dataclass
+class EvaluateArguments(GenerateArguments):
+    output_dir: str = field(default="outputs/eval", metadata={"help": "Where predictions, metrics and analysis go."})
+    predictions: str | None = field(
+        default=None, metadata={"help": "Score this predictions.jsonl instead of generating (same dataset options)."}
+    )
+    other_run: str | None = field(
+        default=None, metadata={"help": "Another run's output_dir (other seed/model): adds agreement to the analysis."}
+    )
+    run_name: str | None = field(default=None, metadata={"help": "Name of this evaluation in the model card."})
+    timeout: float = field(default=2.0, metadata={"help": "Seconds each query may run."})
+
+
+def load_metric():
+    import evaluate
+
+    return evaluate.load(str(METRIC_DIR))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(
+                        f"{path}:{lineno}: malformed JSON ({e.msg}); expected one prediction per line"
+                    ) from None
+    return records
+
+
+def align_predictions(dataset, records: list[dict], path: str) -> list:
+    """Predictions in dataset order, matched by example_id; refuses a file for other questions."""
+    by_id = {}
+    for i, r in enumerate(records, 1):
+        if "example_id" not in r or "prediction" not in r:
+            raise ValueError(f"{path}:{i}: a prediction record needs 'example_id' and 'prediction'")
+        by_id[r["example_id"]] = r["prediction"]
+    missing = [eid for eid in dataset["example_id"] if eid not in by_id]
+    if missing:
+        raise ValueError(
+            f"{path} has no prediction for {len(missing)} of {len(dataset)} questions (first: {missing[0]}); "
+            "pass the same dataset options (split, table_split, limit, seed) as when it was generated"
+        )
+    return [by_id[eid] for eid in dataset["example_id"]]
+
+
+def evaluate_run(args: EvaluateArguments) -> dict:
+    out = Path(args.output_dir)
+    if args.predictions:
+        dataset = load_eval_data(args)
+        predictions = align_predictions(dataset, read_jsonl(args.predictions), args.predictions)
+        records = [
+            {
+                "example_id": ex["example_id"],
+                "question": ex["question"],
+                "table_id": ex["table_id"],
+                "prompt": ex["prompt"],
+                "prediction": p,
+                "gold_sql": ex["gold_sql"],
+            }
+            for ex, p in zip(dataset, predictions)
+        ]
+        elapsed = None
+    else:
+        dataset, records, elapsed = run(args)
+        predictions = [r["prediction"] for r in records]
+
+    result = load_metric().compute(
+        predictions=predictions,
+        references=list(dataset["gold_sql"]),
+        tables=list(dataset["table"]),
+        timeout=args.timeout,
+        return_details=True,
+    )
+    details = result.pop("details")
+    for record, detail in zip(records, details):
+        record["outcome"], record["error"] = detail["outcome"], detail["error"]
+    write_jsonl(out / "predictions.jsonl", records)
+
+    model_label = args.adapter or args.model or "embedded:smollm2-135m-instruct"
+    metrics = {
+        **result,
+        "protocol": dataset.info.description,
+        "schema_format": args.schema_format,
+        "decoding": decoding_label(args),
+        "model": args.model,
+        "adapter": args.adapter,
+        "generation_seconds": round(elapsed, 1) if elapsed is not None else None,
+        "headline": "execution_accuracy (official WikiSQL protocol: empty-gold examples included)",
+    }
+    if args.execution_guided:
+        chosen = [r.get("eg_choice", 0) for r in records]
+        metrics["eg_fallbacks"] = sum(c == -1 for c in chosen)
+        metrics["eg_non_top_choices"] = sum(c > 0 for c in chosen)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    other = None
+    if args.other_run:
+        other = {r["example_id"]: r["outcome"] for r in read_jsonl(Path(args.other_run) / "predictions.jsonl")}
+    analysis = analyse(list(dataset), predictions, details, other_outcomes=other)
+    title = f"{model_label}, {metrics['decoding']}"
+    write_reports(analysis, out, title, metrics["protocol"])
+
+    print_metrics(metrics, title)
+    print_summary(analysis, title)
+    if args.adapter and Path(args.adapter).is_dir():
+        name = args.run_name or f"{metrics['protocol']}; {metrics['decoding']}"
+        record_scores(
+            args.adapter,
+            name,
+            {
+                k: metrics[k]
+                for k in (
+                    "execution_accuracy",
+                    "execution_accuracy_nonempty_gold",
+                    "num_scored",
+                    "protocol",
+                    "decoding",
+                    "schema_format",
+                )
+            },
+        )
+        console.print(f"Recorded the score in {Path(args.adapter) / 'README.md'}")
+    console.print(f"Wrote {out}/predictions.jsonl, metrics.json, analysis.md, analysis.json, analysis.png")
+    return metrics
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    table = Table(title=f"Execution accuracy: {title}", show_header=False)
+    table.add_row("protocol", metrics["protocol"])
+    table.add_row("schema in prompt", metrics["schema_format"])
+    table.add_row("decoding", metrics["decoding"])
+    table.add_row(
+        "execution accuracy",
+        f"[bold]{metrics['execution_accuracy']:.1%}[/] ({metrics['outcomes']['correct']}/{metrics['num_scored']})",
+    )
+    table.add_row(
+        "without empty-gold",
+        f"{metrics['execution_accuracy_nonempty_gold']:.1%} ({metrics['num_empty_gold']} empty-gold left out)",
+    )
+    table.add_row("outcomes", ", ".join(f"{k} {v}" for k, v in metrics["outcomes"].items()))
+    if metrics.get("gold_errors"):
+        table.add_row("gold errors (excluded)", str(metrics["gold_errors"]))
+    if metrics.get("generation_seconds") is not None:
+        table.add_row("generation time", f"{metrics['generation_seconds']:.0f} s")
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- paired comparison
+
+
+def mcnemar_exact(fixed: int, broken: int) -> float:
+    """Two-sided exact McNemar p-value: a binomial test on the discordant pairs.
+
+    Computed directly (a sum of binomial terms) rather than adding scipy/statsmodels for one formula.
+    """
+    n = fixed + broken
+    if n == 0:
+        return 1.0
+    k = min(fixed, broken)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def compare(run_a: str, run_b: str) -> dict:
+    """Paired comparison of two evaluations of the same questions."""
+    a = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_a) / "predictions.jsonl")}
+    b = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_b) / "predictions.jsonl")}
+    if set(a) != set(b):
+        raise ValueError(
+            f"{run_a} and {run_b} scored different questions ({len(set(a) ^ set(b))} not shared): "
+            "a paired comparison needs the same dataset options for both"
+        )
+    fixed = sum(not a[k] and b[k] for k in a)
+    broken = sum(a[k] and not b[k] for k in a)
+    meta_a = json.loads((Path(run_a) / "metrics.json").read_text())
+    meta_b = json.loads((Path(run_b) / "metrics.json").read_text())
+    result = {
+        "a": run_a,
+        "b": run_b,
+        "n": len(a),
+        "protocol": meta_a["protocol"],
+        "accuracy_a": meta_a["execution_accuracy"],
+        "accuracy_b": meta_b["execution_accuracy"],
+        "decoding_a": meta_a["decoding"],
+        "decoding_b": meta_b["decoding"],
+        "both_correct": sum(a[k] and b[k] for k in a),
+        "both_wrong": sum(not a[k] and not b[k] for k in a),
+        "fixed": fixed,
+        "broken": broken,
+        "mcnemar_p": mcnemar_exact(fixed, broken),
+    }
+    table = Table(title=f"{run_a} → {run_b} ({result['n']} questions; {result['protocol']})")
+    for column in ("", "A", "B"):
+        table.add_column(column)
+    table.add_row("execution accuracy", f"{result['accuracy_a']:.1%}", f"{result['accuracy_b']:.1%}")
+    table.add_row("decoding", result["decoding_a"], result["decoding_b"])
+    console.print(table)
+    console.print(
+        f"fixed (A wrong, B right) {fixed}, broken (A right, B wrong) {broken}, both right {result['both_correct']}, "
+        f"both wrong {result['both_wrong']}; McNemar exact p = {result['mcnemar_p']:.3g}"
+    )
+    return result
+
+
+def main(argv=None):
+    from transformers import HfArgumentParser
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "compare":
+        if len(argv) not in (3, 4):
+            raise SystemExit("usage: evaluate_sql.py compare RUN_A RUN_B [OUTPUT_JSON]")
+        result = compare(argv[1], argv[2])
+        if len(argv) == 4:
+            Path(argv[3]).write_text(json.dumps(result, indent=2) + "\n")
+        return result
+    (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(argv)
+    return evaluate_run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Generate SQL for WikiSQL questions with a base model, a base model + LoRA adapter, or a merged model.
+
+    python t2s/generate.py --adapter outputs/smollm2-135m-wikisql-lora --table_split heldout --limit 500 \
+        --output predictions.jsonl
+    python t2s/generate.py --model embedded:smollm2-135m-instruct --limit 100 --output zero_shot.jsonl
+
+Prompts come from the same builder as training (`t2s.prompt.build_prompt`, through `load_wikisql`),
+decoding is greedy by default and stops at the first newline or EOS. With `--execution_guided`,
+N candidates are generated (beam search) and the first that executes without error and returns
+something is kept, falling back to the top candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from t2s.data import load_wikisql, materialize_table
+from t2s.embedded import DEFAULT_EMBEDDED, resolve_model_name
+from t2s.execution import is_empty_result, run_query
+from t2s.generation import GenerationSettings, generate_sql
+from t2s.prompt import DEFAULT_SCHEMA_FORMAT
+
+
+@dataclass
+class GenerateArguments:
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Base or merged model (Hub id, folder, embedded:…); default: the adapter's base."},
+    )
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder or Hub id."})
+    merge_adapter: bool = field(default=False, metadata={"help": "Merge the adapter into the base before generating."})
+    dataset_name: str = field(default="local", metadata={"help": "As in recipes: Hub id, folder, or 'local'."})
+    split: str = field(default="dev")
+    table_split: str | None = field(default=None, metadata={"help": "'heldout' to score on held-out tables."})
+    heldout_fraction: float = field(default=0.2)
+    holdout_seed: int = field(default=42)
+    limit: int | None = field(default=None)
+    seed: int = field(default=42, metadata={"help": "Seed of the subset (and of sampling)."})
+    dataset_revision: str | None = field(default=None)
+    schema_format: str = field(default=DEFAULT_SCHEMA_FORMAT)
+    num_sample_rows: int = field(default=3)
+    batch_size: int = field(default=16)
+    max_new_tokens: int = field(default=96)
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy (default); 0.1-0.2 for light sampling."})
+    execution_guided: bool = field(default=False, metadata={"help": "Execution-guided decoding over N candidates."})
+    num_candidates: int = field(default=4, metadata={"help": "Candidates for execution-guided decoding."})
+    dtype: str = field(default="float32", metadata={"choices": ["float32", "bfloat16", "float16", "auto"]})
+    output: str = field(default="predictions.jsonl")
+
+
+def load_model_and_tokenizer(
+    model: str | None = None, adapter: str | None = None, *, merge: bool = False, dtype: str = "float32"
+):
+    """A causal LM ready for generation: base, base + adapter, or merged, on CUDA when present."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if model is None and adapter is not None:
+        model = _adapter_base(adapter)
+    model = model or DEFAULT_EMBEDDED
+    path = resolve_model_name(model)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and dtype == "float16":
+        raise ValueError("dtype float16 needs a CUDA GPU for generation; use float32 or bfloat16 on CPU")
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+    tokenizer_source = adapter if adapter and _has_tokenizer(adapter) else path
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    if adapter:
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, adapter)
+        if merge:
+            lm = lm.merge_and_unload()
+    lm.eval()
+    return lm, tokenizer
+
+
+def _adapter_base(adapter: str) -> str:
+    from peft import PeftConfig
+
+    return PeftConfig.from_pretrained(adapter).base_model_name_or_path
+
+
+def _has_tokenizer(adapter: str) -> bool:
+    path = Path(adapter)
+    return not path.exists() or (path / "tokenizer_config.json").exists()
+
+
+def execution_guided_choice(candidates: list[str], table) -> tuple[str, int]:
+    """The first candidate that runs without error and returns a non-empty result; else the top one."""
+    conn = materialize_table(table)
+    for i, sql in enumerate(candidates):
+        result = run_query(conn, sql)
+        if result.status == "ok" and not is_empty_result(result.rows):
+            return sql, i
+    return candidates[0], -1
+
+
+def predict(model, tokenizer, dataset, settings: GenerationSettings, *, execution_guided: bool = False):
+    """One record per example: question, table_id, prompt, prediction, gold_sql (+ candidates for EG)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    prompts = list(dataset["prompt"])
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task("Generating SQL", total=len(prompts))
+        outputs = generate_sql(model, tokenizer, prompts, settings, progress=lambda n: progress.advance(task, n))
+    records = []
+    for ex, candidates in zip(dataset, outputs):
+        record = {
+            "example_id": ex["example_id"],
+            "question": ex["question"],
+            "table_id": ex["table_id"],
+            "prompt": ex["prompt"],
+            "prediction": candidates[0],
+            "gold_sql": ex["gold_sql"],
+        }
+        if execution_guided:
+            record["prediction"], record["eg_choice"] = execution_guided_choice(candidates, ex["table"])
+            record["candidates"] = candidates
+        records.append(record)
+    return records
+
+
+def settings_from(args: GenerateArguments) -> GenerationSettings:
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        num_candidates=args.num_candidates if args.execution_guided else 1,
+    )
+
+
+def decoding_label(args: GenerateArguments) -> str:
+    base = "greedy" if args.temperature <= 0 else f"sampling (temperature {args.temperature})"
+    if args.execution_guided:
+        search = f"beam search, {args.num_candidates} beams" if args.temperature <= 0 else base
+        return f"execution-guided ({search}, first executable non-empty candidate)"
+    return base
+
+
+def load_eval_data(args: GenerateArguments):
+    return load_wikisql(
+        args.dataset_name,
+        args.split,
+        table_split=args.table_split,
+        heldout_fraction=args.heldout_fraction,
+        holdout_seed=args.holdout_seed,
+        limit=args.limit,
+        seed=args.seed,
+        schema_format=args.schema_format,
+        num_sample_rows=args.num_sample_rows,
+        revision=args.dataset_revision,
+    )
+
+
+def write_jsonl(path: str | Path, records) -> None:
+    """Write through a temporary file, so an interrupted run never leaves a half-written file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def run(args: GenerateArguments):
+    from transformers import set_seed
+
+    set_seed(args.seed)
+    dataset = load_eval_data(args)
+    model, tokenizer = load_model_and_tokenizer(args.model, args.adapter, merge=args.merge_adapter, dtype=args.dtype)
+    start = time.perf_counter()
+    records = predict(model, tokenizer, dataset, settings_from(args), execution_guided=args.execution_guided)
+    elapsed = time.perf_counter() - start
+    return dataset, records, elapsed
+
+
+def main(argv=None):
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
+    dataset, records, elapsed = run(args)
+    write_jsonl(args.output, records)
+    print(f"Wrote {len(records)} predictions to {args.output} in {elapsed:.0f} s ({dataset.info.description}).")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,190 @@
+"""Run records, model cards and Hub pushes for trained adapters.
+
+Each output folder keeps `t2s_run.json`: what was trained on what, how, for how long, and every
+score computed on it since (with its protocol). The model card (`README.md`) is rendered from
+that record each time it changes, so the card on the Hub always shows the latest evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = "t2s_run.json"
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+A LoRA adapter for **{{ base_model }}** that writes SQLite queries for questions about a single table,
+trained with t2s (TRL `SFTTrainer`, loss on the SQL tokens only).
+
+## Scores
+
+{{ scores }}
+
+## Training
+
+| | |
+|---|---|
+{{ training_rows }}
+
+## Prompt
+
+The adapter expects the canonical t2s prompt (schema as a `CREATE TABLE` statement, then the question) and
+answers with one line of SQL; generate greedily and stop at the first newline:
+
+```text
+{{ prompt_example }}
+```
+
+```python
+from t2s.generate import load_model_and_tokenizer, generate_sql
+model, tokenizer = load_model_and_tokenizer("{{ base_ref }}", adapter="{{ repo_or_path }}")
+```
+"""
+
+
+class HubAccessError(RuntimeError):
+    """push_to_hub is set but the Hub cannot be reached or no token is available."""
+
+
+def check_hub_access(push_to_hub: bool, hub_model_id: str | None) -> None:
+    """Fail before training, not after it, when a push cannot happen."""
+    if not push_to_hub:
+        return
+    stop = "Nothing was trained. Set push_to_hub: false to train without pushing, then push later with t2s/push.py."
+    if not hub_model_id:
+        raise HubAccessError(f"push_to_hub is set but hub_model_id is not (e.g. hub_model_id: you/t2s-lora). {stop}")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise HubAccessError(f"push_to_hub is set but HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']}. {stop}")
+    from huggingface_hub import HfApi, get_token
+
+    token = get_token()
+    if token is None:
+        raise HubAccessError(
+            f"push_to_hub is set but no Hugging Face token was found (hf auth login or HF_TOKEN). {stop}"
+        )
+    try:
+        HfApi().whoami(token=token)
+    except Exception as e:  # network errors, expired tokens: all mean no push at the end
+        raise HubAccessError(
+            f"push_to_hub is set but the Hub cannot be reached or refused the token ({e}). {stop}"
+        ) from None
+
+
+def load_run(output_dir: str | Path) -> dict[str, Any]:
+    path = Path(output_dir) / RUN_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_run(output_dir: str | Path, run: dict[str, Any]) -> None:
+    path = Path(output_dir) / RUN_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def record_scores(output_dir: str | Path, name: str, scores: dict[str, Any]) -> None:
+    """Add (or replace) one named evaluation in the run record and re-render the model card."""
+    run = load_run(output_dir)
+    run.setdefault("scores", {})[name] = scores
+    save_run(output_dir, run)
+    write_model_card(output_dir)
+
+
+def _score_section(scores: dict[str, dict[str, Any]]) -> str:
+    if not scores:
+        return "Not evaluated yet: run `python t2s/evaluate_sql.py --adapter <this folder>`."
+    lines = [
+        "| evaluation | execution accuracy | without empty-gold | examples | decoding | protocol |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in scores.items():
+        lines.append(
+            f"| {name} | {s['execution_accuracy']:.1%} | {s.get('execution_accuracy_nonempty_gold', float('nan')):.1%} "
+            f"| {s.get('num_scored', '?')} | {s.get('decoding', '?')} | {s.get('protocol', '?')} |"
+        )
+    lines.append(
+        "\nExecution accuracy: the predicted and gold SQL are run on the table and their results compared "
+        "(official WikiSQL protocol: empty-gold examples included). Scores on held-out dev tables are not "
+        "WikiSQL test scores."
+    )
+    return "\n".join(lines)
+
+
+def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    run = load_run(output_dir)
+    base = run.get("base_model_hub_id") or run.get("base_model", "unknown")
+    eval_results = [
+        EvalResult(
+            task_type="text-to-sql",
+            dataset_type="Salesforce/wikisql",
+            dataset_name=s.get("protocol", name),
+            metric_type="execution_accuracy",
+            metric_value=round(s["execution_accuracy"], 4),
+            metric_name=f"Execution accuracy ({s.get('decoding', 'greedy')})",
+        )
+        for name, s in run.get("scores", {}).items()
+    ]
+    data = ModelCardData(
+        base_model=base if "/" in str(base) else None,
+        library_name="peft",
+        license=run.get("license"),
+        tags=["text-to-sql", "sql", "wikisql", "trl", "sft", "lora", "t2s"],
+        datasets=["Salesforce/wikisql"],
+        metrics=["execution_accuracy"],
+        model_name=repo_id or run.get("hub_model_id") or Path(output_dir).name,
+        eval_results=eval_results or None,
+        pipeline_tag="text-generation",
+    )
+    rows = {
+        "base model": f"{run.get('base_model')}"
+        + (f" (`{base}` on the Hub)" if base != run.get("base_model") else ""),
+        "data": run.get("train_protocol"),
+        "training examples": run.get("train_examples"),
+        "eval examples (loss)": run.get("eval_examples"),
+        "schema in prompt": run.get("schema_format"),
+        "adapter": run.get("peft"),
+        "quantisation": run.get("quantization") or "none",
+        "precision": run.get("precision"),
+        "steps / epochs": f"{run.get('global_step')} / {run.get('epochs')}",
+        "training time": f"{run.get('training_time_s', 0) / 60:.1f} min on {run.get('hardware')}",
+        "final eval loss": run.get("eval_loss"),
+        "recipe": f"`{run.get('recipe')}`",
+    }
+    card = ModelCard.from_template(
+        data,
+        template_str=CARD_TEMPLATE,
+        title=f"t2s adapter: {Path(run.get('base_model', 'model')).name} for text-to-SQL",
+        base_model=run.get("base_model"),
+        base_ref=run.get("base_model"),
+        repo_or_path=repo_id or run.get("hub_model_id") or str(output_dir),
+        scores=_score_section(run.get("scores", {})),
+        training_rows="\n".join(f"| {k} | {v} |" for k, v in rows.items() if v not in (None, "None")),
+        prompt_example=run.get("prompt_example", ""),
+    )
+    path = Path(output_dir) / "README.md"
+    card.save(path)
+    return path
+
+
+def push_adapter(output_dir: str | Path, repo_id: str, *, private: bool | None = None) -> str:
+    """Upload the adapter folder (adapter, tokenizer, card, run record; no checkpoints) to the Hub."""
+    from huggingface_hub import HfApi
+
+    write_model_card(output_dir, repo_id)
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True, private=private)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(output_dir),
+        ignore_patterns=["checkpoint-*", "*.pt", "runs/*", "predictions*.jsonl"],
+        commit_message="Upload t2s adapter",
+    )
+    return str(commit)

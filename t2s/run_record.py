@@ -1,0 +1,161 @@
+"""What a training run says before it starts and leaves behind when it ends.
+
+Before training: trainable parameter share, device and precision actually used, how the batch is
+padded, and how many examples are longer than `max_length` (TRL truncates them; t2s says so).
+After training: the recipe and effective arguments, the run record and the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from t2s.embedded import EMBEDDED_MODELS, is_embedded
+from t2s.hub import save_run, write_model_card
+
+console = Console()
+EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def trainable_share(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def precision_label(args) -> str:
+    if args.fp16:
+        return "fp16 mixed precision"
+    if args.bf16:
+        return "bf16 autocast on CPU" if args.use_cpu or not torch.cuda.is_available() else "bf16 mixed precision"
+    return "fp32"
+
+
+def padding_label(args) -> str:
+    if args.packing:
+        return f"packing ({args.packing_strategy})"
+    if args.padding_free:
+        return "padding-free (sequences concatenated, position ids reset)"
+    strategy = getattr(args, "train_sampling_strategy", "random")
+    return f"dynamic per-batch padding, sampler: {strategy}"
+
+
+def report_setup(trainer, train, evals, model_args, quantization_config) -> None:
+    if not trainer.accelerator.is_main_process:
+        return
+    trainable, total = trainable_share(trainer.model)
+    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    max_length = trainer.args.max_length
+    too_long = sum(n > max_length for n in lengths) if max_length else 0
+    table = Table(title="t2s SFT run", show_header=False)
+    rows = {
+        "model": model_args.model_name_or_path,
+        "device": f"{trainer.args.device} × {trainer.accelerator.num_processes} process(es)",
+        "precision": precision_label(trainer.args),
+        "quantisation": "4-bit nf4 (QLoRA)"
+        if model_args.load_in_4bit
+        else ("8-bit" if model_args.load_in_8bit else "none"),
+        "trainable parameters": f"{trainable:,} of {total:,} ({trainable / total:.2%})",
+        "train": f"{len(train):,} examples — {train.info.description}",
+        "eval": f"{len(evals):,} examples — {evals.info.description}",
+        "tokens per example": f"mean {sum(lengths) / max(len(lengths), 1):.0f}, max {max(lengths, default=0)}",
+        "padding": padding_label(trainer.args),
+        "effective batch": trainer.args.per_device_train_batch_size
+        * trainer.args.gradient_accumulation_steps
+        * trainer.accelerator.num_processes,
+    }
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    if quantization_config is not None and not torch.cuda.is_available():
+        console.print(
+            "[yellow]4-bit/8-bit quantisation is running on the CPU backend of bitsandbytes: slow, for checks only.[/]"
+        )
+    if too_long:
+        console.print(
+            f"[yellow]{too_long} of {len(lengths)} training examples exceed max_length={max_length} tokens and are "
+            "truncated by TRL (their SQL is cut). Raise max_length to keep them whole.[/]"
+        )
+
+
+def _base_hub_id(name: str) -> str:
+    if is_embedded(name):
+        return EMBEDDED_HUB_IDS.get(name.split(":", 1)[1], name)
+    return name
+
+
+def finish_run(trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config) -> None:
+    out = Path(trainer.args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if recipe:
+        shutil.copyfile(recipe, out / "t2s_recipe.yaml")
+    effective = {
+        "script": vars(script_args),
+        "model": vars(model_args),
+        "training": json.loads(trainer.args.to_json_string()),
+    }
+    (out / "t2s_args.json").write_text(json.dumps(effective, indent=2, default=str) + "\n")
+
+    # The adapter config records the base model's *resolved* path (a cache folder for the embedded
+    # model); record the reference instead so the folder loads anywhere t2s is installed.
+    adapter_config = out / "adapter_config.json"
+    if adapter_config.exists():
+        config = json.loads(adapter_config.read_text())
+        config["base_model_name_or_path"] = model_args.model_name_or_path
+        adapter_config.write_text(json.dumps(config, indent=2) + "\n")
+
+    peft = (
+        f"LoRA r={model_args.lora_r}, alpha={model_args.lora_alpha}, dropout={model_args.lora_dropout}, "
+        f"targets {', '.join(model_args.lora_target_modules or ['default'])}"
+        if model_args.use_peft
+        else "full fine-tuning"
+    )
+    embedded_key = model_args.model_name_or_path.split(":", 1)[-1]
+    run = {
+        "base_model": model_args.model_name_or_path,
+        "base_model_hub_id": _base_hub_id(model_args.model_name_or_path),
+        "license": EMBEDDED_MODELS[embedded_key][2] if is_embedded(model_args.model_name_or_path) else None,
+        "hub_model_id": trainer.args.hub_model_id,
+        "recipe": recipe,
+        "train_protocol": train.info.description,
+        "eval_protocol": evals.info.description,
+        "train_examples": len(train),
+        "eval_examples": len(evals),
+        "schema_format": script_args.schema_format,
+        "peft": peft,
+        "quantization": quantization_config.to_dict() if quantization_config is not None else None,
+        "precision": precision_label(trainer.args),
+        "padding": padding_label(trainer.args),
+        "global_step": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0, 3),
+        "training_time_s": round(elapsed, 1),
+        "hardware": _hardware(trainer),
+        "eval_loss": round(metrics.get("eval_loss", float("nan")), 4),
+        "loss_history": [
+            {k: v for k, v in entry.items() if k in ("step", "loss", "eval_loss", "eval_execution_accuracy")}
+            for entry in trainer.state.log_history
+            if any(k in entry for k in ("loss", "eval_loss", "eval_execution_accuracy"))
+        ],
+        "prompt_example": evals[0]["prompt"] if len(evals) else "",
+        "scores": {},
+    }
+    save_run(out, run)
+    write_model_card(out)
+    console.print(
+        f"[green]Saved the adapter, tokenizer, recipe and model card to {out}[/] "
+        f"({elapsed / 60:.1f} min, final eval loss {run['eval_loss']})"
+    )
+
+
+def _hardware(trainer) -> str:
+    if torch.cuda.is_available():
+        return f"{trainer.accelerator.num_processes} × {torch.cuda.get_device_name(0)}"
+    import os
+
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores) × {trainer.accelerator.num_processes} process(es)"

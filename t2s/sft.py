@@ -1,0 +1,128 @@
+"""Fine-tune a causal LM to write SQL for WikiSQL questions with LoRA/QLoRA and TRL's SFTTrainer.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py recipes/smollm2_cpu.yaml
+    accelerate launch --config_file accelerate_configs/single_gpu_fp16.yaml t2s/sft.py recipes/mistral_lora.yaml
+    python t2s/sft.py recipes/smollm2_cpu.yaml --max_steps 20 --output_dir outputs/try   # any field overrides
+
+Records are prompt/completion pairs, so TRL trains on the SQL tokens and the EOS only.
+"""
+
+import sys
+import time
+
+import torch
+from accelerate import PartialState
+from transformers import AutoTokenizer, EarlyStoppingCallback, set_seed
+from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
+
+from t2s.callbacks import SQLSamplesCallback
+from t2s.configs import WikiSQLArguments
+from t2s.data import load_wikisql
+from t2s.device import check_device_support, check_optional_kernels, cli_overrides
+from t2s.embedded import is_embedded, resolve_model_name
+from t2s.hub import check_hub_access, push_adapter
+from t2s.recipe import parse_recipe, split_recipe_argument, validate_recipe
+from t2s.run_record import finish_run, report_setup
+
+DATACLASSES = (WikiSQLArguments, SFTConfig, ModelConfig)
+
+
+def load_splits(args: WikiSQLArguments):
+    common = dict(
+        schema_format=args.schema_format,
+        num_sample_rows=args.num_sample_rows,
+        revision=args.dataset_revision,
+        data_files=args.data_files(),
+        heldout_fraction=args.heldout_fraction,
+        holdout_seed=args.holdout_seed,
+        seed=args.data_seed_subset,
+    )
+    train_split, eval_split = args.dataset_train_split, args.dataset_eval_split
+    train_part, eval_part = ("train", "heldout") if args.heldout_tables else (None, None)
+    if args.heldout_tables:
+        eval_split = train_split
+    train = load_wikisql(
+        args.dataset_name,
+        train_split,
+        table_split=train_part,
+        limit=args.train_limit,
+        fraction=args.train_fraction,
+        **common,
+    )
+    evals = load_wikisql(args.dataset_name, eval_split, table_split=eval_part, limit=args.eval_limit, **common)
+    return train, evals
+
+
+def main(script_args: WikiSQLArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None):
+    check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
+    push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our own model card
+    set_seed(training_args.seed)
+
+    model_path = resolve_model_name(model_args.model_name_or_path)
+    quantization_config = get_quantization_config(model_args)
+    training_args.model_init_kwargs = {
+        "revision": None if is_embedded(model_args.model_name_or_path) else model_args.model_revision,
+        "dtype": model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype),
+        "attn_implementation": model_args.attn_implementation,
+        "quantization_config": quantization_config,
+        "device_map": {"": PartialState().local_process_index} if quantization_config is not None else None,
+    }
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    train, evals = load_splits(script_args)
+    samples = SQLSamplesCallback(
+        evals,
+        tokenizer,
+        num_samples=script_args.log_samples,
+        num_exec=script_args.eval_execution_accuracy_samples,
+        max_new_tokens=script_args.generation_max_new_tokens,
+    )
+    callbacks = [samples]
+    if script_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=script_args.early_stopping_patience))
+    trainer = SFTTrainer(
+        model=model_path,
+        args=training_args,
+        train_dataset=train.select_columns(["prompt", "completion"]),
+        eval_dataset=evals.select_columns(["prompt", "completion"]),
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        callbacks=callbacks,
+    )
+    samples.trainer = trainer
+    report_setup(trainer, train, evals, model_args, quantization_config)
+
+    start = time.perf_counter()
+    trainer.train()
+    elapsed = time.perf_counter() - start
+    # With load_best_model_at_end the best checkpoint is back in place and its eval loss is known.
+    best = trainer.state.best_metric
+    metrics = (
+        {"eval_loss": best}
+        if best is not None and training_args.metric_for_best_model == "eval_loss"
+        else trainer.evaluate()
+    )
+    trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
+
+    if trainer.accelerator.is_main_process:
+        finish_run(trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config)
+        if push:
+            push_adapter(training_args.output_dir, training_args.hub_model_id, private=training_args.hub_private_repo)
+    return trainer
+
+
+def cli(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    recipe, rest = split_recipe_argument(argv)
+    settings = dict(validate_recipe(recipe, DATACLASSES)) if recipe else {}
+    settings.update(cli_overrides(rest))
+    check_device_support(settings, recipe)
+    check_optional_kernels(settings)
+    script_args, training_args, model_args = parse_recipe(DATACLASSES, argv)
+    return main(script_args, training_args, model_args, recipe)
+
+
+if __name__ == "__main__":
+    cli()

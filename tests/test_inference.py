@@ -1,0 +1,209 @@
+"""Inference, evaluation, error analysis, execution-guided decoding and the paired comparison."""
+
+import json
+
+import pytest
+import torch
+
+from t2s.analysis import analyse, classify
+from t2s.evaluate_sql import compare, mcnemar_exact
+from t2s.evaluate_sql import main as evaluate_main
+from t2s.generate import GenerateArguments, execution_guided_choice, load_eval_data, load_model_and_tokenizer
+from t2s.generation import GenerationSettings, _generate_kwargs, first_line, generate_sql, prepare_tokenizer
+
+from .conftest import FIXTURES
+from .tiny_model import save_tiny_model
+
+T = '"table_1_1000_1"'
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = save_tiny_model(tmp_path_factory.mktemp("tiny_inference") / "model", seed=1)
+    model, tokenizer = load_model_and_tokenizer(str(path))
+    return path, model, tokenizer
+
+
+def test_inference_prompts_equal_training_prompts():
+    from t2s.configs import WikiSQLArguments
+    from t2s.sft import load_splits
+
+    train, _ = load_splits(WikiSQLArguments(dataset_name=str(FIXTURES), dataset_train_split="dev"))
+    inference = load_eval_data(GenerateArguments(dataset_name=str(FIXTURES)))
+    by_id = dict(zip(train["example_id"], train["prompt"]))
+    assert len(by_id) == len(inference)
+    for ex in inference:
+        assert ex["prompt"] == by_id[ex["example_id"]]
+
+
+def _constant_model(model, tokenizer, token_id):
+    """Make the tiny model emit `token_id` at every step (identical inputs give identical hidden states)."""
+    model = type(model)(model.config).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(
+            model.model.embed_tokens.weight[:1].expand_as(model.model.embed_tokens.weight)
+        )
+        hidden = model.model(torch.tensor([[0, 0]])).last_hidden_state[0, -1]
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[token_id] = hidden
+    return model
+
+
+@pytest.mark.parametrize("stop", ["newline", "eos"])
+def test_generation_stops_at_newline_or_eos(tiny, stop):
+    _, model, tokenizer = tiny
+    prepare_tokenizer(tokenizer)
+    token_id = tokenizer.convert_tokens_to_ids("Ċ") if stop == "newline" else tokenizer.eos_token_id
+    rigged = _constant_model(model, tokenizer, token_id)
+    batch = tokenizer(["SELECT"], return_tensors="pt")
+    settings = GenerationSettings(max_new_tokens=20)
+    out = rigged.generate(**batch, **_generate_kwargs(tokenizer, settings))
+    assert out.shape[1] == batch["input_ids"].shape[1] + 1  # stopped after one token, not 20
+    assert generate_sql(rigged, tokenizer, ["SELECT"], settings) == [[""]]
+    # and a model that never stops runs to the budget
+    runaway = _constant_model(model, tokenizer, tokenizer.convert_tokens_to_ids("SELECT"))
+    assert (
+        runaway.generate(**batch, **_generate_kwargs(tokenizer, settings)).shape[1] == batch["input_ids"].shape[1] + 20
+    )
+
+
+def test_first_line_is_the_only_post_processing():
+    assert first_line("  SELECT 1  \nSELECT 2") == "SELECT 1"
+    assert first_line("SELECT 1") == "SELECT 1"
+    assert first_line("\nSELECT 1") == ""
+
+
+def test_batched_and_one_by_one_greedy_generation_agree(tiny):
+    _, model, tokenizer = tiny
+    prompts = list(load_eval_data(GenerateArguments(dataset_name=str(FIXTURES)))["prompt"])[:10]
+    batched = generate_sql(model, tokenizer, prompts, GenerationSettings(max_new_tokens=12, batch_size=8))
+    single = generate_sql(model, tokenizer, prompts, GenerationSettings(max_new_tokens=12, batch_size=1))
+    assert batched == single
+    assert len({p[0] for p in batched}) > 1  # not a degenerate constant output
+
+
+def test_execution_guided_decoding_picks_an_executable_candidate(fixture_dev):
+    table = fixture_dev[0]["table"]
+    good = f'SELECT "Player" FROM {T} WHERE "No." = 7'
+    assert execution_guided_choice(["SELECT nope FROM nowhere", good], table) == (good, 1)
+    empty = f'SELECT "Player" FROM {T} WHERE "Player" = \'Nobody\''
+    assert execution_guided_choice([empty, good], table) == (good, 1)  # non-empty result preferred
+    assert execution_guided_choice(["SELEC broken", "DROP TABLE x"], table) == ("SELEC broken", -1)  # fallback: top
+
+
+HAND_WRITTEN = [
+    # (prediction, outcome, error, expected primary category)
+    ("", "empty", "no SQL", "no_sql"),
+    ("The answer is Guard", "rejected", "not an SQL statement", "not_sql"),
+    (
+        f'SELECT "Role" FROM {T} WHERE "Player" = \'José Müller\'',
+        "exec_error",
+        "no such column: Role",
+        "hallucinated_schema",
+    ),
+    (
+        'SELECT "Position" FROM players WHERE "Player" = \'José Müller\'',
+        "exec_error",
+        "no such table: players",
+        "hallucinated_schema",
+    ),
+    (f'SELECT "No." FROM {T} WHERE "Player" = \'José Müller\'', "wrong_result", None, "select_column"),
+    (f'SELECT COUNT("Position") FROM {T} WHERE "Player" = \'José Müller\'', "wrong_result", None, "aggregation"),
+    (f'SELECT "Position" FROM {T} WHERE "Team\'s ""Club""" = \'José Müller\'', "wrong_result", None, "where_column"),
+    (f'SELECT "Position" FROM {T}', "wrong_result", None, "missing_condition"),
+    (
+        f'SELECT "Position" FROM {T} WHERE "Player" = \'José Müller\' AND "No." = 7',
+        "wrong_result",
+        None,
+        "extra_condition",
+    ),
+    (f'SELECT "Position" FROM {T} WHERE "Player" > \'José Müller\'', "wrong_result", None, "where_operator"),
+    (f'SELECT "Position" FROM {T} WHERE "Player" = \'Jose Muller\'', "wrong_result", None, "where_value"),
+    (f'SELECT "Position" FROM {T} WHERE "Player" = \'josé müller\'', "correct", None, None),
+]
+
+
+@pytest.mark.parametrize("prediction,outcome,error,expected", HAND_WRITTEN)
+def test_analysis_classifies_one_example_per_category(fixture_dev, prediction, outcome, error, expected):
+    ex = fixture_dev[0]  # gold: SELECT "Position" ... WHERE "Player" = 'José Müller'
+    flags = classify(prediction, outcome, error, ex["sql"], ex["table"])
+    assert (flags[0] if flags else None) == expected, flags
+
+
+def test_analysis_reports_rates_confusion_and_systematic_checks(fixture_dev, tmp_path):
+    from t2s.analysis import write_reports
+    from t2s.execution import score_all
+
+    preds = [sql.replace("MAX(", "MIN(").replace("= 'Kenya'", "= 'kenya republic'") for sql in fixture_dev["gold_sql"]]
+    details = score_all(preds, list(fixture_dev["gold_sql"]), list(fixture_dev["table"]))
+    result = analyse(
+        list(fixture_dev), preds, details, other_outcomes={e: "correct" for e in fixture_dev["example_id"]}
+    )
+    assert result["aggregation_confusion"]["MAX"]["MIN"] == 1
+    assert result["primary_categories"]["aggregation"]["count"] == 1
+    assert result["primary_categories"]["where_value"]["count"] == 2
+    assert set(result["by_num_conditions"]) == {"0", "1", "2", "3"}
+    assert result["agreement"]["only_this_wrong"] == result["num_wrong"]
+    paths = write_reports(result, tmp_path, "test", "fixtures")
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Aggregation confusion" in paths["md"].read_text()
+    assert json.loads(paths["json"].read_text())["num_examples"] == len(fixture_dev)
+
+
+def test_mcnemar_exact_matches_the_binomial_test():
+    assert mcnemar_exact(10, 2) == pytest.approx(2 * (1 + 12 + 66) / 4096)
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(5, 5) == 1.0
+    assert mcnemar_exact(30, 0) < 1e-8
+
+
+def test_evaluate_scores_compares_and_records_in_the_card(tiny, tmp_path):
+    path, _, _ = tiny
+    common = ["--model", str(path), "--dataset_name", str(FIXTURES), "--max_new_tokens", "8", "--limit", "12"]
+    a = evaluate_main([*common, "--output_dir", str(tmp_path / "a")])
+    for name in ("predictions.jsonl", "metrics.json", "analysis.md", "analysis.json", "analysis.png"):
+        assert (tmp_path / "a" / name).exists()
+    assert a["protocol"] == "WikiSQL dev, 12 of 22 questions" and a["decoding"] == "greedy"
+
+    # re-scoring a predictions file with the gold SQL as predictions: 100%
+    gold_file = tmp_path / "gold.jsonl"
+    records = [json.loads(line) for line in (tmp_path / "a" / "predictions.jsonl").read_text().splitlines()]
+    gold_file.write_text("".join(json.dumps({**r, "prediction": r["gold_sql"]}) + "\n" for r in records))
+    b = evaluate_main([*common, "--predictions", str(gold_file), "--output_dir", str(tmp_path / "b")])
+    assert b["execution_accuracy"] == 1.0
+
+    result = compare(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result["fixed"] == 12 - a["outcomes"]["correct"] and result["broken"] == 0
+    assert result["mcnemar_p"] == mcnemar_exact(result["fixed"], 0)
+
+    with pytest.raises(ValueError, match="no prediction for"):
+        evaluate_main(
+            ["--dataset_name", str(FIXTURES), "--predictions", str(gold_file), "--output_dir", str(tmp_path / "c")]
+        )
+
+
+def test_scores_are_written_into_the_adapter_card(tmp_path):
+    from t2s.hub import load_run, record_scores, save_run
+
+    save_run(
+        tmp_path,
+        {"base_model": "embedded:smollm2-135m-instruct", "base_model_hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+    )
+    record_scores(
+        tmp_path,
+        "held-out",
+        {
+            "execution_accuracy": 0.5,
+            "execution_accuracy_nonempty_gold": 0.45,
+            "num_scored": 500,
+            "protocol": "WikiSQL dev, held-out tables",
+            "decoding": "greedy",
+        },
+    )
+    card = (tmp_path / "README.md").read_text()
+    assert (
+        "50.0%" in card
+        and "WikiSQL dev, held-out tables" in card
+        and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
+    )
+    assert "execution_accuracy" in card and load_run(tmp_path)["scores"]["held-out"]["num_scored"] == 500

@@ -1,0 +1,246 @@
+"""The training script on a tiny random model: labels, end-to-end run, adapter reload, recipes, launchers, guards."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from t2s.device import DeviceSupportError, gpu_requirements
+from t2s.recipe import RecipeError
+
+from .conftest import ROOT
+from .tiny_model import save_tiny_model
+
+TINY_RECIPE = ROOT / "tests" / "fixtures" / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model, tmp_path_factory):
+    """One run of the script from the tiny recipe, with a command-line override."""
+    from t2s.sft import cli
+
+    out = tmp_path_factory.mktemp("run") / "adapter"
+    trainer = cli(
+        [str(TINY_RECIPE), "--model_name_or_path", str(tiny_model), "--output_dir", str(out), "--max_steps", "3"]
+    )
+    return trainer, out
+
+
+def test_collated_labels_cover_exactly_the_sql_and_eos(trained):
+    trainer, _ = trained
+    tokenizer = trainer.processing_class
+    features = [trainer.train_dataset[i] for i in range(4)]
+    batch = trainer.data_collator(features)
+    pad_id = tokenizer.pad_token_id
+    for row, (input_ids, labels, attention) in enumerate(
+        zip(batch["input_ids"], batch["labels"], batch["attention_mask"])
+    ):
+        kept = labels != -100
+        # padding is never trained on
+        assert not (kept & (attention == 0)).any()
+        target = tokenizer.decode(input_ids[kept])
+        ex = trainer.train_dataset[row]
+        completion_ids = [t for t, m in zip(ex["input_ids"], ex["completion_mask"]) if m]
+        assert input_ids[kept].tolist() == completion_ids
+        assert target.endswith(tokenizer.eos_token)
+        assert target.removesuffix(tokenizer.eos_token).startswith("SELECT ")
+        # everything before the SQL (the prompt) is masked
+        first = int(kept.nonzero()[0])
+        assert "### SQL:" in tokenizer.decode(input_ids[:first]) and (labels[:first] == -100).all()
+    assert (batch["input_ids"] == pad_id).any() or len({len(f["input_ids"]) for f in features}) == 1
+
+
+def test_training_prompt_tokens_equal_inference_prompt_tokens(trained, fixture_dev):
+    trainer, _ = trained
+    tokenizer = trainer.processing_class
+    ex = trainer.train_dataset[0]
+    prompt_ids = [t for t, m in zip(ex["input_ids"], ex["completion_mask"]) if not m]
+    prompt_text = next(r["prompt"] for r in fixture_dev if tokenizer(r["prompt"])["input_ids"] == prompt_ids)
+    assert tokenizer(prompt_text)["input_ids"] == prompt_ids
+
+
+def test_run_writes_adapter_only_and_it_reloads_with_the_same_logits(trained, tiny_model):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    trainer, out = trained
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "t2s_recipe.yaml",
+        "README.md",
+    } <= names
+    assert not names & {"model.safetensors", "pytorch_model.bin"}
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model)
+    assert trainer.state.global_step == 3  # the CLI override beat the recipe's max_steps: 4
+
+    ids = trainer.processing_class("SELECT", return_tensors="pt")["input_ids"]
+    trained_model = trainer.model.eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    reloaded = PeftModel.from_pretrained(base, out).eval()
+    with torch.no_grad():
+        assert torch.allclose(trained_model(ids).logits, reloaded(ids).logits, atol=1e-6)
+        # and the adapter changed something: LoRA B starts at zero, so equal logits would mean no training
+        plain = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+        assert not torch.allclose(plain(ids).logits, reloaded(ids).logits)
+
+
+def test_run_logs_samples_and_execution_accuracy(trained):
+    trainer, out = trained
+    records = [json.loads(line) for line in (out / "eval_samples.jsonl").read_text().splitlines()]
+    assert records and all(len(r["samples"]) == 2 and "execution_accuracy" in r for r in records)
+    assert any("eval_execution_accuracy" in entry for entry in trainer.state.log_history)
+    run = json.loads((out / "t2s_run.json").read_text())
+    assert run["train_examples"] == 22 and run["global_step"] == 3 and run["precision"] == "fp32"
+    card = (out / "README.md").read_text()
+    assert "library_name: peft" in card and "LoRA r=4" in card
+
+
+def _run_script(args, **kw):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_gpu_recipe_on_cpu_fails_before_loading_anything():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for machines without it")
+    out = _run_script([sys.executable, "t2s/sft.py", "recipes/mistral_lora.yaml"])
+    assert out.returncode != 0
+    assert "DeviceSupportError" in out.stderr and "needs a CUDA GPU" in out.stderr
+    assert "fp16 mixed precision" in out.stderr and "flash_attention_2" in out.stderr
+    assert "Loading weights" not in out.stderr
+
+
+def test_gpu_requirements_read_the_effective_settings():
+    import yaml
+
+    mistral = yaml.safe_load((ROOT / "recipes" / "mistral_lora.yaml").read_text())
+    assert len(gpu_requirements(mistral)) == 3  # fp16, flash attention, 4-bit with fp16 compute
+    cpu = yaml.safe_load((ROOT / "recipes" / "smollm2_cpu.yaml").read_text())
+    assert gpu_requirements(cpu) == []
+    assert gpu_requirements({}) != []  # SFTConfig's implicit bf16
+    assert gpu_requirements({"bf16": True, "use_cpu": True}) == []
+
+
+def test_cpu_run_never_silently_uses_a_gpu_feature(tiny_model, tmp_path, monkeypatch):
+    from t2s.sft import cli
+
+    monkeypatch.setattr("t2s.device.cuda_available", lambda: False)
+    with pytest.raises(DeviceSupportError, match="fp16"):
+        cli(
+            [
+                str(TINY_RECIPE),
+                "--model_name_or_path",
+                str(tiny_model),
+                "--output_dir",
+                str(tmp_path),
+                "--fp16",
+                "true",
+            ]
+        )
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ("lora_rank: 8\n", r"unknown key 'lora_rank' \(did you mean 'lora_r'\?\)"),
+        ("lora_r: 8.5\n", r"'lora_r' must be int, got 8.5"),
+        ("learning_rate: fast\n", r"'learning_rate' must be float, got 'fast'"),
+        ("use_peft: maybe\n", r"'use_peft' must be bool"),
+    ],
+)
+def test_malformed_recipes_name_the_key(tmp_path, extra, message):
+    from t2s.sft import cli
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(TINY_RECIPE.read_text() + extra)
+    with pytest.raises(RecipeError, match=message) as err:
+        cli([str(recipe), "--model_name_or_path", "unused", "--output_dir", str(tmp_path / "o")])
+    assert str(recipe) in str(err.value)
+
+
+def test_recipe_without_dataset_says_so(tmp_path, tiny_model):
+    from t2s.sft import cli
+
+    recipe = tmp_path / "nodata.yaml"
+    recipe.write_text("\n".join(x for x in TINY_RECIPE.read_text().splitlines() if not x.startswith("dataset_name")))
+    with pytest.raises(RecipeError, match="dataset_name is required"):
+        cli([str(recipe), "--model_name_or_path", str(tiny_model), "--output_dir", str(tmp_path / "o")])
+
+
+def test_config_flag_form_is_accepted_too(tiny_model, tmp_path):
+    from t2s.recipe import parse_recipe
+    from t2s.sft import DATACLASSES
+
+    script, training, model = parse_recipe(
+        DATACLASSES,
+        [
+            "--config",
+            str(TINY_RECIPE),
+            "--model_name_or_path",
+            str(tiny_model),
+            "--output_dir",
+            str(tmp_path),
+            "--lora_r",
+            "2",
+        ],
+    )
+    assert model.lora_r == 2 and script.dataset_name == "tests/fixtures/wikisql" and training.max_steps == 4
+
+
+def test_push_to_hub_without_hub_fails_before_training(tiny_model, tmp_path, monkeypatch):
+    from t2s.hub import HubAccessError
+    from t2s.sft import cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = [str(TINY_RECIPE), "--model_name_or_path", str(tiny_model), "--output_dir", str(tmp_path / "o")]
+    with pytest.raises(HubAccessError, match="Nothing was trained"):
+        cli([*args, "--push_to_hub", "true", "--hub_model_id", "me/t2s-test"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_two_process_cpu_launch_shards_data_and_only_main_writes(tiny_model, tmp_path):
+    out = tmp_path / "ddp"
+    result = _run_script(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            "accelerate_configs/multi_cpu.yaml",
+            "--num_processes",
+            "2",
+            "--main_process_port",
+            "29533",
+            "t2s/sft.py",
+            str(TINY_RECIPE),
+            "--model_name_or_path",
+            str(tiny_model),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "2",
+            "--eval_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "2",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cpu × 2 process(es)" in result.stdout
+    run = json.loads((out / "t2s_run.json").read_text())
+    assert run["global_step"] == 2 and "2 process(es)" in run["hardware"]
+    # one writer: each evaluation appended exactly one record
+    records = (out / "eval_samples.jsonl").read_text().splitlines()
+    assert len(records) == 3  # steps 1 and 2, and the final evaluation
+    assert result.stdout.count("Saved the adapter") == 1
