@@ -1,5 +1,5 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
-.PHONY: install test test-slow quality style demo clean
+.PHONY: install test test-slow quality style demo bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -29,6 +29,16 @@ quality: install
 style: install
 	$(BIN)/ruff check --fix $(CHECK_DIRS)
 	$(BIN)/ruff format $(CHECK_DIRS)
+
+# Offline end to end on CPU (~40 min): baseline, training, evaluation, analysis, before/after table.
+demo: install
+	bash scripts/demo.sh
+
+# Speed benchmarks; each writes its section of docs/benchmarks.md.
+bench: install
+	$(BIN)/python -m bench.bench_metric
+	$(BIN)/python -m bench.bench_generate
+	$(BIN)/python -m bench.bench_train
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -36,7 +36,11 @@ console = Console()
 class EvaluateArguments(GenerateArguments):
     output_dir: str = field(default="outputs/eval", metadata={"help": "Where predictions, metrics and analysis go."})
     predictions: str | None = field(
-        default=None, metadata={"help": "Score this predictions.jsonl instead of generating (same dataset options)."}
+        default=None,
+        metadata={
+            "help": "Score this predictions.jsonl instead of generating (same dataset options). With "
+            "--execution_guided: its predictions are the greedy ones, and only the failing ones are searched again."
+        },
     )
     other_run: str | None = field(
         default=None, metadata={"help": "Another run's output_dir (other seed/model): adds agreement to the analysis."}
@@ -83,7 +87,12 @@ def align_predictions(dataset, records: list[dict], path: str) -> list:
 
 def evaluate_run(args: EvaluateArguments) -> dict:
     out = Path(args.output_dir)
-    if args.predictions:
+    if args.predictions and args.execution_guided:
+        dataset = load_eval_data(args)
+        greedy = align_predictions(dataset, read_jsonl(args.predictions), args.predictions)
+        dataset, records, elapsed = run(args, dataset, greedy)
+        predictions = [r["prediction"] for r in records]
+    elif args.predictions:
         dataset = load_eval_data(args)
         predictions = align_predictions(dataset, read_jsonl(args.predictions), args.predictions)
         records = [
@@ -127,8 +136,9 @@ def evaluate_run(args: EvaluateArguments) -> dict:
     }
     if args.execution_guided:
         chosen = [r.get("eg_choice", 0) for r in records]
-        metrics["eg_fallbacks"] = sum(c == -1 for c in chosen)
-        metrics["eg_non_top_choices"] = sum(c > 0 for c in chosen)
+        metrics["eg_searched"] = sum("candidates" in r for r in records)
+        metrics["eg_replaced_greedy"] = sum(c > 0 for c in chosen)
+        metrics["eg_fallbacks_to_greedy"] = sum(c == -1 for c in chosen)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     other = None

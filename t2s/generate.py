@@ -48,7 +48,9 @@ class GenerateArguments:
     batch_size: int = field(default=16)
     max_new_tokens: int = field(default=96)
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy (default); 0.1-0.2 for light sampling."})
-    execution_guided: bool = field(default=False, metadata={"help": "Execution-guided decoding over N candidates."})
+    execution_guided: bool = field(
+        default=False, metadata={"help": "Execution-guided decoding: beam candidates where the greedy query fails."}
+    )
     num_candidates: int = field(default=4, metadata={"help": "Candidates for execution-guided decoding."})
     dtype: str = field(default="float32", metadata={"choices": ["float32", "bfloat16", "float16", "auto"]})
     output: str = field(default="predictions.jsonl")
@@ -94,59 +96,95 @@ def _has_tokenizer(adapter: str) -> bool:
 
 def execution_guided_choice(candidates: list[str], table) -> tuple[str, int]:
     """The first candidate that runs without error and returns a non-empty result; else the top one."""
-    conn = materialize_table(table)
     for i, sql in enumerate(candidates):
-        result = run_query(conn, sql)
-        if result.status == "ok" and not is_empty_result(result.rows):
+        if executes_with_rows(sql, table):
             return sql, i
     return candidates[0], -1
 
 
-def predict(model, tokenizer, dataset, settings: GenerationSettings, *, execution_guided: bool = False):
-    """One record per example: question, table_id, prompt, prediction, gold_sql (+ candidates for EG)."""
+def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-    prompts = list(dataset["prompt"])
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
+    return Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TimeRemainingColumn(),
-    ) as progress:
-        task = progress.add_task("Generating SQL", total=len(prompts))
-        outputs = generate_sql(model, tokenizer, prompts, settings, progress=lambda n: progress.advance(task, n))
-    records = []
-    for ex, candidates in zip(dataset, outputs):
-        record = {
+    )
+
+
+def _generate_with_progress(model, tokenizer, prompts, settings, label):
+    with _progress() as progress:
+        task = progress.add_task(label, total=len(prompts))
+        return generate_sql(model, tokenizer, prompts, settings, progress=lambda n: progress.advance(task, n))
+
+
+def executes_with_rows(sql: str, table) -> bool:
+    result = run_query(materialize_table(table), sql)
+    return result.status == "ok" and not is_empty_result(result.rows)
+
+
+def predict(
+    model,
+    tokenizer,
+    dataset,
+    settings: GenerationSettings,
+    *,
+    execution_guided: bool = False,
+    num_candidates: int = 4,
+    greedy: list[str] | None = None,
+):
+    """One record per example: question, table_id, prompt, prediction, gold_sql.
+
+    Execution-guided decoding keeps the first of [greedy, beam 1, …, beam N] that executes and
+    returns rows, else the greedy query. Beams are only searched where the greedy query fails
+    that check, so the rule costs extra generation only for those examples. `greedy` reuses
+    greedy predictions generated earlier (same order as `dataset`).
+    """
+    prompts = list(dataset["prompt"])
+    if greedy is None:
+        greedy = [c[0] for c in _generate_with_progress(model, tokenizer, prompts, settings, "Generating SQL")]
+    records = [
+        {
             "example_id": ex["example_id"],
             "question": ex["question"],
             "table_id": ex["table_id"],
             "prompt": ex["prompt"],
-            "prediction": candidates[0],
+            "prediction": pred,
             "gold_sql": ex["gold_sql"],
         }
-        if execution_guided:
-            record["prediction"], record["eg_choice"] = execution_guided_choice(candidates, ex["table"])
-            record["candidates"] = candidates
-        records.append(record)
+        for ex, pred in zip(dataset, greedy)
+    ]
+    if not execution_guided:
+        return records
+    tables = list(dataset["table"])
+    failing = [i for i, pred in enumerate(greedy) if not executes_with_rows(pred, tables[i])]
+    beam_settings = GenerationSettings(
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=max(1, settings.batch_size // num_candidates),
+        num_candidates=num_candidates,
+    )
+    beams = _generate_with_progress(
+        model, tokenizer, [prompts[i] for i in failing], beam_settings, f"Beam search ({num_candidates}) on failing queries"
+    )
+    for record in records:
+        record["eg_choice"] = 0
+    for i, candidates in zip(failing, beams):
+        ordered = list(dict.fromkeys([greedy[i], *candidates]))
+        records[i]["prediction"], records[i]["eg_choice"] = execution_guided_choice(ordered, tables[i])
+        records[i]["candidates"] = ordered
     return records
 
 
 def settings_from(args: GenerateArguments) -> GenerationSettings:
-    return GenerationSettings(
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        temperature=args.temperature,
-        num_candidates=args.num_candidates if args.execution_guided else 1,
-    )
+    return GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature)
 
 
 def decoding_label(args: GenerateArguments) -> str:
     base = "greedy" if args.temperature <= 0 else f"sampling (temperature {args.temperature})"
     if args.execution_guided:
-        search = f"beam search, {args.num_candidates} beams" if args.temperature <= 0 else base
-        return f"execution-guided ({search}, first executable non-empty candidate)"
+        return (
+            f"execution-guided ({base}; where that query fails or returns nothing, {args.num_candidates}-beam search "
+            "and the first candidate that executes and returns rows)"
+        )
     return base
 
 
@@ -176,14 +214,22 @@ def write_jsonl(path: str | Path, records) -> None:
     tmp.replace(path)
 
 
-def run(args: GenerateArguments):
+def run(args: GenerateArguments, dataset=None, greedy: list[str] | None = None):
     from transformers import set_seed
 
     set_seed(args.seed)
-    dataset = load_eval_data(args)
+    dataset = dataset if dataset is not None else load_eval_data(args)
     model, tokenizer = load_model_and_tokenizer(args.model, args.adapter, merge=args.merge_adapter, dtype=args.dtype)
     start = time.perf_counter()
-    records = predict(model, tokenizer, dataset, settings_from(args), execution_guided=args.execution_guided)
+    records = predict(
+        model,
+        tokenizer,
+        dataset,
+        settings_from(args),
+        execution_guided=args.execution_guided,
+        num_candidates=args.num_candidates,
+        greedy=greedy,
+    )
     elapsed = time.perf_counter() - start
     return dataset, records, elapsed
 

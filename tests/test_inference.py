@@ -150,6 +150,21 @@ def test_analysis_reports_rates_confusion_and_systematic_checks(fixture_dev, tmp
     assert json.loads(paths["json"].read_text())["num_examples"] == len(fixture_dev)
 
 
+def test_execution_guided_prediction_searches_only_failing_queries(tiny, fixture_dev, tmp_path):
+    from t2s.generate import predict
+
+    path, model, tokenizer = tiny
+    ds = fixture_dev.select(range(4))
+    greedy = [ds[0]["gold_sql"], "SELEC broken", ds[2]["gold_sql"], "SELECT nope FROM nowhere"]
+    records = predict(model, tokenizer, ds, GenerationSettings(max_new_tokens=6), execution_guided=True, num_candidates=2, greedy=greedy)
+    assert [("candidates" in r) for r in records] == [False, True, False, True]
+    assert records[0]["prediction"] == greedy[0] and records[0]["eg_choice"] == 0
+    for r in (records[1], records[3]):
+        assert r["candidates"][0] in greedy and 1 <= len(r["candidates"]) <= 3
+        # the tiny random model writes nothing executable: fall back to the greedy query
+        assert r["eg_choice"] == -1 and r["prediction"] == r["candidates"][0]
+
+
 def test_mcnemar_exact_matches_the_binomial_test():
     assert mcnemar_exact(10, 2) == pytest.approx(2 * (1 + 12 + 66) / 4096)
     assert mcnemar_exact(0, 0) == 1.0

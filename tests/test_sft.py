@@ -38,33 +38,38 @@ def test_collated_labels_cover_exactly_the_sql_and_eos(trained):
     trainer, _ = trained
     tokenizer = trainer.processing_class
     features = [trainer.train_dataset[i] for i in range(4)]
-    batch = trainer.data_collator(features)
-    pad_id = tokenizer.pad_token_id
-    for row, (input_ids, labels, attention) in enumerate(
-        zip(batch["input_ids"], batch["labels"], batch["attention_mask"])
-    ):
+    assert len({len(f["input_ids"]) for f in features}) > 1, "need examples of different lengths to see padding"
+    batch = trainer.data_collator([{k: f[k] for k in ("input_ids", "labels")} for f in features])
+    for row, feature in enumerate(features):
+        input_ids, labels, attention = batch["input_ids"][row], batch["labels"][row], batch["attention_mask"][row]
         kept = labels != -100
-        # padding is never trained on
-        assert not (kept & (attention == 0)).any()
+        assert not (kept & (attention == 0)).any()  # padding is never trained on
+        assert (attention == 0).sum() == batch["input_ids"].shape[1] - len(feature["input_ids"])
+        prompt_ids = tokenizer(feature["prompt"])["input_ids"]
+        full_ids = tokenizer(feature["prompt"] + feature["completion"])["input_ids"]
+        assert full_ids[: len(prompt_ids)] == prompt_ids
+        # exactly the completion: the gold SQL followed by EOS
+        assert input_ids[kept].tolist() == full_ids[len(prompt_ids) :]
+        assert labels[kept].tolist() == full_ids[len(prompt_ids) :]
         target = tokenizer.decode(input_ids[kept])
-        ex = trainer.train_dataset[row]
-        completion_ids = [t for t, m in zip(ex["input_ids"], ex["completion_mask"]) if m]
-        assert input_ids[kept].tolist() == completion_ids
-        assert target.endswith(tokenizer.eos_token)
-        assert target.removesuffix(tokenizer.eos_token).startswith("SELECT ")
-        # everything before the SQL (the prompt) is masked
+        assert target.startswith("SELECT ") and target.endswith(tokenizer.eos_token)
+        assert not target.removesuffix(tokenizer.eos_token).endswith(tokenizer.eos_token)
+        # and every prompt token is masked
         first = int(kept.nonzero()[0])
-        assert "### SQL:" in tokenizer.decode(input_ids[:first]) and (labels[:first] == -100).all()
-    assert (batch["input_ids"] == pad_id).any() or len({len(f["input_ids"]) for f in features}) == 1
+        assert tokenizer.decode(input_ids[:first][attention[:first] == 1]) == feature["prompt"]
 
 
-def test_training_prompt_tokens_equal_inference_prompt_tokens(trained, fixture_dev):
+def test_training_prompt_tokens_equal_inference_prompt_tokens(trained):
+    from t2s.generation import prepare_tokenizer
+
     trainer, _ = trained
-    tokenizer = trainer.processing_class
-    ex = trainer.train_dataset[0]
-    prompt_ids = [t for t, m in zip(ex["input_ids"], ex["completion_mask"]) if not m]
-    prompt_text = next(r["prompt"] for r in fixture_dev if tokenizer(r["prompt"])["input_ids"] == prompt_ids)
-    assert tokenizer(prompt_text)["input_ids"] == prompt_ids
+    tokenizer = prepare_tokenizer(trainer.processing_class)
+    features = [trainer.train_dataset[i] for i in range(3)]
+    batch = tokenizer([f["prompt"] for f in features], return_tensors="pt", padding=True)  # as generate_sql does
+    for row, f in enumerate(features):
+        trained_prompt = [t for t, label in zip(f["input_ids"], f["labels"]) if label == -100]
+        at_inference = batch["input_ids"][row][batch["attention_mask"][row] == 1].tolist()
+        assert at_inference == trained_prompt
 
 
 def test_run_writes_adapter_only_and_it_reloads_with_the_same_logits(trained, tiny_model):
@@ -153,7 +158,7 @@ def test_cpu_run_never_silently_uses_a_gpu_feature(tiny_model, tmp_path, monkeyp
 @pytest.mark.parametrize(
     "extra,message",
     [
-        ("lora_rank: 8\n", r"unknown key 'lora_rank' \(did you mean 'lora_r'\?\)"),
+        ("lora_alpah: 16\n", r"unknown key 'lora_alpah' \(did you mean 'lora_alpha'\?\)"),
         ("lora_r: 8.5\n", r"'lora_r' must be int, got 8.5"),
         ("learning_rate: fast\n", r"'learning_rate' must be float, got 'fast'"),
         ("use_peft: maybe\n", r"'use_peft' must be bool"),
@@ -210,6 +215,11 @@ def test_push_to_hub_without_hub_fails_before_training(tiny_model, tmp_path, mon
 
 
 def test_two_process_cpu_launch_shards_data_and_only_main_writes(tiny_model, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free port: a fixed one can still be in TIME_WAIT from an earlier run
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     out = tmp_path / "ddp"
     result = _run_script(
         [
@@ -237,7 +247,7 @@ def test_two_process_cpu_launch_shards_data_and_only_main_writes(tiny_model, tmp
         ]
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "cpu × 2 process(es)" in result.stdout
+    assert "× 2 process(es)" in result.stdout and "effective batch      │ 4" in result.stdout
     run = json.loads((out / "t2s_run.json").read_text())
     assert run["global_step"] == 2 and "2 process(es)" in run["hardware"]
     # one writer: each evaluation appended exactly one record
