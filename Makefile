@@ -1,5 +1,5 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
-.PHONY: install test test-slow quality style demo bench clean
+.PHONY: install test quality style demo bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,9 +18,6 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest
-
-test-slow: install
-	$(BIN)/python -m pytest -m slow
 
 quality: install
 	$(BIN)/ruff check $(CHECK_DIRS)

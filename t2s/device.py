@@ -9,7 +9,7 @@ before argument parsing, where transformers would raise its own less helpful err
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -25,25 +25,6 @@ def cuda_available() -> bool:
 
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def cli_overrides(args: Sequence[str]) -> dict[str, str]:
-    """`--key value` / `--key=value` / bare `--flag` pairs from the command line."""
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith("--"):
-            key, eq, value = arg[2:].partition("=")
-            if not eq:
-                if i + 1 < len(args) and not args[i + 1].startswith("--"):
-                    value = args[i + 1]
-                    i += 1
-                else:
-                    value = "true"
-            out[key] = value
-        i += 1
-    return out
 
 
 def gpu_requirements(settings: Mapping[str, Any]) -> list[str]:

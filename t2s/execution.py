@@ -94,10 +94,12 @@ def _scan(sql: str) -> ScannedSQL:
     out: list[str] = []
     code: list[str] = []  # text outside literals, identifiers and comments
     pos = 0
+    has_quoted = False  # a literal or quoted identifier (comments do not count)
     for match in _TOKEN_RE.finditer(sql):
         start, token = match.start(), match.group(0)
         out.append(sql[pos:start])
         code.append(sql[pos:start])
+        has_quoted = has_quoted or token[0] not in "-/"
         if token[0] == '"':
             token = "`" + token[1:-1].replace('""', '"').replace("`", "``") + "`"
         out.append(token)
@@ -111,7 +113,7 @@ def _scan(sql: str) -> ScannedSQL:
         sql="".join(out),
         first_word=first.group(0).lower() if first else "",
         has_order_by=bool(_ORDER_BY_RE.search(code_text)),
-        is_blank=not code_text.replace(";", "").strip() and not any(c in sql for c in "'\"`["),
+        is_blank=not code_text.replace(";", "").strip() and not has_quoted,
     )
 
 

@@ -106,7 +106,10 @@ def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
 
@@ -163,7 +166,11 @@ def predict(
         num_candidates=num_candidates,
     )
     beams = _generate_with_progress(
-        model, tokenizer, [prompts[i] for i in failing], beam_settings, f"Beam search ({num_candidates}) on failing queries"
+        model,
+        tokenizer,
+        [prompts[i] for i in failing],
+        beam_settings,
+        f"Beam search ({num_candidates}) on failing queries",
     )
     for record in records:
         record["eg_choice"] = 0
@@ -175,7 +182,9 @@ def predict(
 
 
 def settings_from(args: GenerateArguments) -> GenerationSettings:
-    return GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature)
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature
+    )
 
 
 def decoding_label(args: GenerateArguments) -> str:

@@ -56,7 +56,9 @@ def check_hub_access(push_to_hub: bool, hub_model_id: str | None) -> None:
     """Fail before training, not after it, when a push cannot happen."""
     if not push_to_hub:
         return
-    stop = "Nothing was trained. Set push_to_hub: false to train without pushing, then push later with t2s/push.py."
+    stop = (
+        "Nothing was trained or pushed. Set push_to_hub: false to train without pushing; push later with t2s/push.py."
+    )
     if not hub_model_id:
         raise HubAccessError(f"push_to_hub is set but hub_model_id is not (e.g. hub_model_id: you/t2s-lora). {stop}")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):

@@ -13,7 +13,7 @@ import difflib
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,25 @@ def split_recipe_argument(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     if args and not args[0].startswith("-") and args[0].endswith((".yaml", ".yml")):
         return args[0], args[1:]
     return None, args
+
+
+def cli_overrides(args: Sequence[str]) -> dict[str, str]:
+    """`--key value` / `--key=value` / bare `--flag` pairs from the command line, as raw strings."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            key, eq, value = arg[2:].partition("=")
+            if not eq:
+                if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                    value = args[i + 1]
+                    i += 1
+                else:
+                    value = "true"
+            out[key] = value
+        i += 1
+    return out
 
 
 def _field_types(dataclass_types: Sequence[type]) -> dict[str, Any]:
@@ -122,14 +141,25 @@ def validate_recipe(path: str | Path, dataclass_types: Sequence[type]) -> dict[s
     return config
 
 
-def parse_recipe(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
-    """Parse a recipe plus command-line overrides into dataclass instances, with TRL's `TrlParser`."""
+def parse_recipe(
+    dataclass_types: Sequence[type],
+    argv: Sequence[str] | None = None,
+    check: Callable[[dict[str, Any], str | None], None] | None = None,
+) -> tuple:
+    """Parse a recipe plus command-line overrides into dataclass instances, with TRL's `TrlParser`.
+
+    `check(settings, recipe)` sees the effective raw settings (YAML, then command-line overrides)
+    before the dataclasses are built, for checks that must precede their own validation (the GPU
+    guard: transformers rejects fp16 on a CPU with a less helpful message).
+    """
     from trl import TrlParser
 
     argv = sys.argv[1:] if argv is None else list(argv)
     recipe, rest = split_recipe_argument(argv)
+    settings = dict(validate_recipe(recipe, dataclass_types)) if recipe is not None else {}
+    if check is not None:
+        check({**settings, **cli_overrides(rest)}, recipe)
     if recipe is not None:
-        validate_recipe(recipe, dataclass_types)
         rest = ["--config", recipe, *rest]
     parser = TrlParser(dataclass_types)
     try:

@@ -18,10 +18,10 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantiz
 from t2s.callbacks import SQLSamplesCallback
 from t2s.configs import WikiSQLArguments
 from t2s.data import load_wikisql
-from t2s.device import check_device_support, check_optional_kernels, cli_overrides
+from t2s.device import check_device_support, check_optional_kernels
 from t2s.embedded import is_embedded, resolve_model_name
 from t2s.hub import check_hub_access, push_adapter
-from t2s.recipe import parse_recipe, split_recipe_argument, validate_recipe
+from t2s.recipe import parse_recipe, split_recipe_argument
 from t2s.run_record import finish_run, report_setup
 
 DATACLASSES = (WikiSQLArguments, SFTConfig, ModelConfig)
@@ -54,6 +54,11 @@ def load_splits(args: WikiSQLArguments):
 
 
 def main(script_args: WikiSQLArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None):
+    if script_args.early_stopping_patience and not training_args.load_best_model_at_end:
+        raise ValueError(
+            "early_stopping_patience needs load_best_model_at_end: true, metric_for_best_model: eval_loss and "
+            "matching eval/save strategies in the recipe"
+        )
     check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our own model card
     set_seed(training_args.seed)
@@ -113,14 +118,15 @@ def main(script_args: WikiSQLArguments, training_args: SFTConfig, model_args: Mo
     return trainer
 
 
-def cli(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    recipe, rest = split_recipe_argument(argv)
-    settings = dict(validate_recipe(recipe, DATACLASSES)) if recipe else {}
-    settings.update(cli_overrides(rest))
+def preflight(settings: dict, recipe: str | None) -> None:
     check_device_support(settings, recipe)
     check_optional_kernels(settings)
-    script_args, training_args, model_args = parse_recipe(DATACLASSES, argv)
+
+
+def cli(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    recipe, _ = split_recipe_argument(argv)
+    script_args, training_args, model_args = parse_recipe(DATACLASSES, argv, check=preflight)
     return main(script_args, training_args, model_args, recipe)
 
 

@@ -156,7 +156,15 @@ def test_execution_guided_prediction_searches_only_failing_queries(tiny, fixture
     path, model, tokenizer = tiny
     ds = fixture_dev.select(range(4))
     greedy = [ds[0]["gold_sql"], "SELEC broken", ds[2]["gold_sql"], "SELECT nope FROM nowhere"]
-    records = predict(model, tokenizer, ds, GenerationSettings(max_new_tokens=6), execution_guided=True, num_candidates=2, greedy=greedy)
+    records = predict(
+        model,
+        tokenizer,
+        ds,
+        GenerationSettings(max_new_tokens=6),
+        execution_guided=True,
+        num_candidates=2,
+        greedy=greedy,
+    )
     assert [("candidates" in r) for r in records] == [False, True, False, True]
     assert records[0]["prediction"] == greedy[0] and records[0]["eg_choice"] == 0
     for r in (records[1], records[3]):

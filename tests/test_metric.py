@@ -186,6 +186,7 @@ ADVERSARIAL = [
     ("", "empty"),
     ("   \n\t ", "empty"),
     ("-- just a comment", "empty"),
+    ("/* it's a 'comment' */ ;", "empty"),
     (";", "empty"),
     (None, "empty"),
     ("The answer is Guard.", "rejected"),

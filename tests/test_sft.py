@@ -209,7 +209,7 @@ def test_push_to_hub_without_hub_fails_before_training(tiny_model, tmp_path, mon
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     args = [str(TINY_RECIPE), "--model_name_or_path", str(tiny_model), "--output_dir", str(tmp_path / "o")]
-    with pytest.raises(HubAccessError, match="Nothing was trained"):
+    with pytest.raises(HubAccessError, match="Nothing was trained or pushed"):
         cli([*args, "--push_to_hub", "true", "--hub_model_id", "me/t2s-test"])
     assert not (tmp_path / "o").exists()
 
@@ -231,7 +231,7 @@ def test_two_process_cpu_launch_shards_data_and_only_main_writes(tiny_model, tmp
             "--num_processes",
             "2",
             "--main_process_port",
-            "29533",
+            str(port),
             "t2s/sft.py",
             str(TINY_RECIPE),
             "--model_name_or_path",

@@ -1,0 +1,90 @@
+"""The embedded model: GGUF → trainable transformers folder with identical logits; recipes that name it parse."""
+
+import pytest
+import torch
+
+from t2s.embedded import DEFAULT_EMBEDDED, ensure_embedded_model, gguf_path, resolve_model_name
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("T2S_CACHE", str(tmp_path_factory.mktemp("t2s_cache")))  # a fresh conversion, not a cached one
+    try:
+        yield ensure_embedded_model(DEFAULT_EMBEDDED)
+    finally:
+        mp.undo()
+
+
+def test_conversion_gives_the_gguf_models_logits_and_a_trainable_checkpoint(converted):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert (converted / "model.safetensors").exists() and (converted / "tokenizer.json").exists()
+    assert "logits verified equal: True" in (converted / "t2s_converted_from.txt").read_text()
+    source = gguf_path(DEFAULT_EMBEDDED)
+    gguf = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(converted)
+    ids = tokenizer('SELECT COUNT("Player") FROM "table_1_10015132_11" WHERE', return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(gguf(**ids).logits, plain(**ids).logits)
+    assert plain.config.num_hidden_layers == 30 and getattr(plain.config, "quantization_config", None) is None
+    assert sum(p.numel() for p in plain.parameters()) > 130e6
+    assert tokenizer.eos_token == "<|im_end|>"
+    # it trains: a backward pass reaches the weights (a GGUF-loaded model refuses this in Trainer)
+    plain.train()
+    plain(**ids, labels=ids["input_ids"]).loss.backward()
+    assert plain.model.layers[0].self_attn.q_proj.weight.grad is not None
+
+
+def test_second_call_reuses_the_converted_folder(converted, monkeypatch):
+    monkeypatch.setenv("T2S_CACHE", str(converted.parents[1]))
+    stamp = (converted / "model.safetensors").stat().st_mtime_ns
+    assert ensure_embedded_model(DEFAULT_EMBEDDED) == converted
+    assert (converted / "model.safetensors").stat().st_mtime_ns == stamp
+    assert resolve_model_name(DEFAULT_EMBEDDED) == str(converted)
+    assert resolve_model_name("mistralai/Mistral-7B-v0.1") == "mistralai/Mistral-7B-v0.1"
+
+
+def test_unknown_embedded_model_is_named():
+    with pytest.raises(ValueError, match="Unknown embedded model 'embedded:nope'"):
+        gguf_path("embedded:nope")
+
+
+@pytest.mark.parametrize("recipe", ["smollm2_cpu.yaml", "mistral_lora.yaml"])
+def test_shipped_recipes_parse(recipe):
+    from t2s.recipe import parse_recipe
+    from t2s.sft import DATACLASSES
+
+    path = ROOT / "recipes" / recipe
+    if recipe == "mistral_lora.yaml" and not torch.cuda.is_available():
+        # TrainingArguments itself refuses fp16 on a CPU; parse with the GPU settings overridden
+        args = [str(path), "--fp16", "false", "--attn_implementation", "sdpa", "--use_cpu", "true"]
+    else:
+        args = [str(path)]
+    script, training, model = parse_recipe(DATACLASSES, args)
+    assert script.dataset_name and model.use_peft and training.seed == 42
+    if recipe == "mistral_lora.yaml":
+        assert model.load_in_4bit and model.bnb_4bit_quant_type == "nf4" and model.use_bnb_nested_quant
+        assert model.dtype == "float16" and model.lora_r == 8 and model.lora_alpha == 16
+        assert training.per_device_train_batch_size * training.gradient_accumulation_steps == 16
+        assert training.learning_rate == 2e-4 and script.train_fraction == 0.1
+    else:
+        assert (
+            training.use_cpu
+            and not training.bf16
+            and not training.padding_free
+            and not training.gradient_checkpointing
+        )
+
+
+def test_mistral_quantization_config_is_4bit_nf4_double_quant_fp16():
+    from trl import ModelConfig, get_quantization_config
+
+    config = get_quantization_config(
+        ModelConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True, dtype="float16")
+    )
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
+    assert config.bnb_4bit_compute_dtype == torch.float16
