@@ -27,7 +27,7 @@ style: install
 	$(BIN)/ruff check --fix $(CHECK_DIRS)
 	$(BIN)/ruff format $(CHECK_DIRS)
 
-# Offline end to end on CPU (~40 min): baseline, training, evaluation, analysis, before/after table.
+# Offline end to end on CPU (~1 h): baseline, training, evaluation (greedy and execution-guided), analysis, before/after table.
 demo: install
 	bash scripts/demo.sh
 

@@ -43,7 +43,7 @@ def main():
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--adapter", default=None, help="optional adapter: outputs look like real SQL")
     args = parser.parse_args()
-    model, tokenizer = load_model_and_tokenizer(None, args.adapter)
+    model, tokenizer = load_model_and_tokenizer(None, args.adapter, merge=args.adapter is not None)
     prepare_tokenizer(tokenizer)
     ds = load_wikisql(None, "dev", table_split="heldout", limit=args.prompts, seed=3)
     prompts = sorted(ds["prompt"], key=len)  # as generate_sql does
@@ -55,7 +55,11 @@ def main():
     print(
         f"batched: {tok_b / t_b:.1f} tok/s ({t_b:.0f} s); one by one: {tok_s / t_s:.1f} tok/s ({t_s:.0f} s); same {same}/{len(prompts)}"
     )
-    model_name = f"adapter {args.adapter}" if args.adapter else "SmolLM2-135M-Instruct (embedded, no adapter)"
+    model_name = (
+        f"SmolLM2-135M-Instruct + adapter {args.adapter} (merged, as in evaluation)"
+        if args.adapter
+        else "SmolLM2-135M-Instruct (embedded, no adapter)"
+    )
     lines = [
         f"{model_name}, fp32, CPU ({os.cpu_count()} cores), {len(prompts)} WikiSQL prompts (held-out dev tables), greedy, "
         f"stop at newline/EOS, 96-token budget. Command: `python -m bench.bench_generate"

@@ -3,7 +3,7 @@
     python -m bench.bench_train [--examples 80]
 
 Seed setup: every example padded to 256 tokens, batch 1 × gradient accumulation 4.
-Recipe setup (recipes/smollm2_cpu.yaml): batch 8, padded per batch to its longest example, length-grouped sampler.
+Recipe setup (recipes/smollm2_cpu.yaml): its batch size, padded per batch to its longest example, its sampler.
 Both train the embedded SmolLM2-135M-Instruct with the recipe's LoRA on the same questions (WikiSQL dev, training
 tables), fp32 on CPU. Reported: useful (non-padding) tokens per second, share of non-padding tokens, seconds per
 example. The first optimizer step of each run is warm-up and not timed. Results go to docs/benchmarks.md.

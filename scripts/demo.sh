@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the whole t2s loop, offline, on CPU, with the embedded model and WikiSQL dev from $T2S_WIKISQL_DIR
 # (default ../shared/wikisql). Zero-shot baseline → LoRA training → evaluation (greedy, then execution-guided)
-# → error analysis → before/after comparison with McNemar's test. About 40 minutes on 2 CPU cores.
+# → error analysis → before/after comparison with McNemar's test. About 40 minutes on 2 CPU cores, plus about 20 for
+# execution-guided decoding (measured: docs/results.md).
 #
 # Data protocol: WikiSQL dev split by table (20% of tables held out, holdout seed 42). Training uses questions on the
 # other tables (recipes/smollm2_cpu.yaml); every score is on DEMO_LIMIT questions from the held-out tables, schema
