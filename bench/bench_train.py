@@ -128,16 +128,17 @@ def main():
         steps=cli.examples // 4 + 1,
         sampler="random",
     )
+    batch, accum = recipe["per_device_train_batch_size"], recipe.get("gradient_accumulation_steps", 1)
     ours = measure(
-        "recipe: batch 8, per-batch padding, length-grouped",
+        f"recipe: batch {batch} × grad-accum {accum}, per-batch padding, length-grouped",
         ds,
         tokenizer,
         model_path,
         lora,
-        batch=8,
-        accum=1,
+        batch=batch,
+        accum=accum,
         pad_to=None,
-        steps=cli.examples // 8 + 1,
+        steps=cli.examples // (batch * accum) + 1,
         sampler="group_by_length",
     )
     speedup = ours["useful_tokens_per_s"] / seed["useful_tokens_per_s"]
