@@ -1,5 +1,5 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
-.PHONY: install test quality style demo bench clean
+.PHONY: install test quality style demo demo-eg bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,9 +27,13 @@ style: install
 	$(BIN)/ruff check --fix $(CHECK_DIRS)
 	$(BIN)/ruff format $(CHECK_DIRS)
 
-# Offline end to end on CPU (~1 h): baseline, training, evaluation (greedy and execution-guided), analysis, before/after table.
+# Offline end to end on CPU (~40 min): baseline, training, greedy evaluation, analysis, before/after table.
+# DEMO_EG=1 make demo also runs execution-guided decoding (~20 min more); make demo-eg adds it to a finished demo.
 demo: install
 	bash scripts/demo.sh
+
+demo-eg: install
+	bash scripts/demo_eg.sh
 
 # Speed benchmarks; each writes its section of docs/benchmarks.md.
 bench: install

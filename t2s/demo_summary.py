@@ -1,6 +1,10 @@
 """The final before/after table of `make demo`, printed and written as `<demo dir>/results.md`.
 
 python -m t2s.demo_summary outputs/demo [--total_seconds N]
+
+Execution-guided decoding is optional (`DEMO_EG=1 make demo` or `make demo-eg` afterwards): its row and its
+comparison appear when `finetuned_eg/` exists. The demo's own duration is kept in `<demo dir>/demo_seconds` so that a
+later `make demo-eg` can still report it.
 """
 
 from __future__ import annotations
@@ -18,10 +22,17 @@ def _load(path: Path) -> dict:
 
 
 def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
-    zero, tuned, eg = (_load(out / name / "metrics.json") for name in ("zero_shot", "finetuned", "finetuned_eg"))
+    zero, tuned = (_load(out / name / "metrics.json") for name in ("zero_shot", "finetuned"))
     before_after = _load(out / "compare_zero_shot_finetuned.json")
-    greedy_eg = _load(out / "compare_greedy_eg.json")
     run = _load(out / "adapter" / "t2s_run.json")
+    has_eg = (out / "finetuned_eg" / "metrics.json").exists() and (out / "compare_greedy_eg.json").exists()
+    eg = _load(out / "finetuned_eg" / "metrics.json") if has_eg else None
+    greedy_eg = _load(out / "compare_greedy_eg.json") if has_eg else None
+    seconds_file = out / "demo_seconds"
+    if total_seconds:
+        seconds_file.write_text(f"{total_seconds}\n")
+    elif seconds_file.exists():
+        total_seconds = int(seconds_file.read_text())
 
     table = Table(title=f"t2s demo — {tuned['protocol']}; schema only in the prompt")
     for column in ("model", "decoding", "execution accuracy", "without empty-gold", "generation time"):
@@ -29,22 +40,28 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
     rows = [
         ("SmolLM2-135M-Instruct, zero-shot", zero),
         ("+ LoRA (recipes/smollm2_cpu.yaml)", tuned),
-        ("+ LoRA, execution-guided", eg),
     ]
+    if has_eg:
+        rows.append(("+ LoRA, execution-guided", eg))
     for name, m in rows:
         table.add_row(
             name,
             m["decoding"].split(";")[0],
             f"{m['execution_accuracy']:.1%}",
             f"{m['execution_accuracy_nonempty_gold']:.1%}",
-            _time(m, m is eg),
+            _time(m, has_eg and m is eg),
         )
     console = Console()
     console.print(table)
     console.print(
         f"zero-shot → fine-tuned: fixed {before_after['fixed']}, broken {before_after['broken']}, "
-        f"McNemar p = {before_after['mcnemar_p']:.2g}; greedy → execution-guided: fixed {greedy_eg['fixed']}, "
-        f"broken {greedy_eg['broken']}, p = {greedy_eg['mcnemar_p']:.2g}"
+        f"McNemar p = {before_after['mcnemar_p']:.2g}"
+        + (
+            f"; greedy → execution-guided: fixed {greedy_eg['fixed']}, broken {greedy_eg['broken']}, "
+            f"p = {greedy_eg['mcnemar_p']:.2g}"
+            if has_eg
+            else " (execution-guided decoding: `make demo-eg`)"
+        )
     )
 
     lines = [
@@ -60,7 +77,7 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
     ]
     for name, m in rows:
         outcomes = ", ".join(f"{k} {v}" for k, v in m["outcomes"].items() if v)
-        gen = _time(m, m is eg)
+        gen = _time(m, has_eg and m is eg)
         lines.append(
             f"| {name} | {m['decoding']} | **{m['execution_accuracy']:.1%}** | {m['execution_accuracy_nonempty_gold']:.1%} "
             f"| {outcomes} | {gen} |"
@@ -69,16 +86,25 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
         "",
         f"- Zero-shot → fine-tuned (paired, {before_after['n']} questions): fixed {before_after['fixed']}, broken "
         f"{before_after['broken']}, McNemar exact p = {before_after['mcnemar_p']:.2g}.",
-        f"- Greedy → execution-guided: fixed {greedy_eg['fixed']}, broken {greedy_eg['broken']}, McNemar exact p = "
-        f"{greedy_eg['mcnemar_p']:.2g}. Beam search ran on {eg.get('eg_searched', '?')} questions whose greedy query "
-        f"failed or returned nothing; it replaced the greedy query on {eg.get('eg_replaced_greedy', '?')}.",
+    ]
+    if has_eg:
+        lines.append(
+            f"- Greedy → execution-guided: fixed {greedy_eg['fixed']}, broken {greedy_eg['broken']}, McNemar exact p = "
+            f"{greedy_eg['mcnemar_p']:.2g}. Beam search ran on {eg.get('eg_searched', '?')} questions whose greedy "
+            f"query failed or returned nothing; it replaced the greedy query on {eg.get('eg_replaced_greedy', '?')}."
+        )
+    else:
+        lines.append("- Execution-guided decoding was not run (`make demo-eg` adds it to this directory).")
+    lines += [
         f"- Training: {run['train_examples']} questions ({run['train_protocol']}), {run['peft']}, {run['precision']}, "
         f"{run['global_step']} steps, {run['training_time_s'] / 60:.1f} min on {run['hardware']}; best eval loss "
         f"{run['eval_loss']} on {run['eval_examples']} held-out questions.",
     ]
     if total_seconds:
         lines.append(
-            f"- Whole demo (conversion, baseline, training, evaluations, analysis): {total_seconds / 60:.0f} min."
+            f"- `make demo` (conversion, baseline, training, evaluation, analysis, comparison): "
+            f"{total_seconds / 60:.0f} min"
+            + (", execution-guided decoding not included (its time is in the table)." if has_eg else ".")
         )
     history = [e for e in run.get("loss_history", []) if "eval_loss" in e]
     if history:

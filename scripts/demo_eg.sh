@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make demo-eg: execution-guided decoding on top of a finished `make demo` (same DEMO_OUT, DEMO_LIMIT).
+# Beam search with DEMO_EG_CANDIDATES beams (default 4) runs only where the greedy query errors or returns no rows;
+# the first candidate that executes with a non-empty result is kept, else the greedy query. About 20 minutes here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/demo_common.sh
+
+CANDIDATES=${DEMO_EG_CANDIDATES:-4}
+for needed in "$OUT/adapter/adapter_config.json" "$OUT/finetuned/predictions.jsonl"; do
+    if [[ ! -f "$needed" ]]; then
+        echo "error: $needed is missing: run \`make demo\` first (or set DEMO_OUT to a finished demo directory)." >&2
+        exit 2
+    fi
+done
+
+step "EG 1/2 Execution-guided decoding ($CANDIDATES beams where the greedy query fails or returns nothing)"
+$BIN/python t2s/evaluate_sql.py --adapter "$OUT/adapter" --merge_adapter "${EVAL[@]}" --output_dir "$OUT/finetuned_eg" \
+    --execution_guided --num_candidates "$CANDIDATES" --predictions "$OUT/finetuned/predictions.jsonl" \
+    --run_name "held-out dev tables, execution-guided"
+
+step "EG 2/2 Greedy → execution-guided, and the summary"
+$BIN/python t2s/evaluate_sql.py compare "$OUT/finetuned" "$OUT/finetuned_eg" "$OUT/compare_greedy_eg.json"
+$BIN/python -m t2s.demo_summary "$OUT"
