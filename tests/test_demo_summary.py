@@ -1,0 +1,73 @@
+"""The demo's before/after table: the execution-guided row is there only when that step ran."""
+
+import json
+
+from t2s.demo_summary import summarise_demo
+
+PROTOCOL = "WikiSQL dev, held-out tables (20% of tables, holdout seed 42), 4 of 8421 questions"
+
+
+def _metrics(accuracy, decoding="greedy", **extra):
+    return {
+        "execution_accuracy": accuracy,
+        "execution_accuracy_nonempty_gold": accuracy,
+        "outcomes": {"correct": int(accuracy * 4), "wrong_result": 4 - int(accuracy * 4)},
+        "protocol": PROTOCOL,
+        "schema_format": "types",
+        "decoding": decoding,
+        "generation_seconds": 12.0,
+        **extra,
+    }
+
+
+def _compare(fixed, broken):
+    return {"n": 4, "fixed": fixed, "broken": broken, "mcnemar_p": 0.25}
+
+
+def _demo_dir(tmp_path, with_eg):
+    files = {
+        "zero_shot/metrics.json": _metrics(0.0),
+        "finetuned/metrics.json": _metrics(0.5),
+        "compare_zero_shot_finetuned.json": _compare(2, 0),
+        "adapter/t2s_run.json": {
+            "train_examples": 8,
+            "train_protocol": "training tables",
+            "peft": "LoRA r=16",
+            "precision": "fp32",
+            "global_step": 2,
+            "training_time_s": 60.0,
+            "hardware": "CPU",
+            "eval_loss": 0.5,
+            "eval_examples": 2,
+            "loss_history": [{"step": 2, "eval_loss": 0.5}],
+        },
+    }
+    if with_eg:
+        files["finetuned_eg/metrics.json"] = _metrics(0.75, "execution-guided", eg_searched=2, eg_replaced_greedy=1)
+        files["compare_greedy_eg.json"] = _compare(1, 0)
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+    return tmp_path
+
+
+def test_without_execution_guided_run(tmp_path):
+    text = summarise_demo(_demo_dir(tmp_path, with_eg=False), total_seconds=1800)
+    assert "| SmolLM2-135M-Instruct, zero-shot | greedy | **0.0%**" in text
+    assert "| + LoRA (recipes/smollm2_cpu.yaml) | greedy | **50.0%**" in text
+    assert "execution-guided" not in text.split("| model |")[1].split("\n\n")[0]  # no EG row in the table
+    assert "`make demo-eg`" in text
+    assert "30 min." in text
+    assert (tmp_path / "results.md").read_text() == text
+
+
+def test_execution_guided_added_later_keeps_demo_time(tmp_path):
+    demo = _demo_dir(tmp_path, with_eg=False)
+    summarise_demo(demo, total_seconds=1800)
+    demo = _demo_dir(tmp_path, with_eg=True)  # what make demo-eg adds
+    text = summarise_demo(demo)
+    assert "| + LoRA, execution-guided | execution-guided | **75.0%**" in text
+    assert "+12 s (beam search on 2 questions)" in text
+    assert "fixed 1, broken 0" in text
+    assert "30 min, execution-guided decoding not included" in text
