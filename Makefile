@@ -27,8 +27,8 @@ style: install
 	$(BIN)/ruff check --fix $(CHECK_DIRS)
 	$(BIN)/ruff format $(CHECK_DIRS)
 
-# Offline end to end on CPU (~40 min): baseline, training, greedy evaluation, analysis, before/after table.
-# DEMO_EG=1 make demo also runs execution-guided decoding (~20 min more); make demo-eg adds it to a finished demo.
+# Offline end to end on CPU (~30 min): baseline, training, greedy evaluation, analysis, before/after table.
+# DEMO_EG=1 make demo also runs execution-guided decoding (~11 min more); make demo-eg adds it to a finished demo.
 demo: install
 	bash scripts/demo.sh
 
