@@ -47,7 +47,9 @@ class GenerateArguments:
     num_sample_rows: int = field(default=3)
     batch_size: int = field(
         default=32,
-        metadata={"help": "Prompts per batch (left padding). 32 was 17% faster than 16 on 2 CPU cores, same SQL."},
+        metadata={
+            "help": "Prompts per batch (left padding). On 2 CPU cores 32 beat 16 by 9-17%, same SQL (docs/benchmarks.md)."
+        },
     )
     max_new_tokens: int = field(default=96)
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy (default); 0.1-0.2 for light sampling."})
