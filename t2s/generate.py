@@ -120,9 +120,22 @@ def _progress():
 
 
 def _generate_with_progress(model, tokenizer, prompts, settings, label):
+    """A live bar on a terminal; elsewhere (a log file, CI) rich draws nothing until the end, so print a line per
+    tenth of the work instead: a long generation must never look stalled."""
     with _progress() as progress:
         task = progress.add_task(label, total=len(prompts))
-        return generate_sql(model, tokenizer, prompts, settings, progress=lambda n: progress.advance(task, n))
+        step = max(1, len(prompts) // 10)
+        reported = 0
+
+        def advance(n: int) -> None:
+            nonlocal reported
+            progress.advance(task, n)
+            done = int(progress.tasks[task].completed)
+            if not progress.console.is_terminal and (done - reported >= step or done == len(prompts)):
+                reported = done
+                progress.console.print(f"{label}: {done}/{len(prompts)} ({progress.tasks[task].elapsed:.0f} s)")
+
+        return generate_sql(model, tokenizer, prompts, settings, progress=advance)
 
 
 def executes_with_rows(sql: str, table) -> bool:

@@ -82,6 +82,18 @@ def test_batched_and_one_by_one_greedy_generation_agree(tiny):
     assert len({p[0] for p in batched}) > 1  # not a degenerate constant output
 
 
+def test_generation_progress_is_printed_when_output_is_not_a_terminal(tiny, capsys):
+    from t2s.generate import _generate_with_progress
+
+    _, model, tokenizer = tiny
+    prompts = list(load_eval_data(GenerateArguments(dataset_name=str(FIXTURES)))["prompt"])[:10]
+    _generate_with_progress(
+        model, tokenizer, prompts, GenerationSettings(max_new_tokens=4, batch_size=4), "Generating"
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Generating: ")]
+    assert [line.split()[1] for line in lines] == ["4/10", "8/10", "10/10"]
+
+
 def test_execution_guided_decoding_picks_an_executable_candidate(fixture_dev):
     table = fixture_dev[0]["table"]
     good = f'SELECT "Player" FROM {T} WHERE "No." = 7'
