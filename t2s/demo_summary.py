@@ -43,13 +43,20 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
     ]
     if has_eg:
         rows.append(("+ LoRA, execution-guided", eg))
+    row_lines = []
     for name, m in rows:
+        gen = _time(m, has_eg and m is eg)
         table.add_row(
             name,
             m["decoding"].split(";")[0],
             f"{m['execution_accuracy']:.1%}",
             f"{m['execution_accuracy_nonempty_gold']:.1%}",
-            _time(m, has_eg and m is eg),
+            gen,
+        )
+        outcomes = ", ".join(f"{k} {v}" for k, v in m["outcomes"].items() if v)
+        row_lines.append(
+            f"| {name} | {m['decoding']} | **{m['execution_accuracy']:.1%}** | {m['execution_accuracy_nonempty_gold']:.1%} "
+            f"| {outcomes} | {gen} |"
         )
     console = Console()
     console.print(table)
@@ -74,14 +81,8 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
         "",
         "| model | decoding | execution accuracy | without empty-gold | outcomes | generation time |",
         "|---|---|---|---|---|---|",
+        *row_lines,
     ]
-    for name, m in rows:
-        outcomes = ", ".join(f"{k} {v}" for k, v in m["outcomes"].items() if v)
-        gen = _time(m, has_eg and m is eg)
-        lines.append(
-            f"| {name} | {m['decoding']} | **{m['execution_accuracy']:.1%}** | {m['execution_accuracy_nonempty_gold']:.1%} "
-            f"| {outcomes} | {gen} |"
-        )
     lines += [
         "",
         f"- Zero-shot → fine-tuned (paired, {before_after['n']} questions): fixed {before_after['fixed']}, broken "

@@ -125,15 +125,15 @@ def _generate_with_progress(model, tokenizer, prompts, settings, label):
     with _progress() as progress:
         task = progress.add_task(label, total=len(prompts))
         step = max(1, len(prompts) // 10)
-        reported = 0
+        start, done, reported = time.perf_counter(), 0, 0
 
         def advance(n: int) -> None:
-            nonlocal reported
+            nonlocal done, reported
             progress.advance(task, n)
-            done = int(progress.tasks[task].completed)
+            done += n
             if not progress.console.is_terminal and (done - reported >= step or done == len(prompts)):
                 reported = done
-                progress.console.print(f"{label}: {done}/{len(prompts)} ({progress.tasks[task].elapsed:.0f} s)")
+                progress.console.print(f"{label}: {done}/{len(prompts)} ({time.perf_counter() - start:.0f} s)")
 
         return generate_sql(model, tokenizer, prompts, settings, progress=advance)
 
