@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from t2s.data.tables import materialize_table, register_collation
+from t2s.sql_text import SQL_TOKEN_RE
 
 OUTCOMES = ("correct", "wrong_result", "exec_error", "timeout", "rejected", "empty")
 DEFAULT_TIMEOUT_S = 2.0
@@ -70,13 +71,7 @@ class ScannedSQL:
     is_blank: bool
 
 
-# SQLite's quoting and comment rules: '..' literal, ".." `..` [..] identifiers, -- and /* */ comments.
-# Written here rather than taken from sqlparse, whose lexer also honours backslash escapes inside
-# quotes, which SQLite does not: a mismatch would change what gets executed.
-_TOKEN_RE = re.compile(
-    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|\Z)""",
-    re.DOTALL,
-)
+_TOKEN_RE = SQL_TOKEN_RE
 
 
 def scan_sql(sql: str) -> ScannedSQL:

@@ -1,4 +1,4 @@
-"""The canonical prompt: the one place that turns (table, question) into model input.
+"""The canonical prompt: the one place that turns (schema, question) into model input.
 
 Training, inference and evaluation all call `build_prompt`, so a model is never asked a
 question in a format it was not trained on. The template keeps the seed notebook's wording
@@ -6,17 +6,18 @@ with the schema and the question in their own slots, and ends with a newline aft
 `### SQL:` so the first SQL token is not glued to a trailing space (tokenizers merge a
 trailing space into the next token, which would move the prompt/completion boundary).
 
-The schema is rendered as a `CREATE TABLE` statement with quoted identifiers: WikiSQL headers
-such as `Area (km²)` or `No.` already contain parentheses and dots, and any looser rendering
-(`Name (type)`) teaches the model to copy annotations into column names.
+The schema is rendered as `CREATE TABLE` statements (`t2s.data.schema`): one per table of the
+database, with column types, primary keys and foreign keys (the relations a model needs to write
+joins). WikiSQL headers such as `Area (km²)` or `No.` contain parentheses and dots, and any looser
+rendering (`Name (type)`) teaches the model to copy annotations into column names.
 
-Schema formats (how much of the table the model sees):
+Schema formats (how much of the database the model sees):
 
-* `names`: column names only.
-* `types`: names and types (`TEXT` / `REAL`). Default: the WikiSQL leaderboard forbids table
-  content at inference, and this is the most it allows.
-* `rows`: names, types and the first `num_sample_rows` rows as an SQL comment. Uses table
-  content, so scores with it are not comparable with the leaderboard.
+* `names`: column names (and keys) only.
+* `types`: names and types. Default: the WikiSQL leaderboard forbids table content at inference,
+  and this is the most it allows.
+* `rows`: names, types and the first `num_sample_rows` rows of each table as an SQL comment. Uses
+  database content, so scores with it are not comparable with schema-only ones.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from t2s.data.tables import column_names, column_types, quote_identifier, table_name
+from t2s.data.schema import DatabaseSchema, from_wikisql_table, render_create_tables, sample_rows
 
 SCHEMA_FORMATS = ("names", "types", "rows")
 DEFAULT_SCHEMA_FORMAT = "types"
@@ -49,35 +50,38 @@ def check_schema_format(schema_format: str) -> str:
 
 
 def render_schema(
-    table: Mapping[str, Any],
+    schema: Mapping[str, Any] | DatabaseSchema,
     schema_format: str = DEFAULT_SCHEMA_FORMAT,
     num_sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    *,
+    db_path: str | None = None,
 ) -> str:
+    """The schema slot: a WikiSQL table dict, or a `DatabaseSchema` (with `db_path` for sample rows).
+
+    WikiSQL identifiers are always quoted (headers such as `No.` or `Area (km²)` need it, and the
+    trained WikiSQL models saw them that way); multi-table schemas quote only where SQLite needs it,
+    as their SQL does.
+    """
     check_schema_format(schema_format)
-    names = [quote_identifier(n) for n in column_names(table["header"])]
-    if schema_format == "names":
-        columns = names
-    else:
-        columns = [f"{n} {t.upper()}" for n, t in zip(names, column_types(table))]
-    schema = f"CREATE TABLE {quote_identifier(table_name(table['id']))} (\n  " + ",\n  ".join(columns) + "\n);"
-    if schema_format == "rows" and num_sample_rows > 0:
-        sample = table["rows"][:num_sample_rows]
-        lines = [" | ".join(_cell_text(c) for c in row) for row in sample]
-        schema += f"\n/* {len(sample)} example rows:\n" + "\n".join(lines) + "\n*/"
-    return schema
-
-
-def _cell_text(cell: Any) -> str:
-    """A cell as it may appear inside the `/* … */` comment: one line, no comment terminator."""
-    return "" if cell is None else " ".join(str(cell).split()).replace("*/", "* /")
+    with_types = schema_format != "names"
+    rows = schema_format == "rows" and num_sample_rows > 0
+    if isinstance(schema, DatabaseSchema):
+        samples = sample_rows(db_path, schema, num_sample_rows) if rows and db_path else None
+        return render_create_tables(schema, with_types=with_types, quote_all=False, sample_rows=samples)
+    table = schema
+    db = from_wikisql_table(table)
+    samples = {db.tables[0].name: table["rows"][:num_sample_rows]} if rows else None
+    return render_create_tables(db, with_types=with_types, quote_all=True, sample_rows=samples)
 
 
 def build_prompt(
-    table: Mapping[str, Any],
+    schema: Mapping[str, Any] | DatabaseSchema,
     question: str,
     schema_format: str = DEFAULT_SCHEMA_FORMAT,
     num_sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    *,
+    db_path: str | None = None,
 ) -> str:
     """The model input for one question; the model's completion is the SQL query."""
-    schema = render_schema(table, schema_format, num_sample_rows)
+    schema = render_schema(schema, schema_format, num_sample_rows, db_path=db_path)
     return PROMPT_TEMPLATE.format(schema=schema, question=str(question).strip())

@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from t2s.data.common import DataFormatError, check_on_error, report_skipped, subset_indices
 from t2s.data.gold_sql import AGG_OPS, COND_OPS, GoldSQLError, render_gold_sql
 from t2s.data.tables import COLUMN_TYPES
 from t2s.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, build_prompt, check_schema_format
@@ -38,7 +38,7 @@ TABLE_SPLITS = ("train", "heldout")
 SPLIT_ALIASES = {"dev": "validation", "validation": "dev"}
 
 
-class WikiSQLFormatError(ValueError):
+class WikiSQLFormatError(DataFormatError):
     """An input file or example does not have the WikiSQL layout; the message says where and how."""
 
 
@@ -211,21 +211,6 @@ def is_heldout_table(table_id: str, heldout_fraction: float, seed: int) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < heldout_fraction
 
 
-def subset_indices(n: int, limit: int | None, fraction: float | None, seed: int) -> list[int]:
-    """A deterministic subset of range(n), in original order."""
-    if limit is not None and fraction is not None:
-        raise ValueError("pass either limit or fraction, not both")
-    if fraction is not None:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"fraction={fraction} must be in (0, 1]")
-        limit = max(1, round(n * fraction))
-    if limit is None or limit >= n:
-        return list(range(n))
-    if limit < 0:
-        raise ValueError(f"limit={limit} must be >= 0")
-    return sorted(random.Random(seed).sample(range(n), limit))
-
-
 def describe_protocol(
     split: str, table_split: str | None, heldout_fraction: float, holdout_seed: int, n: int, total: int
 ) -> str:
@@ -282,8 +267,7 @@ def load_wikisql(
         raise ValueError(f"table_split={table_split!r} must be one of {TABLE_SPLITS} or None")
     if not 0 < heldout_fraction < 1:
         raise ValueError(f"heldout_fraction={heldout_fraction} must be in (0, 1)")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error={on_error!r} must be 'raise' or 'skip'")
+    check_on_error(on_error)
 
     local = resolve_local_dir(source)
     raw_examples = (
@@ -310,7 +294,7 @@ def load_wikisql(
             continue
         records.append(record)
     if skipped:
-        report_skipped(skipped, len(records) + sum(skipped.values()), source)
+        report_skipped("WikiSQL", skipped, len(records) + sum(skipped.values()), source or default_data_dir())
 
     total = len(records)
     if table_split is not None:
@@ -343,6 +327,7 @@ def make_record(raw: Mapping[str, Any], schema_format: str, num_sample_rows: int
     return {
         "example_id": raw["where"],
         "question": question,
+        "db_id": table["id"],
         "table_id": table["id"],
         "table": table,
         "sql": {
@@ -368,6 +353,7 @@ def wikisql_features():
         {
             "example_id": string,
             "question": string,
+            "db_id": string,
             "table_id": string,
             "table": {
                 "id": string,
@@ -404,17 +390,6 @@ def _reason_kind(reason: str) -> str:
                 "missing": "missing field",
             }[kind]
     return reason
-
-
-def report_skipped(skipped: Counter[str], total: int, source: Any) -> None:
-    from rich.console import Console
-
-    detail = ", ".join(f"{n} {kind}" for kind, n in skipped.most_common())
-    Console(stderr=True).print(
-        f"[yellow]WikiSQL ({source or default_data_dir()}): skipped {sum(skipped.values())} of {total} "
-        f"examples ({detail}).[/]",
-        soft_wrap=True,
-    )
 
 
 __all__ = [

@@ -1,0 +1,373 @@
+"""One model of a database schema, produced by every dataset reader and rendered by the prompt.
+
+A WikiSQL table, a Spider database described by `tables.json`, and a user's own SQLite file all
+become a `DatabaseSchema`: tables, their columns with types, primary keys and foreign keys. The
+prompt renders it as `CREATE TABLE` statements, so a model sees the same kind of schema whatever
+the data came from, and the relations it needs to write joins are always there.
+
+Column types use Spider's coarse vocabulary (`text`, `number`, `time`, `boolean`, `others`;
+WikiSQL keeps its own `text`/`real`), whether they come from `tables.json` or from SQLite's
+declared types (`coarse_type` maps `varchar(20)`, `INTEGER`, `DATETIME`… by keyword), so a model
+trained on Spider sees the same words when it is later asked about a user's database.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# SQLite's keywords (sqlite.org/lang_keywords.html): an identifier equal to one of them must be quoted.
+SQLITE_KEYWORDS = frozenset(
+    [
+        "ABORT",
+        "ACTION",
+        "ADD",
+        "AFTER",
+        "ALL",
+        "ALTER",
+        "ALWAYS",
+        "ANALYZE",
+        "AND",
+        "AS",
+        "ASC",
+        "ATTACH",
+        "AUTOINCREMENT",
+        "BEFORE",
+        "BEGIN",
+        "BETWEEN",
+        "BY",
+        "CASCADE",
+        "CASE",
+        "CAST",
+        "CHECK",
+        "COLLATE",
+        "COLUMN",
+        "COMMIT",
+        "CONFLICT",
+        "CONSTRAINT",
+        "CREATE",
+        "CROSS",
+        "CURRENT",
+        "CURRENT_DATE",
+        "CURRENT_TIME",
+        "CURRENT_TIMESTAMP",
+        "DATABASE",
+        "DEFAULT",
+        "DEFERRABLE",
+        "DEFERRED",
+        "DELETE",
+        "DESC",
+        "DETACH",
+        "DISTINCT",
+        "DO",
+        "DROP",
+        "EACH",
+        "ELSE",
+        "END",
+        "ESCAPE",
+        "EXCEPT",
+        "EXCLUDE",
+        "EXCLUSIVE",
+        "EXISTS",
+        "EXPLAIN",
+        "FAIL",
+        "FILTER",
+        "FIRST",
+        "FOLLOWING",
+        "FOR",
+        "FOREIGN",
+        "FROM",
+        "FULL",
+        "GENERATED",
+        "GLOB",
+        "GROUP",
+        "GROUPS",
+        "HAVING",
+        "IF",
+        "IGNORE",
+        "IMMEDIATE",
+        "IN",
+        "INDEX",
+        "INDEXED",
+        "INITIALLY",
+        "INNER",
+        "INSERT",
+        "INSTEAD",
+        "INTERSECT",
+        "INTO",
+        "IS",
+        "ISNULL",
+        "JOIN",
+        "KEY",
+        "LAST",
+        "LEFT",
+        "LIKE",
+        "LIMIT",
+        "MATCH",
+        "MATERIALIZED",
+        "NATURAL",
+        "NO",
+        "NOT",
+        "NOTHING",
+        "NOTNULL",
+        "NULL",
+        "NULLS",
+        "OF",
+        "OFFSET",
+        "ON",
+        "OR",
+        "ORDER",
+        "OTHERS",
+        "OUTER",
+        "OVER",
+        "PARTITION",
+        "PLAN",
+        "PRAGMA",
+        "PRECEDING",
+        "PRIMARY",
+        "QUERY",
+        "RAISE",
+        "RANGE",
+        "RECURSIVE",
+        "REFERENCES",
+        "REGEXP",
+        "REINDEX",
+        "RELEASE",
+        "RENAME",
+        "REPLACE",
+        "RESTRICT",
+        "RETURNING",
+        "RIGHT",
+        "ROLLBACK",
+        "ROW",
+        "ROWS",
+        "SAVEPOINT",
+        "SELECT",
+        "SET",
+        "TABLE",
+        "TEMP",
+        "TEMPORARY",
+        "THEN",
+        "TIES",
+        "TO",
+        "TRANSACTION",
+        "TRIGGER",
+        "UNBOUNDED",
+        "UNION",
+        "UNIQUE",
+        "UPDATE",
+        "USING",
+        "VACUUM",
+        "VALUES",
+        "VIEW",
+        "VIRTUAL",
+        "WHEN",
+        "WHERE",
+        "WINDOW",
+        "WITH",
+        "WITHOUT",
+    ]
+)
+_BARE_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class SchemaError(ValueError):
+    """A schema description is inconsistent (the message names the database and the field)."""
+
+
+@dataclass
+class Column:
+    name: str
+    type: str = "text"
+
+
+@dataclass
+class ForeignKey:
+    column: str
+    ref_table: str
+    ref_column: str
+
+
+@dataclass
+class TableSchema:
+    name: str
+    columns: list[Column]
+    primary_key: list[str] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+
+
+@dataclass
+class DatabaseSchema:
+    db_id: str
+    tables: list[TableSchema]
+
+    def table_names(self) -> list[str]:
+        return [t.name for t in self.tables]
+
+    def column_names(self) -> list[str]:
+        return [c.name for t in self.tables for c in t.columns]
+
+
+def needs_quotes(name: str) -> bool:
+    return not _BARE_IDENTIFIER.fullmatch(name) or name.upper() in SQLITE_KEYWORDS
+
+
+def quote_identifier(name: str, always: bool = True) -> str:
+    """Double-quote an SQLite identifier (doubling embedded quotes); with always=False only where needed."""
+    name = str(name)
+    if not always and not needs_quotes(name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def coarse_type(declared: str | None) -> str:
+    """A declared SQLite type in Spider's coarse vocabulary, by keyword (text first: `varchar` is text)."""
+    t = (declared or "").lower()
+    if any(k in t for k in ("char", "text", "var", "clob")):
+        return "text"
+    if any(k in t for k in ("int", "numeric", "decimal", "number", "real", "double", "float", "id")):
+        return "number"
+    if any(k in t for k in ("date", "time", "year")):
+        return "time"
+    if any(k in t for k in ("bool", "bit")):
+        return "boolean"
+    return "others" if t else "text"
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def from_wikisql_table(table: Mapping[str, Any]) -> DatabaseSchema:
+    """A WikiSQL table dict: one table, its (de-duplicated) header and `text`/`real` types, no keys."""
+    from t2s.data.tables import column_names, column_types, table_name
+
+    columns = [Column(n, t) for n, t in zip(column_names(table["header"]), column_types(table))]
+    return DatabaseSchema(db_id=str(table["id"]), tables=[TableSchema(table_name(table["id"]), columns)])
+
+
+def from_tables_json(entry: Mapping[str, Any], where: str = "tables.json") -> DatabaseSchema:
+    """Spider's `tables.json` entry: original names, coarse types, primary keys, foreign-key pairs."""
+    try:
+        db_id = str(entry["db_id"])
+        table_names = list(entry["table_names_original"])
+        column_names = list(entry["column_names_original"])
+        column_types = list(entry["column_types"])
+        primary_keys = list(entry.get("primary_keys") or [])
+        foreign_keys = list(entry.get("foreign_keys") or [])
+    except (KeyError, TypeError) as e:
+        raise SchemaError(f"{where}: database entry is missing the field {e}") from None
+    if len(column_types) != len(column_names):
+        raise SchemaError(
+            f"{where}: {db_id}: {len(column_types)} column_types for {len(column_names)} column_names_original"
+        )
+    tables = [TableSchema(name=str(n), columns=[]) for n in table_names]
+    owner: dict[int, tuple[TableSchema, str]] = {}
+    for i, (pair, ctype) in enumerate(zip(column_names, column_types)):
+        table_index, name = pair
+        if table_index < 0:  # the "*" pseudo-column
+            continue
+        if table_index >= len(tables):
+            raise SchemaError(f"{where}: {db_id}: column {name!r} names table index {table_index} (out of range)")
+        tables[table_index].columns.append(Column(str(name), str(ctype)))
+        owner[i] = (tables[table_index], str(name))
+
+    def column(i: Any) -> tuple[TableSchema, str]:
+        if i not in owner:
+            raise SchemaError(f"{where}: {db_id}: key refers to column index {i}, which is not a column")
+        return owner[i]
+
+    for key in primary_keys:
+        # Composite keys appear as lists in later Spider-style releases; 1.0 lists one column per table.
+        for i in key if isinstance(key, list) else [key]:
+            table, name = column(i)
+            table.primary_key.append(name)
+    for pair in foreign_keys:
+        child_table, child = column(pair[0])
+        parent_table, parent = column(pair[1])
+        child_table.foreign_keys.append(ForeignKey(child, parent_table.name, parent))
+    return DatabaseSchema(db_id=db_id, tables=tables)
+
+
+def from_sqlite(path: str | Path, db_id: str | None = None) -> DatabaseSchema:
+    """Describe an SQLite file from its own catalogue (tables, declared types, primary and foreign keys).
+
+    Opened read-only; the file is never modified.
+    """
+    path = Path(path)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+            )
+        ]
+        tables = []
+        for name in names:
+            info = conn.execute(f"PRAGMA table_info({quote_identifier(name)})").fetchall()
+            columns = [Column(r[1], coarse_type(r[2])) for r in info]
+            pk = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+            fks = [
+                ForeignKey(r[3], r[2], r[4] if r[4] is not None else (pk[0] if pk else r[3]))
+                for r in conn.execute(f"PRAGMA foreign_key_list({quote_identifier(name)})")
+            ]
+            tables.append(TableSchema(name, columns, pk, fks))
+    except sqlite3.DatabaseError as e:
+        raise SchemaError(f"{path}: not a readable SQLite database ({e})") from None
+    finally:
+        conn.close()
+    return DatabaseSchema(db_id=db_id or path.stem, tables=tables)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_create_tables(
+    schema: DatabaseSchema,
+    *,
+    with_types: bool = True,
+    quote_all: bool = False,
+    sample_rows: Mapping[str, Sequence[Sequence[Any]]] | None = None,
+) -> str:
+    """`CREATE TABLE` statements with keys; `sample_rows` (table → rows) adds a comment after each table."""
+
+    def q(name: str) -> str:
+        return quote_identifier(name, always=quote_all)
+
+    statements = []
+    for table in schema.tables:
+        lines = [f"{q(c.name)} {c.type.upper()}" if with_types else q(c.name) for c in table.columns]
+        if table.primary_key:
+            lines.append(f"PRIMARY KEY ({', '.join(q(c) for c in table.primary_key)})")
+        for fk in table.foreign_keys:
+            lines.append(f"FOREIGN KEY ({q(fk.column)}) REFERENCES {q(fk.ref_table)}({q(fk.ref_column)})")
+        statement = f"CREATE TABLE {q(table.name)} (\n  " + ",\n  ".join(lines) + "\n);"
+        rows = (sample_rows or {}).get(table.name)
+        if rows:
+            statement += f"\n/* {len(rows)} example rows:\n" + "\n".join(_row_text(r) for r in rows) + "\n*/"
+        statements.append(statement)
+    return "\n".join(statements)
+
+
+def _row_text(row: Sequence[Any]) -> str:
+    """A row as it may appear inside the `/* … */` comment: one line, no comment terminator."""
+    return " | ".join("" if c is None else " ".join(str(c).split()).replace("*/", "* /") for c in row)
+
+
+def sample_rows(path: str | Path, schema: DatabaseSchema, n: int) -> dict[str, list[tuple]]:
+    """The first `n` rows of every table (read-only), for `schema_format='rows'`."""
+    if n <= 0:
+        return {}
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.text_factory = lambda b: b.decode(errors="replace")
+    try:
+        return {
+            t.name: conn.execute(f"SELECT * FROM {quote_identifier(t.name)} LIMIT {int(n)}").fetchall()
+            for t in schema.tables
+        }
+    finally:
+        conn.close()

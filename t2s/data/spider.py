@@ -1,0 +1,341 @@
+"""Load Spider (Yu et al., 2018) as prompt/completion records over real SQLite databases.
+
+Sources:
+
+* a local folder in the release layout: `dev.json`, `train_spider.json` (+ `train_others.json`),
+  `tables.json`, `database/<db_id>/<db_id>.sqlite`; the 2023 release adds `test.json`,
+  `test_tables.json` and `test_database/`. `source="spider"` (or None) reads `$T2S_SPIDER_DIR`,
+  default `../shared/spider` beside this repository;
+* a Hub dataset id in the `xlangai/spider` layout (`db_id`, `question`, `query`), read with
+  `datasets.load_dataset`. The Hub copy has no databases and no schema, so `db_dir` names a local
+  folder that holds `tables.json` and `database/` (default: the local copy above).
+
+Every record carries the canonical prompt (every table of its database as `CREATE TABLE` with
+types and keys), the gold query with its whitespace normalised as the completion, the original
+gold query for the metric, the database file, and the official hardness.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from t2s.data.common import DataFormatError, check_on_error, report_skipped, subset_indices
+from t2s.data.hardness import hardness
+from t2s.data.schema import DatabaseSchema, SchemaError, from_tables_json
+from t2s.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, build_prompt, check_schema_format
+from t2s.sql_text import normalize_whitespace
+
+ENV_SPIDER_DIR = "T2S_SPIDER_DIR"
+LOCAL_SOURCES = (None, "", "spider")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+# split → (question files, tables file, databases folder)
+SPLIT_FILES = {
+    "dev": (("dev.json",), "tables.json", "database"),
+    "train": (("train_spider.json",), "tables.json", "database"),
+    "test": (("test.json",), "test_tables.json", "test_database"),
+}
+OTHERS_FILE = "train_others.json"
+HUB_SPLITS = {"dev": "validation", "validation": "validation", "train": "train", "test": "test"}
+
+
+class SpiderFormatError(DataFormatError):
+    """A Spider file or example is unusable; the message names the file, the example and what to do."""
+
+
+def default_spider_dir() -> Path:
+    env = os.environ.get(ENV_SPIDER_DIR)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[3] / "shared" / "spider"
+
+
+def is_spider_dir(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return path.is_dir() and ((path / "tables.json").exists() or (path / "test_tables.json").exists())
+
+
+def resolve_spider_dir(source: str | os.PathLike | None) -> Path | None:
+    """The local release-layout folder `source` names, or None for a Hub id."""
+    if source in LOCAL_SOURCES:
+        path = default_spider_dir()
+        if not is_spider_dir(path):
+            raise FileNotFoundError(
+                f"No local Spider folder at {path} (it needs tables.json and database/). Download Spider 1.0 "
+                f"(yale-lily.github.io/spider), unpack it, and set {ENV_SPIDER_DIR}=/path/to/spider, or pass the "
+                "folder itself."
+            )
+        return path
+    path = Path(source).expanduser()
+    return path if is_spider_dir(path) else None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_json_list(path: Path) -> list:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SpiderFormatError(
+            f"{path}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno}); Spider files are one JSON list"
+        ) from None
+    if not isinstance(data, list):
+        raise SpiderFormatError(f"{path}: expected a JSON list, got {type(data).__name__}")
+    return data
+
+
+def read_schemas(path: Path) -> dict[str, DatabaseSchema]:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: Spider's schema file (tables.json) must sit beside the question files"
+        )
+    schemas = {}
+    for i, entry in enumerate(read_json_list(path)):
+        try:
+            schema = from_tables_json(entry, f"{path}[{i}]")
+        except SchemaError as e:
+            raise SpiderFormatError(str(e)) from None
+        schemas[schema.db_id] = schema
+    return schemas
+
+
+def read_gold_caveats(directory: Path, stem: str) -> dict[int, str]:
+    """Known problems of individual gold results, where the data's maintainers recorded them.
+
+    `../shared/spider` marks, in `{dev,train}_gold_exec.jsonl`, the examples whose database was
+    rebuilt or is missing; they are scored like every other but reported apart.
+    """
+    split = "train_spider" if stem == "train_spider" else None
+    path = directory / f"{'train' if split else stem}_gold_exec.jsonl"
+    caveats: dict[int, str] = {}
+    if not path.exists():
+        return caveats
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if '"caveat"' not in line:
+            continue
+        record = json.loads(line)
+        if split is None or record.get("split") == split:
+            caveats[int(record["idx"])] = str(record["caveat"])
+    return caveats
+
+
+def read_local_split(directory: Path, split: str, include_others: bool) -> Iterator[dict[str, Any]]:
+    if split not in SPLIT_FILES:
+        raise ValueError(f"split={split!r}: Spider has {tuple(SPLIT_FILES)}")
+    files, tables_file, db_folder = SPLIT_FILES[split]
+    if split == "train" and include_others:
+        if (directory / OTHERS_FILE).exists():
+            files = (*files, OTHERS_FILE)
+        else:
+            raise FileNotFoundError(
+                f"{directory / OTHERS_FILE} not found: pass include_others=False to train on train_spider.json only"
+            )
+    for name in files:
+        if not (directory / name).exists():
+            have = sorted(p.name for p in directory.glob("*.json"))
+            raise FileNotFoundError(f"{directory / name} not found (split {split!r}); {directory} has {have}")
+    schemas = read_schemas(directory / tables_file)
+    for name in files:
+        path = directory / name
+        caveats = read_gold_caveats(directory, path.stem)
+        for i, raw in enumerate(read_json_list(path)):
+            yield {
+                "raw": raw,
+                "where": f"{path}[{i}]",
+                "example_id": f"{path.stem}[{i}]",
+                "schemas": schemas,
+                "tables_file": directory / tables_file,
+                "db_root": directory / db_folder,
+                "caveat": caveats.get(i, ""),
+            }
+
+
+def read_hub_split(source: str, split: str, db_dir: Path, **load_kwargs: Any) -> Iterator[dict[str, Any]]:
+    import datasets
+
+    hub_split = HUB_SPLITS.get(split, split)
+    ds = datasets.load_dataset(source, split=hub_split, **load_kwargs)
+    missing = {"db_id", "question", "query"} - set(ds.column_names)
+    if missing:
+        raise SpiderFormatError(
+            f"{source} has no column(s) {sorted(missing)} (columns: {ds.column_names}); the Spider layout has "
+            "db_id, question and query"
+        )
+    local_split = "dev" if hub_split == "validation" else split
+    _, tables_file, db_folder = SPLIT_FILES.get(local_split, SPLIT_FILES["dev"])
+    schemas = read_schemas(db_dir / tables_file)
+    stem = {"dev": "dev", "train": "train_spider", "test": "test"}.get(local_split, local_split)
+    caveats = read_gold_caveats(db_dir, stem)
+    for i, raw in enumerate(ds):
+        yield {
+            "raw": raw,
+            "where": f"{source}[{hub_split}][{i}]",
+            "example_id": f"{stem}[{i}]",
+            "schemas": schemas,
+            "tables_file": db_dir / tables_file,
+            "db_root": db_dir / db_folder,
+            "caveat": caveats.get(i, ""),
+        }
+
+
+def check_database(path: Path) -> str | None:
+    """Why `path` cannot be executed on, or None when it is an SQLite file."""
+    if not path.exists():
+        return "no database file"
+    with path.open("rb") as f:
+        if f.read(16) != SQLITE_MAGIC:
+            return "not an SQLite database"
+    return None
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_spider(
+    source: str | os.PathLike | None = None,
+    split: str = "dev",
+    *,
+    limit: int | None = None,
+    fraction: float | None = None,
+    seed: int = 42,
+    schema_format: str = DEFAULT_SCHEMA_FORMAT,
+    num_sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    db_dir: str | os.PathLike | None = None,
+    include_others: bool = False,
+    require_database: bool = True,
+    on_error: str = "raise",
+    **load_kwargs: Any,
+):
+    """Spider as a `datasets.Dataset` of prompt/completion records, in file order.
+
+    Args:
+        source: a release-layout folder, None/"spider" for `$T2S_SPIDER_DIR` (default
+            `../shared/spider`), or a Hub id in the `xlangai/spider` layout.
+        split: `dev` (= `validation`), `train` (`train_spider.json`, plus `train_others.json` with
+            `include_others=True`) or `test` (the 2023 release's `test.json`).
+        limit, fraction, seed: keep a deterministic subset, still in file order.
+        schema_format, num_sample_rows: what the prompt shows of the database (`t2s.prompt`).
+        db_dir: for a Hub source, the local folder with `tables.json` and `database/`.
+        require_database: an example whose database file is missing is an error (default); with
+            False it is kept for training (its prompt comes from `tables.json`) with `db_path` "",
+            and cannot be scored.
+        on_error: `"raise"` stops at the first bad example with its location; `"skip"` drops bad
+            examples and reports how many, and why.
+        load_kwargs: passed to `datasets.load_dataset` for Hub sources (revision, data_files…).
+    """
+    import datasets
+
+    check_schema_format(schema_format)
+    check_on_error(on_error)
+    local = resolve_spider_dir(source)
+    if local is not None:
+        raw_examples = read_local_split(local, split, include_others)
+    else:
+        databases = Path(db_dir).expanduser() if db_dir else default_spider_dir()
+        if not is_spider_dir(databases):
+            raise FileNotFoundError(
+                f"{source} is read from the Hub, which has Spider's questions but not its databases: db_dir="
+                f"{databases} must be a folder with tables.json and database/ (or set {ENV_SPIDER_DIR})"
+            )
+        raw_examples = read_hub_split(str(source), split, databases, **load_kwargs)
+
+    records, skipped = [], Counter()
+    for item in raw_examples:
+        try:
+            record = make_record(item, schema_format, num_sample_rows, require_database)
+        except SpiderFormatError as e:
+            if on_error == "raise":
+                raise SpiderFormatError(
+                    f"{e} Fix the example, or pass on_error='skip' to drop bad examples (they are counted and reported)."
+                ) from None
+            skipped[getattr(e, "kind", "bad example")] += 1
+            continue
+        records.append(record)
+    if skipped:
+        report_skipped("Spider", skipped, len(records) + sum(skipped.values()), source or default_spider_dir())
+    total = len(records)
+    records = [records[i] for i in subset_indices(total, limit, fraction, seed)]
+    features = spider_features()
+    label = f"Spider {split}"
+    label += f" ({source})" if local is None else ("" if source in LOCAL_SOURCES else f" ({local})")
+    label += f", {len(records)} of {total} questions"
+    if len(records) < total:
+        label += f" (seed {seed})"
+    info = datasets.DatasetInfo(description=label, features=features)
+    return datasets.Dataset.from_list(records, features=features, info=info)
+
+
+def _error(message: str, kind: str) -> SpiderFormatError:
+    e = SpiderFormatError(message)
+    e.kind = kind
+    return e
+
+
+def make_record(
+    item: Mapping[str, Any], schema_format: str, num_sample_rows: int, require_database: bool
+) -> dict[str, Any]:
+    raw, where = item["raw"], item["where"]
+    if not isinstance(raw, Mapping):
+        raise _error(f"{where}: expected an object with db_id, question and query", "not an object")
+    for name in ("db_id", "question", "query"):
+        value = raw.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise _error(f"{where}: the field '{name}' is missing or empty.", "missing field")
+    db_id = raw["db_id"]
+    schema = item["schemas"].get(db_id)
+    if schema is None:
+        raise _error(
+            f"{where}: db_id '{db_id}' has no entry in {item['tables_file']}; add its schema there.",
+            "db_id not in tables.json",
+        )
+    db_path = item["db_root"] / db_id / f"{db_id}.sqlite"
+    problem = check_database(db_path)
+    if problem is not None and (require_database or problem != "no database file"):
+        raise _error(
+            f"{where}: {problem} at {db_path} for db_id '{db_id}'; put the database there, or (for training only) "
+            "pass require_database=False to train on its schema from tables.json.",
+            problem,
+        )
+    query = raw["query"]
+    completion = normalize_whitespace(query)
+    question = " ".join(raw["question"].split())
+    return {
+        "example_id": item["example_id"],
+        "question": question,
+        "db_id": db_id,
+        "db_path": str(db_path) if problem is None else "",
+        "gold_sql": query,
+        "hardness": hardness(completion),
+        "caveat": item["caveat"] or ("database file not available" if problem else ""),
+        "prompt": build_prompt(
+            schema, question, schema_format, num_sample_rows, db_path=str(db_path) if not problem else None
+        ),
+        "completion": completion,
+    }
+
+
+def spider_features():
+    import datasets
+
+    string = datasets.Value("string")
+    return datasets.Features(
+        {
+            name: string
+            for name in (
+                "example_id",
+                "question",
+                "db_id",
+                "db_path",
+                "gold_sql",
+                "hardness",
+                "caveat",
+                "prompt",
+                "completion",
+            )
+        }
+    )
