@@ -1,5 +1,5 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
-.PHONY: install test quality style demo demo-eg bench clean
+.PHONY: install test quality style demo demo-eg demo-spider bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -34,6 +34,10 @@ demo: install
 
 demo-eg: install
 	bash scripts/demo_eg.sh
+
+# Spider end to end on CPU (~35 min): zero-shot, training on Spider train, evaluation on Spider dev by hardness.
+demo-spider: install
+	bash scripts/demo_spider.sh
 
 # Speed benchmarks; each writes its section of docs/benchmarks.md.
 bench: install

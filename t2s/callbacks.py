@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from t2s.execution import score_all, summarise
+from t2s.execution import score_records, summarise
 from t2s.generation import GenerationSettings, generate_sql
 
 
@@ -36,8 +36,7 @@ class SQLSamplesCallback(TrainerCallback):
             record["samples"].append({"question": ex["question"], "gold_sql": ex["gold_sql"], "generated_sql": pred})
         if self.num_exec:
             n = min(self.num_exec, len(predictions))
-            gold, tables = list(self.examples["gold_sql"])[:n], list(self.examples["table"])[:n]
-            details = score_all(predictions[:n], gold, tables=tables)
+            details = score_records(predictions[:n], self.examples.select(range(n)))
             record["execution_accuracy"] = summarise(details)["execution_accuracy"]
             record["num_exec"] = n
             if self.trainer is not None:

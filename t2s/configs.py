@@ -1,4 +1,4 @@
-"""The t2s part of a recipe: which WikiSQL data, what the prompt shows, and what to watch while training.
+"""The t2s part of a recipe: which data (WikiSQL, Spider), what the prompt shows, and what to watch while training.
 
 Training itself is configured by TRL's `SFTConfig`, the model and adapter by TRL's `ModelConfig`;
 a recipe YAML sets fields of all three (see `recipes/`).
@@ -14,12 +14,41 @@ from t2s.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, SCHEMA_FORMAT
 
 
 @dataclass
-class WikiSQLArguments:
+class DataArguments:
     dataset_name: str | None = field(
         default=None,
         metadata={
-            "help": "Hub id in the Salesforce/wikisql layout, a folder in the official release layout, or 'local' "
-            "for $T2S_WIKISQL_DIR (default ../shared/wikisql). Required."
+            "help": "'local' (WikiSQL at $T2S_WIKISQL_DIR, default ../shared/wikisql), 'spider' ($T2S_SPIDER_DIR, "
+            "default ../shared/spider), a folder in either release layout, or a Hub id (Salesforce/wikisql or "
+            "xlangai/spider layout). Required."
+        },
+    )
+    dataset_kind: str | None = field(
+        default=None,
+        metadata={
+            "help": "wikisql or spider, for a Hub id whose name does not say which.",
+            "choices": ["wikisql", "spider"],
+        },
+    )
+    db_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Spider from the Hub (which has no databases): the local folder with tables.json and database/ "
+            "(default $T2S_SPIDER_DIR)."
+        },
+    )
+    require_database: bool = field(
+        default=True,
+        metadata={
+            "help": "Spider: refuse training examples whose database file is missing. False trains on them from "
+            "tables.json (Spider train here lacks baseball_1 and soccer_1: 96 questions)."
+        },
+    )
+    drop_longer_than: int | None = field(
+        default=None,
+        metadata={
+            "help": "Drop training examples longer than this many tokens (prompt + SQL + EOS) instead of letting TRL "
+            "cut their SQL; the count is reported. Sizes a CPU recipe by the longest schema it trains on."
         },
     )
     dataset_revision: str | None = field(
@@ -36,7 +65,7 @@ class WikiSQLArguments:
     heldout_tables: bool = field(
         default=False,
         metadata={
-            "help": "Train and evaluate on one split, divided by table: train on the tables that are not held out, "
+            "help": "WikiSQL: train and evaluate on one split, divided by table: train on the tables that are not held out, "
             "evaluate on the held-out ones. For data with a single split (WikiSQL dev on these machines)."
         },
     )
@@ -68,8 +97,8 @@ class WikiSQLArguments:
     def __post_init__(self) -> None:
         if not self.dataset_name:
             raise ValueError(
-                "dataset_name is required: a Hub id such as 'Salesforce/wikisql', a folder in the official WikiSQL "
-                "layout, or 'local' for $T2S_WIKISQL_DIR"
+                "dataset_name is required: 'local' (WikiSQL, $T2S_WIKISQL_DIR), 'spider' ($T2S_SPIDER_DIR), a folder "
+                "in either release layout, or a Hub id such as 'Salesforce/wikisql' or 'xlangai/spider'"
             )
         if self.schema_format not in SCHEMA_FORMATS:
             raise ValueError(f"schema_format={self.schema_format!r} must be one of {SCHEMA_FORMATS}")
@@ -80,3 +109,7 @@ class WikiSQLArguments:
         if self.dataset_data_files and self.dataset_data_files.lstrip().startswith("{"):
             return json.loads(self.dataset_data_files)
         return self.dataset_data_files
+
+
+# The name of the first release, when WikiSQL was the only dataset.
+WikiSQLArguments = DataArguments

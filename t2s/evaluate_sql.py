@@ -25,7 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from t2s.analysis import analyse, print_summary, write_reports
-from t2s.generate import GenerateArguments, decoding_label, load_eval_data, run, write_jsonl
+from t2s.data import HARDNESS_LEVELS, is_sqlite_dataset
+from t2s.generate import GenerateArguments, decoding_label, load_eval_data, prediction_record, run, write_jsonl
 from t2s.hub import record_scores
 
 METRIC_DIR = Path(__file__).resolve().parent / "metrics" / "execution_accuracy"
@@ -47,6 +48,10 @@ class EvaluateArguments(GenerateArguments):
     )
     run_name: str | None = field(default=None, metadata={"help": "Name of this evaluation in the model card."})
     timeout: float = field(default=2.0, metadata={"help": "Seconds each query may run."})
+    keep_distinct: bool = field(
+        default=False,
+        metadata={"help": "Spider semantics: keep DISTINCT in both queries (the official evaluator removes it)."},
+    )
 
 
 def load_metric():
@@ -95,28 +100,21 @@ def evaluate_run(args: EvaluateArguments) -> dict:
     elif args.predictions:
         dataset = load_eval_data(args)
         predictions = align_predictions(dataset, read_jsonl(args.predictions), args.predictions)
-        records = [
-            {
-                "example_id": ex["example_id"],
-                "question": ex["question"],
-                "table_id": ex["table_id"],
-                "prompt": ex["prompt"],
-                "prediction": p,
-                "gold_sql": ex["gold_sql"],
-            }
-            for ex, p in zip(dataset, predictions)
-        ]
+        records = [prediction_record(ex, p) for ex, p in zip(dataset, predictions)]
         elapsed = None
     else:
         dataset, records, elapsed = run(args)
         predictions = [r["prediction"] for r in records]
 
+    sqlite = is_sqlite_dataset(dataset)
+    database = {"db_paths": list(dataset["db_path"])} if sqlite else {"tables": list(dataset["table"])}
     result = load_metric().compute(
         predictions=predictions,
         references=list(dataset["gold_sql"]),
-        tables=list(dataset["table"]),
         timeout=args.timeout,
+        keep_distinct=args.keep_distinct,
         return_details=True,
+        **database,
     )
     details = result.pop("details")
     for record, detail in zip(records, details):
@@ -132,7 +130,8 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         "model": args.model,
         "adapter": args.adapter,
         "generation_seconds": round(elapsed, 1) if elapsed is not None else None,
-        "headline": "execution_accuracy (official WikiSQL protocol: empty-gold examples included)",
+        "headline": HEADLINES["spider" if sqlite else "wikisql"],
+        **breakdowns(records, details),
     }
     if args.execution_guided:
         chosen = [r.get("eg_choice", 0) for r in records]
@@ -172,6 +171,42 @@ def evaluate_run(args: EvaluateArguments) -> dict:
     return metrics
 
 
+HEADLINES = {
+    "wikisql": "execution_accuracy (official WikiSQL protocol: empty-gold examples included; text compared "
+    "case-insensitively)",
+    "spider": "execution_accuracy (official Spider execution match, test-suite-sql-eval defaults: DISTINCT removed, "
+    "rows as multisets, ordered only if the gold has ORDER BY, any column order, exact values)",
+}
+
+
+def breakdowns(records: list[dict], details: list[dict]) -> dict:
+    """Accuracy by hardness (Spider) and without the examples whose gold result has a known data caveat."""
+    out: dict = {}
+    scored = [(r, d) for r, d in zip(records, details) if d["outcome"] != "gold_error"]
+    if any("hardness" in r for r, _ in scored):
+        by = {}
+        for level in (*HARDNESS_LEVELS, "unknown"):
+            items = [d for r, d in scored if r.get("hardness") == level]
+            if items:
+                right = sum(d["outcome"] == "correct" for d in items)
+                by[level] = {"n": len(items), "correct": right, "execution_accuracy": right / len(items)}
+        out["by_hardness"] = by
+    flagged = [(r, d) for r, d in scored if r.get("caveat")]
+    if flagged:
+        clean = [d for r, d in scored if not r.get("caveat")]
+        caveats: dict[str, dict] = {}
+        for r, d in flagged:
+            entry = caveats.setdefault(r["caveat"], {"n": 0, "correct": 0})
+            entry["n"] += 1
+            entry["correct"] += d["outcome"] == "correct"
+        out["caveat_examples"] = caveats
+        out["execution_accuracy_without_caveats"] = (
+            sum(d["outcome"] == "correct" for d in clean) / len(clean) if clean else 0.0
+        )
+        out["num_without_caveats"] = len(clean)
+    return out
+
+
 def print_metrics(metrics: dict, title: str) -> None:
     table = Table(title=f"Execution accuracy: {title}", show_header=False)
     table.add_row("protocol", metrics["protocol"])
@@ -188,6 +223,15 @@ def print_metrics(metrics: dict, title: str) -> None:
     table.add_row("outcomes", ", ".join(f"{k} {v}" for k, v in metrics["outcomes"].items()))
     if metrics.get("gold_errors"):
         table.add_row("gold errors (excluded)", str(metrics["gold_errors"]))
+    for level, e in metrics.get("by_hardness", {}).items():
+        table.add_row(f"  {level}", f"{e['execution_accuracy']:.1%} ({e['correct']}/{e['n']})")
+    if "caveat_examples" in metrics:
+        n = sum(e["n"] for e in metrics["caveat_examples"].values())
+        table.add_row(
+            "without data caveats",
+            f"{metrics['execution_accuracy_without_caveats']:.1%} ({metrics['num_without_caveats']} examples; "
+            f"{n} with a known problem in their gold result are reported apart in metrics.json)",
+        )
     if metrics.get("generation_seconds") is not None:
         table.add_row("generation time", f"{metrics['generation_seconds']:.0f} s")
     console.print(table)

@@ -11,10 +11,25 @@ Model output is untrusted input. Every query runs under four independent guards:
 4. resource limits: a time budget enforced inside SQLite's VM by a progress handler, a cap on
    fetched rows, and caps on string/blob and statement length.
 
-A fifth rule keeps scores honest rather than safe: SQLite reads a double-quoted name that is
-not in the schema as a string literal (its legacy "DQS" behaviour), so `SELECT "Nmae"` would
-quietly return the text 'Nmae'. Double-quoted tokens are rewritten to backtick-quoted ones,
-which SQLite only ever reads as identifiers, so a hallucinated column is `no such column`.
+The sandbox is the same for every dataset. What "the same answer" means is not: each dataset is
+scored with its official semantics (`SEMANTICS`), chosen by the kind of database.
+
+* `wikisql` (a table dict, materialised as the official `dev.db`): text compares
+  case-insensitively, numbers by value (within 1e-6), rows as multisets (in order when the gold
+  query has ORDER BY), an empty or all-NULL gold result matches an empty or all-NULL prediction.
+  SQLite reads a double-quoted name that is not in the schema as a string literal (its legacy
+  "DQS" behaviour), so `SELECT "Nmae"` would quietly return the text 'Nmae'; t2s's WikiSQL gold
+  SQL double-quotes every identifier, so double-quoted tokens are rewritten to backtick-quoted
+  ones, which SQLite only reads as identifiers, and a hallucinated column is `no such column`.
+* `spider` (an SQLite file): the execution match of the official evaluator
+  (taoyds/test-suite-sql-eval, `exec_eval.py`, its defaults): `> =`, `< =`, `! =` closed up,
+  `YEAR(CURDATE())` read as 2020, DISTINCT removed from both queries (unless `keep_distinct`),
+  results equal as multisets of rows under some permutation of the columns, in order only when
+  the gold query contains `order by`; values compare exactly as SQLite returns them (Python `==`:
+  no case folding, `3 == 3.0`); two empty results match. Spider's SQL follows SQLite's
+  conventions, double-quoted string literals included (213 of the 1,034 dev gold queries), so
+  double quotes are left to SQLite. Text is decoded as the official evaluator does (invalid UTF-8
+  bytes dropped).
 """
 
 from __future__ import annotations
@@ -24,8 +39,10 @@ import math
 import re
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from t2s.data.tables import materialize_table, register_collation
@@ -39,6 +56,7 @@ MAX_VALUE_BYTES = 10_000_000
 DETAIL_ROWS = 20
 READ_ONLY_STARTS = ("select", "with", "values")
 REL_TOL, ABS_TOL = 1e-6, 1e-9
+SEMANTICS = ("wikisql", "spider")
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 _DENIED_FUNCTIONS = {"load_extension"}
@@ -74,18 +92,20 @@ class ScannedSQL:
 _TOKEN_RE = SQL_TOKEN_RE
 
 
-def scan_sql(sql: str) -> ScannedSQL:
-    """Rewrite double-quoted identifiers to backtick-quoted ones and find the statement's shape."""
+def scan_sql(sql: str, rewrite_double_quotes: bool = True) -> ScannedSQL:
+    """Find the statement's shape; optionally rewrite double-quoted tokens to backtick-quoted identifiers."""
     # Gold queries are scanned once per example and again per comparison: memoise short ones.
-    return _scan_cached(sql) if len(sql) <= 4096 else _scan(sql)
+    if len(sql) <= 4096:
+        return _scan_cached(sql, rewrite_double_quotes)
+    return _scan(sql, rewrite_double_quotes)
 
 
 @functools.lru_cache(maxsize=65536)
-def _scan_cached(sql: str) -> ScannedSQL:
-    return _scan(sql)
+def _scan_cached(sql: str, rewrite_double_quotes: bool) -> ScannedSQL:
+    return _scan(sql, rewrite_double_quotes)
 
 
-def _scan(sql: str) -> ScannedSQL:
+def _scan(sql: str, rewrite_double_quotes: bool = True) -> ScannedSQL:
     out: list[str] = []
     code: list[str] = []  # text outside literals, identifiers and comments
     pos = 0
@@ -95,7 +115,7 @@ def _scan(sql: str) -> ScannedSQL:
         out.append(sql[pos:start])
         code.append(sql[pos:start])
         has_quoted = has_quoted or token[0] not in "-/"
-        if token[0] == '"':
+        if token[0] == '"' and rewrite_double_quotes:
             token = "`" + token[1:-1].replace('""', '"').replace("`", "``") + "`"
         out.append(token)
         code.append(" ")
@@ -165,8 +185,12 @@ def run_query(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
+    rewrite_double_quotes: bool = True,
 ) -> Execution:
-    """Execute one untrusted query under the sandbox; never raises."""
+    """Execute one untrusted query under the sandbox; never raises.
+
+    `rewrite_double_quotes=False` leaves `"…"` to SQLite (an identifier if one exists, else a string).
+    """
     if sql is None:
         return Execution("empty", error="no SQL")
     if not isinstance(sql, str):
@@ -175,7 +199,7 @@ def run_query(
         return Execution("rejected", error="the query contains a NUL byte")
     if len(sql) > MAX_SQL_CHARS:
         return Execution("rejected", error=f"the query is {len(sql):,} characters long (limit {MAX_SQL_CHARS:,})")
-    scanned = scan_sql(sql)
+    scanned = scan_sql(sql, rewrite_double_quotes)
     if scanned.is_blank:
         return Execution("empty", error="no SQL")
     if scanned.first_word not in READ_ONLY_STARTS:
@@ -257,17 +281,94 @@ def _capped(rows: list[tuple] | None) -> list[list[Any]] | None:
     return [[v if not isinstance(v, bytes) else v.hex() for v in row] for row in rows[:DETAIL_ROWS]]
 
 
+# --------------------------------------------------------------------------- Spider's official rule
+
+
+_CUR_YEAR_RE = re.compile(r"YEAR\s*\(\s*CURDATE\s*\(\s*\)\s*\)\s*", re.IGNORECASE)
+
+
+def spider_normalize(sql: str, keep_distinct: bool = False) -> str:
+    """The official evaluator's rewrites of both queries before execution."""
+    sql = sql.replace("> =", ">=").replace("< =", "<=").replace("! =", "!=")
+    sql = _CUR_YEAR_RE.sub("2020", sql)
+    if not keep_distinct:
+        sql = remove_distinct(sql)
+    return sql
+
+
+def remove_distinct(sql: str) -> str:
+    """Drop every DISTINCT keyword token (sqlparse's tokens, as the official evaluator does)."""
+    import sqlparse
+
+    statements = sqlparse.parse(sql)
+    if not statements:
+        return sql
+    return "".join(t.value for t in statements[0].flatten() if t.value.lower() != "distinct")
+
+
+def _unordered_row(row: Sequence[Any]) -> tuple:
+    return tuple(sorted(row, key=lambda v: str(v) + str(type(v))))
+
+
+def spider_results_match(gold: Sequence[tuple], predicted: Sequence[tuple], *, order_matters: bool) -> bool:
+    """Equal as bags of rows (lists, if order matters) under some permutation of the predicted columns.
+
+    The official `result_eq` samples rows at random to prune the column permutations it tries;
+    pruning only drops permutations that cannot match, so pruning with every row (here) gives the
+    same verdict, deterministically.
+    """
+    if not gold and not predicted:
+        return True
+    if len(gold) != len(predicted):
+        return False
+    width = len(gold[0])
+    if len(predicted[0]) != width:
+        return False
+    gold_unordered = [_unordered_row(r) for r in gold]
+    pred_unordered = [_unordered_row(r) for r in predicted]
+    if (gold_unordered != pred_unordered) if order_matters else (set(gold_unordered) != set(pred_unordered)):
+        return False
+    gold_columns = [{row[i] for row in gold} for i in range(width)]
+    candidates = [
+        [j for j in range(width) if all(row[j] in gold_columns[i] for row in predicted)] for i in range(width)
+    ]
+    gold_list = [tuple(r) for r in gold]
+    gold_counts = Counter(gold_list)
+
+    def matches(perm: tuple[int, ...]) -> bool:
+        permuted = [tuple(row[j] for j in perm) for row in predicted]
+        if order_matters:
+            return gold_list == permuted
+        return set(gold_list) == set(permuted) and gold_counts == Counter(permuted)
+
+    def search(i: int, used: tuple[int, ...]) -> bool:
+        if i == width:
+            return matches(used)
+        return any(search(i + 1, (*used, j)) for j in candidates[i] if j not in used)
+
+    return search(0, ())
+
+
+# --------------------------------------------------------------------------- scoring
+
+
 def score_example(
     conn: sqlite3.Connection,
     prediction: Any,
     reference: str,
     *,
-    casefold: bool,
+    semantics: str = "wikisql",
+    keep_distinct: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> dict[str, Any]:
-    """One example's outcome, with both result sets (capped) for error analysis."""
-    gold = run_query(conn, reference, timeout_s=timeout_s, max_rows=max_rows)
+    """One example's outcome under the dataset's semantics, with both result sets (capped) for analysis."""
+    if semantics not in SEMANTICS:
+        raise ValueError(f"semantics={semantics!r} must be one of {SEMANTICS}")
+    spider = semantics == "spider"
+    limits = {"timeout_s": timeout_s, "max_rows": max_rows, "rewrite_double_quotes": not spider}
+    gold_sql = spider_normalize(reference, keep_distinct) if spider else reference
+    gold = run_query(conn, gold_sql, **limits)
     if gold.status != "ok":
         return {
             "outcome": "gold_error",
@@ -276,17 +377,27 @@ def score_example(
             "prediction_rows": None,
             "gold_rows": None,
         }
-    pred = run_query(conn, prediction, timeout_s=timeout_s, max_rows=max_rows)
-    gold_empty = is_empty_result(gold.rows)
-    if pred.status != "ok":
-        outcome = pred.status
-    elif gold_empty and is_empty_result(pred.rows):
-        outcome = "correct"
+    if spider and isinstance(prediction, str):
+        prediction = spider_normalize(prediction, keep_distinct)
+    pred = run_query(conn, prediction, **limits)
+    if spider:
+        gold_empty = not gold.rows
+        if pred.status != "ok":
+            outcome = pred.status
+        else:
+            order_matters = "order by" in gold_sql.lower()
+            same = spider_results_match(gold.rows, pred.rows, order_matters=order_matters)
+            outcome = "correct" if same else "wrong_result"
     else:
-        ordered = scan_sql(reference).has_order_by
-        outcome = (
-            "correct" if results_match(pred.rows, gold.rows, ordered=ordered, casefold=casefold) else "wrong_result"
-        )
+        gold_empty = is_empty_result(gold.rows)
+        if pred.status != "ok":
+            outcome = pred.status
+        elif gold_empty and is_empty_result(pred.rows):
+            outcome = "correct"
+        else:
+            ordered = scan_sql(reference).has_order_by
+            same = results_match(pred.rows, gold.rows, ordered=ordered, casefold=True)
+            outcome = "correct" if same else "wrong_result"
     return {
         "outcome": outcome,
         "error": pred.error,
@@ -296,12 +407,37 @@ def score_example(
     }
 
 
+def _decode_text(data: bytes) -> str:
+    # The official Spider evaluator's text factory: invalid UTF-8 bytes are dropped, not fatal.
+    return data.decode(errors="ignore")
+
+
 def open_database(path: str) -> sqlite3.Connection:
     """A database file opened read-only: the file is never written, not even its journal."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"database file {path} does not exist")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    conn.text_factory = _decode_text
     register_collation(conn)
     conn.execute("PRAGMA query_only = ON")
     return conn
+
+
+@functools.lru_cache(maxsize=64)
+def cached_database(path: str) -> sqlite3.Connection:
+    """One read-only connection per database file, reused (execution-guided decoding, rewards)."""
+    return open_database(path)
+
+
+def connect_example(example: Mapping[str, Any]) -> tuple[sqlite3.Connection, str]:
+    """The database a record's SQL runs on, and the semantics that scores it."""
+    if example.get("db_path"):
+        return cached_database(str(example["db_path"])), "spider"
+    if example.get("table") is not None:
+        return materialize_table(example["table"]), "wikisql"
+    raise ValueError(
+        f"example {example.get('example_id', '?')} has neither a 'table' nor a 'db_path': its SQL cannot be executed"
+    )
 
 
 def score_batch(
@@ -310,24 +446,24 @@ def score_batch(
     tables: Sequence[Mapping[str, Any]] | None = None,
     db_paths: Sequence[str] | None = None,
     *,
+    keep_distinct: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> list[dict[str, Any]]:
-    """Per-example results for a batch; each example gets the pristine table (read-only, cached)."""
+    """Per-example results for a batch; each example gets the pristine database (read-only, cached)."""
     opened: dict[str, sqlite3.Connection] = {}
     results = []
+    options = {"keep_distinct": keep_distinct, "timeout_s": timeout_s, "max_rows": max_rows}
     try:
         for i, (prediction, reference) in enumerate(zip(predictions, references)):
             if tables is not None:
-                conn, casefold = materialize_table(tables[i]), True
+                conn, semantics = materialize_table(tables[i]), "wikisql"
             else:
                 path = str(db_paths[i])
                 if path not in opened:
                     opened[path] = open_database(path)
-                conn, casefold = opened[path], False
-            results.append(
-                score_example(conn, prediction, reference, casefold=casefold, timeout_s=timeout_s, max_rows=max_rows)
-            )
+                conn, semantics = opened[path], "spider"
+            results.append(score_example(conn, prediction, reference, semantics=semantics, **options))
     finally:
         for conn in opened.values():
             conn.close()
@@ -335,8 +471,8 @@ def score_batch(
 
 
 def _score_chunk(args: tuple) -> list[dict[str, Any]]:
-    predictions, references, tables, db_paths, timeout_s, max_rows = args
-    return score_batch(predictions, references, tables, db_paths, timeout_s=timeout_s, max_rows=max_rows)
+    predictions, references, tables, db_paths, options = args
+    return score_batch(predictions, references, tables, db_paths, **options)
 
 
 def score_all(
@@ -345,6 +481,7 @@ def score_all(
     tables: Sequence[Mapping[str, Any]] | None = None,
     db_paths: Sequence[str] | None = None,
     *,
+    keep_distinct: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
     num_proc: int | None = None,
@@ -358,8 +495,16 @@ def score_all(
     context = tables if tables is not None else db_paths
     if len(context) != n:
         raise ValueError(f"{len(context)} {'tables' if tables is not None else 'db_paths'} for {n} references")
+    if db_paths is not None:
+        missing = sorted({str(p) for p in db_paths if not p or not Path(str(p)).is_file()})
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} database file(s) do not exist (first: {missing[0]!r}); "
+                "db_paths must name SQLite files"
+            )
+    options = {"keep_distinct": keep_distinct, "timeout_s": timeout_s, "max_rows": max_rows}
     if not num_proc or num_proc <= 1 or n < 2 * num_proc:
-        return score_batch(predictions, references, tables, db_paths, timeout_s=timeout_s, max_rows=max_rows)
+        return score_batch(predictions, references, tables, db_paths, **options)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -373,14 +518,24 @@ def score_all(
                 list(references[start:end]),
                 list(tables[start:end]) if tables is not None else None,
                 list(db_paths[start:end]) if db_paths is not None else None,
-                timeout_s,
-                max_rows,
+                options,
             )
         )
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(max_workers=num_proc, mp_context=ctx) as pool:
         return [r for part in pool.map(_score_chunk, chunks) for r in part]
+
+
+def score_records(predictions: Sequence[Any], examples, **options: Any) -> list[dict[str, Any]]:
+    """Score predictions against dataset records of any kind (WikiSQL `table` or SQLite `db_path`)."""
+    columns = examples.column_names if hasattr(examples, "column_names") else list(examples[0]) if examples else []
+    references = list(examples["gold_sql"]) if hasattr(examples, "column_names") else [e["gold_sql"] for e in examples]
+    if "db_path" in columns:
+        paths = list(examples["db_path"]) if hasattr(examples, "column_names") else [e["db_path"] for e in examples]
+        return score_all(predictions, references, db_paths=paths, **options)
+    tables = list(examples["table"]) if hasattr(examples, "column_names") else [e["table"] for e in examples]
+    return score_all(predictions, references, tables=tables, **options)
 
 
 def summarise(details: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""Generate SQL for WikiSQL questions with a base model, a base model + LoRA adapter, or a merged model.
+"""Generate SQL with a base model, a base model + LoRA adapter, or a merged model, for either dataset.
 
     python t2s/generate.py --adapter outputs/smollm2-135m-wikisql-lora --table_split heldout --limit 500 \
         --output predictions.jsonl
-    python t2s/generate.py --model embedded:smollm2-135m-instruct --limit 100 --output zero_shot.jsonl
+    python t2s/generate.py --model embedded:smollm2-135m-instruct --dataset_name spider --limit 100 \
+        --output zero_shot.jsonl
 
-Prompts come from the same builder as training (`t2s.prompt.build_prompt`, through `load_wikisql`),
+Prompts come from the same builder as training (`t2s.prompt.build_prompt`, through the dataset readers),
 decoding is greedy by default and stops at the first newline or EOS. With `--execution_guided`,
 N candidates are generated (beam search) and the first that executes without error and returns
 something is kept, falling back to the top candidate.
@@ -20,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from t2s.data import load_wikisql, materialize_table
+from t2s.data import load_text2sql
 from t2s.embedded import DEFAULT_EMBEDDED, resolve_model_name
-from t2s.execution import is_empty_result, run_query
+from t2s.execution import connect_example, is_empty_result, run_query
 from t2s.generation import GenerationSettings, generate_sql
 from t2s.prompt import DEFAULT_SCHEMA_FORMAT
 
@@ -35,9 +36,25 @@ class GenerateArguments:
     )
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder or Hub id."})
     merge_adapter: bool = field(default=False, metadata={"help": "Merge the adapter into the base before generating."})
-    dataset_name: str = field(default="local", metadata={"help": "As in recipes: Hub id, folder, or 'local'."})
+    dataset_name: str = field(
+        default="local",
+        metadata={
+            "help": "As in recipes: 'local' (WikiSQL at $T2S_WIKISQL_DIR), 'spider' ($T2S_SPIDER_DIR), a folder in "
+            "either release layout, or a Hub id."
+        },
+    )
+    dataset_kind: str | None = field(
+        default=None,
+        metadata={
+            "help": "wikisql or spider, for a Hub id whose name does not say.",
+            "choices": ["wikisql", "spider"],
+        },
+    )
+    db_dir: str | None = field(
+        default=None, metadata={"help": "Spider from the Hub: the local folder with tables.json and database/."}
+    )
     split: str = field(default="dev")
-    table_split: str | None = field(default=None, metadata={"help": "'heldout' to score on held-out tables."})
+    table_split: str | None = field(default=None, metadata={"help": "WikiSQL: 'heldout' to score on held-out tables."})
     heldout_fraction: float = field(default=0.2)
     holdout_seed: int = field(default=42)
     limit: int | None = field(default=None)
@@ -99,10 +116,10 @@ def _has_tokenizer(adapter: str) -> bool:
     return not path.exists() or (path / "tokenizer_config.json").exists()
 
 
-def execution_guided_choice(candidates: list[str], table) -> tuple[str, int]:
+def execution_guided_choice(candidates: list[str], example) -> tuple[str, int]:
     """The first candidate that runs without error and returns a non-empty result; else the top one."""
     for i, sql in enumerate(candidates):
-        if executes_with_rows(sql, table):
+        if executes_with_rows(sql, example):
             return sql, i
     return candidates[0], -1
 
@@ -138,9 +155,25 @@ def _generate_with_progress(model, tokenizer, prompts, settings, label):
         return generate_sql(model, tokenizer, prompts, settings, progress=advance)
 
 
-def executes_with_rows(sql: str, table) -> bool:
-    result = run_query(materialize_table(table), sql)
+def executes_with_rows(sql: str, example) -> bool:
+    """Runs (in the sandbox, as the metric would run it) and returns at least one non-NULL value.
+
+    `example` is a dataset record (its WikiSQL `table` or SQLite `db_path`), or a bare WikiSQL table dict.
+    """
+    record = example if ("db_path" in example or "table" in example) else {"table": example}
+    conn, semantics = connect_example(record)
+    result = run_query(conn, sql, rewrite_double_quotes=semantics == "wikisql")
     return result.status == "ok" and not is_empty_result(result.rows)
+
+
+def prediction_record(example, prediction: str) -> dict:
+    """What a predictions.jsonl line keeps of its example (with the dataset's own keys, e.g. hardness)."""
+    record = {"example_id": example["example_id"], "question": example["question"], "db_id": example["db_id"]}
+    for key in ("table_id", "hardness", "caveat"):
+        if key in example:
+            record[key] = example[key]
+    record.update(prompt=example["prompt"], prediction=prediction, gold_sql=example["gold_sql"])
+    return record
 
 
 def predict(
@@ -153,7 +186,7 @@ def predict(
     num_candidates: int = 4,
     greedy: list[str] | None = None,
 ):
-    """One record per example: question, table_id, prompt, prediction, gold_sql.
+    """One record per example: question, db_id, prompt, prediction, gold_sql (see `prediction_record`).
 
     Execution-guided decoding keeps the first of [greedy, beam 1, …, beam N] that executes and
     returns rows, else the greedy query. Beams are only searched where the greedy query fails
@@ -163,21 +196,11 @@ def predict(
     prompts = list(dataset["prompt"])
     if greedy is None:
         greedy = [c[0] for c in _generate_with_progress(model, tokenizer, prompts, settings, "Generating SQL")]
-    records = [
-        {
-            "example_id": ex["example_id"],
-            "question": ex["question"],
-            "table_id": ex["table_id"],
-            "prompt": ex["prompt"],
-            "prediction": pred,
-            "gold_sql": ex["gold_sql"],
-        }
-        for ex, pred in zip(dataset, greedy)
-    ]
+    examples = list(dataset)
+    records = [prediction_record(ex, pred) for ex, pred in zip(examples, greedy)]
     if not execution_guided:
         return records
-    tables = list(dataset["table"])
-    failing = [i for i, pred in enumerate(greedy) if not executes_with_rows(pred, tables[i])]
+    failing = [i for i, pred in enumerate(greedy) if not executes_with_rows(pred, examples[i])]
     beam_settings = GenerationSettings(
         max_new_tokens=settings.max_new_tokens,
         batch_size=max(1, settings.batch_size // num_candidates),
@@ -194,7 +217,7 @@ def predict(
         record["eg_choice"] = 0
     for i, candidates in zip(failing, beams):
         ordered = list(dict.fromkeys([greedy[i], *candidates]))
-        records[i]["prediction"], records[i]["eg_choice"] = execution_guided_choice(ordered, tables[i])
+        records[i]["prediction"], records[i]["eg_choice"] = execution_guided_choice(ordered, examples[i])
         records[i]["candidates"] = ordered
     return records
 
@@ -216,9 +239,10 @@ def decoding_label(args: GenerateArguments) -> str:
 
 
 def load_eval_data(args: GenerateArguments):
-    return load_wikisql(
+    return load_text2sql(
         args.dataset_name,
         args.split,
+        dataset_kind_=args.dataset_kind,
         table_split=args.table_split,
         heldout_fraction=args.heldout_fraction,
         holdout_seed=args.holdout_seed,
@@ -227,6 +251,7 @@ def load_eval_data(args: GenerateArguments):
         schema_format=args.schema_format,
         num_sample_rows=args.num_sample_rows,
         revision=args.dataset_revision,
+        db_dir=args.db_dir,
     )
 
 

@@ -1,6 +1,7 @@
-"""Fine-tune a causal LM to write SQL for WikiSQL questions with LoRA/QLoRA and TRL's SFTTrainer.
+"""Fine-tune a causal LM to write SQL (WikiSQL, Spider, your own databases) with LoRA/QLoRA and TRL's SFTTrainer.
 
     accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py recipes/smollm2_cpu.yaml
+    accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py recipes/smollm2_spider_cpu.yaml
     accelerate launch --config_file accelerate_configs/single_gpu_fp16.yaml t2s/sft.py recipes/mistral_lora.yaml
     python t2s/sft.py recipes/smollm2_cpu.yaml --max_steps 20 --output_dir outputs/try   # any field overrides
 
@@ -16,19 +17,20 @@ from transformers import AutoTokenizer, EarlyStoppingCallback, set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 
 from t2s.callbacks import SQLSamplesCallback
-from t2s.configs import WikiSQLArguments
-from t2s.data import load_wikisql
+from t2s.configs import DataArguments
+from t2s.data import load_text2sql
 from t2s.device import check_device_support, check_optional_kernels
 from t2s.embedded import is_embedded, resolve_model_name
 from t2s.hub import check_hub_access, push_adapter
 from t2s.recipe import parse_recipe, split_recipe_argument
 from t2s.run_record import finish_run, report_setup
 
-DATACLASSES = (WikiSQLArguments, SFTConfig, ModelConfig)
+DATACLASSES = (DataArguments, SFTConfig, ModelConfig)
 
 
-def load_splits(args: WikiSQLArguments):
+def load_splits(args: DataArguments):
     common = dict(
+        dataset_kind_=args.dataset_kind,
         schema_format=args.schema_format,
         num_sample_rows=args.num_sample_rows,
         revision=args.dataset_revision,
@@ -36,24 +38,44 @@ def load_splits(args: WikiSQLArguments):
         heldout_fraction=args.heldout_fraction,
         holdout_seed=args.holdout_seed,
         seed=args.data_seed_subset,
+        db_dir=args.db_dir,
     )
     train_split, eval_split = args.dataset_train_split, args.dataset_eval_split
     train_part, eval_part = ("train", "heldout") if args.heldout_tables else (None, None)
     if args.heldout_tables:
         eval_split = train_split
-    train = load_wikisql(
+    train = load_text2sql(
         args.dataset_name,
         train_split,
         table_split=train_part,
         limit=args.train_limit,
         fraction=args.train_fraction,
         **common,
+        **({} if args.require_database else {"require_database": False}),
     )
-    evals = load_wikisql(args.dataset_name, eval_split, table_split=eval_part, limit=args.eval_limit, **common)
+    evals = load_text2sql(args.dataset_name, eval_split, table_split=eval_part, limit=args.eval_limit, **common)
     return train, evals
 
 
-def main(script_args: WikiSQLArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None):
+def drop_long_examples(dataset, tokenizer, max_tokens: int | None):
+    """Training examples that fit `max_tokens` (prompt + SQL + EOS, tokenized as TRL does), and how many did not."""
+    if not max_tokens:
+        return dataset, 0
+    lengths = [
+        len(tokenizer(text=p)["input_ids"]) + len(tokenizer(text=c, add_special_tokens=False)["input_ids"]) + 1
+        for p, c in zip(dataset["prompt"], dataset["completion"])
+    ]
+    keep = [i for i, n in enumerate(lengths) if n <= max_tokens]
+    kept = dataset.select(keep)
+    kept.info.description = (
+        f"{dataset.info.description}; {len(keep)} kept of at most {max_tokens} tokens"
+        if len(keep) < len(dataset)
+        else dataset.info.description
+    )
+    return kept, len(dataset) - len(keep)
+
+
+def main(script_args: DataArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None):
     if script_args.early_stopping_patience and not training_args.load_best_model_at_end:
         raise ValueError(
             "early_stopping_patience needs load_best_model_at_end: true, metric_for_best_model: eval_loss and "
@@ -77,6 +99,9 @@ def main(script_args: WikiSQLArguments, training_args: SFTConfig, model_args: Mo
         tokenizer.pad_token = tokenizer.eos_token
 
     train, evals = load_splits(script_args)
+    train, dropped = drop_long_examples(train, tokenizer, script_args.drop_longer_than)
+    if dropped:
+        print(f"Dropped {dropped} training examples longer than {script_args.drop_longer_than} tokens.")
     samples = SQLSamplesCallback(
         evals,
         tokenizer,

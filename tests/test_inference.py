@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from t2s.analysis import analyse, classify
+from t2s.analysis import analyse
+from t2s.analysis.wikisql import classify
 from t2s.evaluate_sql import compare, mcnemar_exact
 from t2s.evaluate_sql import main as evaluate_main
 from t2s.generate import GenerateArguments, execution_guided_choice, load_eval_data, load_model_and_tokenizer
@@ -25,10 +26,10 @@ def tiny(tmp_path_factory):
 
 
 def test_inference_prompts_equal_training_prompts():
-    from t2s.configs import WikiSQLArguments
+    from t2s.configs import DataArguments
     from t2s.sft import load_splits
 
-    train, _ = load_splits(WikiSQLArguments(dataset_name=str(FIXTURES), dataset_train_split="dev"))
+    train, _ = load_splits(DataArguments(dataset_name=str(FIXTURES), dataset_train_split="dev"))
     inference = load_eval_data(GenerateArguments(dataset_name=str(FIXTURES)))
     by_id = dict(zip(train["example_id"], train["prompt"]))
     assert len(by_id) == len(inference)

@@ -36,10 +36,15 @@ _CITATION = """\
 
 _DESCRIPTION = """\
 Execution accuracy executes each predicted SQL query and its gold query against the same database
-(a WikiSQL table materialised as the official evaluator's database, or an SQLite file) and counts
-the prediction correct when both return the same result: rows compared as multisets (in order if
-the gold query has ORDER BY), numbers by value, text as the table's collation compares it. Model
-SQL runs in a sandbox: one read-only statement, SQLite's authorizer, a time budget and a row cap.
+and counts the prediction correct when both return the same result, under the dataset's official
+semantics. WikiSQL (`tables`: a table materialised as the official evaluator's database): rows as
+multisets (in order if the gold query has ORDER BY), numbers by value, text case-insensitively, an
+empty or all-NULL gold result matched by an empty or all-NULL prediction. Spider and other SQLite
+files (`db_paths`): the official Spider execution match (test-suite-sql-eval, its defaults): DISTINCT
+removed from both queries, rows as multisets under any permutation of the columns, ordered only if
+the gold query has ORDER BY, values exactly as SQLite returns them (`3 == 3.0`, no case folding),
+double quotes left to SQLite. Model SQL runs in the same sandbox for both: one read-only statement,
+SQLite's authorizer, read-only connections, a time budget and a row cap.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -49,7 +54,8 @@ Args:
     tables (`list` of `dict`, optional): one WikiSQL table dict (`id`, `header`, `types`, `rows`) per
         example. Text compares case-insensitively, as in the official evaluator.
     db_paths (`list` of `str`, optional): one SQLite file per example (Spider-style databases), opened
-        read-only; text compares exactly. Pass `tables` or `db_paths`, not both.
+        read-only; scored with Spider's official execution match. Pass `tables` or `db_paths`, not both.
+    keep_distinct (`bool`, default False): Spider semantics only: keep DISTINCT in both queries.
     timeout (`float`, default 2.0): seconds each query may run.
     max_rows (`int`, default 100000): rows fetched per query; more counts as `timeout`.
     num_proc (`int`, optional): worker processes.
@@ -57,6 +63,7 @@ Args:
 Returns:
     execution_accuracy (`float`): correct / scored examples, empty-gold examples included (official protocol).
     execution_accuracy_nonempty_gold (`float`): the same over examples whose gold result is not empty.
+    semantics (`str`): "wikisql" or "spider", the comparison rules applied.
     outcomes (`dict`): counts of correct, wrong_result, exec_error, timeout, rejected, empty.
     num_examples, num_scored, num_empty_gold, gold_errors (`int`): gold queries that fail are data errors,
         left out of every denominator.
@@ -94,17 +101,20 @@ class ExecutionAccuracy(evaluate.Metric):
         max_rows=DEFAULT_MAX_ROWS,
         num_proc=None,
         return_details=False,
+        keep_distinct=False,
     ):
         details = score_all(
             predictions,
             references,
             tables=tables,
             db_paths=db_paths,
+            keep_distinct=keep_distinct,
             timeout_s=timeout,
             max_rows=max_rows,
             num_proc=num_proc,
         )
         result = summarise(details)
+        result["semantics"] = "spider" if db_paths is not None else "wikisql"
         if return_details:
             result["details"] = details
         return result

@@ -12,14 +12,24 @@ Categories (an example can have several; the first in this order is its primary 
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from t2s.analysis.report import (
+    agreement,
+    category_counts,
+    category_table_lines,
+    example_lines,
+    group_table_lines,
+    rate_by,
+    systematic,
+    systematic_lines,
+    write_files,
+)
 from t2s.data.gold_sql import AGG_OPS, COND_OPS, parse_number
 from t2s.data.tables import column_names, column_types, table_name
 
@@ -237,6 +247,7 @@ def analyse(
         per_example.append(
             {
                 "example_id": ex["example_id"],
+                "db_id": ex["table_id"],
                 "table_id": ex["table_id"],
                 "question": ex["question"],
                 "prediction": pred,
@@ -250,119 +261,27 @@ def analyse(
                 "form": question_form(ex["question"]),
             }
         )
-    n = len(per_example)
     wrong = [e for e in per_example if e["primary"]]
-    primary = Counter(e["primary"] for e in wrong)
-    any_flag = Counter(flag for e in wrong for flag in e["categories"])
-
     confusion: dict[str, dict[str, int]] = {g: dict.fromkeys((*AGG_LABELS, "unparsed"), 0) for g in AGG_LABELS}
     for e in per_example:
         confusion[e["gold_agg"]][e["pred_agg"]] += 1
 
     result = {
-        "num_examples": n,
-        "num_wrong": len(wrong),
-        "error_rate": len(wrong) / n if n else 0.0,
-        "primary_categories": {
-            c: {"count": primary[c], "rate": primary[c] / n if n else 0.0} for c in CATEGORIES if primary[c]
-        },
-        "any_categories": {
-            c: {"count": any_flag[c], "rate": any_flag[c] / n if n else 0.0} for c in CATEGORIES if any_flag[c]
-        },
+        "dataset": "wikisql",
+        **category_counts(per_example, CATEGORIES),
         "aggregation_confusion": confusion,
-        "by_num_conditions": _rate_by(per_example, "num_conditions"),
-        "by_select_type": _rate_by(per_example, "select_type"),
-        "by_question_form": _rate_by(per_example, "form", with_top_category=True),
-        "systematic": _systematic(wrong),
+        "by_num_conditions": rate_by(per_example, "num_conditions"),
+        "by_select_type": rate_by(per_example, "select_type"),
+        "by_question_form": rate_by(per_example, "form"),
+        "systematic": systematic(wrong),
         "examples": per_example,
     }
     if other_outcomes is not None:
-        result["agreement"] = _agreement(per_example, other_outcomes)
+        result["agreement"] = agreement(per_example, other_outcomes)
     return result
 
 
-def _rate_by(per_example, key: str, with_top_category: bool = False) -> dict[str, dict[str, Any]]:
-    groups = defaultdict(list)
-    for e in per_example:
-        groups[str(e[key])].append(e)
-    out = {}
-    for name in sorted(groups, key=lambda k: (-len(groups[k]), k)):
-        items = groups[name]
-        wrong = [e for e in items if e["primary"]]
-        entry = {"n": len(items), "wrong": len(wrong), "error_rate": len(wrong) / len(items)}
-        if with_top_category and wrong:
-            top, count = Counter(e["primary"] for e in wrong).most_common(1)[0]
-            entry["top_category"], entry["top_share"] = top, count / len(wrong)
-        out[name] = entry
-    return out
-
-
-def _systematic(wrong) -> dict[str, Any]:
-    """Do errors on one table share a cause more often than errors picked at random would?"""
-    total = Counter(e["primary"] for e in wrong)
-    n = len(wrong)
-    baseline = sum((c / n) ** 2 for c in total.values()) if n else 0.0
-    by_table = defaultdict(list)
-    for e in wrong:
-        by_table[e["table_id"]].append(e["primary"])
-    same = pairs = 0
-    for cats in by_table.values():
-        for i in range(len(cats)):
-            for j in range(i + 1, len(cats)):
-                pairs += 1
-                same += cats[i] == cats[j]
-    within = same / pairs if pairs else None
-    return {
-        "pairs_of_errors_on_one_table": pairs,
-        "same_category_within_table": within,
-        "same_category_at_random": baseline,
-        "verdict": (
-            "not enough errors on shared tables to tell"
-            if within is None or pairs < 10
-            else (
-                "systematic: errors on one table share a cause more often than chance"
-                if within > 1.5 * baseline
-                else "close to random"
-            )
-        ),
-    }
-
-
-def _agreement(per_example, other: Mapping[str, str]) -> dict[str, Any]:
-    both = [
-        (e["outcome"] == "correct", other[e["example_id"]] == "correct")
-        for e in per_example
-        if e["example_id"] in other
-    ]
-    n = len(both)
-    if not n:
-        return {"n": 0}
-    a_right = sum(a for a, _ in both) / n
-    b_right = sum(b for _, b in both) / n
-    observed = sum(a == b for a, b in both) / n
-    expected = a_right * b_right + (1 - a_right) * (1 - b_right)
-    kappa = (observed - expected) / (1 - expected) if expected < 1 else 1.0
-    return {
-        "n": n,
-        "both_wrong": sum(not a and not b for a, b in both),
-        "only_this_wrong": sum(not a and b for a, b in both),
-        "only_other_wrong": sum(a and not b for a, b in both),
-        "agreement": observed,
-        "cohen_kappa": kappa,
-    }
-
-
 # --------------------------------------------------------------------------- reports
-
-
-def write_reports(result: dict[str, Any], out_dir: str | Path, title: str, protocol: str) -> dict[str, Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "analysis.json", "md": out / "analysis.md", "png": out / "analysis.png"}
-    paths["json"].write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    paths["md"].write_text(render_markdown(result, title, protocol))
-    plot(result, paths["png"], title)
-    return paths
 
 
 def render_markdown(result: dict[str, Any], title: str, protocol: str) -> str:
@@ -374,67 +293,25 @@ def render_markdown(result: dict[str, Any], title: str, protocol: str) -> str:
         "",
         "![error analysis](analysis.png)",
         "",
-        "## Error categories",
+        *category_table_lines(result),
         "",
-        "Primary = the first category in the order below; any = the example shows this error among others.",
+        "## Aggregation confusion (rows: gold, columns: predicted)",
         "",
-        "| category | primary | % of all | any | % of all |",
-        "|---|---|---|---|---|",
     ]
-    for c in CATEGORIES:
-        p = result["primary_categories"].get(c, {"count": 0, "rate": 0})
-        a = result["any_categories"].get(c, {"count": 0, "rate": 0})
-        if p["count"] or a["count"]:
-            lines.append(f"| {c} | {p['count']} | {p['rate']:.1%} | {a['count']} | {a['rate']:.1%} |")
-    lines += ["", "## Aggregation confusion (rows: gold, columns: predicted)", ""]
     cols = (*AGG_LABELS, "unparsed")
     lines += ["| gold \\ predicted | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for g, row in result["aggregation_confusion"].items():
         lines.append(f"| {g} | " + " | ".join(str(row[c]) for c in cols) + " |")
-    for key, heading in (
-        ("by_num_conditions", "Error rate by number of gold conditions"),
-        ("by_select_type", "Error rate by type of the selected column"),
-        ("by_question_form", "Error rate by question form"),
-    ):
-        lines += [
-            "",
-            f"## {heading}",
-            "",
-            "| group | n | wrong | error rate | most common error |",
-            "|---|---|---|---|---|",
-        ]
-        for name, e in result[key].items():
-            top = f"{e['top_category']} ({e['top_share']:.0%})" if "top_category" in e else ""
-            lines.append(f"| {name} | {e['n']} | {e['wrong']} | {e['error_rate']:.1%} | {top} |")
-    s = result["systematic"]
-    lines += [
-        "",
-        "## Systematic or random?",
-        "",
-        f"- Pairs of wrong predictions on the same table: {s['pairs_of_errors_on_one_table']}; they share their primary "
-        f"category {_pct(s['same_category_within_table'])} of the time, against {_pct(s['same_category_at_random'])} for two "
-        f"errors drawn at random. Verdict: {s['verdict']}.",
-    ]
-    if "agreement" in result and result["agreement"].get("n"):
-        a = result["agreement"]
-        lines.append(
-            f"- Against the other run ({a['n']} shared examples): both wrong {a['both_wrong']}, only this run wrong "
-            f"{a['only_this_wrong']}, only the other wrong {a['only_other_wrong']}; agreement {a['agreement']:.1%}, "
-            f"Cohen's kappa {a['cohen_kappa']:.2f} (errors that recur across runs are systematic)."
-        )
-    wrong = [e for e in result["examples"] if e["primary"]]
-    lines += ["", "## Examples", "", "| category | question | prediction |", "|---|---|---|"]
-    shown = Counter()
-    for e in wrong:
-        if shown[e["primary"]] < 2:
-            shown[e["primary"]] += 1
-            pred = str(e["prediction"]).replace("|", "\\|")[:160]
-            lines.append(f"| {e['primary']} | {e['question'].replace('|', '/')} | `{pred}` |")
+    lines += group_table_lines(result["by_num_conditions"], "Error rate by number of gold conditions")
+    lines += group_table_lines(result["by_select_type"], "Error rate by type of the selected column")
+    lines += group_table_lines(result["by_question_form"], "Error rate by question form")
+    lines += systematic_lines(result, "table")
+    lines += example_lines(result)
     return "\n".join(lines) + "\n"
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.0%}"
+def write_reports(result: dict[str, Any], out_dir: str | Path, title: str, protocol: str) -> dict[str, Path]:
+    return write_files(result, out_dir, title, protocol, render_markdown, plot)
 
 
 def plot(result: dict[str, Any], path: Path, title: str) -> None:
@@ -483,17 +360,3 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def print_summary(result: dict[str, Any], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"Errors: {title}")
-    for column in ("category", "primary", "% of all", "any"):
-        table.add_column(column, justify="right" if column != "category" else "left")
-    for c in CATEGORIES:
-        if c in result["any_categories"]:
-            p = result["primary_categories"].get(c, {"count": 0, "rate": 0})
-            table.add_row(c, str(p["count"]), f"{p['rate']:.1%}", str(result["any_categories"][c]["count"]))
-    Console().print(table)

@@ -1,0 +1,270 @@
+"""Why predictions on multi-table databases fail: each wrong query compared with the gold query clause by clause.
+
+Spider-style records carry no structured annotation a prediction could be matched against, so both
+queries are parsed with sqlglot and compared component by component, after the same normalisation
+(identifiers lower-cased, table aliases and qualifiers dropped), on the first SELECT of each:
+
+`no_sql` (nothing generated), `not_sql` (does not parse, or not a query), `string_escaping` (an
+unescaped quote inside a string literal, e.g. `'O'Neal'`), `hallucinated_schema` (a table or
+column the database does not have), `exec_error`, `timeout`, `tables_joins` (other tables or
+another number of joins), `select` (select columns or aggregates), `where`, `group_by_having`,
+`order_by_limit`, `set_operation` (INTERSECT/UNION/EXCEPT missing, extra or another),
+`nesting` (another number of subqueries), and `other` (every compared clause matches, yet the
+result differs: values inside subqueries, DISTINCT, join conditions…). An example can have several;
+the first in this order is its primary category. Accuracy is also reported by the official hardness.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from t2s.analysis.report import (
+    agreement,
+    category_counts,
+    category_table_lines,
+    example_lines,
+    group_table_lines,
+    rate_by,
+    systematic,
+    systematic_lines,
+    write_files,
+)
+from t2s.data.hardness import HARDNESS_LEVELS, UNKNOWN
+from t2s.data.schema import from_sqlite
+
+CATEGORIES = (
+    "no_sql",
+    "not_sql",
+    "string_escaping",
+    "hallucinated_schema",
+    "exec_error",
+    "timeout",
+    "tables_joins",
+    "select",
+    "where",
+    "group_by_having",
+    "order_by_limit",
+    "set_operation",
+    "nesting",
+    "other",
+)
+COMPONENTS = ("tables_joins", "select", "where", "group_by_having", "order_by_limit", "set_operation", "nesting")
+_UNKNOWN_NAME = re.compile(r"no such (column|table)", re.IGNORECASE)
+# A string literal closed early by an apostrophe inside a word: `'O'Neal'`, `'children's'`.
+_UNESCAPED_QUOTE = re.compile(r"'[^']*\w'\w[^']*'")
+
+
+@functools.lru_cache(maxsize=256)
+def schema_names(db_path: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Lower-cased table and column names of a database (read from the file itself)."""
+    schema = from_sqlite(db_path)
+    return (
+        frozenset(t.lower() for t in schema.table_names()),
+        frozenset(c.lower() for c in schema.column_names()),
+    )
+
+
+def parse(sql: Any):
+    import sqlglot
+    from sqlglot import exp
+
+    if not isinstance(sql, str) or not sql.strip():
+        return None
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, ValueError, RecursionError):
+        return None
+    return tree if isinstance(tree, exp.Query) else None
+
+
+def components(tree) -> dict[str, Any]:
+    """Normalised clause texts of a query's first SELECT, its set operation and its nesting."""
+    from sqlglot import exp
+
+    set_op = type(tree).__name__.lower() if isinstance(tree, exp.SetOperation) else "none"
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    select = select.copy()
+    for column in select.find_all(exp.Column):
+        column.set("table", None)
+    for table in select.find_all(exp.Table):
+        table.set("alias", None)
+
+    def text(node) -> str:
+        return "" if node is None else node.sql(dialect="sqlite").lower()
+
+    def clause(key: str) -> str:
+        node = select.args.get(key)
+        return text(node)
+
+    from_ = select.args.get("from") or select.args.get("from_")
+    joins = select.args.get("joins") or []
+    select_items = sorted(text(e.this if isinstance(e, exp.Alias) else e) for e in select.expressions)
+    return {
+        "tables_joins": (
+            sorted(t.name.lower() for t in tree.find_all(exp.Table)),
+            len(joins) + (1 if from_ is not None else 0),
+        ),
+        "select": (select_items, bool(select.args.get("distinct"))),
+        "where": clause("where"),
+        "group_by_having": (clause("group"), clause("having")),
+        "order_by_limit": (clause("order"), clause("limit")),
+        "set_operation": set_op,
+        "nesting": sum(1 for _ in tree.find_all(exp.Subquery)),
+    }
+
+
+def unknown_names(tree, db_path: str) -> list[str]:
+    """Tables and columns the query names that the database does not have (aliases it defines are fine)."""
+    from sqlglot import exp
+
+    if not db_path:
+        return []
+    tables, columns = schema_names(db_path)
+    defined = {a.alias.lower() for a in tree.find_all(exp.Alias) if a.alias}
+    defined |= {t.alias.lower() for t in tree.find_all(exp.Table) if t.alias}
+    defined |= {s.alias.lower() for s in tree.find_all(exp.Subquery) if s.alias}
+    unknown = [t.name for t in tree.find_all(exp.Table) if t.name.lower() not in tables]
+    unknown += [
+        c.name
+        for c in tree.find_all(exp.Column)
+        if c.name and c.name.lower() not in columns and c.name.lower() not in defined
+    ]
+    return unknown
+
+
+def classify(prediction: Any, outcome: str, error: str | None, gold_sql: str, db_path: str) -> list[str]:
+    """All error categories of one prediction (empty when it is correct)."""
+    if outcome == "correct":
+        return []
+    if outcome == "empty":
+        return ["no_sql"]
+    tree = parse(prediction) if outcome != "rejected" else None
+    if tree is None:
+        if isinstance(prediction, str) and _UNESCAPED_QUOTE.search(prediction):
+            return ["string_escaping"]
+        if outcome == "exec_error" and error and _UNKNOWN_NAME.search(error):
+            return ["hallucinated_schema"]
+        return ["not_sql"] if outcome in ("rejected", "exec_error") else [outcome]
+    flags = []
+    if unknown_names(tree, db_path) or (error and _UNKNOWN_NAME.search(error)):
+        flags.append("hallucinated_schema")
+    if outcome == "exec_error" and not flags:
+        flags.append("exec_error")
+    if outcome == "timeout":
+        flags.append("timeout")
+    gold_tree = parse(gold_sql)
+    if gold_tree is not None:
+        predicted, gold = components(tree), components(gold_tree)
+        flags += [c for c in COMPONENTS if predicted[c] != gold[c]]
+    if not flags:
+        flags.append("other")
+    return sorted(set(flags), key=CATEGORIES.index)
+
+
+def analyse(
+    examples: Sequence[Mapping[str, Any]],
+    predictions: Sequence[Any],
+    details: Sequence[Mapping[str, Any]],
+    *,
+    other_outcomes: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Error classes, accuracy by hardness, per-database rates and the systematic-vs-random checks."""
+    per_example = []
+    for ex, pred, d in zip(examples, predictions, details):
+        if d["outcome"] == "gold_error":
+            continue
+        flags = classify(pred, d["outcome"], d.get("error"), ex["gold_sql"], ex.get("db_path") or "")
+        per_example.append(
+            {
+                "example_id": ex["example_id"],
+                "db_id": ex["db_id"],
+                "question": ex["question"],
+                "prediction": pred,
+                "outcome": d["outcome"],
+                "categories": flags,
+                "primary": flags[0] if flags else None,
+                "hardness": ex.get("hardness") or UNKNOWN,
+                "caveat": ex.get("caveat") or "",
+            }
+        )
+    wrong = [e for e in per_example if e["primary"]]
+    result = {
+        "dataset": "spider",
+        **category_counts(per_example, CATEGORIES),
+        "by_hardness": rate_by(per_example, "hardness", order=(*HARDNESS_LEVELS, UNKNOWN)),
+        "by_database": rate_by(per_example, "db_id"),
+        "systematic": systematic(wrong),
+        "examples": per_example,
+    }
+    if other_outcomes is not None:
+        result["agreement"] = agreement(per_example, other_outcomes)
+    return result
+
+
+def render_markdown(result: dict[str, Any], title: str, protocol: str) -> str:
+    n = result["num_examples"]
+    lines = [
+        f"# Error analysis: {title}",
+        "",
+        f"Protocol: {protocol}. {result['num_wrong']} of {n} predictions are wrong ({result['error_rate']:.1%}).",
+        "",
+        "![error analysis](analysis.png)",
+        "",
+        "## Execution accuracy by hardness (official Spider levels)",
+        "",
+        "| hardness | n | correct | execution accuracy | most common error |",
+        "|---|---|---|---|---|",
+    ]
+    for level, e in result["by_hardness"].items():
+        top = f"{e['top_category']} ({e['top_share']:.0%})" if "top_category" in e else "–"
+        right = e["n"] - e["wrong"]
+        lines.append(f"| {level} | {e['n']} | {right} | {right / e['n']:.1%} | {top} |")
+    total_right = n - result["num_wrong"]
+    lines += [f"| all | {n} | {total_right} | {total_right / n if n else 0:.1%} | |", ""]
+    lines += category_table_lines(result)
+    lines += group_table_lines(result["by_database"], "Error rate by database")
+    lines += systematic_lines(result, "database")
+    lines += example_lines(result)
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [0.8, 1.2]})
+    ax = axes[0]
+    levels = list(result["by_hardness"])
+    accuracy = [100 * (1 - result["by_hardness"][k]["error_rate"]) for k in levels]
+    ax.bar(levels, accuracy, color="#2ca02c")
+    for x, k in enumerate(levels):
+        ax.text(x, accuracy[x], f"{accuracy[x]:.0f}%\nn={result['by_hardness'][k]['n']}", ha="center", va="bottom")
+    ax.set_ylim(0, 115)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel("execution accuracy (%)")
+    ax.set_title("Execution accuracy by hardness")
+
+    ax = axes[1]
+    cats = [c for c in CATEGORIES if c in result["primary_categories"]]
+    counts = [result["primary_categories"][c]["count"] for c in cats]
+    ax.barh(cats[::-1], counts[::-1], color="#d62728")
+    for y, v in enumerate(counts[::-1]):
+        ax.text(v, y, f" {v}", va="center")
+    ax.set_xlabel("predictions")
+    ax.set_title(f"Why {result['num_wrong']} of {result['num_examples']} predictions fail (primary category)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(result: dict[str, Any], out_dir: str | Path, title: str, protocol: str) -> dict[str, Path]:
+    return write_files(result, out_dir, title, protocol, render_markdown, plot)
