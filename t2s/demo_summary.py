@@ -1,6 +1,8 @@
-"""The final before/after table of `make demo`, printed and written as `<demo dir>/results.md`.
+"""The final before/after table of `make demo` (WikiSQL) and `make demo-spider`, printed and written as `<demo dir>/results.md`.
 
 python -m t2s.demo_summary outputs/demo [--total_seconds N]
+
+The dataset is read from the metrics: a Spider evaluation carries accuracy by hardness, which gets its own table.
 
 Execution-guided decoding is optional (`DEMO_EG=1 make demo` or `make demo-eg` afterwards): its row and its
 comparison appear when `finetuned_eg/` exists. The demo's own duration is kept in `<demo dir>/demo_seconds` so that a
@@ -34,12 +36,14 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
     elif seconds_file.exists():
         total_seconds = int(seconds_file.read_text())
 
+    spider = "by_hardness" in tuned
+    recipe = Path(run.get("recipe") or "the recipe").name
     table = Table(title=f"t2s demo — {tuned['protocol']}; schema only in the prompt")
     for column in ("model", "decoding", "execution accuracy", "without empty-gold", "generation time"):
         table.add_column(column)
     rows = [
         ("SmolLM2-135M-Instruct, zero-shot", zero),
-        ("+ LoRA (recipes/smollm2_cpu.yaml)", tuned),
+        (f"+ LoRA (recipes/{recipe})", tuned),
     ]
     if has_eg:
         rows.append(("+ LoRA, execution-guided", eg))
@@ -71,18 +75,50 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
         )
     )
 
+    if spider:
+        protocol = (
+            f"Protocol: **{tuned['protocol']}**; schema only in the prompt (`{tuned['schema_format']}`: every table "
+            "as CREATE TABLE with column types, primary and foreign keys, no database content); greedy decoding; "
+            "the official Spider execution match (test-suite-sql-eval defaults). The model trains on Spider train, "
+            "whose databases are not in dev."
+        )
+    else:
+        protocol = (
+            f"Protocol: **{tuned['protocol']}**; schema only in the prompt (`{tuned['schema_format']}`: column names "
+            "and types, no table content, as the WikiSQL leaderboard requires); execution accuracy with empty-gold "
+            "examples included (official protocol) and without them. Not a WikiSQL test score: the test split is not "
+            "used, and the model trains on dev questions from the other tables."
+        )
     lines = [
         "# t2s demo results",
         "",
-        f"Protocol: **{tuned['protocol']}**; schema only in the prompt (`{tuned['schema_format']}`: column names and "
-        "types, no table content, as the WikiSQL leaderboard requires); execution accuracy with empty-gold examples "
-        "included (official protocol) and without them. Not a WikiSQL test score: the test split is not used, and the "
-        "model trains on dev questions from the other tables.",
+        protocol,
         "",
         "| model | decoding | execution accuracy | without empty-gold | outcomes | generation time |",
         "|---|---|---|---|---|---|",
         *row_lines,
     ]
+    if spider:
+        levels = list(tuned["by_hardness"])
+        lines += ["", "| model | " + " | ".join(levels) + " | all |", "|---" * (len(levels) + 2) + "|"]
+        for name, m in rows:
+            cells = [
+                f"{e['execution_accuracy']:.1%} ({e['correct']}/{e['n']})"
+                for e in (
+                    m.get("by_hardness", {}).get(k, {"execution_accuracy": 0, "correct": 0, "n": 0}) for k in levels
+                )
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['execution_accuracy']:.1%} |")
+        if "caveat_examples" in tuned:
+            n = sum(e["n"] for e in tuned["caveat_examples"].values())
+            lines += [
+                "",
+                f"{n} of the scored questions have a known problem in their gold result on these machines' copy of the "
+                "data (see ../shared/spider/README.md); without them the fine-tuned model scores "
+                f"{tuned['execution_accuracy_without_caveats']:.1%} ({tuned['num_without_caveats']} questions):",
+                "",
+                *(f"- {e['correct']}/{e['n']} correct: {c}" for c, e in tuned["caveat_examples"].items()),
+            ]
     lines += [
         "",
         f"- Zero-shot → fine-tuned (paired, {before_after['n']} questions): fixed {before_after['fixed']}, broken "
@@ -99,18 +135,19 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
     lines += [
         f"- Training: {run['train_examples']} questions ({run['train_protocol']}), {run['peft']}, {run['precision']}, "
         f"{run['global_step']} steps, {run['training_time_s'] / 60:.1f} min on {run['hardware']}; best eval loss "
-        f"{run['eval_loss']} on {run['eval_examples']} held-out questions.",
+        f"{run['eval_loss']} on {run['eval_examples']} {'Spider dev' if spider else 'held-out'} questions.",
     ]
     if total_seconds:
         lines.append(
-            f"- `make demo` (conversion, baseline, training, evaluation, analysis, comparison): "
+            f"- `make {'demo-spider' if spider else 'demo'}` (conversion, baseline, training, evaluation, analysis, "
+            "comparison): "
             f"{total_seconds / 60:.0f} min"
             + (", execution-guided decoding not included (its time is in the table)." if has_eg else ".")
         )
     history = [e for e in run.get("loss_history", []) if "eval_loss" in e]
     if history:
         lines.append(
-            "- Eval loss on held-out tables by step: "
+            f"- Eval loss on {'Spider dev questions' if spider else 'held-out tables'} by step: "
             + ", ".join(f"{e['step']}: {e['eval_loss']:.3f}" for e in history)
             + "."
         )

@@ -30,6 +30,7 @@ def _demo_dir(tmp_path, with_eg):
         "finetuned/metrics.json": _metrics(0.5),
         "compare_zero_shot_finetuned.json": _compare(2, 0),
         "adapter/t2s_run.json": {
+            "recipe": "recipes/smollm2_cpu.yaml",
             "train_examples": 8,
             "train_protocol": "training tables",
             "peft": "LoRA r=16",
@@ -71,3 +72,28 @@ def test_execution_guided_added_later_keeps_demo_time(tmp_path):
     assert "+12 s (beam search on 2 questions)" in text
     assert "fixed 1, broken 0" in text
     assert "30 min, execution-guided decoding not included" in text
+
+
+def test_spider_demo_adds_the_hardness_table_and_the_caveats(tmp_path):
+    out = _demo_dir(tmp_path, with_eg=False)
+    by_hardness = {
+        "easy": {"n": 2, "correct": 1, "execution_accuracy": 0.5},
+        "hard": {"n": 2, "correct": 1, "execution_accuracy": 0.5},
+    }
+    tuned = _metrics(
+        0.5,
+        by_hardness=by_hardness,
+        caveat_examples={"wta_1.rankings is empty": {"n": 1, "correct": 0}},
+        execution_accuracy_without_caveats=2 / 3,
+        num_without_caveats=3,
+    )
+    (out / "finetuned" / "metrics.json").write_text(json.dumps(tuned))
+    run = json.loads((out / "adapter" / "t2s_run.json").read_text())
+    run["recipe"] = "recipes/smollm2_spider_cpu.yaml"
+    (out / "adapter" / "t2s_run.json").write_text(json.dumps(run))
+    text = summarise_demo(out, total_seconds=600)
+    assert "| model | easy | hard | all |" in text
+    assert "| + LoRA (recipes/smollm2_spider_cpu.yaml) | 50.0% (1/2) | 50.0% (1/2) | 50.0% |" in text
+    assert "| SmolLM2-135M-Instruct, zero-shot | 0.0% (0/0) | 0.0% (0/0) | 0.0% |" in text
+    assert "without them the fine-tuned model scores 66.7% (3 questions)" in text
+    assert "make demo-spider" in text and "official Spider execution match" in text

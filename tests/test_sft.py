@@ -126,13 +126,32 @@ def test_gpu_recipe_on_cpu_fails_before_loading_anything():
     assert "Loading weights" not in out.stderr
 
 
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")))
+def test_every_recipe_passes_the_recipe_check(recipe):
+    """Every shipped recipe parses: no unknown key, no wrong type (GPU precision overridden to parse it on a CPU)."""
+    import yaml
+
+    from t2s.recipe import parse_recipe
+    from t2s.sft import DATACLASSES
+
+    path = ROOT / "recipes" / recipe
+    argv = [str(path)]
+    if gpu_requirements(yaml.safe_load(path.read_text())) and not torch.cuda.is_available():
+        argv += ["--bf16", "false", "--fp16", "false"]
+    script_args, training_args, model_args = parse_recipe(DATACLASSES, argv)
+    assert script_args.dataset_name and model_args.model_name_or_path and training_args.output_dir
+
+
 def test_gpu_requirements_read_the_effective_settings():
     import yaml
 
     mistral = yaml.safe_load((ROOT / "recipes" / "mistral_lora.yaml").read_text())
     assert len(gpu_requirements(mistral)) == 3  # fp16, flash attention, 4-bit with fp16 compute
-    cpu = yaml.safe_load((ROOT / "recipes" / "smollm2_cpu.yaml").read_text())
-    assert gpu_requirements(cpu) == []
+    qwen = yaml.safe_load((ROOT / "recipes" / "qwen2.5_coder_7b_spider_qlora.yaml").read_text())
+    assert len(gpu_requirements(qwen)) == 3  # bf16 on a GPU, flash attention, 4-bit with bf16 compute
+    for name in ("smollm2_cpu.yaml", "smollm2_spider_cpu.yaml"):
+        cpu = yaml.safe_load((ROOT / "recipes" / name).read_text())
+        assert gpu_requirements(cpu) == []
     assert gpu_requirements({}) != []  # SFTConfig's implicit bf16
     assert gpu_requirements({"bf16": True, "use_cpu": True}) == []
 

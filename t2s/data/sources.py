@@ -5,7 +5,7 @@
 * `local` (or `wikisql`): the configured WikiSQL copy (`$T2S_WIKISQL_DIR`, default `../shared/wikisql`);
 * `spider`: the configured Spider copy (`$T2S_SPIDER_DIR`, default `../shared/spider`);
 * a folder, recognised by its files: `tables.json` → Spider's release layout, `*.tables.jsonl` →
-  WikiSQL's;
+  WikiSQL's (any other folder is handed to `datasets.load_dataset`, like a Hub id);
 * a Hub id: read with `datasets.load_dataset`, in the Spider layout when its name contains
   "spider", else in the `Salesforce/wikisql` layout (`dataset_kind` overrides the guess).
 
@@ -49,10 +49,7 @@ def dataset_kind(dataset_name: str | os.PathLike | None, kind: str | None = None
             return "spider"
         if any(path.glob("*.tables.jsonl")):
             return "wikisql"
-        raise FileNotFoundError(
-            f"{path} is neither Spider's release layout (tables.json, dev.json, database/) nor WikiSQL's "
-            "(dev.jsonl + dev.tables.jsonl)"
-        )
+        # Otherwise a folder `datasets.load_dataset` reads (a Hub repository's layout, e.g. Parquet files).
     return "spider" if "spider" in name.lower() else "wikisql"
 
 
