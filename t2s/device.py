@@ -12,8 +12,10 @@ import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
+from t2s.errors import UserError
 
-class DeviceSupportError(RuntimeError):
+
+class DeviceSupportError(UserError, RuntimeError):
     """The recipe asks for a GPU feature this machine cannot provide."""
 
 

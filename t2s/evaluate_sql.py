@@ -15,6 +15,8 @@ and protocol), `analysis.{md,json,png}`, and records the score in the adapter's 
 
 from __future__ import annotations
 
+import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
+
 import json
 import math
 import sys
@@ -26,10 +28,11 @@ from rich.table import Table
 
 from t2s.analysis import analyse, print_summary, write_reports
 from t2s.data import HARDNESS_LEVELS, is_sqlite_dataset
+from t2s.data.sources import dataset_reference
+from t2s.errors import UserError, run_command
 from t2s.generate import GenerateArguments, decoding_label, load_eval_data, prediction_record, run, write_jsonl
 from t2s.hub import record_scores
 
-METRIC_DIR = Path(__file__).resolve().parent / "metrics" / "execution_accuracy"
 console = Console()
 
 
@@ -57,7 +60,9 @@ class EvaluateArguments(GenerateArguments):
 def load_metric():
     import evaluate
 
-    return evaluate.load(str(METRIC_DIR))
+    from t2s.metrics import EXECUTION_ACCURACY
+
+    return evaluate.load(EXECUTION_ACCURACY)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -68,7 +73,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise ValueError(
+                    raise UserError(
                         f"{path}:{lineno}: malformed JSON ({e.msg}); expected one prediction per line"
                     ) from None
     return records
@@ -79,11 +84,11 @@ def align_predictions(dataset, records: list[dict], path: str) -> list:
     by_id = {}
     for i, r in enumerate(records, 1):
         if "example_id" not in r or "prediction" not in r:
-            raise ValueError(f"{path}:{i}: a prediction record needs 'example_id' and 'prediction'")
+            raise UserError(f"{path}:{i}: a prediction record needs 'example_id' and 'prediction'")
         by_id[r["example_id"]] = r["prediction"]
     missing = [eid for eid in dataset["example_id"] if eid not in by_id]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{path} has no prediction for {len(missing)} of {len(dataset)} questions (first: {missing[0]}); "
             "pass the same dataset options (split, table_split, limit, seed) as when it was generated"
         )
@@ -127,6 +132,7 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         "protocol": dataset.info.description,
         "schema_format": args.schema_format,
         "decoding": decoding_label(args),
+        "dataset": dataset_reference(args.dataset_name, "spider" if sqlite else "wikisql"),
         "model": args.model,
         "adapter": args.adapter,
         "generation_seconds": round(elapsed, 1) if elapsed is not None else None,
@@ -161,6 +167,8 @@ def evaluate_run(args: EvaluateArguments) -> dict:
                     "execution_accuracy_nonempty_gold",
                     "num_scored",
                     "protocol",
+                    "dataset",
+                    "semantics",
                     "decoding",
                     "schema_format",
                 )
@@ -258,7 +266,7 @@ def compare(run_a: str, run_b: str) -> dict:
     a = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_a) / "predictions.jsonl")}
     b = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_b) / "predictions.jsonl")}
     if set(a) != set(b):
-        raise ValueError(
+        raise UserError(
             f"{run_a} and {run_b} scored different questions ({len(set(a) ^ set(b))} not shared): "
             "a paired comparison needs the same dataset options for both"
         )
@@ -310,4 +318,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -13,6 +13,8 @@ something is kept, falling back to the top candidate.
 
 from __future__ import annotations
 
+import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
+
 import json
 import sys
 import time
@@ -23,6 +25,7 @@ import torch
 
 from t2s.data import load_text2sql
 from t2s.embedded import DEFAULT_EMBEDDED, resolve_model_name
+from t2s.errors import UserError, run_command
 from t2s.execution import connect_example, is_empty_result, run_query
 from t2s.generation import GenerationSettings, generate_sql
 from t2s.prompt import DEFAULT_SCHEMA_FORMAT
@@ -65,7 +68,7 @@ class GenerateArguments:
     batch_size: int = field(
         default=32,
         metadata={
-            "help": "Prompts per batch (left padding). On 2 CPU cores 32 beat 16 by 9-17%, same SQL (docs/benchmarks.md)."
+            "help": "Prompts per batch (left padding). On 2 CPU cores 32 beat 16 by 9-17%%, same SQL (docs/benchmarks.md)."
         },
     )
     max_new_tokens: int = field(default=96)
@@ -85,12 +88,12 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if model is None and adapter is not None:
-        model = _adapter_base(adapter)
+        model = adapter_base(adapter)
     model = model or DEFAULT_EMBEDDED
     path = resolve_model_name(model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and dtype == "float16":
-        raise ValueError("dtype float16 needs a CUDA GPU for generation; use float32 or bfloat16 on CPU")
+        raise UserError("dtype float16 needs a CUDA GPU for generation; use float32 or bfloat16 on CPU")
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
     tokenizer_source = adapter if adapter and _has_tokenizer(adapter) else path
@@ -105,9 +108,16 @@ def load_model_and_tokenizer(
     return lm, tokenizer
 
 
-def _adapter_base(adapter: str) -> str:
+def adapter_base(adapter: str) -> str:
+    """The base an adapter was trained on: t2s's run record first (it names the embedded model, whose weights are
+    a dequantised GGUF copy, not the Hub checkpoint in adapter_config.json), else PEFT's config."""
     from peft import PeftConfig
 
+    run = Path(adapter) / "t2s_run.json"
+    if run.exists():
+        base = json.loads(run.read_text()).get("base_model")
+        if base:
+            return base
     return PeftConfig.from_pretrained(adapter).base_model_name_or_path
 
 
@@ -296,4 +306,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_command(main, sys.argv[1:])

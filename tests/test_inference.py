@@ -108,6 +108,7 @@ HAND_WRITTEN = [
     # (prediction, outcome, error, expected primary category)
     ("", "empty", "no SQL", "no_sql"),
     ("The answer is Guard", "rejected", "not an SQL statement", "not_sql"),
+    (f'SELECT "Position" FROM {T} WHERE "Player" = \'antonio o\'neal\'', "exec_error", "syntax", "string_escaping"),
     (
         f'SELECT "Role" FROM {T} WHERE "Player" = \'José Müller\'',
         "exec_error",
@@ -159,7 +160,12 @@ def test_analysis_reports_rates_confusion_and_systematic_checks(fixture_dev, tmp
     assert result["agreement"]["only_this_wrong"] == result["num_wrong"]
     paths = write_reports(result, tmp_path, "test", "fixtures")
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Aggregation confusion" in paths["md"].read_text()
+    markdown = paths["md"].read_text()
+    assert "Aggregation confusion" in markdown
+    # every group table fills its "most common error" column (a dash where the group has no error)
+    for line in markdown.splitlines():
+        if line.startswith("| ") and line.count("|") == 6 and "%" in line:
+            assert not line.rstrip().endswith("|  |"), line
     assert json.loads(paths["json"].read_text())["num_examples"] == len(fixture_dev)
 
 

@@ -326,10 +326,11 @@ def test_gold_vs_gold_on_all_dev_questions_matches_official_answers(metric, shar
     assert 0.04 < empty_share < 0.12, empty_share
 
 
-def test_metric_loads_offline_by_folder_and_by_file(tmp_path):
+def test_metric_loads_offline_from_any_directory_by_folder_and_by_file(tmp_path):
     code = (
         "import evaluate\n"
-        f"m = evaluate.load({str(METRIC_DIR)!r})\n"
+        "from t2s.metrics import EXECUTION_ACCURACY\n"
+        "m = evaluate.load(EXECUTION_ACCURACY)  # the documented call, from another directory\n"
         f"f = evaluate.load({str(METRIC_DIR / 'execution_accuracy.py')!r})\n"
         "t = {'id': '1-1-1', 'header': ['a'], 'types': ['text'], 'rows': [['X']]}\n"
         "r = f.compute(predictions=['SELECT a FROM table_1_1_1'], references=['SELECT \"a\" FROM \"table_1_1_1\"'], tables=[t])\n"

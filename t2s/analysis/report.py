@@ -8,10 +8,15 @@ those per-example verdicts into the same kinds of tables and files.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+# A string literal closed early by an apostrophe inside a word (`'antonio o'neal'`, `'children's'`): the model knew
+# the value but not SQL's quote escaping (`''`). Seen by both classifiers before anything else about a broken query.
+UNESCAPED_QUOTE = re.compile(r"'[^']*\w'\w[^']*'")
 
 
 def rate_by(per_example, key: str, order: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:

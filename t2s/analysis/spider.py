@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from t2s.analysis.report import (
+    UNESCAPED_QUOTE,
     agreement,
     category_counts,
     category_table_lines,
@@ -54,8 +55,6 @@ CATEGORIES = (
 )
 COMPONENTS = ("tables_joins", "select", "where", "group_by_having", "order_by_limit", "set_operation", "nesting")
 _UNKNOWN_NAME = re.compile(r"no such (column|table)", re.IGNORECASE)
-# A string literal closed early by an apostrophe inside a word: `'O'Neal'`, `'children's'`.
-_UNESCAPED_QUOTE = re.compile(r"'[^']*\w'\w[^']*'")
 
 
 @functools.lru_cache(maxsize=256)
@@ -146,7 +145,7 @@ def classify(prediction: Any, outcome: str, error: str | None, gold_sql: str, db
         return ["no_sql"]
     tree = parse(prediction) if outcome != "rejected" else None
     if tree is None:
-        if isinstance(prediction, str) and _UNESCAPED_QUOTE.search(prediction):
+        if isinstance(prediction, str) and UNESCAPED_QUOTE.search(prediction):
             return ["string_escaping"]
         if outcome == "exec_error" and error and _UNKNOWN_NAME.search(error):
             return ["hallucinated_schema"]

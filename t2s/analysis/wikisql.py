@@ -5,7 +5,8 @@ structured annotation (`sel`, `agg`, `conds`) is kept with every example, so a w
 be taken apart and compared component by component instead of guessed at with regexes.
 
 Categories (an example can have several; the first in this order is its primary category):
-`no_sql`, `not_sql`, `hallucinated_schema`, `exec_error`, `timeout`, `select_column`,
+`no_sql`, `not_sql`, `string_escaping` (an apostrophe left unescaped inside a string literal),
+`hallucinated_schema`, `exec_error`, `timeout`, `select_column`,
 `aggregation`, `where_column`, `missing_condition`, `extra_condition`, `where_operator`,
 `where_value`, `other` (every component matches, yet the result differs).
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from t2s.analysis.report import (
+    UNESCAPED_QUOTE,
     agreement,
     category_counts,
     category_table_lines,
@@ -36,6 +38,7 @@ from t2s.data.tables import column_names, column_types, table_name
 CATEGORIES = (
     "no_sql",
     "not_sql",
+    "string_escaping",
     "hallucinated_schema",
     "exec_error",
     "timeout",
@@ -148,6 +151,8 @@ def classify(
     parsed = parse_prediction(prediction) if outcome != "rejected" else None
     flags: list[str] = []
     if parsed is None:
+        if isinstance(prediction, str) and UNESCAPED_QUOTE.search(prediction):
+            return ["string_escaping"]
         if outcome == "exec_error" and error and re.search(r"no such (column|table)", error):
             return ["hallucinated_schema"]
         return ["not_sql"] if outcome in ("rejected", "exec_error") else [outcome]

@@ -6,8 +6,10 @@ import random
 from collections import Counter
 from typing import Any
 
+from t2s.errors import UserError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(UserError, ValueError):
     """An input file or example is not in the layout t2s reads; the message says where and what to do."""
 
 

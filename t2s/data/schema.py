@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2s.errors import UserError
+
 # SQLite's keywords (sqlite.org/lang_keywords.html): an identifier equal to one of them must be quoted.
 SQLITE_KEYWORDS = frozenset(
     [
@@ -175,7 +177,7 @@ SQLITE_KEYWORDS = frozenset(
 _BARE_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """A schema description is inconsistent (the message names the database and the field)."""
 
 

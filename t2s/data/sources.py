@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from t2s.data.common import DataFormatError
 from t2s.data.spider import is_spider_dir, load_spider
 from t2s.data.wikisql import load_wikisql
 
@@ -36,7 +37,7 @@ def dataset_kind(dataset_name: str | os.PathLike | None, kind: str | None = None
     """`wikisql` or `spider` for a dataset name (see the module docstring)."""
     if kind:
         if kind not in DATASET_KINDS:
-            raise ValueError(f"dataset_kind={kind!r} must be one of {DATASET_KINDS}")
+            raise DataFormatError(f"dataset_kind={kind!r} must be one of {DATASET_KINDS}")
         return kind
     name = "" if dataset_name is None else str(dataset_name)
     if name in ("", "local", "wikisql"):
@@ -59,7 +60,7 @@ def load_text2sql(dataset_name: str | os.PathLike | None, split: str, *, dataset
     foreign = SPIDER_ONLY if kind == "wikisql" else WIKISQL_ONLY
     given = sorted(k for k in foreign if kwargs.get(k) not in (None, False, True if k == "require_database" else None))
     if given:
-        raise ValueError(f"{', '.join(given)} does not apply to {kind} data ({dataset_name})")
+        raise DataFormatError(f"{', '.join(given)} does not apply to {kind} data ({dataset_name})")
     dropped = foreign + (WIKISQL_DEFAULTED if kind == "spider" else ())
     kwargs = {k: v for k, v in kwargs.items() if k not in dropped}
     if kind == "wikisql":
@@ -72,6 +73,13 @@ def load_text2sql(dataset_name: str | os.PathLike | None, split: str, *, dataset
     if data_files:
         load_kwargs["data_files"] = data_files
     return load_spider(dataset_name, split, **kwargs, **load_kwargs)
+
+
+def dataset_reference(dataset_name: str, kind: str) -> str:
+    """What a model card's `model-index` names as the dataset: the Hub id used, else the dataset a local copy is of."""
+    if dataset_name not in ("local", "spider", "wikisql") and not Path(dataset_name).expanduser().exists():
+        return dataset_name  # a Hub id
+    return {"wikisql": "Salesforce/wikisql", "spider": "xlangai/spider"}[kind]
 
 
 def is_sqlite_dataset(dataset) -> bool:

@@ -212,10 +212,16 @@ def is_heldout_table(table_id: str, heldout_fraction: float, seed: int) -> bool:
 
 
 def describe_protocol(
-    split: str, table_split: str | None, heldout_fraction: float, holdout_seed: int, n: int, total: int
+    split: str,
+    table_split: str | None,
+    heldout_fraction: float,
+    holdout_seed: int,
+    n: int,
+    total: int,
+    source: str | None = None,
 ) -> str:
-    """The label every score computed on this data must carry."""
-    label = f"WikiSQL {split}"
+    """The label every score computed on this data must carry: source (unless the configured copy), split, subset."""
+    label = f"WikiSQL {split}" + (f" ({source})" if source else "")
     if table_split == "heldout":
         label += f", held-out tables ({heldout_fraction:.0%} of tables, holdout seed {holdout_seed})"
     elif table_split == "train":
@@ -307,7 +313,15 @@ def load_wikisql(
 
     features = wikisql_features()
     info = datasets.DatasetInfo(
-        description=describe_protocol(split, table_split, heldout_fraction, holdout_seed, len(records), total),
+        description=describe_protocol(
+            split,
+            table_split,
+            heldout_fraction,
+            holdout_seed,
+            len(records),
+            total,
+            None if source in LOCAL_SOURCES else str(source),
+        ),
         features=features,
     )
     return datasets.Dataset.from_list(records, features=features, info=info)
