@@ -44,6 +44,28 @@ class DataArguments:
             "tables.json (Spider train here lacks baseball_1 and soccer_1: 96 questions)."
         },
     )
+    check_gold: bool = field(
+        default=False,
+        metadata={
+            "help": "SQLite data: run every gold query on its database first; one that fails is a bad example "
+            "(reported with file and index, or skipped with on_error: skip). For your own data."
+        },
+    )
+    on_error: str = field(
+        default="raise",
+        metadata={
+            "help": "Bad examples: 'raise' stops at the first, 'skip' drops them and reports counts.",
+            "choices": ["raise", "skip"],
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start from scratch although output_dir holds checkpoints of an earlier run (they are deleted "
+            "first). Without it such a run resumes from its last checkpoint, and a finished adapter without "
+            "checkpoints is never overwritten."
+        },
+    )
     drop_longer_than: int | None = field(
         default=None,
         metadata={

@@ -79,6 +79,7 @@ class Execution:
     status: str
     rows: list[tuple] | None = None
     error: str | None = None
+    columns: list[str] | None = None  # the result's column names (for display)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ def run_query(
         with sandbox:
             cursor = conn.execute(scanned.sql)
             rows = cursor.fetchmany(max_rows + 1)
+            columns = [d[0] for d in cursor.description or ()]
             cursor.close()
     except sqlite3.ProgrammingError as e:
         if "one statement" in str(e):
@@ -226,7 +228,7 @@ def run_query(
         return Execution("exec_error", error=f"{type(e).__name__}: {e}")
     if len(rows) > max_rows:
         return Execution("timeout", error=f"returned more than max_rows={max_rows:,} rows")
-    return Execution("ok", rows=rows)
+    return Execution("ok", rows=rows, columns=columns)
 
 
 # --------------------------------------------------------------------------- comparison

@@ -21,8 +21,8 @@ CARD_TEMPLATE = """---
 
 # {{ title }}
 
-A LoRA adapter for **{{ base_model }}** that writes SQLite queries for questions about a database, trained with
-t2s (TRL `SFTTrainer`, loss on the SQL tokens only) on {{ train_data }}.
+{{ what }} that writes SQLite queries for questions about a database, trained with t2s (TRL `SFTTrainer`, loss on
+the SQL tokens only) on {{ train_data }}.
 
 ## Scores
 
@@ -36,7 +36,7 @@ t2s (TRL `SFTTrainer`, loss on the SQL tokens only) on {{ train_data }}.
 
 ## Prompt
 
-The adapter expects the canonical t2s prompt (schema as a `CREATE TABLE` statement, then the question) and
+The model expects the canonical t2s prompt (the schema as `CREATE TABLE` statements, then the question) and
 answers with one line of SQL; generate greedily and stop at the first newline:
 
 ```text
@@ -44,8 +44,7 @@ answers with one line of SQL; generate greedily and stop at the first newline:
 ```
 
 ```python
-from t2s.generate import load_model_and_tokenizer, generate_sql
-model, tokenizer = load_model_and_tokenizer("{{ base_ref }}", adapter="{{ repo_or_path }}")
+{{ usage }}
 ```
 """
 
@@ -121,7 +120,8 @@ def _score_section(scores: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
+def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merged: bool = False) -> Path:
+    """Render README.md from the run record: an adapter's card, or (merged=True) an exported model's."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     run = load_run(output_dir)
@@ -141,7 +141,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path
     datasets_used.add(run.get("train_dataset") or "Salesforce/wikisql")
     data = ModelCardData(
         base_model=base if "/" in str(base) else None,
-        library_name="peft",
+        library_name="transformers" if merged else "peft",
         license=run.get("license"),
         tags=["text-to-sql", "sql", *sorted({_dataset_tag(d) for d in datasets_used}), "trl", "sft", "lora", "t2s"],
         datasets=sorted(datasets_used),
@@ -168,10 +168,21 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path
     card = ModelCard.from_template(
         data,
         template_str=CARD_TEMPLATE,
-        title=f"t2s adapter: {Path(run.get('base_model', 'model')).name} for text-to-SQL",
+        title=f"t2s {'merged model' if merged else 'adapter'}: {Path(run.get('base_model', 'model')).name} "
+        "for text-to-SQL",
+        what=(
+            f"**{base}** with a t2s LoRA adapter merged into its weights (`{run.get('exported_from_adapter')}`; "
+            "logits checked equal to base + adapter before writing),"
+            if merged
+            else f"A LoRA adapter for **{run.get('base_model')}**"
+        ),
+        usage=(
+            f'from transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or output_dir}")'
+            if merged
+            else "from t2s.generate import load_model_and_tokenizer, generate_sql\n"
+            f'model, tokenizer = load_model_and_tokenizer(adapter="{repo_id or run.get("hub_model_id") or output_dir}")'
+        ),
         base_model=run.get("base_model"),
-        base_ref=run.get("base_model"),
-        repo_or_path=repo_id or run.get("hub_model_id") or str(output_dir),
         scores=_score_section(run.get("scores", {})),
         training_rows="\n".join(f"| {k} | {v} |" for k, v in rows.items() if v not in (None, "None")),
         prompt_example=run.get("prompt_example", ""),

@@ -10,8 +10,10 @@ Records are prompt/completion pairs, so TRL trains on the SQL tokens and the EOS
 
 import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
 
+import shutil
 import sys
 import time
+from pathlib import Path
 
 import torch
 from accelerate import PartialState
@@ -23,7 +25,7 @@ from t2s.configs import DataArguments
 from t2s.data import load_text2sql
 from t2s.device import check_device_support, check_optional_kernels
 from t2s.embedded import is_embedded, resolve_model_name
-from t2s.errors import run_command
+from t2s.errors import UserError, run_command
 from t2s.hub import check_hub_access, push_adapter
 from t2s.recipe import parse_recipe, split_recipe_argument
 from t2s.run_record import finish_run, report_setup
@@ -42,6 +44,8 @@ def load_splits(args: DataArguments):
         holdout_seed=args.holdout_seed,
         seed=args.data_seed_subset,
         db_dir=args.db_dir,
+        on_error=args.on_error,
+        **({"check_gold": True} if args.check_gold else {}),
     )
     train_split, eval_split = args.dataset_train_split, args.dataset_eval_split
     train_part, eval_part = ("train", "heldout") if args.heldout_tables else (None, None)
@@ -78,6 +82,34 @@ def drop_long_examples(dataset, tokenizer, max_tokens: int | None):
     return kept, len(dataset) - len(keep)
 
 
+def resume_point(output_dir: str, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
+    """Where training starts: a named checkpoint, else the last one in output_dir, else nowhere (fresh).
+
+    Never silently restarts over an earlier run's checkpoints, never silently overwrites a finished adapter.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if resume_from_checkpoint:
+        if not (Path(resume_from_checkpoint) / "trainer_state.json").exists():
+            raise UserError(f"resume_from_checkpoint={resume_from_checkpoint} is not a checkpoint folder")
+        return resume_from_checkpoint
+    out = Path(output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if overwrite:
+        for old in out.glob("checkpoint-*") if out.is_dir() else ():
+            shutil.rmtree(old)
+        return None
+    if last is not None:
+        print(f"Resuming from {last} (output_dir holds an earlier run; --overwrite_output_dir true starts afresh).")
+        return last
+    if (out / "adapter_config.json").exists():
+        raise UserError(
+            f"{out} already holds a trained adapter and no checkpoint to resume from; choose another output_dir, "
+            "or pass --overwrite_output_dir true to replace it"
+        )
+    return None
+
+
 def main(script_args: DataArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None):
     if script_args.early_stopping_patience and not training_args.load_best_model_at_end:
         raise ValueError(
@@ -85,6 +117,9 @@ def main(script_args: DataArguments, training_args: SFTConfig, model_args: Model
             "matching eval/save strategies in the recipe"
         )
     check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
+    resume = resume_point(
+        training_args.output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir
+    )
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our own model card
     set_seed(training_args.seed)
 
@@ -95,7 +130,9 @@ def main(script_args: DataArguments, training_args: SFTConfig, model_args: Model
         "dtype": model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype),
         "attn_implementation": model_args.attn_implementation,
         "quantization_config": quantization_config,
-        "device_map": {"": PartialState().local_process_index} if quantization_config is not None else None,
+        # Quantised weights are placed at load time: on this process's GPU, or on the CPU (bitsandbytes' CPU
+        # backend, slow; report_setup says so) where there is none.
+        "device_map": {"": str(PartialState().device)} if quantization_config is not None else None,
     }
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
@@ -128,7 +165,7 @@ def main(script_args: DataArguments, training_args: SFTConfig, model_args: Model
     report_setup(trainer, train, evals, model_args, quantization_config)
 
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     elapsed = time.perf_counter() - start
     # With load_best_model_at_end the best checkpoint is back in place and its eval loss is known.
     best = trainer.state.best_metric

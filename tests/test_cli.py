@@ -14,6 +14,8 @@ COMMANDS = [
     ["t2s/generate.py"],
     ["t2s/evaluate_sql.py"],
     ["t2s/push.py"],
+    ["t2s/ask.py"],
+    ["t2s/export.py"],
     ["-m", "t2s.demo_summary"],
 ]
 

@@ -24,155 +24,16 @@ from t2s.errors import UserError
 
 # SQLite's keywords (sqlite.org/lang_keywords.html): an identifier equal to one of them must be quoted.
 SQLITE_KEYWORDS = frozenset(
-    [
-        "ABORT",
-        "ACTION",
-        "ADD",
-        "AFTER",
-        "ALL",
-        "ALTER",
-        "ALWAYS",
-        "ANALYZE",
-        "AND",
-        "AS",
-        "ASC",
-        "ATTACH",
-        "AUTOINCREMENT",
-        "BEFORE",
-        "BEGIN",
-        "BETWEEN",
-        "BY",
-        "CASCADE",
-        "CASE",
-        "CAST",
-        "CHECK",
-        "COLLATE",
-        "COLUMN",
-        "COMMIT",
-        "CONFLICT",
-        "CONSTRAINT",
-        "CREATE",
-        "CROSS",
-        "CURRENT",
-        "CURRENT_DATE",
-        "CURRENT_TIME",
-        "CURRENT_TIMESTAMP",
-        "DATABASE",
-        "DEFAULT",
-        "DEFERRABLE",
-        "DEFERRED",
-        "DELETE",
-        "DESC",
-        "DETACH",
-        "DISTINCT",
-        "DO",
-        "DROP",
-        "EACH",
-        "ELSE",
-        "END",
-        "ESCAPE",
-        "EXCEPT",
-        "EXCLUDE",
-        "EXCLUSIVE",
-        "EXISTS",
-        "EXPLAIN",
-        "FAIL",
-        "FILTER",
-        "FIRST",
-        "FOLLOWING",
-        "FOR",
-        "FOREIGN",
-        "FROM",
-        "FULL",
-        "GENERATED",
-        "GLOB",
-        "GROUP",
-        "GROUPS",
-        "HAVING",
-        "IF",
-        "IGNORE",
-        "IMMEDIATE",
-        "IN",
-        "INDEX",
-        "INDEXED",
-        "INITIALLY",
-        "INNER",
-        "INSERT",
-        "INSTEAD",
-        "INTERSECT",
-        "INTO",
-        "IS",
-        "ISNULL",
-        "JOIN",
-        "KEY",
-        "LAST",
-        "LEFT",
-        "LIKE",
-        "LIMIT",
-        "MATCH",
-        "MATERIALIZED",
-        "NATURAL",
-        "NO",
-        "NOT",
-        "NOTHING",
-        "NOTNULL",
-        "NULL",
-        "NULLS",
-        "OF",
-        "OFFSET",
-        "ON",
-        "OR",
-        "ORDER",
-        "OTHERS",
-        "OUTER",
-        "OVER",
-        "PARTITION",
-        "PLAN",
-        "PRAGMA",
-        "PRECEDING",
-        "PRIMARY",
-        "QUERY",
-        "RAISE",
-        "RANGE",
-        "RECURSIVE",
-        "REFERENCES",
-        "REGEXP",
-        "REINDEX",
-        "RELEASE",
-        "RENAME",
-        "REPLACE",
-        "RESTRICT",
-        "RETURNING",
-        "RIGHT",
-        "ROLLBACK",
-        "ROW",
-        "ROWS",
-        "SAVEPOINT",
-        "SELECT",
-        "SET",
-        "TABLE",
-        "TEMP",
-        "TEMPORARY",
-        "THEN",
-        "TIES",
-        "TO",
-        "TRANSACTION",
-        "TRIGGER",
-        "UNBOUNDED",
-        "UNION",
-        "UNIQUE",
-        "UPDATE",
-        "USING",
-        "VACUUM",
-        "VALUES",
-        "VIEW",
-        "VIRTUAL",
-        "WHEN",
-        "WHERE",
-        "WINDOW",
-        "WITH",
-        "WITHOUT",
-    ]
+    """ABORT ACTION ADD AFTER ALL ALTER ALWAYS ANALYZE AND AS ASC ATTACH AUTOINCREMENT BEFORE BEGIN BETWEEN BY CASCADE
+    CASE CAST CHECK COLLATE COLUMN COMMIT CONFLICT CONSTRAINT CREATE CROSS CURRENT CURRENT_DATE CURRENT_TIME
+    CURRENT_TIMESTAMP DATABASE DEFAULT DEFERRABLE DEFERRED DELETE DESC DETACH DISTINCT DO DROP EACH ELSE END ESCAPE
+    EXCEPT EXCLUDE EXCLUSIVE EXISTS EXPLAIN FAIL FILTER FIRST FOLLOWING FOR FOREIGN FROM FULL GENERATED GLOB GROUP
+    GROUPS HAVING IF IGNORE IMMEDIATE IN INDEX INDEXED INITIALLY INNER INSERT INSTEAD INTERSECT INTO IS ISNULL JOIN
+    KEY LAST LEFT LIKE LIMIT MATCH MATERIALIZED NATURAL NO NOT NOTHING NOTNULL NULL NULLS OF OFFSET ON OR ORDER
+    OTHERS OUTER OVER PARTITION PLAN PRAGMA PRECEDING PRIMARY QUERY RAISE RANGE RECURSIVE REFERENCES REGEXP REINDEX
+    RELEASE RENAME REPLACE RESTRICT RETURNING RIGHT ROLLBACK ROW ROWS SAVEPOINT SELECT SET TABLE TEMP TEMPORARY THEN
+    TIES TO TRANSACTION TRIGGER UNBOUNDED UNION UNIQUE UPDATE USING VACUUM VALUES VIEW VIRTUAL WHEN WHERE WINDOW
+    WITH WITHOUT""".split()  # noqa: SIM905
 )
 _BARE_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -302,27 +163,33 @@ def from_sqlite(path: str | Path, db_id: str | None = None) -> DatabaseSchema:
     path = Path(path)
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        names = [
-            r[0]
-            for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
-            )
-        ]
-        tables = []
-        for name in names:
-            info = conn.execute(f"PRAGMA table_info({quote_identifier(name)})").fetchall()
-            columns = [Column(r[1], coarse_type(r[2])) for r in info]
-            pk = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
-            fks = [
-                ForeignKey(r[3], r[2], r[4] if r[4] is not None else (pk[0] if pk else r[3]))
-                for r in conn.execute(f"PRAGMA foreign_key_list({quote_identifier(name)})")
-            ]
-            tables.append(TableSchema(name, columns, pk, fks))
+        return describe_connection(conn, db_id or path.stem)
     except sqlite3.DatabaseError as e:
         raise SchemaError(f"{path}: not a readable SQLite database ({e})") from None
     finally:
         conn.close()
-    return DatabaseSchema(db_id=db_id or path.stem, tables=tables)
+
+
+def describe_connection(conn: sqlite3.Connection, db_id: str) -> DatabaseSchema:
+    """The schema of an open SQLite database, from its catalogue (works on in-memory databases too)."""
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+        )
+    ]
+    tables, primary_keys = [], {}
+    for name in names:
+        info = conn.execute(f"PRAGMA table_info({quote_identifier(name)})").fetchall()
+        pk = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+        primary_keys[name.lower()] = pk
+        tables.append(TableSchema(name, [Column(r[1], coarse_type(r[2])) for r in info], pk))
+    for table in tables:
+        for r in conn.execute(f"PRAGMA foreign_key_list({quote_identifier(table.name)})"):
+            # `REFERENCES parent` without a column means the parent's primary key.
+            parent_pk = primary_keys.get(str(r[2]).lower()) or [r[3]]
+            table.foreign_keys.append(ForeignKey(r[3], r[2], r[4] if r[4] is not None else parent_pk[0]))
+    return DatabaseSchema(db_id=db_id, tables=tables)
 
 
 # --------------------------------------------------------------------------- rendering

@@ -26,7 +26,7 @@ from typing import Any
 
 from t2s.data.common import DataFormatError, check_on_error, report_skipped, subset_indices
 from t2s.data.hardness import hardness
-from t2s.data.schema import DatabaseSchema, SchemaError, from_tables_json
+from t2s.data.schema import DatabaseSchema, SchemaError, from_sqlite, from_tables_json
 from t2s.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, build_prompt, check_schema_format
 from t2s.sql_text import normalize_whitespace
 
@@ -55,8 +55,13 @@ def default_spider_dir() -> Path:
 
 
 def is_spider_dir(path: str | os.PathLike) -> bool:
+    """Spider's release layout, or the same without tables.json (questions + database/ folder)."""
     path = Path(path)
-    return path.is_dir() and ((path / "tables.json").exists() or (path / "test_tables.json").exists())
+    if not path.is_dir():
+        return False
+    if (path / "tables.json").exists() or (path / "test_tables.json").exists():
+        return True
+    return (path / "database").is_dir() and any(path.glob("*.json"))
 
 
 def resolve_spider_dir(source: str | os.PathLike | None) -> Path | None:
@@ -89,10 +94,33 @@ def read_json_list(path: Path) -> list:
     return data
 
 
-def read_schemas(path: Path) -> dict[str, DatabaseSchema]:
+class SQLiteSchemas(dict):
+    """Schemas described from each database file itself, for data without a `tables.json` (your own databases)."""
+
+    def __init__(self, db_root: Path) -> None:
+        super().__init__()
+        self.db_root = db_root
+
+    def get(self, db_id: str, default: Any = None) -> DatabaseSchema | None:
+        if db_id not in self:
+            path = self.db_root / db_id / f"{db_id}.sqlite"
+            if check_database(path) is not None:
+                return default
+            try:
+                self[db_id] = from_sqlite(path, db_id)
+            except SchemaError as e:
+                raise SpiderFormatError(str(e)) from None
+        return self[db_id]
+
+
+def read_schemas(path: Path, db_root: Path | None = None) -> dict[str, DatabaseSchema]:
+    """`tables.json` when present; without it (your own data), each database describes itself."""
     if not path.exists():
+        if db_root is not None and db_root.is_dir():
+            return SQLiteSchemas(db_root)
         raise FileNotFoundError(
-            f"{path} not found: Spider's schema file (tables.json) must sit beside the question files"
+            f"{path} not found, and no {db_root} folder of databases to describe instead: Spider's layout needs "
+            "tables.json or database/<db_id>/<db_id>.sqlite beside the question files"
         )
     schemas = {}
     for i, entry in enumerate(read_json_list(path)):
@@ -124,10 +152,16 @@ def read_gold_caveats(directory: Path, stem: str) -> dict[int, str]:
     return caveats
 
 
+def split_files(directory: Path, split: str) -> tuple[tuple[str, ...], str, str]:
+    """Spider's own file names, or `<split>.json` beside `tables.json`/`database/` (your own data)."""
+    files, tables_file, db_folder = SPLIT_FILES.get(split, ((f"{split}.json",), "tables.json", "database"))
+    if not all((directory / f).exists() for f in files) and (directory / f"{split}.json").exists():
+        files = (f"{split}.json",)
+    return files, tables_file, db_folder
+
+
 def read_local_split(directory: Path, split: str, include_others: bool) -> Iterator[dict[str, Any]]:
-    if split not in SPLIT_FILES:
-        raise ValueError(f"split={split!r}: Spider has {tuple(SPLIT_FILES)}")
-    files, tables_file, db_folder = SPLIT_FILES[split]
+    files, tables_file, db_folder = split_files(directory, split)
     if split == "train" and include_others:
         if (directory / OTHERS_FILE).exists():
             files = (*files, OTHERS_FILE)
@@ -139,7 +173,7 @@ def read_local_split(directory: Path, split: str, include_others: bool) -> Itera
         if not (directory / name).exists():
             have = sorted(p.name for p in directory.glob("*.json"))
             raise FileNotFoundError(f"{directory / name} not found (split {split!r}); {directory} has {have}")
-    schemas = read_schemas(directory / tables_file)
+    schemas = read_schemas(directory / tables_file, directory / db_folder)
     for name in files:
         path = directory / name
         caveats = read_gold_caveats(directory, path.stem)
@@ -208,6 +242,7 @@ def load_spider(
     db_dir: str | os.PathLike | None = None,
     include_others: bool = False,
     require_database: bool = True,
+    check_gold: bool = False,
     on_error: str = "raise",
     **load_kwargs: Any,
 ):
@@ -217,13 +252,16 @@ def load_spider(
         source: a release-layout folder, None/"spider" for `$T2S_SPIDER_DIR` (default
             `../shared/spider`), or a Hub id in the `xlangai/spider` layout.
         split: `dev` (= `validation`), `train` (`train_spider.json`, plus `train_others.json` with
-            `include_others=True`) or `test` (the 2023 release's `test.json`).
+            `include_others=True`) or `test` (the 2023 release's `test.json`); any other name, or a
+            split whose Spider file is absent, reads `<split>.json` (your own data: `train.json`...).
         limit, fraction, seed: keep a deterministic subset, still in file order.
         schema_format, num_sample_rows: what the prompt shows of the database (`t2s.prompt`).
         db_dir: for a Hub source, the local folder with `tables.json` and `database/`.
         require_database: an example whose database file is missing is an error (default); with
             False it is kept for training (its prompt comes from `tables.json`) with `db_path` "",
             and cannot be scored.
+        check_gold: run every gold query on its database (in the metric's sandbox) and treat one that
+            fails as a bad example. For your own data: a query that does not run would be trained on.
         on_error: `"raise"` stops at the first bad example with its location; `"skip"` drops bad
             examples and reports how many, and why.
         load_kwargs: passed to `datasets.load_dataset` for Hub sources (revision, data_files…).
@@ -248,6 +286,8 @@ def load_spider(
     for item in raw_examples:
         try:
             record = make_record(item, schema_format, num_sample_rows, require_database)
+            if check_gold and record["db_path"]:
+                check_gold_runs(record, item["where"])
         except SpiderFormatError as e:
             if on_error == "raise":
                 raise SpiderFormatError(
@@ -317,6 +357,18 @@ def make_record(
         ),
         "completion": completion,
     }
+
+
+def check_gold_runs(record: Mapping[str, Any], where: str) -> None:
+    from t2s.execution import cached_database, run_query
+
+    result = run_query(cached_database(record["db_path"]), record["gold_sql"], rewrite_double_quotes=False)
+    if result.status != "ok":
+        raise _error(
+            f"{where}: the gold query does not run on {record['db_path']} ({result.status}: {result.error}); "
+            "fix the query or remove the example.",
+            "gold SQL does not run",
+        )
 
 
 def spider_features():
