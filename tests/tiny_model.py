@@ -30,7 +30,7 @@ def build_tokenizer():
     )
 
 
-def save_tiny_model(path: Path, seed: int = 0) -> Path:
+def save_tiny_model(path: Path, seed: int = 0, hidden_size: int = 32) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -38,8 +38,8 @@ def save_tiny_model(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

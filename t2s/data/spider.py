@@ -328,6 +328,13 @@ def make_record(
             raise _error(f"{where}: the field '{name}' is missing or empty.", "missing field")
     db_id = raw["db_id"]
     schema = item["schemas"].get(db_id)
+    if schema is None and isinstance(item["schemas"], SQLiteSchemas):
+        path = item["db_root"] / db_id / f"{db_id}.sqlite"
+        raise _error(
+            f"{where}: no database file at {path} for db_id '{db_id}' (and no tables.json to describe it from); "
+            "put the database there or fix the db_id.",
+            check_database(path) or "bad database",
+        )
     if schema is None:
         raise _error(
             f"{where}: db_id '{db_id}' has no entry in {item['tables_file']}; add its schema there.",
