@@ -1,5 +1,9 @@
 """The embedded model: GGUF → trainable transformers folder with identical logits; recipes that name it parse."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -109,9 +113,7 @@ def test_adapter_of_the_embedded_model_loads_with_peft_standard_calls(converted,
     still uses the embedded weights it was trained on. The Hub is simulated by its cache layout."""
     import json
 
-    from peft import AutoPeftModelForCausalLM
-
-    from t2s.generate import adapter_base, load_model_and_tokenizer
+    from t2s.generate import adapter_base
     from t2s.sft import cli
 
     monkeypatch.setenv("T2S_CACHE", str(converted.parents[1]))
@@ -143,10 +145,23 @@ def test_adapter_of_the_embedded_model_loads_with_peft_standard_calls(converted,
     card = (out / "README.md").read_text()
     assert "GGUF Q4_1" in card and "not measured" in card
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(_fake_hub_cache(tmp_path / "hub", hub_id, converted)))
-    standard = AutoPeftModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
-    ours, tokenizer = load_model_and_tokenizer(adapter=str(out))
-    ids = tokenizer("SELECT COUNT(*) FROM", return_tensors="pt")
-    with torch.no_grad():
-        assert torch.allclose(standard(**ids).logits, ours(**ids).logits, atol=1e-5)
+    # A fresh process, so huggingface_hub reads the offline flag and the cache location at import, as it would.
+    code = (
+        "import torch\n"
+        "from peft import AutoPeftModelForCausalLM\n"
+        "from t2s.generate import load_model_and_tokenizer\n"
+        f"standard = AutoPeftModelForCausalLM.from_pretrained({str(out)!r}, dtype=torch.float32).eval()\n"
+        f"ours, tokenizer = load_model_and_tokenizer(adapter={str(out)!r})\n"
+        "ids = tokenizer('SELECT COUNT(*) FROM', return_tensors='pt')\n"
+        "with torch.no_grad():\n"
+        "    print('max difference', (standard(**ids).logits - ours(**ids).logits).abs().max().item())\n"
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(_fake_hub_cache(tmp_path / "hub", hub_id, converted)),
+        "T2S_CACHE": str(converted.parents[1]),
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert float(out.stdout.split()[-1]) < 1e-5

@@ -465,3 +465,15 @@ def test_train_and_evaluate_on_a_spider_layout(layout, tmp_path):
     assert "Execution accuracy by hardness" in analysis and "| easy |" in analysis
     records = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert {r["db_id"] for r in records} == {"school", "shop"} and all("hardness" in r for r in records)
+
+
+def test_train_others_is_read_when_present_and_asked_for(layout):
+    others = [
+        {"db_id": "shop", "question": "Cheapest product?", "query": "SELECT name FROM product ORDER BY price LIMIT 1"}
+    ]
+    with pytest.raises(FileNotFoundError, match="include_others=False"):
+        load_spider(layout, "train", include_others=True)
+    (layout / "train_others.json").write_text(json.dumps(others))
+    train = load_spider(layout, "train", include_others=True)
+    assert len(train) == 5 and train["example_id"][-1] == "train_others[0]"
+    assert len(load_spider(layout, "train")) == 4
