@@ -7,6 +7,7 @@ import torch
 
 from t2s.analysis import analyse
 from t2s.analysis.wikisql import classify
+from t2s.errors import UserError
 from t2s.evaluate_sql import compare, mcnemar_exact
 from t2s.evaluate_sql import main as evaluate_main
 from t2s.generate import GenerateArguments, execution_guided_choice, load_eval_data, load_model_and_tokenizer
@@ -205,7 +206,9 @@ def test_evaluate_scores_compares_and_records_in_the_card(tiny, tmp_path):
     a = evaluate_main([*common, "--output_dir", str(tmp_path / "a")])
     for name in ("predictions.jsonl", "metrics.json", "analysis.md", "analysis.json", "analysis.png"):
         assert (tmp_path / "a" / name).exists()
-    assert a["protocol"] == "WikiSQL dev, 12 of 22 questions" and a["decoding"] == "greedy"
+    # the label names the data actually read: a folder other than the configured copy is named
+    assert a["protocol"] == f"WikiSQL dev ({FIXTURES}), 12 of 22 questions" and a["decoding"] == "greedy"
+    assert a["dataset"] == "Salesforce/wikisql" and a["semantics"] == "wikisql"
 
     # re-scoring a predictions file with the gold SQL as predictions: 100%
     gold_file = tmp_path / "gold.jsonl"
@@ -218,7 +221,7 @@ def test_evaluate_scores_compares_and_records_in_the_card(tiny, tmp_path):
     assert result["fixed"] == 12 - a["outcomes"]["correct"] and result["broken"] == 0
     assert result["mcnemar_p"] == mcnemar_exact(result["fixed"], 0)
 
-    with pytest.raises(ValueError, match="no prediction for"):
+    with pytest.raises(UserError, match="no prediction for"):
         evaluate_main(
             ["--dataset_name", str(FIXTURES), "--predictions", str(gold_file), "--output_dir", str(tmp_path / "c")]
         )
