@@ -1,5 +1,5 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
-.PHONY: install test quality style demo demo-eg demo-spider bench clean
+.PHONY: install test quality style demo demo-eg demo-spider demo-constrained bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -38,6 +38,10 @@ demo-eg: install
 # Spider end to end on CPU (~35 min): zero-shot, training on Spider train, evaluation on Spider dev by hardness.
 demo-spider: install
 	bash scripts/demo_spider.sh
+
+# Schema-constrained decoding on the questions of finished demos, paired against their unconstrained runs.
+demo-constrained: install
+	bash scripts/demo_constrained.sh
 
 # Speed benchmarks; each writes its section of docs/benchmarks.md.
 bench: install

@@ -8,9 +8,11 @@ microseconds). Each example gets its own grammar, whose identifiers are that exa
   `SELECT [AGG(]"col"[)] FROM "table" [WHERE "col" op value (AND "col" op value)*]`, values as SQL literals.
 * Spider and other SQLite databases (`sqlite_grammar`): the SELECT subset Spider uses (joins with ON, aliases
   `T1`.., GROUP BY/HAVING, ORDER BY/LIMIT, nested queries, INTERSECT/UNION/EXCEPT, LIKE, BETWEEN, IN, NOT, IS NULL,
-  arithmetic, the aggregate and a few scalar functions), keywords in any case, table and column names from the
-  database (bare, double-quoted, backticked or bracketed), string literals in single or double quotes (SQLite reads
-  `"..."` as a string where it names no column: that is a value, not a name). It does not check that a column
+  arithmetic, the aggregate and a few scalar functions), keywords and names in any ASCII case (as SQLite compares
+  them; not Lark's Unicode-folding `"..."i`, which lets `ſELECT` pass for SELECT), table and column names from the
+  database (bare, double-quoted, backticked or bracketed), string literals in single quotes anywhere and in double
+  quotes where a comparison, LIKE, BETWEEN or IN expects a value (Spider's gold SQL writes `name = "Paris"`; SQLite
+  reads `"..."` there as a string unless it names a column). Elsewhere `"..."` can only be a real column's name. It does not check that a column
   belongs to the table it is qualified with or that an alias was declared; it rejects every name that is not in the
   schema and every syntax error.
 
@@ -44,10 +46,27 @@ def _lark_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def _ascii_case_insensitive(text: str) -> str:
+    """A Lark regex matching `text` with ASCII letters in either case, as SQLite compares keywords and names.
+
+    Not Lark's `"..."i`: that folds Unicode case too, so `ſELECT` (long s) would pass for SELECT, which SQLite rejects.
+    """
+    parts = []
+    for ch in text:
+        if ch.isascii() and ch.isalpha():
+            parts.append(f"[{ch.lower()}{ch.upper()}]")
+        elif ch.isascii() and (ch.isalnum() or ch in "_ "):
+            parts.append(ch)
+        else:
+            parts.append(f"\\x{{{ord(ch):x}}}" if ord(ch) < 128 else "\\u{" + f"{ord(ch):x}" + "}")
+    return "".join(parts)
+
+
 def _alternatives(options: Sequence[str], case_insensitive: bool = False) -> str:
-    suffix = "i" if case_insensitive else ""
     unique = sorted(set(options), key=lambda o: (-len(o), o))
-    return " | ".join(_lark_string(o) + suffix for o in unique)
+    if case_insensitive:
+        return "/" + "|".join(f"(?:{_ascii_case_insensitive(o)})" for o in unique) + "/"
+    return " | ".join(_lark_string(o) for o in unique)
 
 
 # --------------------------------------------------------------------------- WikiSQL
@@ -96,7 +115,7 @@ def sqlite_grammar(schema: DatabaseSchema) -> str:
         "as", "join", "on", "inner", "left", "outer", "cross", "and", "or", "not", "in", "like", "between", "is",
         "null", "exists", "union", "intersect", "except", "all",
     ]  # fmt: skip
-    keyword_rules = "\n".join(f"{k.upper()}: {_lark_string(k)}i" for k in keywords)
+    keyword_rules = "\n".join(f"{k.upper()}: /{_ascii_case_insensitive(k)}/" for k in keywords)
     return f"""
 start: _o query _o _END?
 _END: "\\n"
@@ -118,13 +137,14 @@ limit: LIMIT _s INTEGER (_s OFFSET _s INTEGER | _o "," _o INTEGER)?
 cond: cond_and (_s OR _s cond_and)*
 cond_and: cond_not (_s AND _s cond_not)*
 cond_not: (NOT _s)? predicate
-predicate: expr _o CMP _o expr
-    | expr _s (NOT _s)? LIKE _s expr
-    | expr _s (NOT _s)? BETWEEN _s expr _s AND _s expr
-    | expr _s (NOT _s)? IN _o "(" _o (query | expr (_o "," _o expr)*) _o ")"
+predicate: expr _o CMP _o value
+    | expr _s (NOT _s)? LIKE _s value
+    | expr _s (NOT _s)? BETWEEN _s value _s AND _s value
+    | expr _s (NOT _s)? IN _o "(" _o (query | value (_o "," _o value)*) _o ")"
     | expr _s IS _s (NOT _s)? NULL
     | EXISTS _o "(" _o query _o ")"
     | "(" _o cond _o ")"
+value: expr | DQ_STRING
 CMP: "=" | "==" | "!=" | "<>" | ">=" | "<=" | ">" | "<"
 expr: term (_o ARITH _o term)*
 ARITH: "+" | "-" | "*" | "/" | "||"
@@ -133,7 +153,7 @@ function: AGGREGATE _o "(" _o (DISTINCT _s)? (expr | "*") _o ")"
     | SCALAR _o "(" _o expr (_o "," _o expr)* _o ")"
 column: COLUMN | qualifier "." COLUMN
 qualifier: TABLE | ALIAS
-literal: INTEGER | DECIMAL | STRING | DQ_STRING | NULL
+literal: INTEGER | DECIMAL | STRING | NULL
 INTEGER: /[0-9]+/
 DECIMAL: /[0-9]*\\.[0-9]+([eE][-+]?[0-9]+)?/
 STRING: /'([^'\\n]|'')*'/
@@ -180,7 +200,9 @@ def compile_grammar(tokenizer, grammar: str):
     """An llguidance matcher for `grammar`; a grammar error is raised here, not discovered mid-generation."""
     import llguidance
 
-    matcher = llguidance.LLMatcher(_ll_tokenizer(tokenizer), llguidance.LLMatcher.grammar_from_lark(grammar))
+    matcher = llguidance.LLMatcher(
+        _ll_tokenizer(tokenizer), llguidance.LLMatcher.grammar_from_lark(grammar), log_level=0
+    )
     if matcher.is_error():
         raise ValueError(f"invalid grammar: {matcher.get_error()}")
     return matcher

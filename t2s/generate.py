@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from t2s.constrained import grammar_for
 from t2s.data import load_text2sql
 from t2s.embedded import DEFAULT_EMBEDDED, resolve_model_name
 from t2s.errors import UserError, run_command
@@ -77,6 +78,13 @@ class GenerateArguments:
         default=False, metadata={"help": "Execution-guided decoding: beam candidates where the greedy query fails."}
     )
     num_candidates: int = field(default=4, metadata={"help": "Candidates for execution-guided decoding."})
+    constrained_decoding: bool = field(
+        default=False,
+        metadata={
+            "help": "Schema-constrained decoding: only tokens that keep the output valid SQL over the question's own "
+            "tables and columns (t2s/constrained.py, llguidance). Composes with --execution_guided."
+        },
+    )
     dtype: str = field(default="float32", metadata={"choices": ["float32", "bfloat16", "float16", "auto"]})
     output: str = field(default="predictions.jsonl")
 
@@ -146,7 +154,7 @@ def _progress():
     )
 
 
-def _generate_with_progress(model, tokenizer, prompts, settings, label):
+def _generate_with_progress(model, tokenizer, prompts, settings, label, grammars=None):
     """A live bar on a terminal; elsewhere (a log file, CI) rich draws nothing until the end, so print a line per
     tenth of the work instead: a long generation must never look stalled."""
     with _progress() as progress:
@@ -162,7 +170,7 @@ def _generate_with_progress(model, tokenizer, prompts, settings, label):
                 reported = done
                 progress.console.print(f"{label}: {done}/{len(prompts)} ({time.perf_counter() - start:.0f} s)")
 
-        return generate_sql(model, tokenizer, prompts, settings, progress=advance)
+        return generate_sql(model, tokenizer, prompts, settings, progress=advance, grammars=grammars)
 
 
 def executes_with_rows(sql: str, example) -> bool:
@@ -195,8 +203,11 @@ def predict(
     execution_guided: bool = False,
     num_candidates: int = 4,
     greedy: list[str] | None = None,
+    constrained: bool = False,
 ):
     """One record per example: question, db_id, prompt, prediction, gold_sql (see `prediction_record`).
+
+    `constrained` decodes under each example's schema grammar (`t2s.constrained`), greedy and beams alike.
 
     Execution-guided decoding keeps the first of [greedy, beam 1, …, beam N] that executes and
     returns rows, else the greedy query. Beams are only searched where the greedy query fails
@@ -204,9 +215,11 @@ def predict(
     greedy predictions generated earlier (same order as `dataset`).
     """
     prompts = list(dataset["prompt"])
-    if greedy is None:
-        greedy = [c[0] for c in _generate_with_progress(model, tokenizer, prompts, settings, "Generating SQL")]
     examples = list(dataset)
+    grammars = [grammar_for(ex) for ex in examples] if constrained else None
+    if greedy is None:
+        label = "Generating SQL (schema-constrained)" if constrained else "Generating SQL"
+        greedy = [c[0] for c in _generate_with_progress(model, tokenizer, prompts, settings, label, grammars)]
     records = [prediction_record(ex, pred) for ex, pred in zip(examples, greedy)]
     if not execution_guided:
         return records
@@ -222,6 +235,7 @@ def predict(
         [prompts[i] for i in failing],
         beam_settings,
         f"Beam search ({num_candidates}) on failing queries",
+        [grammars[i] for i in failing] if grammars is not None else None,
     )
     for record in records:
         record["eg_choice"] = 0
@@ -240,6 +254,8 @@ def settings_from(args: GenerateArguments) -> GenerationSettings:
 
 def decoding_label(args: GenerateArguments) -> str:
     base = "greedy" if args.temperature <= 0 else f"sampling (temperature {args.temperature})"
+    if args.constrained_decoding:
+        base = f"schema-constrained {base}"
     if args.execution_guided:
         return (
             f"execution-guided ({base}; where that query fails or returns nothing, {args.num_candidates}-beam search "
@@ -291,6 +307,7 @@ def run(args: GenerateArguments, dataset=None, greedy: list[str] | None = None):
         execution_guided=args.execution_guided,
         num_candidates=args.num_candidates,
         greedy=greedy,
+        constrained=args.constrained_decoding,
     )
     elapsed = time.perf_counter() - start
     return dataset, records, elapsed

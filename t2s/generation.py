@@ -64,8 +64,15 @@ def generate_sql(
     prompts: Sequence[str],
     settings: GenerationSettings | None = None,
     progress: Callable[[int], None] | None = None,
+    grammars: Sequence[str] | None = None,
 ) -> list[list[str]]:
-    """For each prompt, `settings.num_candidates` SQL strings (best first for beam search)."""
+    """For each prompt, `settings.num_candidates` SQL strings (best first for beam search).
+
+    `grammars` (one Lark grammar per prompt, `t2s.constrained`) constrains decoding to valid SQL over each prompt's
+    schema; without it decoding is unconstrained.
+    """
+    if grammars is not None and len(grammars) != len(prompts):
+        raise ValueError(f"{len(grammars)} grammars for {len(prompts)} prompts")
     settings = settings or GenerationSettings()
     prepare_tokenizer(tokenizer)
     was_training = model.training
@@ -79,7 +86,17 @@ def generate_sql(
         for start in range(0, len(order), settings.batch_size):
             idx = order[start : start + settings.batch_size]
             batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
-            out = model.generate(**batch, **kwargs)
+            extra = {}
+            if grammars is not None:
+                from transformers import LogitsProcessorList
+
+                from t2s.constrained import GrammarConstrainedLogits
+
+                constraint = GrammarConstrainedLogits(
+                    tokenizer, [grammars[i] for i in idx], batch["input_ids"].shape[1], settings.num_candidates
+                )
+                extra["logits_processor"] = LogitsProcessorList([constraint])
+            out = model.generate(**batch, **kwargs, **extra)
             new_tokens = out[:, batch["input_ids"].shape[1] :]
             texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             k = settings.num_candidates

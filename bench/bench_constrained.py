@@ -1,0 +1,83 @@
+"""What schema-constrained decoding costs: generation speed with and without it, through evaluation's own code path.
+
+    python -m bench.bench_constrained [--adapter outputs/demo/adapter] [--prompts 64] [--batch_sizes 1 32]
+
+Same prompts, same greedy settings as evaluation (stop at newline/EOS), `t2s.generation.generate_sql` with and
+without one grammar per prompt (`t2s.constrained`), on WikiSQL held-out dev prompts and Spider dev prompts.
+Tokens are counted from the generated SQL (its tokens plus the stop token). Results go to docs/benchmarks.md.
+Target: constrained under 10% slower.
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from bench.report import write_section  # noqa: E402
+from t2s.constrained import grammar_for  # noqa: E402
+from t2s.data import load_text2sql  # noqa: E402
+from t2s.generate import load_model_and_tokenizer  # noqa: E402
+from t2s.generation import GenerationSettings, generate_sql  # noqa: E402
+
+
+def timed(model, tokenizer, prompts, settings, grammars):
+    start = time.perf_counter()
+    outputs = [c[0] for c in generate_sql(model, tokenizer, prompts, settings, grammars=grammars)]
+    seconds = time.perf_counter() - start
+    tokens = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) + 1 for o in outputs)
+    return outputs, tokens, seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--adapter", default=None)
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model, tokenizer = load_model_and_tokenizer(None, args.adapter, merge=args.adapter is not None)
+    data = {
+        "WikiSQL (held-out dev tables)": load_text2sql(
+            "local", "dev", table_split="heldout", limit=args.prompts, seed=3
+        ),
+        "Spider dev": load_text2sql("spider", "dev", limit=args.prompts, seed=3),
+    }
+    rows = []
+    for name, ds in data.items():
+        prompts = list(ds["prompt"])
+        start = time.perf_counter()
+        grammars = [grammar_for(ex) for ex in ds]
+        build = time.perf_counter() - start
+        max_new = 96 if name.startswith("WikiSQL") else 128
+        for batch_size in args.batch_sizes:
+            settings = GenerationSettings(max_new_tokens=max_new, batch_size=batch_size)
+            timed(model, tokenizer, prompts[:2], settings, None)  # warm-up
+            plain, tok_p, s_p = timed(model, tokenizer, prompts, settings, None)
+            constrained, tok_c, s_c = timed(model, tokenizer, prompts, settings, grammars)
+            same = sum(a == b for a, b in zip(plain, constrained))
+            slower = (tok_p / s_p) / (tok_c / s_c) - 1
+            rows.append(
+                f"| {name} | {batch_size} | {tok_p / s_p:.1f} | {tok_c / s_c:.1f} | {slower:+.0%} | {same}/{len(prompts)} |"
+            )
+            print(rows[-1])
+        rows[-1] += f" grammars built in {build * 1000 / len(prompts):.1f} ms each"
+    model_name = f"adapter {args.adapter} (merged)" if args.adapter else "SmolLM2-135M-Instruct, zero-shot"
+    lines = [
+        f"{model_name}, fp32, CPU ({os.cpu_count()} cores), {args.prompts} prompts per dataset, greedy. Command: "
+        f"`python -m bench.bench_constrained{' --adapter ' + args.adapter if args.adapter else ''}`.",
+        "",
+        "| data | batch | tokens/s plain | tokens/s constrained | constrained slower by | same SQL as plain |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Target: under 10% slower. 'Same SQL' counts answers the constraint did not change (where the model already "
+        "wrote valid SQL over its schema, greedy picks the same tokens).",
+    ]
+    write_section("Constrained decoding cost (CPU)", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
