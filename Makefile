@@ -27,15 +27,15 @@ style: install
 	$(BIN)/ruff check --fix $(CHECK_DIRS)
 	$(BIN)/ruff format $(CHECK_DIRS)
 
-# Offline end to end on CPU (~30 min): baseline, training, greedy evaluation, analysis, before/after table.
-# DEMO_EG=1 make demo also runs execution-guided decoding (~11 min more); make demo-eg adds it to a finished demo.
+# Offline end to end on CPU (about 20–30 min, docs/results.md): baseline, training, greedy evaluation, analysis, before/after table.
+# DEMO_EG=1 make demo also runs execution-guided decoding (about 6–11 min more); make demo-eg adds it to a finished demo.
 demo: install
 	bash scripts/demo.sh
 
 demo-eg: install
 	bash scripts/demo_eg.sh
 
-# Spider end to end on CPU (~35 min): zero-shot, training on Spider train, evaluation on Spider dev by hardness.
+# Spider end to end on CPU (about 30 min): zero-shot, training on Spider train, evaluation on Spider dev by hardness.
 demo-spider: install
 	bash scripts/demo_spider.sh
 

@@ -2,7 +2,7 @@
 # make demo-eg: execution-guided decoding on top of a finished `make demo` (same DEMO_OUT, DEMO_LIMIT).
 # Beam search with DEMO_EG_CANDIDATES beams (default 4) runs only where the greedy query errors or returns no rows;
 # the first candidate that executes with a non-empty result is kept, else the greedy query.
-# 11 minutes here at 4 beams (docs/results.md).
+# About 6–11 minutes at 4 beams (measured runs: docs/results.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/demo_common.sh
