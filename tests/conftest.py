@@ -6,16 +6,28 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "wikisql"
 SHARED_WIKISQL = Path(os.environ.get("T2S_WIKISQL_DIR", ROOT.parent / "shared" / "wikisql"))
+SHARED_SPIDER = Path(os.environ.get("T2S_SPIDER_DIR", ROOT.parent / "shared" / "spider"))
+
+
+def _shared(path: Path, marker: str, name: str, env: str) -> Path:
+    """Real data under ../shared. CI always has it; elsewhere its absence skips (never silently in CI)."""
+    if not (path / marker).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} data missing at {path}; CI must have ../shared/{path.name}")
+        pytest.skip(f"{name} data not at {path} (set {env})")
+    return path
 
 
 @pytest.fixture(scope="session")
 def shared_wikisql() -> Path:
-    """The real WikiSQL dev split. CI always has it; elsewhere its absence skips (never silently in CI)."""
-    if not (SHARED_WIKISQL / "dev.jsonl").exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"WikiSQL dev data missing at {SHARED_WIKISQL}; CI must have ../shared/wikisql")
-        pytest.skip(f"WikiSQL dev data not at {SHARED_WIKISQL} (set T2S_WIKISQL_DIR)")
-    return SHARED_WIKISQL
+    """The real WikiSQL dev split."""
+    return _shared(SHARED_WIKISQL, "dev.jsonl", "WikiSQL dev", "T2S_WIKISQL_DIR")
+
+
+@pytest.fixture(scope="session")
+def shared_spider() -> Path:
+    """The real Spider dev and train splits."""
+    return _shared(SHARED_SPIDER, "dev.json", "Spider", "T2S_SPIDER_DIR")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from t2s.generation import GenerationSettings, generate_sql
 
 from .conftest import FIXTURES
 from .spider_fixture import build_spider_layout
-from .test_spider import shared_spider  # noqa: F401  (fixture)
 from .tiny_model import save_tiny_model
 
 
@@ -50,7 +49,7 @@ def test_grammar_accepts_every_wikisql_dev_gold_query(shared_wikisql, embedded_t
     assert len(ds) == 8421 and rejected == []
 
 
-def test_grammar_accepts_every_spider_dev_gold_query(shared_spider, embedded_tokenizer):  # noqa: F811
+def test_grammar_accepts_every_spider_dev_gold_query(shared_spider, embedded_tokenizer):
     ds = load_text2sql(str(shared_spider), "dev")
     rejected = [ex["example_id"] for ex in ds if not _accepts(embedded_tokenizer, grammar_for(ex), ex["completion"])]
     assert len(ds) == 1034 and rejected == []

@@ -1,7 +1,6 @@
 """Spider: the loader, the multi-table prompt, the official execution semantics, hardness, analysis, bad input."""
 
 import json
-import os
 import sqlite3
 from collections import Counter, defaultdict
 from itertools import permutations
@@ -26,18 +25,6 @@ from t2s.sql_text import normalize_whitespace
 
 from .conftest import ROOT
 from .spider_fixture import DEV, build_spider_layout
-
-SHARED_SPIDER = Path(os.environ.get("T2S_SPIDER_DIR", ROOT.parent / "shared" / "spider"))
-
-
-@pytest.fixture(scope="session")
-def shared_spider() -> Path:
-    """The real Spider dev split. CI always has it; elsewhere its absence skips (never silently in CI)."""
-    if not (SHARED_SPIDER / "dev.json").exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"Spider data missing at {SHARED_SPIDER}; CI must have ../shared/spider")
-        pytest.skip(f"Spider data not at {SHARED_SPIDER} (set T2S_SPIDER_DIR)")
-    return SHARED_SPIDER
 
 
 @pytest.fixture(scope="session")
