@@ -6,6 +6,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from t2s.analysis.spider import double_quoted_values
 from t2s.constrained import compile_grammar, grammar_for, sqlite_grammar, wikisql_grammar
 from t2s.data import from_sqlite, load_text2sql
 from t2s.generate import load_model_and_tokenizer, predict
@@ -85,10 +86,7 @@ def _identifiers(sql):
     """Tables and columns a query names; a double-quoted token compared against (`x = "Paris"`) is a string to SQLite
     (the grammar allows `"..."` only there, besides real names), so it is not counted as a name."""
     tree = sqlglot.parse_one(sql, read="sqlite")
-    values = set()
-    for node in tree.find_all(exp.Binary, exp.Like, exp.In, exp.Between):
-        operands = [node.args.get(k) for k in ("expression", "low", "high")] + list(node.args.get("expressions") or [])
-        values |= {id(v) for v in operands if isinstance(v, exp.Column) and v.this.quoted}
+    values = double_quoted_values(tree)
     columns = {c.name.lower() for c in tree.find_all(exp.Column) if id(c) not in values}
     return {t.name.lower() for t in tree.find_all(exp.Table)}, columns
 

@@ -358,13 +358,22 @@ def test_analysis_classes(layout):
         return classify(pred, outcome, error, gold, db)
 
     assert classes("", "empty") == ["no_sql"]
+    assert classes("SELECT name FROM student WHERE age > 20 AND", "exec_error", "incomplete input") == ["truncated"]
+    assert classes("SELECT name FROM student WHERE city = 'Par", "exec_error", 'unrecognized token: "\'Par"') == [
+        "truncated"
+    ]
+    assert classes("SELECT name, ci", "exec_error", "no such column: ci") == ["truncated"]  # cut inside `city`
     assert classes("CREATE TABLE x (a)", "rejected") == ["not_sql"]
     assert classes("SELECT name FROM student WHERE name = 'O'Neal'", "exec_error", "syntax") == ["string_escaping"]
     assert (
         classes("SELECT nmae FROM student WHERE age > 20 ORDER BY age", "exec_error", "no such column: nmae")[0]
         == "hallucinated_schema"
     )
+    assert classes("SELECT name FROM student WHERE title = 1", "exec_error", "no such column: title")[0] == (
+        "wrong_table_column"  # title is a column of course, not of student
+    )
     assert classes("SELECT name FROM student WHERE age > 21 ORDER BY age") == ["where"]
+    assert classes('SELECT name FROM student WHERE city = "Rome" ORDER BY age') == ["where"]  # a value, not a name
     assert classes("SELECT name FROM student WHERE age > 20") == ["order_by_limit"]
     assert classes("SELECT count(name) FROM student WHERE age > 20 ORDER BY age") == ["select"]
     assert "tables_joins" in classes(

@@ -17,6 +17,20 @@ from typing import Any
 # A string literal closed early by an apostrophe inside a word (`'antonio o'neal'`, `'children's'`): the model knew
 # the value but not SQL's quote escaping (`''`). Seen by both classifiers before anything else about a broken query.
 UNESCAPED_QUOTE = re.compile(r"'[^']*\w'\w[^']*'")
+_UNRECOGNIZED_TAIL = re.compile(r'unrecognized token: "(.*)"\s*$', re.DOTALL)
+
+
+def looks_truncated(prediction: Any, error: str | None) -> bool:
+    """The answer stops mid-query: SQLite wants more input, or chokes on a literal left open at the very end.
+
+    What a model that runs out of `max_new_tokens` leaves (often one looping `AND x = 1 AND …`).
+    """
+    if not isinstance(prediction, str) or not error:
+        return False
+    if "incomplete input" in error:
+        return True
+    match = _UNRECOGNIZED_TAIL.search(error)
+    return bool(match) and prediction.rstrip().endswith(match.group(1).rstrip())
 
 
 def rate_by(per_example, key: str, order: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -4,9 +4,10 @@ Spider-style records carry no structured annotation a prediction could be matche
 queries are parsed with sqlglot and compared component by component, after the same normalisation
 (identifiers lower-cased, table aliases and qualifiers dropped), on the first SELECT of each:
 
-`no_sql` (nothing generated), `not_sql` (does not parse, or not a query), `string_escaping` (an
+`no_sql` (nothing generated), `truncated` (stops mid-query: the token budget ran out), `not_sql` (does not parse, or not a query), `string_escaping` (an
 unescaped quote inside a string literal, e.g. `'O'Neal'`), `hallucinated_schema` (a table or
-column the database does not have), `exec_error`, `timeout`, `tables_joins` (other tables or
+column the database does not have), `wrong_table_column` (a real column of the database, asked of a table or
+alias that does not have it: `no such column: T2.name`), `exec_error`, `timeout`, `tables_joins` (other tables or
 another number of joins), `select` (select columns or aggregates), `where`, `group_by_having`,
 `order_by_limit`, `set_operation` (INTERSECT/UNION/EXCEPT missing, extra or another),
 `nesting` (another number of subqueries), and `other` (every compared clause matches, yet the
@@ -29,6 +30,7 @@ from t2s.analysis.report import (
     category_table_lines,
     example_lines,
     group_table_lines,
+    looks_truncated,
     rate_by,
     systematic,
     systematic_lines,
@@ -39,9 +41,11 @@ from t2s.data.schema import from_sqlite
 
 CATEGORIES = (
     "no_sql",
+    "truncated",
     "not_sql",
     "string_escaping",
     "hallucinated_schema",
+    "wrong_table_column",
     "exec_error",
     "timeout",
     "tables_joins",
@@ -118,12 +122,28 @@ def components(tree) -> dict[str, Any]:
     }
 
 
+def double_quoted_values(tree) -> set[int]:
+    """ids of `"..."` tokens a comparison, LIKE, BETWEEN or IN uses as a value (`name = "Paris"`).
+
+    sqlglot reads every double-quoted token as a column; SQLite reads one that names no column as a string, and
+    Spider's gold SQL writes string values that way, so these are values, not (hallucinated) names.
+    """
+    from sqlglot import exp
+
+    values = set()
+    for node in tree.find_all(exp.Binary, exp.Like, exp.In, exp.Between):
+        operands = [node.args.get(k) for k in ("expression", "low", "high")] + list(node.args.get("expressions") or [])
+        values |= {id(v) for v in operands if isinstance(v, exp.Column) and v.this.quoted}
+    return values
+
+
 def unknown_names(tree, db_path: str) -> list[str]:
     """Tables and columns the query names that the database does not have (aliases it defines are fine)."""
     from sqlglot import exp
 
     if not db_path:
         return []
+    values = double_quoted_values(tree)
     tables, columns = schema_names(db_path)
     defined = {a.alias.lower() for a in tree.find_all(exp.Alias) if a.alias}
     defined |= {t.alias.lower() for t in tree.find_all(exp.Table) if t.alias}
@@ -132,9 +152,22 @@ def unknown_names(tree, db_path: str) -> list[str]:
     unknown += [
         c.name
         for c in tree.find_all(exp.Column)
-        if c.name and c.name.lower() not in columns and c.name.lower() not in defined
+        if c.name
+        and c.name != "*"
+        and c.name.lower() not in columns
+        and c.name.lower() not in defined
+        and id(c) not in values
     ]
     return unknown
+
+
+def _cut_in_a_name(prediction: str, unknown: list[str], db_path: str) -> bool:
+    """The only unknown name is the answer's last word and begins a real one: the token budget cut it."""
+    last = re.split(r"[^\w]", prediction.rstrip())[-1]
+    if len(unknown) != 1 or unknown[0] != last or not last:
+        return False
+    tables, columns = schema_names(db_path)
+    return any(name.startswith(last.lower()) for name in tables | columns)
 
 
 def classify(prediction: Any, outcome: str, error: str | None, gold_sql: str, db_path: str) -> list[str]:
@@ -143,6 +176,8 @@ def classify(prediction: Any, outcome: str, error: str | None, gold_sql: str, db
         return []
     if outcome == "empty":
         return ["no_sql"]
+    if outcome == "exec_error" and looks_truncated(prediction, error):
+        return ["truncated"]
     tree = parse(prediction) if outcome != "rejected" else None
     if tree is None:
         if isinstance(prediction, str) and UNESCAPED_QUOTE.search(prediction):
@@ -151,8 +186,14 @@ def classify(prediction: Any, outcome: str, error: str | None, gold_sql: str, db
             return ["hallucinated_schema"]
         return ["not_sql"] if outcome in ("rejected", "exec_error") else [outcome]
     flags = []
-    if unknown_names(tree, db_path) or (error and _UNKNOWN_NAME.search(error)):
+    unknown = unknown_names(tree, db_path)
+    if unknown and _cut_in_a_name(prediction, unknown, db_path):
+        return ["truncated"]
+    if unknown:
         flags.append("hallucinated_schema")
+    elif error and _UNKNOWN_NAME.search(error):
+        # every name exists in the database: one is used on a table (or alias) that does not have it
+        flags.append("wrong_table_column" if db_path and "column" in error else "hallucinated_schema")
     if outcome == "exec_error" and not flags:
         flags.append("exec_error")
     if outcome == "timeout":

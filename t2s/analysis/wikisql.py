@@ -5,7 +5,7 @@ structured annotation (`sel`, `agg`, `conds`) is kept with every example, so a w
 be taken apart and compared component by component instead of guessed at with regexes.
 
 Categories (an example can have several; the first in this order is its primary category):
-`no_sql`, `not_sql`, `string_escaping` (an apostrophe left unescaped inside a string literal),
+`no_sql`, `truncated` (stops mid-query: the token budget ran out), `not_sql`, `string_escaping` (an apostrophe left unescaped inside a string literal),
 `hallucinated_schema`, `exec_error`, `timeout`, `select_column`,
 `aggregation`, `where_column`, `missing_condition`, `extra_condition`, `where_operator`,
 `where_value`, `other` (every component matches, yet the result differs).
@@ -27,6 +27,7 @@ from t2s.analysis.report import (
     category_table_lines,
     example_lines,
     group_table_lines,
+    looks_truncated,
     rate_by,
     systematic,
     systematic_lines,
@@ -37,6 +38,7 @@ from t2s.data.tables import column_names, column_types, table_name
 
 CATEGORIES = (
     "no_sql",
+    "truncated",
     "not_sql",
     "string_escaping",
     "hallucinated_schema",
@@ -146,6 +148,8 @@ def classify(
         return []
     if outcome == "empty":
         return ["no_sql"]
+    if outcome == "exec_error" and looks_truncated(prediction, error):
+        return ["truncated"]
     names = column_names(table["header"])
     lower_names = {n.lower() for n in names}
     parsed = parse_prediction(prediction) if outcome != "rejected" else None
