@@ -48,6 +48,8 @@ bench: install
 	$(BIN)/python -m bench.bench_metric
 	$(BIN)/python -m bench.bench_generate
 	$(BIN)/python -m bench.bench_train
+	$(BIN)/python -m bench.bench_prompt_lengths
+	$(BIN)/python -m bench.bench_constrained
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,6 +1,7 @@
 """What schema-constrained decoding costs: generation speed with and without it, through evaluation's own code path.
 
-    python -m bench.bench_constrained [--adapter outputs/demo/adapter] [--prompts 64] [--batch_sizes 1 32]
+    python -m bench.bench_constrained [--adapter outputs/demo/adapter] [--spider_adapter outputs/demo_spider/adapter]
+                                      [--prompts 32] [--batch_sizes 1 32]
 
 Same prompts, same greedy settings as evaluation (stop at newline/EOS), `t2s.generation.generate_sql` with and
 without one grammar per prompt (`t2s.constrained`), on WikiSQL held-out dev prompts and Spider dev prompts.
@@ -33,20 +34,22 @@ def timed(model, tokenizer, prompts, settings, grammars):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adapter", default=None)
-    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--adapter", default=None, help="for the WikiSQL prompts (default: the embedded model)")
+    parser.add_argument("--spider_adapter", default=None, help="for the Spider prompts (default: the embedded model)")
+    parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args()
     torch.manual_seed(0)
-    model, tokenizer = load_model_and_tokenizer(None, args.adapter, merge=args.adapter is not None)
     data = {
-        "WikiSQL (held-out dev tables)": load_text2sql(
-            "local", "dev", table_split="heldout", limit=args.prompts, seed=3
+        "WikiSQL (held-out dev tables)": (
+            load_text2sql("local", "dev", table_split="heldout", limit=args.prompts, seed=3),
+            args.adapter,
         ),
-        "Spider dev": load_text2sql("spider", "dev", limit=args.prompts, seed=3),
+        "Spider dev": (load_text2sql("spider", "dev", limit=args.prompts, seed=3), args.spider_adapter),
     }
     rows = []
-    for name, ds in data.items():
+    for name, (ds, adapter) in data.items():
+        model, tokenizer = load_model_and_tokenizer(None, adapter, merge=adapter is not None)
         prompts = list(ds["prompt"])
         start = time.perf_counter()
         grammars = [grammar_for(ex) for ex in ds]
@@ -60,17 +63,19 @@ def main():
             same = sum(a == b for a, b in zip(plain, constrained))
             slower = (tok_p / s_p) / (tok_c / s_c) - 1
             rows.append(
-                f"| {name} | {batch_size} | {tok_p / s_p:.1f} | {tok_c / s_c:.1f} | {slower:+.0%} | {same}/{len(prompts)} |"
+                f"| {name} | {adapter or 'zero-shot'} | {batch_size} | {tok_p / s_p:.1f} | {tok_c / s_c:.1f} | {slower:+.0%} | {same}/{len(prompts)} |"
             )
             print(rows[-1])
         rows[-1] += f" grammars built in {build * 1000 / len(prompts):.1f} ms each"
-    model_name = f"adapter {args.adapter} (merged)" if args.adapter else "SmolLM2-135M-Instruct, zero-shot"
+    command = "python -m bench.bench_constrained" + "".join(
+        f" --{k} {v}" for k, v in (("adapter", args.adapter), ("spider_adapter", args.spider_adapter)) if v
+    )
     lines = [
-        f"{model_name}, fp32, CPU ({os.cpu_count()} cores), {args.prompts} prompts per dataset, greedy. Command: "
-        f"`python -m bench.bench_constrained{' --adapter ' + args.adapter if args.adapter else ''}`.",
+        f"SmolLM2-135M-Instruct (adapters merged), fp32, CPU ({os.cpu_count()} cores), {args.prompts} prompts per "
+        f"dataset, greedy. Command: `{command}`.",
         "",
-        "| data | batch | tokens/s plain | tokens/s constrained | constrained slower by | same SQL as plain |",
-        "|---|---|---|---|---|---|",
+        "| data | adapter | batch | tokens/s plain | tokens/s constrained | constrained slower by | same SQL as plain |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
         "Target: under 10% slower. 'Same SQL' counts answers the constraint did not change (where the model already "
