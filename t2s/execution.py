@@ -530,14 +530,23 @@ def score_all(
 
 
 def score_records(predictions: Sequence[Any], examples, **options: Any) -> list[dict[str, Any]]:
-    """Score predictions against dataset records of any kind (WikiSQL `table` or SQLite `db_path`)."""
-    columns = examples.column_names if hasattr(examples, "column_names") else list(examples[0]) if examples else []
-    references = list(examples["gold_sql"]) if hasattr(examples, "column_names") else [e["gold_sql"] for e in examples]
-    if "db_path" in columns:
-        paths = list(examples["db_path"]) if hasattr(examples, "column_names") else [e["db_path"] for e in examples]
-        return score_all(predictions, references, db_paths=paths, **options)
-    tables = list(examples["table"]) if hasattr(examples, "column_names") else [e["table"] for e in examples]
-    return score_all(predictions, references, tables=tables, **options)
+    """Score predictions against dataset records of any kind (WikiSQL `table` or SQLite `db_path`).
+
+    `examples` is a `datasets.Dataset` or a list of record dicts.
+    """
+    if hasattr(examples, "column_names"):  # a Dataset: read whole columns, not row by row
+
+        def column(name):
+            return list(examples[name]) if name in examples.column_names else None
+    else:
+
+        def column(name):
+            return [e[name] for e in examples] if examples and name in examples[0] else None
+
+    paths = column("db_path")
+    if paths is not None:
+        return score_all(predictions, column("gold_sql"), db_paths=paths, **options)
+    return score_all(predictions, column("gold_sql"), tables=column("table"), **options)
 
 
 def summarise(details: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
