@@ -10,10 +10,8 @@ Records are prompt/completion pairs, so TRL trains on the SQL tokens and the EOS
 
 import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
 
-import shutil
 import sys
 import time
-from pathlib import Path
 
 import torch
 from accelerate import PartialState
@@ -22,97 +20,20 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantiz
 
 from t2s.callbacks import SQLSamplesCallback
 from t2s.configs import DataArguments
-from t2s.data import load_text2sql
 from t2s.device import check_device_support, check_optional_kernels
 from t2s.embedded import is_embedded, resolve_model_name
 from t2s.errors import UserError, run_command
 from t2s.hub import check_hub_access, push_adapter
 from t2s.recipe import parse_recipe, split_recipe_argument
 from t2s.run_record import finish_run, report_setup
+from t2s.run_setup import drop_long_examples, load_splits, resume_point
 
 DATACLASSES = (DataArguments, SFTConfig, ModelConfig)
 
 
-def load_splits(args: DataArguments):
-    common = dict(
-        dataset_kind_=args.dataset_kind,
-        schema_format=args.schema_format,
-        num_sample_rows=args.num_sample_rows,
-        revision=args.dataset_revision,
-        data_files=args.data_files(),
-        heldout_fraction=args.heldout_fraction,
-        holdout_seed=args.holdout_seed,
-        seed=args.data_seed_subset,
-        db_dir=args.db_dir,
-        on_error=args.on_error,
-        **({"check_gold": True} if args.check_gold else {}),
-    )
-    train_split, eval_split = args.dataset_train_split, args.dataset_eval_split
-    train_part, eval_part = ("train", "heldout") if args.heldout_tables else (None, None)
-    if args.heldout_tables:
-        eval_split = train_split
-    train = load_text2sql(
-        args.dataset_name,
-        train_split,
-        table_split=train_part,
-        limit=args.train_limit,
-        fraction=args.train_fraction,
-        **common,
-        **({} if args.require_database else {"require_database": False}),
-    )
-    evals = load_text2sql(args.dataset_name, eval_split, table_split=eval_part, limit=args.eval_limit, **common)
-    return train, evals
-
-
-def drop_long_examples(dataset, tokenizer, max_tokens: int | None):
-    """Training examples that fit `max_tokens` (prompt + SQL + EOS, tokenized as TRL does), and how many did not."""
-    if not max_tokens:
-        return dataset, 0
-    lengths = [
-        len(tokenizer(text=p)["input_ids"]) + len(tokenizer(text=c, add_special_tokens=False)["input_ids"]) + 1
-        for p, c in zip(dataset["prompt"], dataset["completion"])
-    ]
-    keep = [i for i, n in enumerate(lengths) if n <= max_tokens]
-    kept = dataset.select(keep)
-    kept.info.description = (
-        f"{dataset.info.description}; {len(keep)} kept of at most {max_tokens} tokens"
-        if len(keep) < len(dataset)
-        else dataset.info.description
-    )
-    return kept, len(dataset) - len(keep)
-
-
-def resume_point(output_dir: str, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
-    """Where training starts: a named checkpoint, else the last one in output_dir, else nowhere (fresh).
-
-    Never silently restarts over an earlier run's checkpoints, never silently overwrites a finished adapter.
-    """
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if resume_from_checkpoint:
-        if not (Path(resume_from_checkpoint) / "trainer_state.json").exists():
-            raise UserError(f"resume_from_checkpoint={resume_from_checkpoint} is not a checkpoint folder")
-        return resume_from_checkpoint
-    out = Path(output_dir)
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    if overwrite:
-        for old in out.glob("checkpoint-*") if out.is_dir() else ():
-            shutil.rmtree(old)
-        return None
-    if last is not None:
-        print(f"Resuming from {last} (output_dir holds an earlier run; --overwrite_output_dir true starts afresh).")
-        return last
-    if (out / "adapter_config.json").exists():
-        raise UserError(
-            f"{out} already holds a trained adapter and no checkpoint to resume from; choose another output_dir, "
-            "or pass --overwrite_output_dir true to replace it"
-        )
-    return None
-
-
 def main(script_args: DataArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None):
     if script_args.early_stopping_patience and not training_args.load_best_model_at_end:
-        raise ValueError(
+        raise UserError(
             "early_stopping_patience needs load_best_model_at_end: true, metric_for_best_model: eval_loss and "
             "matching eval/save strategies in the recipe"
         )
