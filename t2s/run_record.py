@@ -90,7 +90,18 @@ def _base_hub_id(name: str) -> str:
     return name
 
 
-def finish_run(trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config) -> None:
+def finish_run(
+    trainer,
+    script_args,
+    model_args,
+    recipe,
+    train,
+    evals,
+    elapsed,
+    metrics,
+    quantization_config,
+    resumed_from: str | None = None,
+) -> None:
     out = Path(trainer.args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if recipe:
@@ -136,8 +147,9 @@ def finish_run(trainer, script_args, model_args, recipe, train, evals, elapsed, 
         "precision": precision_label(trainer.args),
         "padding": padding_label(trainer.args),
         "global_step": trainer.state.global_step,
+        "resumed_from": resumed_from,
         "epochs": round(trainer.state.epoch or 0, 3),
-        "training_time_s": round(elapsed, 1),
+        "training_time_s": round(elapsed, 1),  # of this process: a resumed run counts from its checkpoint
         "hardware": _hardware(trainer),
         "eval_loss": round(metrics.get("eval_loss", float("nan")), 4),
         "loss_history": [

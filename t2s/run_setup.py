@@ -62,6 +62,20 @@ def drop_long_examples(dataset, tokenizer, max_tokens: int | None):
     return kept, len(dataset) - len(keep)
 
 
+def _checkpoint_step(path: str) -> int:
+    return int(Path(path).name.rsplit("-", 1)[-1])
+
+
+def _finished_step(out: Path) -> int | None:
+    """The step a completed run in `out` ended at (its run record is written only when training ends)."""
+    import json
+
+    record = out / "t2s_run.json"
+    if not record.exists():
+        return None
+    return json.loads(record.read_text()).get("global_step")
+
+
 def resume_point(output_dir: str, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
     """Where training starts: a named checkpoint, else the last one in output_dir, else nowhere (fresh).
 
@@ -84,6 +98,12 @@ def resume_point(output_dir: str, resume_from_checkpoint: str | None, overwrite:
                 shutil.rmtree(old)
         state.wait_for_everyone()
         return None
+    finished = _finished_step(out)
+    if last is not None and finished is not None and _checkpoint_step(last) <= finished:
+        raise UserError(
+            f"{out} holds a finished run (step {finished}); resuming it would train past its end. Choose another "
+            "output_dir, or pass --overwrite_output_dir true to train again from scratch"
+        )
     if last is not None:
         print(f"Resuming from {last} (output_dir holds an earlier run; --overwrite_output_dir true starts afresh).")
         return last

@@ -98,7 +98,9 @@ def main(script_args: DataArguments, training_args: SFTConfig, model_args: Model
     trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
 
     if trainer.accelerator.is_main_process:
-        finish_run(trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config)
+        finish_run(
+            trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config, resume
+        )
         if push:
             push_adapter(training_args.output_dir, training_args.hub_model_id, private=training_args.hub_private_repo)
     return trainer

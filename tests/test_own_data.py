@@ -134,16 +134,25 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, tmp_path, monkeypatc
     for name in straight:
         assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
 
+    from t2s.errors import UserError
+    from t2s.hub import load_run, record_scores
+
+    run = load_run(tmp_path / "resumed")
+    assert run["resumed_from"].endswith("checkpoint-2") and run["global_step"] == 4
+    # Re-running a finished run is refused: resuming would train past its end (transformers takes one more step).
+    record_scores(tmp_path / "resumed", "dev", {"execution_accuracy": 0.5, "protocol": "p", "decoding": "greedy"})
+    with pytest.raises(UserError, match="holds a finished run"):
+        _train(tiny_model, tmp_path / "resumed", *common)
+    assert load_run(tmp_path / "resumed")["scores"]["dev"]["execution_accuracy"] == 0.5  # untouched
+
     # A finished adapter is never overwritten silently; an explicit flag starts afresh.
-    shutil.rmtree(tmp_path / "resumed" / "checkpoint-4", ignore_errors=True)
     for checkpoint in (tmp_path / "resumed").glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
-    from t2s.errors import UserError
-
     with pytest.raises(UserError, match="already holds a trained adapter"):
         _train(tiny_model, tmp_path / "resumed", *common)
     trainer = _train(tiny_model, tmp_path / "resumed", *common, "--overwrite_output_dir", "true")
     assert trainer.state.global_step == 4
+    assert load_run(tmp_path / "resumed")["scores"] == {}  # a new adapter: the old scores are not carried over
     with pytest.raises(UserError, match="not a checkpoint folder"):
         _train(tiny_model, tmp_path / "other", *common, "--resume_from_checkpoint", str(tmp_path / "nowhere"))
 
