@@ -58,7 +58,8 @@ def load_text2sql(dataset_name: str | os.PathLike | None, split: str, *, dataset
     """Records of any supported dataset; options that belong to the other dataset are refused, not ignored."""
     kind = dataset_kind(dataset_name, dataset_kind_)
     foreign = SPIDER_ONLY if kind == "wikisql" else WIKISQL_ONLY
-    given = sorted(k for k in foreign if kwargs.get(k) not in (None, False, True if k == "require_database" else None))
+    defaults = {"require_database": True}  # an option left at its default was not "given"
+    given = sorted(k for k in foreign if kwargs.get(k) not in (None, False, defaults.get(k)))
     if given:
         raise DataFormatError(f"{', '.join(given)} does not apply to {kind} data ({dataset_name})")
     dropped = foreign + (WIKISQL_DEFAULTED if kind == "spider" else ())
