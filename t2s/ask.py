@@ -31,7 +31,7 @@ from t2s.data.schema import SQLITE_KEYWORDS, DatabaseSchema, describe_connection
 from t2s.data.spider import SQLITE_MAGIC
 from t2s.errors import UserError, run_command
 from t2s.execution import harden, open_database, run_query
-from t2s.prompt import SCHEMA_FORMATS, build_prompt
+from t2s.prompt import SCHEMA_FORMATS, fill_prompt, render_schema
 
 MAX_SHOWN_ROWS = 50
 console = Console()
@@ -149,12 +149,15 @@ class Asker:
     """A model and a database; `ask(question)` returns the SQL and its execution."""
 
     def __init__(self, model, tokenizer, conn: sqlite3.Connection, schema: DatabaseSchema, args) -> None:
-        self.model, self.tokenizer, self.conn, self.schema, self.args = model, tokenizer, conn, schema, args
+        self.model, self.tokenizer, self.conn, self.args = model, tokenizer, conn, args
+        # Rendered once for every question; sample rows (schema_format rows) come from the open connection, so
+        # they are there for CSVs too.
+        self.schema_text = render_schema(schema, args.schema_format, database=conn)
 
     def ask(self, question: str):
         from t2s.generation import GenerationSettings, generate_sql
 
-        prompt = build_prompt(self.schema, question, self.args.schema_format, db_path=self.args.db)
+        prompt = fill_prompt(self.schema_text, question)
         settings = GenerationSettings(max_new_tokens=self.args.max_new_tokens, batch_size=1)
         sql = generate_sql(self.model, self.tokenizer, [prompt], settings)[0][0]
         return sql, run_query(self.conn, sql, timeout_s=self.args.timeout, rewrite_double_quotes=False)

@@ -247,20 +247,12 @@ class GrammarConstrainedLogits(LogitsProcessor):
             self.states = [((), self.templates[r // self.rows_per_prompt].deep_copy()) for r in range(rows)]
         else:
             self.states = [self._state_for(r, generated[r]) for r in range(rows)]
-        vocab = _ll_tokenizer(self.tokenizer).vocab_size
-        bitmask = llguidance.torch.allocate_token_bitmask(rows, vocab)
-        active = []
+        # A fresh bitmask allows every token; rows that are finished keep it (generate pads them anyway). Columns of
+        # the model's padded vocabulary beyond the tokenizer's are never allowed.
+        bitmask = llguidance.torch.allocate_token_bitmask(rows, _ll_tokenizer(self.tokenizer).vocab_size)
         for r, (_, matcher) in enumerate(self.states):
-            if matcher.is_error() or matcher.is_stopped():
-                continue  # a finished row: generate pads it, whatever the scores say
-            llguidance.torch.fill_next_token_bitmask(matcher, bitmask, r)
-            active.append(r)
-        if not active:
-            return scores
-        masked = scores[:, :vocab].clone()
-        llguidance.torch.apply_token_bitmask_inplace(masked, bitmask.to(scores.device))
+            if not (matcher.is_error() or matcher.is_stopped()):
+                llguidance.torch.fill_next_token_bitmask(matcher, bitmask, r)
         out = scores.clone()
-        out[active, :vocab] = masked[active]
-        if scores.shape[1] > vocab:
-            out[active, vocab:] = float("-inf")  # the model's padded vocabulary beyond the tokenizer's
+        llguidance.torch.apply_token_bitmask_inplace(out, bitmask.to(scores.device))
         return out

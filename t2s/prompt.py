@@ -22,6 +22,7 @@ Schema formats (how much of the database the model sees):
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,9 +55,10 @@ def render_schema(
     schema_format: str = DEFAULT_SCHEMA_FORMAT,
     num_sample_rows: int = DEFAULT_SAMPLE_ROWS,
     *,
-    db_path: str | None = None,
+    database: str | sqlite3.Connection | None = None,
 ) -> str:
-    """The schema slot: a WikiSQL table dict, or a `DatabaseSchema` (with `db_path` for sample rows).
+    """The schema slot: a WikiSQL table dict, or a `DatabaseSchema` (with `database`, a file or a connection, for
+    sample rows).
 
     WikiSQL identifiers are always quoted (headers such as `No.` or `Area (km²)` need it, and the
     trained WikiSQL models saw them that way); multi-table schemas quote only where SQLite needs it,
@@ -66,7 +68,7 @@ def render_schema(
     with_types = schema_format != "names"
     rows = schema_format == "rows" and num_sample_rows > 0
     if isinstance(schema, DatabaseSchema):
-        samples = sample_rows(db_path, schema, num_sample_rows) if rows and db_path else None
+        samples = sample_rows(database, schema, num_sample_rows) if rows and database is not None else None
         return render_create_tables(schema, with_types=with_types, quote_all=False, sample_rows=samples)
     table = schema
     db = from_wikisql_table(table)
@@ -80,8 +82,12 @@ def build_prompt(
     schema_format: str = DEFAULT_SCHEMA_FORMAT,
     num_sample_rows: int = DEFAULT_SAMPLE_ROWS,
     *,
-    db_path: str | None = None,
+    database: str | sqlite3.Connection | None = None,
 ) -> str:
     """The model input for one question; the model's completion is the SQL query."""
-    schema = render_schema(schema, schema_format, num_sample_rows, db_path=db_path)
-    return PROMPT_TEMPLATE.format(schema=schema, question=str(question).strip())
+    return fill_prompt(render_schema(schema, schema_format, num_sample_rows, database=database), question)
+
+
+def fill_prompt(schema_text: str, question: str) -> str:
+    """The template around an already rendered schema: for callers that ask many questions about one database."""
+    return PROMPT_TEMPLATE.format(schema=schema_text, question=str(question).strip())

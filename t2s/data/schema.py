@@ -227,16 +227,22 @@ def _row_text(row: Sequence[Any]) -> str:
     return " | ".join("" if c is None else " ".join(str(c).split()).replace("*/", "* /") for c in row)
 
 
-def sample_rows(path: str | Path, schema: DatabaseSchema, n: int) -> dict[str, list[tuple]]:
-    """The first `n` rows of every table (read-only), for `schema_format='rows'`."""
+def sample_rows(database: str | Path | sqlite3.Connection, schema: DatabaseSchema, n: int) -> dict[str, list[tuple]]:
+    """The first `n` rows of every table, for `schema_format='rows'`: from a file (opened read-only) or an open
+    connection (an in-memory database built from CSVs, say; left open)."""
     if n <= 0:
         return {}
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.text_factory = lambda b: b.decode(errors="replace")
+    own = not isinstance(database, sqlite3.Connection)
+    if own:
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        conn.text_factory = lambda b: b.decode(errors="replace")
+    else:
+        conn = database
     try:
         return {
             t.name: conn.execute(f"SELECT * FROM {quote_identifier(t.name)} LIMIT {int(n)}").fetchall()
             for t in schema.tables
         }
     finally:
-        conn.close()
+        if own:
+            conn.close()

@@ -27,7 +27,7 @@ from typing import Any
 from t2s.data.common import DataFormatError, check_on_error, report_skipped, subset_indices
 from t2s.data.hardness import hardness
 from t2s.data.schema import DatabaseSchema, SchemaError, from_sqlite, from_tables_json
-from t2s.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, build_prompt, check_schema_format
+from t2s.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, check_schema_format, fill_prompt, render_schema
 from t2s.sql_text import normalize_whitespace
 
 ENV_SPIDER_DIR = "T2S_SPIDER_DIR"
@@ -283,9 +283,10 @@ def load_spider(
         raw_examples = read_hub_split(str(source), split, databases, **load_kwargs)
 
     records, skipped = [], Counter()
+    per_database: dict = {}  # file checks and rendered schemas, once per database rather than per question
     for item in raw_examples:
         try:
-            record = make_record(item, schema_format, num_sample_rows, require_database)
+            record = make_record(item, schema_format, num_sample_rows, require_database, per_database)
             if check_gold and record["db_path"]:
                 check_gold_runs(record, item["where"])
         except SpiderFormatError as e:
@@ -317,7 +318,11 @@ def _error(message: str, kind: str) -> SpiderFormatError:
 
 
 def make_record(
-    item: Mapping[str, Any], schema_format: str, num_sample_rows: int, require_database: bool
+    item: Mapping[str, Any],
+    schema_format: str,
+    num_sample_rows: int,
+    require_database: bool,
+    per_database: dict | None = None,
 ) -> dict[str, Any]:
     raw, where = item["raw"], item["where"]
     if not isinstance(raw, Mapping):
@@ -340,14 +345,21 @@ def make_record(
             f"{where}: db_id '{db_id}' has no entry in {item['tables_file']}; add its schema there.",
             "db_id not in tables.json",
         )
+    per_database = {} if per_database is None else per_database
     db_path = item["db_root"] / db_id / f"{db_id}.sqlite"
-    problem = check_database(db_path)
+    if ("check", db_path) not in per_database:
+        per_database["check", db_path] = check_database(db_path)
+    problem = per_database["check", db_path]
     if problem is not None and (require_database or problem != "no database file"):
         raise _error(
             f"{where}: {problem} at {db_path} for db_id '{db_id}'; put the database there, or (for training only) "
             "pass require_database=False to train on its schema from tables.json.",
             problem,
         )
+    key = ("schema", db_path)  # db_path names the db_id, and the db_id the schema
+    if key not in per_database:
+        database = str(db_path) if problem is None else None
+        per_database[key] = render_schema(schema, schema_format, num_sample_rows, database=database)
     query = raw["query"]
     completion = normalize_whitespace(query)
     question = " ".join(raw["question"].split())
@@ -359,9 +371,7 @@ def make_record(
         "gold_sql": query,
         "hardness": hardness(completion),
         "caveat": item["caveat"] or ("database file not available" if problem else ""),
-        "prompt": build_prompt(
-            schema, question, schema_format, num_sample_rows, db_path=str(db_path) if not problem else None
-        ),
+        "prompt": fill_prompt(per_database[key], question),
         "completion": completion,
     }
 
