@@ -133,5 +133,36 @@ class DataArguments:
         return self.dataset_data_files
 
 
+@dataclass
+class GRPOArguments(DataArguments):
+    """The t2s part of a GRPO recipe: the data fields of SFT, plus where to start, the reward and the prompt filter."""
+
+    sft_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "The SFT adapter (folder or Hub id) whose LoRA weights GRPO continues to train; its base must be "
+            "model_name_or_path. Without it GRPO trains a fresh LoRA on the base model."
+        },
+    )
+    reward_partial_credit: float = field(
+        default=0.1,
+        metadata={"help": "Reward of a query that runs but returns a different result (1.0 correct, 0.0 errors)."},
+    )
+    prescore_samples: int = field(
+        default=0,
+        metadata={
+            "help": "Before training, sample this many completions per training question with the starting model and "
+            "keep only questions whose rewards differ (groups with equal rewards give GRPO no gradient). 0: off."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prescore_samples == 1 or self.prescore_samples < 0:
+            raise ValueError("prescore_samples must be 0 (off) or at least 2")
+        if not 0.0 <= self.reward_partial_credit < 1.0:
+            raise ValueError("reward_partial_credit must be in [0, 1)")
+
+
 # The name of the first release, when WikiSQL was the only dataset.
 WikiSQLArguments = DataArguments

@@ -42,6 +42,8 @@ def gpu_requirements(settings: Mapping[str, Any]) -> list[str]:
         needs.append("bf16 mixed precision on a GPU (bf16: true without use_cpu: true)")
     if "flash" in str(settings.get("attn_implementation") or ""):
         needs.append(f"attn_implementation: {settings['attn_implementation']}")
+    if _truthy(settings.get("use_vllm", False)):
+        needs.append("vLLM generation (use_vllm: true)")
     if _truthy(settings.get("load_in_4bit", False)) and str(settings.get("dtype")) in ("float16", "bfloat16"):
         needs.append(f"4-bit QLoRA with {settings['dtype']} compute")
     return needs
@@ -61,7 +63,12 @@ def check_device_support(settings: Mapping[str, Any], recipe: str | None = None)
 
 
 def check_optional_kernels(settings: Mapping[str, Any]) -> None:
-    """flash-attn is not a dependency: say how to get it instead of failing at model load."""
+    """flash-attn and vLLM are not dependencies: say how to get them instead of failing at model load."""
+    if _truthy(settings.get("use_vllm", False)) and importlib.util.find_spec("vllm") is None:
+        raise DeviceSupportError(
+            "use_vllm: true needs vLLM in a version TRL supports: pip install -e '.[vllm]' (see setup.cfg), "
+            "or set use_vllm: false to generate with transformers."
+        )
     if settings.get("attn_implementation") == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise DeviceSupportError(
             "attn_implementation: flash_attention_2 needs the flash-attn package "

@@ -354,6 +354,88 @@ def spider_results_match(gold: Sequence[tuple], predicted: Sequence[tuple], *, o
 # --------------------------------------------------------------------------- scoring
 
 
+@dataclass(frozen=True)
+class GoldResult:
+    """A gold query run once on its database, ready to be compared with any number of predictions."""
+
+    semantics: str
+    sql: str  # as run (Spider: normalised like the official evaluator)
+    execution: Execution
+    order_matters: bool
+    keep_distinct: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.execution.status == "ok"
+
+    @property
+    def empty(self) -> bool | None:
+        if not self.ok:
+            return None
+        rows = self.execution.rows
+        return not rows if self.semantics == "spider" else is_empty_result(rows)
+
+
+def run_gold(
+    conn: sqlite3.Connection,
+    reference: str,
+    *,
+    semantics: str = "wikisql",
+    keep_distinct: bool = False,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> GoldResult:
+    """Run the gold query under the dataset's semantics (a reward scores many completions against one gold run)."""
+    if semantics not in SEMANTICS:
+        raise ValueError(f"semantics={semantics!r} must be one of {SEMANTICS}")
+    spider = semantics == "spider"
+    sql = spider_normalize(reference, keep_distinct) if spider else reference
+    execution = run_query(conn, sql, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=not spider)
+    order_matters = "order by" in sql.lower() if spider else scan_sql(reference).has_order_by
+    return GoldResult(semantics, sql, execution, order_matters, keep_distinct)
+
+
+def compare_with_gold(
+    conn: sqlite3.Connection,
+    prediction: Any,
+    gold: GoldResult,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> dict[str, Any]:
+    """One prediction's outcome against a gold result from `run_gold` on the same connection."""
+    if not gold.ok:
+        return {
+            "outcome": "gold_error",
+            "error": f"gold query failed ({gold.execution.status}): {gold.execution.error}",
+            "gold_empty": None,
+            "prediction_rows": None,
+            "gold_rows": None,
+        }
+    spider = gold.semantics == "spider"
+    if spider and isinstance(prediction, str):
+        prediction = spider_normalize(prediction, gold.keep_distinct)
+    pred = run_query(conn, prediction, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=not spider)
+    gold_rows = gold.execution.rows
+    if pred.status != "ok":
+        outcome = pred.status
+    elif spider:
+        same = spider_results_match(gold_rows, pred.rows, order_matters=gold.order_matters)
+        outcome = "correct" if same else "wrong_result"
+    elif gold.empty and is_empty_result(pred.rows):
+        outcome = "correct"
+    else:
+        same = results_match(pred.rows, gold_rows, ordered=gold.order_matters, casefold=True)
+        outcome = "correct" if same else "wrong_result"
+    return {
+        "outcome": outcome,
+        "error": pred.error,
+        "gold_empty": gold.empty,
+        "prediction_rows": _capped(pred.rows),
+        "gold_rows": _capped(gold_rows),
+    }
+
+
 def score_example(
     conn: sqlite3.Connection,
     prediction: Any,
@@ -365,48 +447,9 @@ def score_example(
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> dict[str, Any]:
     """One example's outcome under the dataset's semantics, with both result sets (capped) for analysis."""
-    if semantics not in SEMANTICS:
-        raise ValueError(f"semantics={semantics!r} must be one of {SEMANTICS}")
-    spider = semantics == "spider"
-    limits = {"timeout_s": timeout_s, "max_rows": max_rows, "rewrite_double_quotes": not spider}
-    gold_sql = spider_normalize(reference, keep_distinct) if spider else reference
-    gold = run_query(conn, gold_sql, **limits)
-    if gold.status != "ok":
-        return {
-            "outcome": "gold_error",
-            "error": f"gold query failed ({gold.status}): {gold.error}",
-            "gold_empty": None,
-            "prediction_rows": None,
-            "gold_rows": None,
-        }
-    if spider and isinstance(prediction, str):
-        prediction = spider_normalize(prediction, keep_distinct)
-    pred = run_query(conn, prediction, **limits)
-    if spider:
-        gold_empty = not gold.rows
-        if pred.status != "ok":
-            outcome = pred.status
-        else:
-            order_matters = "order by" in gold_sql.lower()
-            same = spider_results_match(gold.rows, pred.rows, order_matters=order_matters)
-            outcome = "correct" if same else "wrong_result"
-    else:
-        gold_empty = is_empty_result(gold.rows)
-        if pred.status != "ok":
-            outcome = pred.status
-        elif gold_empty and is_empty_result(pred.rows):
-            outcome = "correct"
-        else:
-            ordered = scan_sql(reference).has_order_by
-            same = results_match(pred.rows, gold.rows, ordered=ordered, casefold=True)
-            outcome = "correct" if same else "wrong_result"
-    return {
-        "outcome": outcome,
-        "error": pred.error,
-        "gold_empty": gold_empty,
-        "prediction_rows": _capped(pred.rows),
-        "gold_rows": _capped(gold.rows),
-    }
+    limits = {"timeout_s": timeout_s, "max_rows": max_rows}
+    gold = run_gold(conn, reference, semantics=semantics, keep_distinct=keep_distinct, **limits)
+    return compare_with_gold(conn, prediction, gold, **limits)
 
 
 def _decode_text(data: bytes) -> str:

@@ -23,6 +23,7 @@ class GenerationSettings:
     temperature: float = 0.0  # 0 = greedy
     num_candidates: int = 1  # > 1: beam search (greedy settings) or sampling (temperature > 0)
     top_p: float = 1.0
+    top_k: int | None = None  # sampling: None keeps the model's generation config (often 50); 0 turns it off
 
 
 def first_line(text: str) -> str:
@@ -48,6 +49,8 @@ def _generate_kwargs(tokenizer, settings: GenerationSettings) -> dict:
     }
     if settings.temperature > 0:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+        if settings.top_k is not None:
+            kwargs["top_k"] = settings.top_k
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     if settings.num_candidates > 1:

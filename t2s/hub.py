@@ -21,8 +21,8 @@ CARD_TEMPLATE = """---
 
 # {{ title }}
 
-{{ what }} that writes SQLite queries for questions about a database, trained with t2s (TRL `SFTTrainer`, loss on
-the SQL tokens only) on {{ train_data }}.
+{{ what }} that writes SQLite queries for questions about a database, trained with t2s ({{ method }}) on
+{{ train_data }}.
 
 ## Scores
 
@@ -143,7 +143,15 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         base_model=base if "/" in str(base) else None,
         library_name="transformers" if merged else "peft",
         license=run.get("license"),
-        tags=["text-to-sql", "sql", *sorted({_dataset_tag(d) for d in datasets_used}), "trl", "sft", "lora", "t2s"],
+        tags=[
+            "text-to-sql",
+            "sql",
+            *sorted({_dataset_tag(d) for d in datasets_used}),
+            "trl",
+            *(["sft", "grpo"] if run.get("stage") == "grpo" else ["sft"]),
+            "lora",
+            "t2s",
+        ],
         datasets=sorted(datasets_used),
         metrics=["execution_accuracy"],
         model_name=repo_id or run.get("hub_model_id") or Path(output_dir).name,
@@ -163,6 +171,9 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         "steps / epochs": f"{run.get('global_step')} / {run.get('epochs')}",
         "training time": f"{run.get('training_time_s', 0) / 60:.1f} min on {run.get('hardware')}",
         "final eval loss": run.get("eval_loss"),
+        "continued from (SFT adapter)": run.get("sft_adapter") and f"`{run['sft_adapter']}`",
+        "reward": run.get("reward"),
+        "training prompts": run.get("prompt_filter"),
         "recipe": f"`{run.get('recipe')}`",
     }
     card = ModelCard.from_template(
@@ -187,11 +198,20 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         training_rows="\n".join(f"| {k} | {v} |" for k, v in rows.items() if v not in (None, "None")),
         prompt_example=run.get("prompt_example", ""),
         train_data=run.get("train_protocol") or "text-to-SQL data",
+        method=_method(run),
         base_note=_base_note(run, base),
     )
     path = Path(output_dir) / "README.md"
     card.save(path)
     return path
+
+
+def _method(run: dict[str, Any]) -> str:
+    sft = "TRL `SFTTrainer`, loss on the SQL tokens only"
+    if run.get("stage") != "grpo":
+        return sft
+    start = f"the SFT adapter `{run['sft_adapter']}` ({sft})" if run.get("sft_adapter") else "the base model"
+    return f"TRL `GRPOTrainer` with an execution reward, continuing {start}"
 
 
 def _base_note(run: dict[str, Any], hub_id: str) -> str:

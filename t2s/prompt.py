@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from t2s.data.schema import DatabaseSchema, from_wikisql_table, render_create_tables, sample_rows
+if TYPE_CHECKING:
+    from t2s.data.schema import DatabaseSchema
 
 SCHEMA_FORMATS = ("names", "types", "rows")
 DEFAULT_SCHEMA_FORMAT = "types"
@@ -64,6 +65,10 @@ def render_schema(
     trained WikiSQL models saw them that way); multi-table schemas quote only where SQLite needs it,
     as their SQL does.
     """
+    # Imported here, not at the top: the dataset readers in t2s.data import this module, so a top-level import of
+    # t2s.data would make `import t2s.prompt` (or t2s.configs) fail when it comes first.
+    from t2s.data.schema import DatabaseSchema, from_wikisql_table, render_create_tables, sample_rows
+
     check_schema_format(schema_format)
     with_types = schema_format != "names"
     rows = schema_format == "rows" and num_sample_rows > 0

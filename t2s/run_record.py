@@ -20,6 +20,17 @@ from t2s.embedded import EMBEDDED_MODELS, is_embedded
 from t2s.hub import save_run, write_model_card
 
 console = Console()
+# What the run record keeps of the trainer's log: SFT losses, GRPO rewards and the share of groups without signal.
+HISTORY_KEYS = (
+    "loss",
+    "eval_loss",
+    "eval_execution_accuracy",
+    "reward",
+    "reward_std",
+    "frac_reward_zero_std",
+    "completions/mean_length",
+    "completions/clipped_ratio",
+)
 EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
@@ -38,6 +49,8 @@ def precision_label(args) -> str:
 
 
 def padding_label(args) -> str:
+    if not hasattr(args, "packing"):  # GRPO: batches of generated completions, padded by the trainer
+        return "completions padded per batch"
     if args.packing:
         return f"packing ({args.packing_strategy})"
     if args.padding_free:
@@ -84,6 +97,35 @@ def report_setup(trainer, train, evals, model_args, quantization_config) -> None
         )
 
 
+def report_grpo_setup(trainer, train, model_args, script_args, quantization_config) -> None:
+    """What a GRPO run will do, before its first generation round."""
+    if not trainer.accelerator.is_main_process:
+        return
+    args = trainer.args
+    trainable, total = trainable_share(trainer.model)
+    prompts_per_step = args.per_device_train_batch_size * trainer.accelerator.num_processes // args.num_generations
+    table = Table(title="t2s GRPO run", show_header=False)
+    rows = {
+        "model": model_args.model_name_or_path,
+        "starts from": script_args.sft_adapter or "the base model (a fresh LoRA)",
+        "device": f"{args.device} × {trainer.accelerator.num_processes} process(es)",
+        "precision": precision_label(args),
+        "quantisation": "4-bit nf4 (QLoRA)" if model_args.load_in_4bit else "none",
+        "trainable parameters": f"{trainable:,} of {total:,} ({trainable / total:.2%})",
+        "train prompts": f"{len(train):,} — {train.info.description}",
+        "completions": f"{args.num_generations} per prompt, ≤ {args.max_completion_length} tokens, "
+        f"temperature {args.temperature}, " + ("vLLM" if args.use_vllm else "transformers generate"),
+        "per optimizer step": f"{prompts_per_step} prompt(s) × {args.gradient_accumulation_steps} accumulation",
+        "generation round": f"{args.generation_batch_size} completions, serves {args.steps_per_generation} steps",
+        "loss": f"{args.loss_type}, beta {args.beta}, lr {args.learning_rate}",
+    }
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    if quantization_config is not None and not torch.cuda.is_available():
+        console.print("[yellow]4-bit/8-bit quantisation on the CPU backend of bitsandbytes: slow, for checks only.[/]")
+
+
 def _base_hub_id(name: str) -> str:
     if is_embedded(name):
         return EMBEDDED_HUB_IDS.get(name.split(":", 1)[1], name)
@@ -101,7 +143,15 @@ def finish_run(
     metrics,
     quantization_config,
     resumed_from: str | None = None,
+    *,
+    stage: str = "sft",
+    extra: dict | None = None,
 ) -> None:
+    """Write the recipe, effective arguments, run record and model card beside the adapter.
+
+    `stage` is "sft" or "grpo"; `extra` adds stage-specific fields to the record (GRPO: the adapter it continued
+    from, the reward, the prompt filter).
+    """
     out = Path(trainer.args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if recipe:
@@ -131,6 +181,7 @@ def finish_run(
     )
     embedded_key = model_args.model_name_or_path.split(":", 1)[-1]
     run = {
+        "stage": stage,
         "base_model": model_args.model_name_or_path,
         "base_model_hub_id": _base_hub_id(model_args.model_name_or_path),
         "license": EMBEDDED_MODELS[embedded_key][2] if is_embedded(model_args.model_name_or_path) else None,
@@ -151,20 +202,22 @@ def finish_run(
         "epochs": round(trainer.state.epoch or 0, 3),
         "training_time_s": round(elapsed, 1),  # of this process: a resumed run counts from its checkpoint
         "hardware": _hardware(trainer),
-        "eval_loss": round(metrics.get("eval_loss", float("nan")), 4),
+        "eval_loss": round(metrics["eval_loss"], 4) if "eval_loss" in metrics else None,
         "loss_history": [
-            {k: v for k, v in entry.items() if k in ("step", "loss", "eval_loss", "eval_execution_accuracy")}
+            {k: v for k, v in entry.items() if k == "step" or k in HISTORY_KEYS}
             for entry in trainer.state.log_history
-            if any(k in entry for k in ("loss", "eval_loss", "eval_execution_accuracy"))
+            if any(k in entry for k in HISTORY_KEYS)
         ],
         "prompt_example": evals[0]["prompt"] if len(evals) else "",
         "scores": {},
+        **(extra or {}),
     }
     save_run(out, run)
     write_model_card(out)
     console.print(
         f"[green]Saved the adapter, tokenizer, recipe and model card to {out}[/] "
-        f"({elapsed / 60:.1f} min, final eval loss {run['eval_loss']})"
+        f"({elapsed / 60:.1f} min"
+        + (f", final eval loss {run['eval_loss']})" if run["eval_loss"] is not None else ")")
     )
 
 

@@ -119,7 +119,7 @@ def build_table_database(table: Mapping[str, Any]) -> sqlite3.Connection:
     return conn
 
 
-def _fingerprint(table: Mapping[str, Any]) -> tuple:
+def table_fingerprint(table: Mapping[str, Any]) -> tuple:
     """A key that changes whenever the table's content does (two tables may share an id)."""
     return (
         str(table["id"]),
@@ -136,7 +136,7 @@ class _TableCache:
         self._lock = threading.Lock()
 
     def get(self, table: Mapping[str, Any]) -> sqlite3.Connection:
-        key = _fingerprint(table)
+        key = table_fingerprint(table)
         with self._lock:
             conn = self._items.get(key)
             if conn is not None:

@@ -1,0 +1,311 @@
+"""GRPO: the execution reward on real databases, the prompt filter, and the script on a tiny model from an SFT adapter."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+from t2s.rewards import ExecutionReward, execution_reward
+
+from .conftest import ROOT
+from .tiny_model import save_tiny_model
+
+TINY_GRPO_RECIPE = ROOT / "tests" / "fixtures" / "recipes" / "tiny_grpo.yaml"
+SHOP_DB = ROOT / "tests" / "fixtures" / "own_data" / "database" / "shop" / "shop.sqlite"
+
+# Statements the sandbox refuses, in several spellings: each must get 0.0 and leave the database as it was.
+REJECTED = [
+    "DROP TABLE {t}",
+    "DELETE FROM {t}",
+    "UPDATE {t} SET {c} = NULL",
+    "INSERT INTO {t} SELECT * FROM {t}",
+    "CREATE TABLE evil AS SELECT * FROM {t}",
+    "ATTACH DATABASE ':memory:' AS other",
+    "PRAGMA writable_schema = ON",
+    "SELECT 1; DROP TABLE {t}",
+    "WITH x AS (SELECT 1) DELETE FROM {t}",
+    "SELECT load_extension('libevil')",
+    "VACUUM",
+    "BEGIN",
+]
+SLOW = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _call(reward, completions, gold, **column):
+    """As GRPOTrainer calls a reward: keywords only, every column repeated per completion, TRL's extras included."""
+    n = len(completions)
+    return reward(
+        prompts=["p"] * n,
+        completions=completions,
+        completion_ids=[[0]] * n,
+        gold_sql=[gold] * n,
+        trainer_state=None,
+        log_extra=lambda *a, **k: None,
+        log_metric=lambda *a, **k: None,
+        question=["q"] * n,
+        **{k: [v] * n for k, v in column.items()},
+    )
+
+
+@pytest.fixture(scope="module")
+def wikisql_example(shared_wikisql):
+    from t2s.data import load_text2sql
+    from t2s.execution import connect_example, run_query
+
+    dev = load_text2sql(str(shared_wikisql), "dev", limit=50)
+    # a real table and a gold query with a condition and a non-empty answer
+    return next(
+        ex
+        for ex in dev
+        if "WHERE" in ex["gold_sql"] and run_query(connect_example(ex)[0], ex["gold_sql"]).rows not in ([], [(None,)])
+    )
+
+
+def test_reward_on_a_real_wikisql_table(wikisql_example):
+    from t2s.execution import connect_example, run_query
+
+    ex = wikisql_example
+    table = ex["table"]
+    gold = ex["gold_sql"]
+    col = table["header"][0]
+    name = gold.split(" FROM ", 1)[1].split()[0]  # the official database's table name, quoted
+    before = run_query(connect_example(ex)[0], f"SELECT * FROM {name}").rows
+    completions = [
+        gold,
+        f"select * from ({gold}) as answer\nSELECT garbage after the first line",  # the same answer, rewritten
+        f'SELECT "{col}" FROM {name} WHERE 1 = 0',  # runs, returns nothing: a wrong answer
+        f'SELECT "no such column" FROM {name}',
+        "",
+        "   \n",
+        SLOW,
+        *[s.format(t=name, c=f'"{col}"') for s in REJECTED],
+    ]
+    reward = ExecutionReward(timeout_s=0.2)
+    scores = _call(reward, completions, gold, table=table)
+    assert scores[:2] == [1.0, 1.0]
+    assert scores[2] == 0.1
+    assert scores[3:] == [0.0] * (len(completions) - 3)
+    assert run_query(connect_example(ex)[0], f"SELECT * FROM {name}").rows == before
+
+
+def test_reward_on_an_sqlite_database_file(shared_spider):
+    db = shared_spider / "database" / "concert_singer" / "concert_singer.sqlite"
+    digest = _sha(db)
+    gold = "SELECT count(*) FROM singer"
+    completions = [
+        gold,
+        "select COUNT(Singer_ID) from singer as s",  # an equivalent rewrite
+        "SELECT count(*) FROM singer WHERE Age > 40",  # runs, another answer
+        "SELECT count(*) FROM singers",  # no such table
+        "",
+        SLOW,
+        *[s.format(t="singer", c="Name") for s in REJECTED],
+    ]
+    scores = _call(ExecutionReward(timeout_s=0.2), completions, gold, db_path=str(db))
+    assert scores == [1.0, 1.0, 0.1, 0.0, 0.0, 0.0] + [0.0] * len(REJECTED)
+    assert _sha(db) == digest
+
+
+def test_reward_follows_spider_semantics_and_partial_credit():
+    # Spider's rule: DISTINCT is ignored and column order may differ; order matters only with ORDER BY in the gold.
+    gold = "SELECT name, city FROM customers ORDER BY name"
+    same = [
+        "SELECT DISTINCT name, city FROM customers ORDER BY name",
+        "SELECT city, name FROM customers ORDER BY name",
+    ]
+    wrong_order = "SELECT name, city FROM customers ORDER BY name DESC"
+    reward = ExecutionReward(partial_credit=0.25)
+    assert _call(reward, [*same, wrong_order], gold, db_path=str(SHOP_DB)) == [1.0, 1.0, 0.25]
+    assert execution_reward(completions=[wrong_order], gold_sql=[gold], db_path=[str(SHOP_DB)]) == [0.1]
+
+
+def test_chat_completions_are_scored_on_the_assistant_message():
+    gold = "SELECT count(*) FROM orders"
+    chat = [[{"role": "assistant", "content": gold}], [{"role": "assistant", "content": "SELECT 1"}]]
+    assert _call(ExecutionReward(), chat, gold, db_path=str(SHOP_DB)) == [1.0, 0.1]
+
+
+def test_gold_runs_once_per_example_not_per_completion(monkeypatch):
+    import t2s.rewards
+
+    calls = []
+    real = t2s.rewards.run_gold
+    monkeypatch.setattr(t2s.rewards, "run_gold", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    reward = ExecutionReward()
+    gold_a, gold_b = "SELECT count(*) FROM orders", "SELECT name FROM products"
+    completions = ["SELECT 1"] * 8
+    _call(reward, completions, gold_a, db_path=str(SHOP_DB))
+    _call(reward, completions, gold_b, db_path=str(SHOP_DB))
+    _call(reward, completions, gold_a, db_path=str(SHOP_DB))  # a later step, the same question again
+    assert calls == [gold_a, gold_b]
+
+
+def test_reward_refuses_calls_without_the_columns_it_needs():
+    with pytest.raises(ValueError, match="gold_sql"):
+        ExecutionReward()(completions=["SELECT 1"], db_path=[str(SHOP_DB)])
+    with pytest.raises(ValueError, match="table .*db_path"):
+        ExecutionReward()(completions=["SELECT 1"], gold_sql=["SELECT 1"])
+    with pytest.raises(ValueError, match="partial_credit"):
+        ExecutionReward(partial_credit=1.0)
+    with pytest.raises(ValueError, match="broken"):
+        _call(ExecutionReward(), ["SELECT 1"], "SELECT * FROM nowhere", db_path=str(SHOP_DB))
+
+
+# --- the prompt filter ---
+
+
+class _LengthReward:
+    """A stand-in reward: whether a sampled completion has an even number of characters."""
+
+    def score_one(self, completion, gold_sql, table=None, db_path=None):
+        return float(len(completion) % 2 == 0)
+
+
+def test_prescoring_keeps_exactly_the_questions_with_differing_rewards(tiny_model, tmp_path, fixture_dev):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from t2s.generation import GenerationSettings
+    from t2s.prompt_filter import keep_informative
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    data = fixture_dev.select(range(8))
+    torch.manual_seed(0)
+    settings = GenerationSettings(max_new_tokens=6, batch_size=4, temperature=1.5, num_candidates=4, top_k=0)
+    kept, summary = keep_informative(model, tokenizer, data, _LengthReward(), settings, tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "prescores.jsonl").read_text().splitlines()]
+    assert [r["example_id"] for r in lines] == list(data["example_id"])
+    assert all(len(r["rewards"]) == 4 for r in lines)
+    informative = [r["example_id"] for r in lines if len(set(r["rewards"])) > 1]
+    assert list(kept["example_id"]) == informative and summary.kept == len(informative)
+    assert summary.zero_std_share == pytest.approx(1 - len(informative) / 8)
+    assert 0 < len(informative) < 8  # the sampled lengths differ for some questions and not for others
+    with pytest.raises(ValueError, match="at least 2"):
+        keep_informative(model, tokenizer, data, _LengthReward(), GenerationSettings(num_candidates=1), tmp_path)
+
+
+# --- the script ---
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(tiny_model, tmp_path_factory):
+    """A tiny SFT adapter with non-zero LoRA weights, as t2s/sft.py leaves it (run record naming its base)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("sft") / "adapter"
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    (out / "t2s_run.json").write_text(json.dumps({"base_model": str(tiny_model), "stage": "sft"}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def grpo_run(tiny_model, sft_adapter, tmp_path_factory):
+    from t2s.grpo import cli
+
+    out = tmp_path_factory.mktemp("grpo") / "adapter"
+    trainer = cli([str(TINY_GRPO_RECIPE), "--sft_adapter", str(sft_adapter), "--output_dir", str(out)])
+    return trainer, out
+
+
+def test_grpo_from_an_sft_adapter_writes_an_adapter_only_that_reloads(grpo_run, tiny_model, sft_adapter):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    trainer, out = grpo_run
+    assert trainer.state.global_step == 2
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "t2s_run.json", "README.md"} <= names
+    assert not names & {"model.safetensors", "pytorch_model.bin"}
+    run = json.loads((out / "t2s_run.json").read_text())
+    assert run["stage"] == "grpo" and run["sft_adapter"] == str(sft_adapter) and run["base_model"] == str(tiny_model)
+    assert any("reward" in entry for entry in run["loss_history"])
+    assert any("frac_reward_zero_std" in entry for entry in run["loss_history"])
+    assert "GRPOTrainer" in (out / "README.md").read_text()
+
+    ids = trainer.processing_class("SELECT", return_tensors="pt")["input_ids"]
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), out).eval()
+    sft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), sft_adapter).eval()
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    with torch.no_grad():
+        assert torch.allclose(trainer.model.eval()(ids).logits, reloaded(ids).logits, atol=1e-6)
+        # it continued the SFT adapter: the same LoRA modules, not a fresh zero-initialised adapter
+        assert not torch.allclose(plain(ids).logits, reloaded(ids).logits)
+    sft_config = json.loads((sft_adapter / "adapter_config.json").read_text())
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == sft_config["r"] and set(config["target_modules"]) == set(sft_config["target_modules"])
+    del sft
+
+
+def test_grpo_refuses_a_base_other_than_the_adapters(sft_adapter, tmp_path):
+    from t2s.errors import UserError
+    from t2s.grpo import cli
+
+    with pytest.raises(UserError, match="was trained on"):
+        cli([str(TINY_GRPO_RECIPE), "--sft_adapter", str(sft_adapter), "--model_name_or_path", str(tmp_path)])
+
+
+def test_prescoring_that_finds_nothing_informative_stops_before_training(sft_adapter, tmp_path):
+    from t2s.errors import UserError
+    from t2s.grpo import cli
+
+    # a random tiny model never writes a runnable query: every pre-score is 0.0
+    with pytest.raises(UserError, match="no training question is informative"):
+        cli(
+            [
+                str(TINY_GRPO_RECIPE),
+                "--sft_adapter",
+                str(sft_adapter),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--prescore_samples",
+                "2",
+            ]
+        )
+    assert (tmp_path / "o" / "prescores.jsonl").exists()
+    assert not (tmp_path / "o" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ("num_generation: 4\n", r"unknown key 'num_generation' \(did you mean 'num_generations'\?\)"),
+        ("beta: strong\n", r"'beta' must be float"),
+    ],
+)
+def test_grpo_recipe_checks_name_the_key(tmp_path, extra, message):
+    from t2s.grpo import cli
+    from t2s.recipe import RecipeError
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(TINY_GRPO_RECIPE.read_text() + extra)
+    with pytest.raises(RecipeError, match=message):
+        cli([str(recipe), "--output_dir", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize("setting", [["--use_vllm", "true"], ["--bf16", "true", "--use_cpu", "false"]])
+def test_grpo_gpu_settings_on_cpu_are_refused(setting, sft_adapter, tmp_path, monkeypatch):
+    from t2s.device import DeviceSupportError
+    from t2s.grpo import cli
+
+    monkeypatch.setattr("t2s.device.cuda_available", lambda: False)
+    with pytest.raises(DeviceSupportError, match="needs a CUDA GPU"):
+        cli([str(TINY_GRPO_RECIPE), "--sft_adapter", str(sft_adapter), "--output_dir", str(tmp_path), *setting])
