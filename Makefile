@@ -1,5 +1,5 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
-.PHONY: install test quality style demo demo-eg demo-spider demo-constrained bench clean
+.PHONY: install test quality style demo demo-eg demo-spider demo-constrained demo-grpo bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -39,6 +39,10 @@ demo-eg: install
 demo-spider: install
 	bash scripts/demo_spider.sh
 
+# GRPO with the execution reward after `make demo`, scored on the same held-out questions (about 45 min).
+demo-grpo: install
+	bash scripts/demo_grpo.sh
+
 # Schema-constrained decoding on the questions of finished demos, paired against their unconstrained runs.
 demo-constrained: install
 	bash scripts/demo_constrained.sh
@@ -50,6 +54,7 @@ bench: install
 	$(BIN)/python -m bench.bench_train
 	$(BIN)/python -m bench.bench_prompt_lengths
 	$(BIN)/python -m bench.bench_constrained
+	$(BIN)/python -m bench.bench_prefix_cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

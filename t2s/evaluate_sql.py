@@ -136,6 +136,7 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         "model": args.model,
         "adapter": args.adapter,
         "generation_seconds": round(elapsed, 1) if elapsed is not None else None,
+        "prefix_cache": args.prefix_cache,  # speed only: the SQL is that of plain batched generation
         "headline": HEADLINES["spider" if sqlite else "wikisql"],
         **breakdowns(records, details),
     }

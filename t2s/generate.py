@@ -85,6 +85,14 @@ class GenerateArguments:
             "tables and columns (t2s/constrained.py, llguidance). Composes with --execution_guided."
         },
     )
+    prefix_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Prefill each database's shared prompt prefix (its schema) once and reuse its key/value cache for "
+            "every question on it: the same SQL as plain batched generation, faster where questions share a "
+            "database (Spider). Composes with --execution_guided and --constrained_decoding."
+        },
+    )
     dtype: str = field(default="float32", metadata={"choices": ["float32", "bfloat16", "float16", "auto"]})
     output: str = field(default="predictions.jsonl")
 
@@ -228,6 +236,7 @@ def predict(
         max_new_tokens=settings.max_new_tokens,
         batch_size=max(1, settings.batch_size // num_candidates),
         num_candidates=num_candidates,
+        prefix_cache=settings.prefix_cache,
     )
     beams = _generate_with_progress(
         model,
@@ -248,7 +257,10 @@ def predict(
 
 def settings_from(args: GenerateArguments) -> GenerationSettings:
     return GenerationSettings(
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        prefix_cache=args.prefix_cache,
     )
 
 

@@ -4,6 +4,12 @@ Prompts are tokenized exactly as TRL tokenizes them for training (`tokenizer(tex
 special tokens included), so the model sees at inference the token sequence it was trained on.
 Generation stops at the first newline or EOS; the only post-processing is cutting at that
 newline and trimming whitespace, so scores reflect what the model wrote.
+
+With `prefix_cache`, questions on the same database share their prompt up to the question (the schema: hundreds of
+tokens on Spider). Each such group's shared tokens are run through the model once, and the key/value cache of that
+prefix is reused by every batch of the group's questions; only the question and the SQL are computed per row. The
+tokens, positions and attention masks the model sees are those of plain batched generation, so the SQL is the same
+(tests/test_prefix_cache.py; measured on whole dev sets in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ class GenerationSettings:
     num_candidates: int = 1  # > 1: beam search (greedy settings) or sampling (temperature > 0)
     top_p: float = 1.0
     top_k: int | None = None  # sampling: None keeps the model's generation config (often 50); 0 turns it off
+    prefix_cache: bool = False  # prefill each database's shared prompt prefix once (see the module docstring)
 
 
 def first_line(text: str) -> str:
@@ -82,14 +89,16 @@ def generate_sql(
     model.eval()
     device = next(model.parameters()).device
     kwargs = _generate_kwargs(tokenizer, settings)
-    # Sorting by length keeps padding (and wasted compute) small inside each batch.
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[list[str]] = [[] for _ in prompts]
+    k = settings.num_candidates
+    prefixes = PrefixStore(model) if settings.prefix_cache else None
     try:
-        for start in range(0, len(order), settings.batch_size):
-            idx = order[start : start + settings.batch_size]
-            batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
-            extra = {}
+        for idx, prefix in plan_batches(tokenizer, prompts, settings.batch_size, settings.prefix_cache):
+            if prefix is None:
+                batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+                extra = {}
+            else:
+                batch, extra = prefixes.batch_inputs(tokenizer, [prompts[i] for i in idx], prefix, k, device)
             if grammars is not None:
                 from transformers import LogitsProcessorList
 
@@ -102,7 +111,6 @@ def generate_sql(
             out = model.generate(**batch, **kwargs, **extra)
             new_tokens = out[:, batch["input_ids"].shape[1] :]
             texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-            k = settings.num_candidates
             for j, i in enumerate(idx):
                 results[i] = [first_line(t) for t in texts[j * k : (j + 1) * k]]
             if progress is not None:
@@ -110,3 +118,101 @@ def generate_sql(
     finally:
         model.train(was_training)
     return results
+
+
+def shared_prefix_key(prompt: str) -> str | None:
+    """The part of a canonical prompt that depends on the database only (None: the prompt has no question slot)."""
+    from t2s.prompt import QUESTION_MARKER
+
+    cut = prompt.rfind(QUESTION_MARKER)
+    return prompt[: cut + len(QUESTION_MARKER)] if cut >= 0 else None
+
+
+def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    for seq in sequences[1:]:
+        i = 0
+        while i < n and seq[i] == first[i]:
+            i += 1
+        n = i
+    return n
+
+
+def plan_batches(
+    tokenizer, prompts: Sequence[str], batch_size: int, prefix_cache: bool
+) -> list[tuple[list[int], tuple[int, ...] | None]]:
+    """Batches of prompt indices, each with the token prefix all its prompts share (None: a plain batch).
+
+    Plain batches are sorted by length (little padding). With `prefix_cache`, questions on the same database form
+    their own batches, whose shared prefix is the longest run of tokens their tokenized prompts have in common (so a
+    tokenizer that merges across the question boundary is handled exactly); at least one token of each prompt is
+    left to compute. Small groups go to plain batches: a batch of 2 rows saves one prefill but decodes at a fraction
+    of the rows a full batch decodes in the same time (WikiSQL's held-out questions come 1 to 5 per table; a
+    Spider dev database has 10 or more).
+    """
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    if not prefix_cache:
+        return [(order[s : s + batch_size], None) for s in range(0, len(order), batch_size)]
+    groups: dict[str, list[int]] = {}
+    for i in order:
+        key = shared_prefix_key(prompts[i])
+        if key is not None:
+            groups.setdefault(key, []).append(i)
+    min_group = max(2, batch_size // 4)
+    plain = [i for i in order if len(groups.get(shared_prefix_key(prompts[i]), ())) < min_group]
+    batches: list[tuple[list[int], tuple[int, ...] | None]] = []
+    for members in groups.values():
+        if len(members) < min_group:
+            continue
+        ids = [tokenizer(text=prompts[i])["input_ids"] for i in members]
+        length = min(_common_prefix_length(ids), min(len(x) for x in ids) - 1)
+        prefix = tuple(ids[0][:length]) if length > 0 else None
+        batches += [(members[s : s + batch_size], prefix) for s in range(0, len(members), batch_size)]
+    batches += [(plain[s : s + batch_size], None) for s in range(0, len(plain), batch_size)]
+    return batches
+
+
+class PrefixStore:
+    """The key/value cache of the shared prefix being served (batches of one group come one after another)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self._prefix: tuple[int, ...] | None = None
+        self._layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _prefill(self, prefix: tuple[int, ...], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if prefix != self._prefix:
+            from transformers import DynamicCache
+
+            ids = torch.tensor([prefix], device=device)
+            cache = DynamicCache(config=self.model.config)
+            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True)
+            self._layers = [(layer.keys, layer.values) for layer in cache.layers]
+            self._prefix = prefix
+        return self._layers
+
+    def batch_inputs(self, tokenizer, prompts: Sequence[str], prefix: tuple[int, ...], expand: int, device):
+        """(input_ids and attention_mask of the whole prompts, generate() kwargs with the prefix's cache).
+
+        Rows are [prefix][left padding][question tokens]: padding sits after the cached prefix and is masked, and
+        positions come from the attention mask, so each row's tokens get the positions they have unpadded.
+        """
+        from transformers import DynamicCache
+
+        suffixes = [tokenizer(text=p)["input_ids"][len(prefix) :] for p in prompts]
+        width = max(len(s) for s in suffixes)
+        pad = tokenizer.pad_token_id
+        rows = [list(prefix) + [pad] * (width - len(s)) + list(s) for s in suffixes]
+        mask = [[1] * len(prefix) + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
+        rows_total = len(prompts) * expand  # generate() repeats each row per beam/sample but not a given cache
+        layers = [
+            (k.expand(rows_total, *k.shape[1:]), v.expand(rows_total, *v.shape[1:]))
+            for k, v in self._prefill(prefix, device)
+        ]
+        cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        batch = {
+            "input_ids": torch.tensor(rows, device=device),
+            "attention_mask": torch.tensor(mask, device=device),
+        }
+        return batch, {"past_key_values": cache}

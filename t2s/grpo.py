@@ -125,6 +125,7 @@ def main(script_args: GRPOArguments, training_args: GRPOConfig, model_args: Mode
     trainer.train(resume_from_checkpoint=resume)
     elapsed = time.perf_counter() - start
     trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
+    trainer.save_state()  # trainer_state.json: every logged step (rewards, zero-std share, step times)
 
     if trainer.accelerator.is_main_process:
         extra = {

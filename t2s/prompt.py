@@ -33,6 +33,9 @@ SCHEMA_FORMATS = ("names", "types", "rows")
 DEFAULT_SCHEMA_FORMAT = "types"
 DEFAULT_SAMPLE_ROWS = 3
 
+# Everything before this marker depends on the database only: questions on one database share that prompt prefix
+# (t2s.generation prefills it once per database with `prefix_cache`).
+QUESTION_MARKER = "### Question:\n"
 PROMPT_TEMPLATE = """You are an expert SQL generator.
 
 ### Database Schema:

@@ -44,6 +44,16 @@ def load_splits(args: DataArguments):
     return train, evals
 
 
+def longest_allowed(script_args, training_args) -> int | None:
+    """The most tokens a training example may have: `drop_longer_than`, and with padding-free batches (where TRL
+    cannot enforce `max_length` and refuses it) also `max_length`: longer examples are dropped and counted, not cut."""
+    limits = [script_args.drop_longer_than]
+    if getattr(training_args, "padding_free", False) and not getattr(training_args, "packing", False):
+        limits.append(training_args.max_length)
+    limits = [n for n in limits if n]
+    return min(limits) if limits else None
+
+
 def drop_long_examples(dataset, tokenizer, max_tokens: int | None):
     """Training examples that fit `max_tokens` (prompt + SQL + EOS, tokenized as TRL does), and how many did not."""
     if not max_tokens:

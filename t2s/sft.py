@@ -26,7 +26,7 @@ from t2s.errors import UserError, run_command
 from t2s.hub import check_hub_access, push_adapter
 from t2s.recipe import parse_recipe, split_recipe_argument
 from t2s.run_record import finish_run, report_setup
-from t2s.run_setup import drop_long_examples, load_splits, resume_point
+from t2s.run_setup import drop_long_examples, load_splits, longest_allowed, resume_point
 
 DATACLASSES = (DataArguments, SFTConfig, ModelConfig)
 
@@ -60,9 +60,13 @@ def main(script_args: DataArguments, training_args: SFTConfig, model_args: Model
         tokenizer.pad_token = tokenizer.eos_token
 
     train, evals = load_splits(script_args)
-    train, dropped = drop_long_examples(train, tokenizer, script_args.drop_longer_than)
+    limit = longest_allowed(script_args, training_args)
+    train, dropped = drop_long_examples(train, tokenizer, limit)
     if dropped:
-        print(f"Dropped {dropped} training examples longer than {script_args.drop_longer_than} tokens.")
+        print(f"Dropped {dropped} training examples longer than {limit} tokens.")
+    if training_args.padding_free and not training_args.packing:
+        # TRL refuses max_length with padding-free batches (it cannot enforce it); every example now fits it.
+        training_args.max_length = None
     samples = SQLSamplesCallback(
         evals,
         tokenizer,

@@ -11,12 +11,14 @@ from .conftest import ROOT
 
 COMMANDS = [
     ["t2s/sft.py"],
+    ["t2s/grpo.py"],
     ["t2s/generate.py"],
     ["t2s/evaluate_sql.py"],
     ["t2s/push.py"],
     ["t2s/ask.py"],
     ["t2s/export.py"],
     ["-m", "t2s.demo_summary"],
+    ["-m", "t2s.grpo_report"],
 ]
 
 

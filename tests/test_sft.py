@@ -129,17 +129,19 @@ def test_gpu_recipe_on_cpu_fails_before_loading_anything():
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")))
 def test_every_recipe_passes_the_recipe_check(recipe):
-    """Every shipped recipe parses: no unknown key, no wrong type (GPU precision overridden to parse it on a CPU)."""
+    """Every shipped recipe parses with its script's dataclasses (GRPO recipes: t2s/grpo.py; the others: t2s/sft.py):
+    no unknown key, no wrong type (GPU precision overridden to parse it on a CPU)."""
     import yaml
 
+    from t2s import grpo, sft
     from t2s.recipe import parse_recipe
-    from t2s.sft import DATACLASSES
 
     path = ROOT / "recipes" / recipe
     argv = [str(path)]
     if gpu_requirements(yaml.safe_load(path.read_text())) and not torch.cuda.is_available():
         argv += ["--bf16", "false", "--fp16", "false"]
-    script_args, training_args, model_args = parse_recipe(DATACLASSES, argv)
+    dataclasses = grpo.DATACLASSES if "grpo" in recipe else sft.DATACLASSES
+    script_args, training_args, model_args = parse_recipe(dataclasses, argv)
     assert script_args.dataset_name and model_args.model_name_or_path and training_args.output_dir
 
 
@@ -150,7 +152,9 @@ def test_gpu_requirements_read_the_effective_settings():
     assert len(gpu_requirements(mistral)) == 3  # fp16, flash attention, 4-bit with fp16 compute
     qwen = yaml.safe_load((ROOT / "recipes" / "qwen2.5_coder_7b_spider_qlora.yaml").read_text())
     assert len(gpu_requirements(qwen)) == 3  # bf16 on a GPU, flash attention, 4-bit with bf16 compute
-    for name in ("smollm2_cpu.yaml", "smollm2_spider_cpu.yaml"):
+    grpo = yaml.safe_load((ROOT / "recipes" / "qwen2.5_coder_7b_spider_grpo.yaml").read_text())
+    assert len(gpu_requirements(grpo)) == 3  # bf16 on a GPU, flash attention, vLLM
+    for name in ("smollm2_cpu.yaml", "smollm2_spider_cpu.yaml", "smollm2_grpo_cpu.yaml"):
         cpu = yaml.safe_load((ROOT / "recipes" / name).read_text())
         assert gpu_requirements(cpu) == []
     assert gpu_requirements({}) != []  # SFTConfig's implicit bf16
@@ -274,3 +278,18 @@ def test_two_process_cpu_launch_shards_data_and_only_main_writes(tiny_model, tmp
     records = (out / "eval_samples.jsonl").read_text().splitlines()
     assert len(records) == 3  # steps 1 and 2, and the final evaluation
     assert result.stdout.count("Saved the adapter") == 1
+
+
+def test_padding_free_run_drops_what_max_length_would_cut_and_trains(tiny_model, tmp_path, capsys):
+    """TRL refuses max_length with padding-free batches; t2s drops longer examples (counted) and lifts it."""
+    from t2s.sft import cli
+
+    out = tmp_path / "pf"
+    args = [str(TINY_RECIPE), "--model_name_or_path", str(tiny_model), "--output_dir", str(out), "--max_steps", "2"]
+    trainer = cli([*args, "--padding_free", "true", "--max_length", "120", "--eval_strategy", "no"])
+    assert "Dropped" in capsys.readouterr().out
+    run = json.loads((out / "t2s_run.json").read_text())
+    assert run["padding"].startswith("padding-free") and run["global_step"] == 2
+    assert 0 < run["train_examples"] < 22  # the fixture's longer prompts were dropped, not cut
+    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    assert max(lengths) <= 120
