@@ -8,12 +8,7 @@ cd "$(dirname "$0")/.."
 source scripts/demo_common.sh
 
 CANDIDATES=${DEMO_EG_CANDIDATES:-4}
-for needed in "$OUT/adapter/adapter_config.json" "$OUT/finetuned/predictions.jsonl"; do
-    if [[ ! -f "$needed" ]]; then
-        echo "error: $needed is missing: run \`make demo\` first (or set DEMO_OUT to a finished demo directory)." >&2
-        exit 2
-    fi
-done
+require_demo
 
 step "EG 1/2 Execution-guided decoding ($CANDIDATES beams where the greedy query fails or returns nothing)"
 $BIN/python t2s/evaluate_sql.py --adapter "$OUT/adapter" --merge_adapter "${EVAL[@]}" --output_dir "$OUT/finetuned_eg" \

@@ -7,12 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/demo_common.sh
 
 CANDIDATES=${DEMO_EG_CANDIDATES:-4}
-for needed in "$OUT/adapter/adapter_config.json" "$OUT/finetuned/predictions.jsonl"; do
-    if [[ ! -f "$needed" ]]; then
-        echo "error: $needed is missing: run \`make demo\` first (or set DEMO_OUT to a finished demo directory)." >&2
-        exit 2
-    fi
-done
+require_demo
 
 step "GRPO 1/4 GRPO from the SFT adapter (recipes/smollm2_grpo_cpu.yaml)"
 $BIN/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/grpo.py recipes/smollm2_grpo_cpu.yaml \

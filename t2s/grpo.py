@@ -12,25 +12,21 @@ the output is that adapter, on the same base, with its run record and model card
 
 import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
 
-import sys
 import time
 
-import torch
-from accelerate import PartialState
 from transformers import AutoTokenizer, set_seed
-from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config, get_quantization_config
+from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
 from t2s.configs import GRPOArguments
-from t2s.device import check_device_support, check_optional_kernels
-from t2s.embedded import is_embedded, resolve_model_name
+from t2s.embedded import resolve_model_name
 from t2s.errors import UserError, run_command
 from t2s.generation import GenerationSettings
 from t2s.hub import check_hub_access, push_adapter
 from t2s.prompt_filter import keep_informative
-from t2s.recipe import parse_recipe, split_recipe_argument
+from t2s.recipe import parse_training_command
 from t2s.rewards import ExecutionReward
 from t2s.run_record import finish_run, report_grpo_setup
-from t2s.run_setup import load_splits, resume_point
+from t2s.run_setup import load_splits, model_init_kwargs, resume_point
 
 DATACLASSES = (GRPOArguments, GRPOConfig, ModelConfig)
 
@@ -51,14 +47,7 @@ def load_policy(model_args: ModelConfig, sft_adapter: str | None):
     if not model_args.model_name_or_path:
         raise UserError("model_name_or_path is required (or sft_adapter, whose base model is then used)")
     path = resolve_model_name(model_args.model_name_or_path)
-    quantization_config = get_quantization_config(model_args)
-    init = {
-        "revision": None if is_embedded(model_args.model_name_or_path) else model_args.model_revision,
-        "dtype": model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype),
-        "attn_implementation": model_args.attn_implementation,
-        "quantization_config": quantization_config,
-        "device_map": {"": str(PartialState().device)} if quantization_config is not None else None,
-    }
+    init, quantization_config = model_init_kwargs(model_args)
     if not sft_adapter:
         return path, get_peft_config(model_args), init, quantization_config, path
     from peft import PeftModel
@@ -154,16 +143,8 @@ def main(script_args: GRPOArguments, training_args: GRPOConfig, model_args: Mode
     return trainer
 
 
-def preflight(settings: dict, recipe: str | None) -> None:
-    check_device_support(settings, recipe)
-    check_optional_kernels(settings)
-
-
 def cli(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    recipe, _ = split_recipe_argument(argv)
-    wants_help = any(a in ("-h", "--help") for a in argv)
-    script_args, training_args, model_args = parse_recipe(DATACLASSES, argv, check=None if wants_help else preflight)
+    recipe, (script_args, training_args, model_args) = parse_training_command(DATACLASSES, argv)
     return main(script_args, training_args, model_args, recipe)
 
 

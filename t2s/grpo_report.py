@@ -2,7 +2,7 @@
 
     python -m t2s.grpo_report outputs/smollm2-135m-wikisql-grpo --png docs/grpo_wikisql_curve.png
 
-Reads the run's `trainer_state.json` (every logged step), or the console log of a run given with `--log`. TRL logs
+Reads the run's `trainer_state.json` (every logged step; else its last checkpoint's), or a console log (`--log`). TRL logs
 rewards on the step that generated them (one generation round serves `steps_per_generation` steps), and a
 `step_time` on every step.
 """
@@ -24,11 +24,15 @@ _LOG_DICT = re.compile(r"\{'loss'[^{}]*\}")
 
 def read_history(run_dir: str | Path, log: str | Path | None = None) -> list[dict]:
     """The trainer's log history: from trainer_state.json, else from dicts printed in a console log."""
-    state = Path(run_dir) / "trainer_state.json"
-    if log is None and state.exists():
-        return [e for e in json.loads(state.read_text())["log_history"] if "loss" in e]
+    run_dir = Path(run_dir)
+    checkpoints = sorted(run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))
+    states = [p for p in [run_dir / "trainer_state.json", *reversed(checkpoints)] if p.exists()]
+    if log is None and states:
+        return [e for e in json.loads(states[0].read_text())["log_history"] if "loss" in e]
     if log is None:
-        raise FileNotFoundError(f"{state} does not exist; pass the run's console log with --log")
+        raise FileNotFoundError(
+            f"{run_dir} has no trainer_state.json (nor a checkpoint's); pass its console log with --log"
+        )
     text = Path(log).read_text(errors="replace").replace("\r", "\n")
     entries = []
     for match in _LOG_DICT.finditer(text):
@@ -95,7 +99,8 @@ def main(argv=None):
     summary = summarise(history, run["grpo"]["generation_batch_size"])
     console.print_json(json.dumps(summary))
     if args.png:
-        plot(history, args.png, f"GRPO from {run.get('sft_adapter')}: {run['train_protocol'][:80]}…")
+        start = run.get("sft_adapter") or "the base model"
+        plot(history, args.png, f"GRPO from {start}, {summary['steps']} steps: each point is one generation round")
         console.print(f"[green]Wrote {args.png}[/]")
     return summary
 

@@ -168,3 +168,18 @@ def parse_recipe(
         return parser.parse_args_and_config(rest)
     except ValueError as e:
         raise RecipeError(f"{recipe or 'command line'}: {e}") from None
+
+
+def parse_training_command(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
+    """(recipe path, parsed dataclasses) for a training script: GPU settings on a machine without CUDA and missing
+    optional kernels stop it before the dataclasses are built (help needs no device check)."""
+    from t2s.device import check_device_support, check_optional_kernels
+
+    def preflight(settings: dict[str, Any], recipe: str | None) -> None:
+        check_device_support(settings, recipe)
+        check_optional_kernels(settings)
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    recipe, _ = split_recipe_argument(argv)
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    return recipe, parse_recipe(dataclass_types, argv, check=None if wants_help else preflight)

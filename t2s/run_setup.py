@@ -13,6 +13,27 @@ from t2s.data import load_text2sql
 from t2s.errors import UserError
 
 
+def model_init_kwargs(model_args) -> tuple[dict, object]:
+    """(from_pretrained kwargs of the recipe's model, its quantisation config or None), as both trainers load it."""
+    import torch
+    from accelerate import PartialState
+    from trl import get_quantization_config
+
+    from t2s.embedded import is_embedded
+
+    quantization_config = get_quantization_config(model_args)
+    kwargs = {
+        "revision": None if is_embedded(model_args.model_name_or_path) else model_args.model_revision,
+        "dtype": model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype),
+        "attn_implementation": model_args.attn_implementation,
+        "quantization_config": quantization_config,
+        # Quantised weights are placed at load time: on this process's GPU, or on the CPU (bitsandbytes' CPU
+        # backend, slow; the run's setup report says so) where there is none.
+        "device_map": {"": str(PartialState().device)} if quantization_config is not None else None,
+    }
+    return kwargs, quantization_config
+
+
 def load_splits(args: DataArguments):
     common = dict(
         dataset_kind_=args.dataset_kind,

@@ -10,23 +10,19 @@ Records are prompt/completion pairs, so TRL trains on the SQL tokens and the EOS
 
 import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
 
-import sys
 import time
 
-import torch
-from accelerate import PartialState
 from transformers import AutoTokenizer, EarlyStoppingCallback, set_seed
-from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
+from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
 from t2s.callbacks import SQLSamplesCallback
 from t2s.configs import DataArguments
-from t2s.device import check_device_support, check_optional_kernels
-from t2s.embedded import is_embedded, resolve_model_name
+from t2s.embedded import resolve_model_name
 from t2s.errors import UserError, run_command
 from t2s.hub import check_hub_access, push_adapter
-from t2s.recipe import parse_recipe, split_recipe_argument
+from t2s.recipe import parse_training_command
 from t2s.run_record import finish_run, report_setup
-from t2s.run_setup import drop_long_examples, load_splits, longest_allowed, resume_point
+from t2s.run_setup import drop_long_examples, load_splits, longest_allowed, model_init_kwargs, resume_point
 
 DATACLASSES = (DataArguments, SFTConfig, ModelConfig)
 
@@ -45,16 +41,7 @@ def main(script_args: DataArguments, training_args: SFTConfig, model_args: Model
     set_seed(training_args.seed)
 
     model_path = resolve_model_name(model_args.model_name_or_path)
-    quantization_config = get_quantization_config(model_args)
-    training_args.model_init_kwargs = {
-        "revision": None if is_embedded(model_args.model_name_or_path) else model_args.model_revision,
-        "dtype": model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype),
-        "attn_implementation": model_args.attn_implementation,
-        "quantization_config": quantization_config,
-        # Quantised weights are placed at load time: on this process's GPU, or on the CPU (bitsandbytes' CPU
-        # backend, slow; report_setup says so) where there is none.
-        "device_map": {"": str(PartialState().device)} if quantization_config is not None else None,
-    }
+    training_args.model_init_kwargs, quantization_config = model_init_kwargs(model_args)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -110,16 +97,8 @@ def main(script_args: DataArguments, training_args: SFTConfig, model_args: Model
     return trainer
 
 
-def preflight(settings: dict, recipe: str | None) -> None:
-    check_device_support(settings, recipe)
-    check_optional_kernels(settings)
-
-
 def cli(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    recipe, _ = split_recipe_argument(argv)
-    wants_help = any(a in ("-h", "--help") for a in argv)  # help needs no device check
-    script_args, training_args, model_args = parse_recipe(DATACLASSES, argv, check=None if wants_help else preflight)
+    recipe, (script_args, training_args, model_args) = parse_training_command(DATACLASSES, argv)
     return main(script_args, training_args, model_args, recipe)
 
 
