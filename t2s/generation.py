@@ -187,7 +187,7 @@ class PrefixStore:
 
             ids = torch.tensor([prefix], device=device)
             cache = DynamicCache(config=self.model.config)
-            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True)
+            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, use_cache=True)
             self._layers = [(layer.keys, layer.values) for layer in cache.layers]
             self._prefix = prefix
         return self._layers
@@ -215,4 +215,4 @@ class PrefixStore:
             "input_ids": torch.tensor(rows, device=device),
             "attention_mask": torch.tensor(mask, device=device),
         }
-        return batch, {"past_key_values": cache}
+        return batch, {"cache": cache}  # transformers 5.24 renamed past_key_values to cache

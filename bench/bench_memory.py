@@ -1,0 +1,102 @@
+"""Peak resident memory of the demos' heavy steps, with glibc's default malloc and with t2s's fixed mmap threshold.
+
+    python -m bench.bench_memory [--steps 40]
+
+Each step runs in its own process, as in the demos, once with `T2S_MALLOC=default` (glibc's dynamic mmap threshold)
+and once as t2s runs by default (threshold pinned at 128 KiB, t2s/allocator.py). Steps: SFT with the WikiSQL CPU
+recipe and with the Spider CPU recipe (`--steps` optimizer steps, one evaluation halfway), GRPO with its CPU recipe
+(8 steps, no pre-scoring; needs the demo's SFT adapter in outputs/demo/adapter), and evaluation of that adapter on
+100 held-out WikiSQL questions. Reported: peak RSS of the process (`wait4`'s ru_maxrss) and wall time. Results go to
+docs/benchmarks.md.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.report import write_section
+
+ADAPTER = "outputs/demo/adapter"
+
+
+def steps(n: int, out: Path) -> list[tuple[str, list[str]]]:
+    short = ["--max_steps", str(n), "--eval_steps", str(n // 2), "--save_strategy", "no"]
+    short += ["--load_best_model_at_end", "false", "--early_stopping_patience", "0", "--overwrite_output_dir", "true"]
+    return [
+        (
+            "SFT, recipes/smollm2_cpu.yaml",
+            ["t2s/sft.py", "recipes/smollm2_cpu.yaml", *short, "--output_dir", str(out / "w")],
+        ),
+        (
+            "SFT, recipes/smollm2_spider_cpu.yaml",
+            ["t2s/sft.py", "recipes/smollm2_spider_cpu.yaml", *short, "--output_dir", str(out / "s")],
+        ),
+        (
+            "GRPO, recipes/smollm2_grpo_cpu.yaml (8 steps)",
+            ["t2s/grpo.py", "recipes/smollm2_grpo_cpu.yaml", "--max_steps", "8", "--prescore_samples", "0"]
+            + [
+                "--train_limit",
+                "16",
+                "--save_strategy",
+                "no",
+                "--sft_adapter",
+                ADAPTER,
+                "--output_dir",
+                str(out / "g"),
+            ],
+        ),
+        (
+            "evaluation, 100 held-out WikiSQL questions (merged adapter)",
+            ["t2s/evaluate_sql.py", "--adapter", ADAPTER, "--merge_adapter", "--table_split", "heldout"]
+            + ["--limit", "100", "--batch_size", "32", "--output_dir", str(out / "e")],
+        ),
+    ]
+
+
+def run(args: list[str], malloc: str, log: Path) -> tuple[float, float]:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", T2S_MALLOC=malloc)
+    start = time.perf_counter()
+    with log.open("w") as f:
+        proc = subprocess.Popen([sys.executable, *args], stdout=f, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(args)} failed; see {log}")
+    return usage.ru_maxrss / 2**20, time.perf_counter() - start  # ru_maxrss is in KiB on Linux
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40)
+    cli = parser.parse_args()
+    if not (Path(ADAPTER) / "adapter_config.json").exists():
+        raise SystemExit(f"{ADAPTER} is missing: run `make demo` first")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        for name, args in steps(cli.steps, out):
+            result = {}
+            for malloc in ("default", "t2s"):
+                result[malloc] = run(args, malloc, out / f"{len(rows)}_{malloc}.log")
+                print(f"{name} [{malloc}]: {result[malloc][0]:.2f} GiB, {result[malloc][1]:.0f} s", flush=True)
+            (gd, td), (gf, tf) = result["default"], result["t2s"]
+            rows.append(f"| {name} | {gd:.2f} | {td:.0f} | {gf:.2f} | {tf:.0f} | {1 - gf / gd:.0%} |")
+    lines = [
+        f"Peak resident memory (GiB) of each demo step in its own process, CPU ({os.cpu_count()} cores); SFT steps "
+        f"run {cli.steps} optimizer steps with one evaluation. 'glibc default': `T2S_MALLOC=default`. 't2s': the "
+        "mmap threshold pinned at 128 KiB when t2s is imported (t2s/allocator.py). Command: "
+        "`python -m bench.bench_memory`.",
+        "",
+        "| step | peak, glibc default | seconds | peak, t2s | seconds | less memory |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
+    write_section("Memory", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
