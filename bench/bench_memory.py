@@ -4,7 +4,7 @@
 
 Each step runs in its own process, as in the demos, once as t2s runs by default (glibc's dynamic mmap threshold) and
 once with `T2S_MALLOC=mmap` (the threshold pinned at 128 KiB, t2s/allocator.py). Steps: SFT with the WikiSQL CPU
-recipe and with the Spider CPU recipe (`--steps` optimizer steps, one evaluation halfway), GRPO with its CPU recipe
+recipe and with the Spider CPU recipe (`--steps` optimizer steps, evaluations halfway and at the end), GRPO with its CPU recipe
 (8 steps, no pre-scoring; needs the demo's SFT adapter in outputs/demo/adapter), and evaluation of that adapter on
 100 held-out WikiSQL questions. Reported: peak RSS of the process (`wait4`'s ru_maxrss) and wall time. Results go to
 docs/benchmarks.md.
@@ -90,7 +90,7 @@ def main():
             rows.append(f"| {name} | {gd:.2f} | {td:.0f} | {gf:.2f} | {tf:.0f} | {1 - gf / gd:.0%} |")
     lines = [
         f"Peak resident memory (GiB) of each demo step in its own process, CPU ({os.cpu_count()} cores); SFT steps "
-        f"run {cli.steps} optimizer steps with one evaluation. 'default': glibc's malloc as it comes. 'mmap': "
+        f"run {cli.steps} optimizer steps with two evaluations. 'default': glibc's malloc as it comes. 'mmap': "
         "`T2S_MALLOC=mmap`, the mmap threshold pinned at 128 KiB when t2s is imported (t2s/allocator.py). Command: "
         "`python -m bench.bench_memory`.",
         "",
