@@ -14,8 +14,9 @@ tokens, positions and attention masks the model sees are those of plain batched 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -98,7 +99,13 @@ def generate_sql(
                 batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
                 extra = {}
             else:
-                batch, extra = prefixes.batch_inputs(tokenizer, [prompts[i] for i in idx], prefix, k, device)
+                try:
+                    batch, extra = prefixes.batch_inputs(tokenizer, [prompts[i] for i in idx], prefix, k, device)
+                except PrefixCacheUnsupported as e:  # raised at the first batch: cached batches come first
+                    warnings.warn(f"{e} has no plain key/value cache to share: plain batches instead", stacklevel=2)
+                    return generate_sql(
+                        model, tokenizer, prompts, replace(settings, prefix_cache=False), progress, grammars
+                    )
             if grammars is not None:
                 from transformers import LogitsProcessorList
 
@@ -173,6 +180,10 @@ def plan_batches(
     return batches
 
 
+class PrefixCacheUnsupported(RuntimeError):
+    """The model's cache is not plain per-layer keys and values: generation goes on with plain batches."""
+
+
 class PrefixStore:
     """The key/value cache of the shared prefix being served (batches of one group come one after another)."""
 
@@ -184,10 +195,15 @@ class PrefixStore:
     def _prefill(self, prefix: tuple[int, ...], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if prefix != self._prefix:
             from transformers import DynamicCache
+            from transformers.cache_utils import DynamicLayer
 
             ids = torch.tensor([prefix], device=device)
             cache = DynamicCache(config=self.model.config)
             self.model(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, use_cache=True)
+            # Only full-attention key/value layers can be shared this way: a sliding window drops the prefix's start,
+            # recurrent or linear-attention states are not per-position keys and values.
+            if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
+                raise PrefixCacheUnsupported(type(self.model).__name__)
             self._layers = [(layer.keys, layer.values) for layer in cache.layers]
             self._prefix = prefix
         return self._layers

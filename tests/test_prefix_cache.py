@@ -117,3 +117,16 @@ def test_the_cache_really_skips_the_shared_tokens(tiny, fixture_dev):
     prompt_tokens = sum(len(tokenizer(text=p)["input_ids"]) for p in prompts)
     assert counts[False] >= prompt_tokens
     assert counts[True] < 0.5 * counts[False]
+
+
+def test_a_model_without_plain_key_value_layers_falls_back_to_plain_batches(tiny, fixture_dev, monkeypatch):
+    """Sliding-window, recurrent or linear-attention caches cannot be shared by position: plain batches, a warning."""
+    from transformers import cache_utils
+
+    prompts = list(fixture_dev["prompt"])[:8]
+    plain = _generate(tiny, prompts, False, max_new_tokens=6, batch_size=8)
+    # the check compares each layer's type with DynamicLayer: make every real layer look like another kind
+    monkeypatch.setattr(cache_utils, "DynamicLayer", type("SomeOtherLayer", (), {}))
+    with pytest.warns(UserWarning, match="plain batches instead"):
+        fallback = _generate(tiny, prompts, True, max_new_tokens=6, batch_size=8)
+    assert fallback == plain
