@@ -1,6 +1,6 @@
 """Peak resident memory of the demos' heavy steps, with glibc's default malloc and with `T2S_MALLOC=mmap`.
 
-    python -m bench.bench_memory [--steps 40]
+    python -m bench.bench_memory [--steps 40] [--only GRPO]
 
 Each step runs in its own process, as in the demos, once as t2s runs by default (glibc's dynamic mmap threshold) and
 once with `T2S_MALLOC=mmap` (the threshold pinned at 128 KiB, t2s/allocator.py). Steps: SFT with the WikiSQL CPU
@@ -47,6 +47,8 @@ def steps(n: int, out: Path) -> list[tuple[str, list[str]]]:
                 ADAPTER,
                 "--output_dir",
                 str(out / "g"),
+                "--overwrite_output_dir",  # the second variant writes where the first did
+                "true",
             ],
         ),
         (
@@ -68,13 +70,15 @@ def run(args: list[str], malloc: str, log: Path) -> tuple[float, float]:
         proc = subprocess.Popen([sys.executable, *args], stdout=f, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(args)} failed; see {log}")
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise SystemExit(f"{' '.join(args)} failed:\n{tail}")
     return usage.ru_maxrss / 2**20, time.perf_counter() - start  # ru_maxrss is in KiB on Linux
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--only", default=None, help="measure only the steps whose name contains this text")
     cli = parser.parse_args()
     if not (Path(ADAPTER) / "adapter_config.json").exists():
         raise SystemExit(f"{ADAPTER} is missing: run `make demo` first")
@@ -82,6 +86,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         for name, args in steps(cli.steps, out):
+            if cli.only and cli.only not in name:
+                continue
             result = {}
             for malloc in ("default", "mmap"):
                 result[malloc] = run(args, malloc, out / f"{len(rows)}_{malloc}.log")
@@ -92,13 +98,13 @@ def main():
         f"Peak resident memory (GiB) of each demo step in its own process, CPU ({os.cpu_count()} cores); SFT steps "
         f"run {cli.steps} optimizer steps with two evaluations. 'default': glibc's malloc as it comes. 'mmap': "
         "`T2S_MALLOC=mmap`, the mmap threshold pinned at 128 KiB when t2s is imported (t2s/allocator.py). Command: "
-        "`python -m bench.bench_memory`.",
+        f"`python -m bench.bench_memory{' --only ' + cli.only if cli.only else ''}`.",
         "",
         "| step | peak, default | seconds | peak, mmap | seconds | less memory |",
         "|---|---|---|---|---|---|",
         *rows,
     ]
-    write_section("Memory", "\n".join(lines))
+    write_section("Memory: glibc's default against T2S_MALLOC=mmap", "\n".join(lines))
 
 
 if __name__ == "__main__":
