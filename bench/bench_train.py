@@ -187,7 +187,7 @@ def spider_main(cli, recipe, model_path, tokenizer, lora):
     from t2s.data import load_text2sql
     from t2s.run_setup import drop_long_examples
 
-    ds = load_text2sql("spider", "train", limit=cli.examples + 8, seed=42)
+    ds = load_text2sql("spider", "train", limit=cli.examples + 8, seed=42, require_database=False)  # as the recipe
     ds, _ = drop_long_examples(ds, tokenizer, recipe.get("drop_longer_than"))
     ds = ds.select_columns(["prompt", "completion"])
     batch = recipe["per_device_train_batch_size"]
