@@ -59,15 +59,10 @@ def padding_label(args) -> str:
     return f"dynamic per-batch padding, sampler: {strategy}"
 
 
-def report_setup(trainer, train, evals, model_args, quantization_config) -> None:
-    if not trainer.accelerator.is_main_process:
-        return
+def _common_rows(trainer, model_args) -> dict:
+    """The rows every run's setup table starts with: what model, where, in what precision, how much of it trains."""
     trainable, total = trainable_share(trainer.model)
-    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
-    max_length = trainer.args.max_length
-    too_long = sum(n > max_length for n in lengths) if max_length else 0
-    table = Table(title="t2s SFT run", show_header=False)
-    rows = {
+    return {
         "model": model_args.model_name_or_path,
         "device": f"{trainer.args.device} × {trainer.accelerator.num_processes} process(es)",
         "precision": precision_label(trainer.args),
@@ -75,6 +70,28 @@ def report_setup(trainer, train, evals, model_args, quantization_config) -> None
         if model_args.load_in_4bit
         else ("8-bit" if model_args.load_in_8bit else "none"),
         "trainable parameters": f"{trainable:,} of {total:,} ({trainable / total:.2%})",
+    }
+
+
+def _print_setup(title: str, rows: dict, quantization_config) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    if quantization_config is not None and not torch.cuda.is_available():
+        console.print(
+            "[yellow]4-bit/8-bit quantisation is running on the CPU backend of bitsandbytes: slow, for checks only.[/]"
+        )
+
+
+def report_setup(trainer, train, evals, model_args, quantization_config) -> None:
+    if not trainer.accelerator.is_main_process:
+        return
+    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    max_length = trainer.args.max_length
+    too_long = sum(n > max_length for n in lengths) if max_length else 0
+    rows = {
+        **_common_rows(trainer, model_args),
         "train": f"{len(train):,} examples — {train.info.description}",
         "eval": f"{len(evals):,} examples — {evals.info.description}",
         "tokens per example": f"mean {sum(lengths) / max(len(lengths), 1):.0f}, max {max(lengths, default=0)}",
@@ -83,13 +100,7 @@ def report_setup(trainer, train, evals, model_args, quantization_config) -> None
         * trainer.args.gradient_accumulation_steps
         * trainer.accelerator.num_processes,
     }
-    for key, value in rows.items():
-        table.add_row(key, str(value))
-    console.print(table)
-    if quantization_config is not None and not torch.cuda.is_available():
-        console.print(
-            "[yellow]4-bit/8-bit quantisation is running on the CPU backend of bitsandbytes: slow, for checks only.[/]"
-        )
+    _print_setup("t2s SFT run", rows, quantization_config)
     if too_long:
         console.print(
             f"[yellow]{too_long} of {len(lengths)} training examples exceed max_length={max_length} tokens and are "
@@ -102,16 +113,10 @@ def report_grpo_setup(trainer, train, model_args, script_args, quantization_conf
     if not trainer.accelerator.is_main_process:
         return
     args = trainer.args
-    trainable, total = trainable_share(trainer.model)
     prompts_per_step = args.per_device_train_batch_size * trainer.accelerator.num_processes // args.num_generations
-    table = Table(title="t2s GRPO run", show_header=False)
     rows = {
-        "model": model_args.model_name_or_path,
+        **_common_rows(trainer, model_args),
         "starts from": script_args.sft_adapter or "the base model (a fresh LoRA)",
-        "device": f"{args.device} × {trainer.accelerator.num_processes} process(es)",
-        "precision": precision_label(args),
-        "quantisation": "4-bit nf4 (QLoRA)" if model_args.load_in_4bit else "none",
-        "trainable parameters": f"{trainable:,} of {total:,} ({trainable / total:.2%})",
         "train prompts": f"{len(train):,} — {train.info.description}",
         "completions": f"{args.num_generations} per prompt, ≤ {args.max_completion_length} tokens, "
         f"temperature {args.temperature}, " + ("vLLM" if args.use_vllm else "transformers generate"),
@@ -119,11 +124,7 @@ def report_grpo_setup(trainer, train, model_args, script_args, quantization_conf
         "generation round": f"{args.generation_batch_size} completions, serves {args.steps_per_generation} steps",
         "loss": f"{args.loss_type}, beta {args.beta}, lr {args.learning_rate}",
     }
-    for key, value in rows.items():
-        table.add_row(key, str(value))
-    console.print(table)
-    if quantization_config is not None and not torch.cuda.is_available():
-        console.print("[yellow]4-bit/8-bit quantisation on the CPU backend of bitsandbytes: slow, for checks only.[/]")
+    _print_setup("t2s GRPO run", rows, quantization_config)
 
 
 def _base_hub_id(name: str) -> str:

@@ -35,3 +35,11 @@ def fixture_dev():
     from t2s.data import load_wikisql
 
     return load_wikisql(FIXTURES, "dev")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny random Llama saved to disk (tests/tiny_model.py), shared by the training-script tests."""
+    from .tiny_model import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")

@@ -9,7 +9,6 @@ import torch
 from t2s.rewards import ExecutionReward, execution_reward
 
 from .conftest import ROOT
-from .tiny_model import save_tiny_model
 
 TINY_GRPO_RECIPE = ROOT / "tests" / "fixtures" / "recipes" / "tiny_grpo.yaml"
 SHOP_DB = ROOT / "tests" / "fixtures" / "own_data" / "database" / "shop" / "shop.sqlite"
@@ -190,11 +189,6 @@ def test_prescoring_keeps_exactly_the_questions_with_differing_rewards(tiny_mode
 
 
 # --- the script ---
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="module")

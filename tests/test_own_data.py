@@ -18,11 +18,6 @@ OWN = ROOT / "tests" / "fixtures" / "own_data"
 OWN_RECIPE = ROOT / "recipes" / "smollm2_own_data_cpu.yaml"
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny_own") / "model")
-
-
 def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -12,14 +12,8 @@ from t2s.device import DeviceSupportError, gpu_requirements
 from t2s.recipe import RecipeError
 
 from .conftest import ROOT
-from .tiny_model import save_tiny_model
 
 TINY_RECIPE = ROOT / "tests" / "fixtures" / "recipes" / "tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="module")
