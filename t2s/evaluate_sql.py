@@ -137,6 +137,7 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         "adapter": args.adapter,
         "generation_seconds": round(elapsed, 1) if elapsed is not None else None,
         "prefix_cache": args.prefix_cache,  # speed only: the SQL is that of plain batched generation
+        "continuous_batching": args.continuous_batching,  # speed; the SQL up to float rounding (docs/benchmarks.md)
         "headline": HEADLINES["spider" if sqlite else "wikisql"],
         **breakdowns(records, details),
     }

@@ -90,7 +90,15 @@ class GenerateArguments:
         metadata={
             "help": "Prefill each database's shared prompt prefix (its schema) once and reuse its key/value cache for "
             "every question on it: the same SQL as plain batched generation (1,034/1,034 Spider dev, 500/500 WikiSQL), "
-            "1.95x faster on Spider dev (docs/benchmarks.md). --prefix_cache false for plain batches."
+            "faster on Spider dev (docs/benchmarks.md). --prefix_cache false for plain batches."
+        },
+    )
+    continuous_batching: bool = field(
+        default=True,
+        metadata={
+            "help": "Greedy decoding only: a question that stops leaves the batch and the next one joins it, instead "
+            "of the batch decoding until its longest answer ends (t2s/continuous.py). The same SQL as plain batches "
+            "up to float rounding (docs/benchmarks.md counts it). --continuous_batching false for generate() batches."
         },
     )
     dtype: str = field(default="float32", metadata={"choices": ["float32", "bfloat16", "float16", "auto"]})
@@ -261,6 +269,7 @@ def settings_from(args: GenerateArguments) -> GenerationSettings:
         batch_size=args.batch_size,
         temperature=args.temperature,
         prefix_cache=args.prefix_cache,
+        continuous_batching=args.continuous_batching,
     )
 
 

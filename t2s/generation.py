@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from t2s.kv_cache import PreallocatedCache, plain_kv_layers, preallocated_cache
+
 STOP_STRINGS = ["\n"]
 
 
@@ -32,6 +34,8 @@ class GenerationSettings:
     top_p: float = 1.0
     top_k: int | None = None  # sampling: None keeps the model's generation config (often 50); 0 turns it off
     prefix_cache: bool = False  # prefill each database's shared prompt prefix once (see the module docstring)
+    # greedy, one candidate, unconstrained: a row that stops is replaced by the next question (t2s.continuous)
+    continuous_batching: bool = False
 
 
 def first_line(text: str) -> str:
@@ -93,14 +97,31 @@ def generate_sql(
     results: list[list[str]] = [[] for _ in prompts]
     k = settings.num_candidates
     prefixes = PrefixStore(model) if settings.prefix_cache else None
+    plan = plan_batches(tokenizer, prompts, settings.batch_size, settings.prefix_cache)
+    continuous = settings.continuous_batching and settings.temperature <= 0 and k == 1 and grammars is None
+    if continuous and preallocated_cache(model, 1) is None:
+        warnings.warn(
+            f"{type(model).__name__} has no plain key/value cache: no continuous batching, plain batches", stacklevel=2
+        )
+        continuous = False
     try:
-        for idx, prefix in plan_batches(tokenizer, prompts, settings.batch_size, settings.prefix_cache):
+        if continuous:
+            from t2s.continuous import continuous_greedy_sql
+
+            sql = continuous_greedy_sql(
+                model, tokenizer, prompts, settings, prefixes or PrefixStore(model), plan, progress
+            )
+            return [[s] for s in sql]
+        for idx, prefix in plan:
             if prefix is None:
                 batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
-                extra = {}
+                cache = preallocated_cache(model, batch["input_ids"].shape[1] + settings.max_new_tokens)
+                extra = {} if cache is None else {"cache": cache}
             else:
                 try:
-                    batch, extra = prefixes.batch_inputs(tokenizer, [prompts[i] for i in idx], prefix, k, device)
+                    batch, extra = prefixes.batch_inputs(
+                        tokenizer, [prompts[i] for i in idx], prefix, k, device, settings.max_new_tokens
+                    )
                 except PrefixCacheUnsupported as e:  # raised at the first batch: cached batches come first
                     warnings.warn(f"{e} has no plain key/value cache to share: plain batches instead", stacklevel=2)
                     return generate_sql(
@@ -192,41 +213,35 @@ class PrefixStore:
         self._prefix: tuple[int, ...] | None = None
         self._layers: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def _prefill(self, prefix: tuple[int, ...], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def prefill(self, prefix: tuple[int, ...], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if prefix != self._prefix:
-            from transformers import DynamicCache
-            from transformers.cache_utils import DynamicLayer
-
-            ids = torch.tensor([prefix], device=device)
-            cache = DynamicCache(config=self.model.config)
-            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, use_cache=True)
-            # Only full-attention key/value layers can be shared this way: a sliding window drops the prefix's start,
-            # recurrent or linear-attention states are not per-position keys and values.
-            if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
+            if plain_kv_layers(self.model) is None:
                 raise PrefixCacheUnsupported(type(self.model).__name__)
+            ids = torch.tensor([prefix], device=device)
+            cache = PreallocatedCache(plain_kv_layers(self.model), len(prefix))
+            self.model(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, use_cache=True)
             self._layers = [(layer.keys, layer.values) for layer in cache.layers]
             self._prefix = prefix
         return self._layers
 
-    def batch_inputs(self, tokenizer, prompts: Sequence[str], prefix: tuple[int, ...], expand: int, device):
+    def batch_inputs(
+        self, tokenizer, prompts: Sequence[str], prefix: tuple[int, ...], expand: int, device, max_new_tokens: int
+    ):
         """(input_ids and attention_mask of the whole prompts, generate() kwargs with the prefix's cache).
 
         Rows are [prefix][left padding][question tokens]: padding sits after the cached prefix and is masked, and
         positions come from the attention mask, so each row's tokens get the positions they have unpadded.
         """
-        from transformers import DynamicCache
-
         suffixes = [tokenizer(text=p)["input_ids"][len(prefix) :] for p in prompts]
         width = max(len(s) for s in suffixes)
         pad = tokenizer.pad_token_id
         rows = [list(prefix) + [pad] * (width - len(s)) + list(s) for s in suffixes]
         mask = [[1] * len(prefix) + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
         rows_total = len(prompts) * expand  # generate() repeats each row per beam/sample but not a given cache
-        layers = [
-            (k.expand(rows_total, *k.shape[1:]), v.expand(rows_total, *v.shape[1:]))
-            for k, v in self._prefill(prefix, device)
-        ]
-        cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        layers = self.prefill(prefix, device)
+        cache = PreallocatedCache(len(layers), len(rows[0]) + max_new_tokens)
+        for layer, (k, v) in zip(cache.layers, layers):  # each row's copy of the prefix, written once
+            layer.update(k.expand(rows_total, *k.shape[1:]), v.expand(rows_total, *v.shape[1:]))
         batch = {
             "input_ids": torch.tensor(rows, device=device),
             "attention_mask": torch.tensor(mask, device=device),
