@@ -75,10 +75,15 @@ def run(args: list[str], malloc: str, log: Path) -> tuple[float, float]:
     return usage.ru_maxrss / 2**20, time.perf_counter() - start  # ru_maxrss is in KiB on Linux
 
 
+def _num(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--only", default=None, help="measure only the steps whose name contains this text")
+    parser.add_argument("--malloc", choices=["both", "default", "mmap"], default="both", help="which variants to run")
     cli = parser.parse_args()
     if not (Path(ADAPTER) / "adapter_config.json").exists():
         raise SystemExit(f"{ADAPTER} is missing: run `make demo` first")
@@ -89,16 +94,20 @@ def main():
             if cli.only and cli.only not in name:
                 continue
             result = {}
-            for malloc in ("default", "mmap"):
+            for malloc in ("default", "mmap") if cli.malloc == "both" else (cli.malloc,):
                 result[malloc] = run(args, malloc, out / f"{len(rows)}_{malloc}.log")
                 print(f"{name} [{malloc}]: {result[malloc][0]:.2f} GiB, {result[malloc][1]:.0f} s", flush=True)
-            (gd, td), (gf, tf) = result["default"], result["mmap"]
-            rows.append(f"| {name} | {gd:.2f} | {td:.0f} | {gf:.2f} | {tf:.0f} | {1 - gf / gd:.0%} |")
+            (gd, td), (gf, tf) = result.get("default", (None, None)), result.get("mmap", (None, None))
+            less = f"{1 - gf / gd:.0%}" if gd and gf else "–"
+            rows.append(
+                f"| {name} | {_num(gd, '.2f')} | {_num(td, '.0f')} | {_num(gf, '.2f')} | {_num(tf, '.0f')} | {less} |"
+            )
     lines = [
         f"Peak resident memory (GiB) of each demo step in its own process, CPU ({os.cpu_count()} cores); SFT steps "
         f"run {cli.steps} optimizer steps with two evaluations. 'default': glibc's malloc as it comes. 'mmap': "
         "`T2S_MALLOC=mmap`, the mmap threshold pinned at 128 KiB when t2s is imported (t2s/allocator.py). Command: "
-        f"`python -m bench.bench_memory{' --only ' + cli.only if cli.only else ''}`.",
+        f"`python -m bench.bench_memory{' --only ' + repr(cli.only) if cli.only else ''}"
+        f"{' --malloc ' + cli.malloc if cli.malloc != 'both' else ''}`.",
         "",
         "| step | peak, default | seconds | peak, mmap | seconds | less memory |",
         "|---|---|---|---|---|---|",

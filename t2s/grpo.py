@@ -22,6 +22,7 @@ from t2s.embedded import resolve_model_name
 from t2s.errors import UserError, run_command
 from t2s.generation import GenerationSettings
 from t2s.hub import check_hub_access, push_adapter
+from t2s.loss_positions import project_loss_positions_only_on_cpu
 from t2s.prompt_filter import keep_informative
 from t2s.recipe import parse_training_command
 from t2s.rewards import ExecutionReward
@@ -70,6 +71,7 @@ def main(script_args: GRPOArguments, training_args: GRPOConfig, model_args: Mode
     model, peft_config, training_args.model_init_kwargs, quantization_config, tokenizer_source = load_policy(
         model_args, script_args.sft_adapter
     )
+    project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same log-probs, less work
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

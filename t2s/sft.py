@@ -20,6 +20,7 @@ from t2s.configs import DataArguments
 from t2s.embedded import resolve_model_name
 from t2s.errors import UserError, run_command
 from t2s.hub import check_hub_access, push_adapter
+from t2s.loss_positions import project_loss_positions_only_on_cpu
 from t2s.recipe import parse_training_command
 from t2s.run_record import finish_run, report_setup
 from t2s.run_setup import drop_long_examples, load_splits, longest_allowed, model_init_kwargs, resume_point
@@ -42,6 +43,7 @@ def main(script_args: DataArguments, training_args: SFTConfig, model_args: Model
 
     model_path = resolve_model_name(model_args.model_name_or_path)
     training_args.model_init_kwargs, quantization_config = model_init_kwargs(model_args)
+    project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same loss, less work
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
