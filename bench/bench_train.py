@@ -207,13 +207,15 @@ def main():
         "",
         f"Fastest: {best['setup']}, **{best['useful_tokens_per_s'] / seed['useful_tokens_per_s']:.2f}×** the seed's "
         "useful tokens per second (target ≥ 3×). Padded and padding-free batches give the same per-example losses and "
-        "gradients on this stack with sdpa and eager attention (tests/test_padding_free.py), but on a CPU "
+        "gradients on this stack with sdpa and eager attention (tests/test_padding_free.py), but in fp32 on a CPU "
         "padding-free is not faster: without varlen attention kernels the concatenated row is attended as one "
         "sequence under a block-diagonal mask, so attention work grows with the square of the whole batch's length "
         "(compare batch 4 and batch 8), while length-grouped batches have little padding to save (about 4%). bf16 "
         "autocast changes the numerics, so its accuracy is measured against fp32 on the demo's questions "
         "(docs/results.md). Projecting only the SQL positions through the 49,152-word LM head gives the same loss "
-        "and gradients (tests/test_loss_positions.py): on WikiSQL about 85% of a sequence's positions are prompt.",
+        "and gradients (tests/test_loss_positions.py): on WikiSQL about 85% of a sequence's positions are prompt. "
+        "t2s/sft.py and t2s/grpo.py now always do it on a CPU; the CPU recipes stay per-batch padded in fp32 "
+        "(docs/results.md says why), and `--padding_free true --bf16 true` selects the fastest row.",
     ]
     write_section("Training throughput (CPU)", "\n".join(lines))
 

@@ -96,12 +96,14 @@ class ContinuousGreedyDecoder:
     ):
         """{prompt index: generated token ids (ending with the stop token, if one came)}.
 
-        `capacity`: columns of the buffers; by default twice the longest prompt plus the budget, so the compaction
-        (a copy of every row) is rare. At least the longest prompt plus the budget.
+        `capacity`: columns of the buffers; by default the longest prompt plus twice the budget, so that a
+        compaction (a copy of every row) comes at most once per budget of steps; the buffers are the memory cost
+        (measured: twice the longest prompt plus the budget held 0.4 GB more on WikiSQL than generate() batches).
+        At least the longest prompt plus the budget.
         """
         pending = deque(queue)
         needed = max(len(ids) for _, ids, _ in queue) + self.max_new_tokens
-        self.capacity = max(capacity or 2 * needed, needed + 1)
+        self.capacity = max(capacity or needed + self.max_new_tokens, needed + 1)
         self.compactions = 0
         self.cache = SlotCache(self.num_layers)
         self.mask = torch.zeros(self.slots, self.capacity, dtype=torch.bool, device=self.device)
@@ -177,7 +179,6 @@ class ContinuousGreedyDecoder:
         if column + 1 > self.capacity:
             self._compact()
             column = self.cache.column
-        rows = len(self.owner)
         self.mask[:, column] = True
         out = self.model(
             input_ids=self.last[:, None],
@@ -189,11 +190,11 @@ class ContinuousGreedyDecoder:
         self.cache.column = column + 1
         self.positions += 1
         self.last = out.logits[:, -1].argmax(dim=-1)
-        for slot in range(rows):
+        for slot, token in enumerate(self.last.tolist()):
             if self.owner[slot] is None:
                 self.mask[slot, : column + 1] = False
                 continue
-            generated[self.owner[slot]].append(int(self.last[slot]))
+            generated[self.owner[slot]].append(token)
             self._finish_if_done(slot, generated, progress)
 
     def _finish_if_done(self, slot: int, generated: dict, progress) -> None:
