@@ -19,9 +19,16 @@ def _batch(vocab: int):
     return torch.tensor(rows), torch.tensor(mask), torch.tensor(labels)
 
 
-def _run(model, batch, projected_rows):
-    from peft import get_peft_model  # noqa: F401  (the model is a PEFT model, as in training)
+def _trl_as_shipped(monkeypatch):
+    """TRL's own device test, whatever earlier tests (training runs in this process) did; restored afterwards."""
+    import trl.trainer.utils as trl_utils
+    from trl.kernels.chunked_logprob import _use_triton
 
+    monkeypatch.setattr(trl_utils, "_use_triton", _use_triton)
+
+
+def _run(model, batch, projected_rows):
+    """The fused head's outputs, the LoRA gradients, and how many rows the last call projected."""
     model.zero_grad()
     ids, mask, labels = batch
     out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
@@ -49,7 +56,7 @@ def test_same_loss_gradients_entropy_and_accuracy_from_fewer_projected_rows(tiny
         "apply",
         lambda hidden, *args: projected_rows.append(hidden.shape[0]) or real(hidden, *args),
     )
-    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # undone after the test
+    _trl_as_shipped(monkeypatch)
     every_position, grads_all, rows_all = _run(model, batch, projected_rows)
     assert project_loss_positions_only_on_cpu(type("Args", (), {"torch_compile": False})())
     labelled, grads_labelled, rows_labelled = _run(model, batch, projected_rows)
@@ -66,7 +73,7 @@ def test_same_loss_gradients_entropy_and_accuracy_from_fewer_projected_rows(tiny
 def test_left_alone_when_the_run_compiles_the_model(monkeypatch):
     import trl.trainer.utils as trl_utils
 
-    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)
+    _trl_as_shipped(monkeypatch)
     before = trl_utils._use_triton
     assert not project_loss_positions_only_on_cpu(type("Args", (), {"torch_compile": True})())
     assert trl_utils._use_triton is before and not before(torch.device("cpu"))
