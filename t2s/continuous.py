@@ -160,10 +160,10 @@ class ContinuousGreedyDecoder:
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=self.device)
         suffix_mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=self.device)
-        cache = PreallocatedCache(self.num_layers, start + width)
-        if prefix is not None:
-            for layer, (k, v) in zip(cache.layers, self.prefixes.prefill(prefix, self.device)):
-                layer.update(k.expand(len(prompts), *k.shape[1:]), v.expand(len(prompts), *v.shape[1:]))
+        if prefix is None:
+            cache = PreallocatedCache(self.num_layers, width)
+        else:
+            cache = self.prefixes.cache_for(prefix, len(prompts), start + width, self.device)
         mask = torch.cat([torch.ones(len(prompts), start, dtype=torch.long, device=self.device), suffix_mask], dim=1)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
         out = self.model(

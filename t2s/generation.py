@@ -99,7 +99,7 @@ def generate_sql(
     prefixes = PrefixStore(model) if settings.prefix_cache else None
     plan = plan_batches(tokenizer, prompts, settings.batch_size, settings.prefix_cache)
     continuous = settings.continuous_batching and settings.temperature <= 0 and k == 1 and grammars is None
-    if continuous and preallocated_cache(model, 1) is None:
+    if continuous and plain_kv_layers(model) is None:
         warnings.warn(
             f"{type(model).__name__} has no plain key/value cache: no continuous batching, plain batches", stacklevel=2
         )
@@ -215,14 +215,23 @@ class PrefixStore:
 
     def prefill(self, prefix: tuple[int, ...], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if prefix != self._prefix:
-            if plain_kv_layers(self.model) is None:
+            num_layers = plain_kv_layers(self.model)
+            if num_layers is None:
                 raise PrefixCacheUnsupported(type(self.model).__name__)
             ids = torch.tensor([prefix], device=device)
-            cache = PreallocatedCache(plain_kv_layers(self.model), len(prefix))
+            cache = PreallocatedCache(num_layers, len(prefix))
             self.model(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, use_cache=True)
             self._layers = [(layer.keys, layer.values) for layer in cache.layers]
             self._prefix = prefix
         return self._layers
+
+    def cache_for(self, prefix: tuple[int, ...], rows: int, capacity: int, device) -> PreallocatedCache:
+        """A cache of `capacity` positions whose `rows` rows each start with a copy of the prefix's keys/values."""
+        layers = self.prefill(prefix, device)
+        cache = PreallocatedCache(len(layers), capacity)
+        for layer, (k, v) in zip(cache.layers, layers):  # each row's copy of the prefix, written once
+            layer.update(k.expand(rows, *k.shape[1:]), v.expand(rows, *v.shape[1:]))
+        return cache
 
     def batch_inputs(
         self, tokenizer, prompts: Sequence[str], prefix: tuple[int, ...], expand: int, device, max_new_tokens: int
@@ -237,11 +246,8 @@ class PrefixStore:
         pad = tokenizer.pad_token_id
         rows = [list(prefix) + [pad] * (width - len(s)) + list(s) for s in suffixes]
         mask = [[1] * len(prefix) + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
-        rows_total = len(prompts) * expand  # generate() repeats each row per beam/sample but not a given cache
-        layers = self.prefill(prefix, device)
-        cache = PreallocatedCache(len(layers), len(rows[0]) + max_new_tokens)
-        for layer, (k, v) in zip(cache.layers, layers):  # each row's copy of the prefix, written once
-            layer.update(k.expand(rows_total, *k.shape[1:]), v.expand(rows_total, *v.shape[1:]))
+        # generate() repeats each row per beam/sample but not a given cache
+        cache = self.cache_for(prefix, len(prompts) * expand, len(rows[0]) + max_new_tokens, device)
         batch = {
             "input_ids": torch.tensor(rows, device=device),
             "attention_mask": torch.tensor(mask, device=device),
