@@ -1,5 +1,5 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
-.PHONY: install test quality style demo demo-eg demo-spider demo-constrained demo-grpo bench clean
+.PHONY: install test quality style demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,6 +22,7 @@ test: install
 quality: install
 	$(BIN)/ruff check $(CHECK_DIRS)
 	$(BIN)/ruff format --check $(CHECK_DIRS)
+	$(BIN)/lint-imports
 
 style: install
 	$(BIN)/ruff check --fix $(CHECK_DIRS)
@@ -33,11 +34,15 @@ demo: install
 	bash scripts/demo.sh
 
 demo-eg: install
-	bash scripts/demo_eg.sh
+	bash scripts/demo_eg.sh wikisql
 
 # Spider end to end on CPU (about 30 min): zero-shot, training on Spider train, evaluation on Spider dev by hardness.
 demo-spider: install
 	bash scripts/demo_spider.sh
+
+# Execution-guided decoding on the questions of a finished `make demo-spider`, added to its summary.
+demo-spider-eg: install
+	bash scripts/demo_eg.sh spider
 
 # GRPO with the execution reward after `make demo`, scored on the same held-out questions (about 45 min).
 demo-grpo: install

@@ -3,8 +3,8 @@
     python -m bench.bench_constrained [--adapter outputs/demo/adapter] [--spider_adapter outputs/demo_spider/adapter]
                                       [--prompts 32] [--batch_sizes 1 32]
 
-Same prompts, same greedy settings as evaluation (stop at newline/EOS), `t2s.generation.generate_sql` with and
-without one grammar per prompt (`t2s.constrained`), on WikiSQL held-out dev prompts and Spider dev prompts.
+Same prompts, same greedy settings as evaluation (stop at newline/EOS), `t2s.decoding.generation.generate_sql` with and
+without one grammar per prompt (`t2s.decoding.constrained`), on WikiSQL held-out dev prompts and Spider dev prompts.
 Tokens are counted from the generated SQL (its tokens plus the stop token). Results go to docs/benchmarks.md.
 Target: constrained under 10% slower.
 """
@@ -18,10 +18,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from bench.report import write_section  # noqa: E402
-from t2s.constrained import grammar_for  # noqa: E402
 from t2s.data import load_text2sql  # noqa: E402
-from t2s.generate import load_model_and_tokenizer  # noqa: E402
-from t2s.generation import GenerationSettings, generate_sql  # noqa: E402
+from t2s.decoding.constrained import grammar_for  # noqa: E402
+from t2s.decoding.generation import generate_sql  # noqa: E402
+from t2s.decoding.models import load_model_and_tokenizer  # noqa: E402
+from t2s.decoding.settings import GenerationSettings  # noqa: E402
 
 
 def timed(model, tokenizer, prompts, settings, grammars):

@@ -17,13 +17,13 @@ import torch  # noqa: E402
 
 from bench.report import write_section  # noqa: E402
 from t2s.data import load_wikisql  # noqa: E402
-from t2s.generate import load_model_and_tokenizer  # noqa: E402
-from t2s.generation import GenerationSettings, _generate_kwargs, first_line, prepare_tokenizer  # noqa: E402
+from t2s.decoding.models import load_model_and_tokenizer  # noqa: E402
+from t2s.decoding.settings import GenerationSettings, first_line, generate_kwargs, prepare_tokenizer  # noqa: E402
 
 
 @torch.no_grad()
 def run(model, tokenizer, prompts, batch_size, settings):
-    kwargs = _generate_kwargs(tokenizer, settings)
+    kwargs = generate_kwargs(tokenizer, settings)
     outputs, tokens = [], 0
     start = time.perf_counter()
     for i in range(0, len(prompts), batch_size):

@@ -3,7 +3,7 @@
     python -m bench.bench_memory [--steps 40] [--only GRPO]
 
 Each step runs in its own process, as in the demos, once as t2s runs by default (glibc's dynamic mmap threshold) and
-once with `T2S_MALLOC=mmap` (the threshold pinned at 128 KiB, t2s/allocator.py). Steps: SFT with the WikiSQL CPU
+once with `T2S_MALLOC=mmap` (the threshold pinned at 128 KiB, t2s/runtime.py). Steps: SFT with the WikiSQL CPU
 recipe and with the Spider CPU recipe (`--steps` optimizer steps, evaluations halfway and at the end), GRPO with its CPU recipe
 (8 steps, no pre-scoring; needs the demo's SFT adapter in outputs/demo/adapter), and evaluation of that adapter on
 100 held-out WikiSQL questions. Reported: peak RSS of the process (`wait4`'s ru_maxrss) and wall time. Results go to
@@ -28,16 +28,23 @@ def steps(n: int, out: Path) -> list[tuple[str, list[str]]]:
     short += ["--load_best_model_at_end", "false", "--early_stopping_patience", "0", "--overwrite_output_dir", "true"]
     return [
         (
-            "SFT, recipes/smollm2_cpu.yaml",
-            ["t2s/sft.py", "recipes/smollm2_cpu.yaml", *short, "--output_dir", str(out / "w")],
+            "SFT, recipes/smollm2-135m/wikisql/sft_cpu.yaml",
+            ["t2s/sft.py", "recipes/smollm2-135m/wikisql/sft_cpu.yaml", *short, "--output_dir", str(out / "w")],
         ),
         (
-            "SFT, recipes/smollm2_spider_cpu.yaml",
-            ["t2s/sft.py", "recipes/smollm2_spider_cpu.yaml", *short, "--output_dir", str(out / "s")],
+            "SFT, recipes/smollm2-135m/spider/sft_cpu.yaml",
+            ["t2s/sft.py", "recipes/smollm2-135m/spider/sft_cpu.yaml", *short, "--output_dir", str(out / "s")],
         ),
         (
-            "GRPO, recipes/smollm2_grpo_cpu.yaml (8 steps)",
-            ["t2s/grpo.py", "recipes/smollm2_grpo_cpu.yaml", "--max_steps", "8", "--prescore_samples", "0"]
+            "GRPO, recipes/smollm2-135m/wikisql/grpo_cpu.yaml (8 steps)",
+            [
+                "t2s/grpo.py",
+                "recipes/smollm2-135m/wikisql/grpo_cpu.yaml",
+                "--max_steps",
+                "8",
+                "--prescore_samples",
+                "0",
+            ]
             + [
                 "--train_limit",
                 "16",
@@ -105,7 +112,7 @@ def main():
     lines = [
         f"Peak resident memory (GiB) of each demo step in its own process, CPU ({os.cpu_count()} cores); SFT steps "
         f"run {cli.steps} optimizer steps with two evaluations. 'default': glibc's malloc as it comes. 'mmap': "
-        "`T2S_MALLOC=mmap`, the mmap threshold pinned at 128 KiB when t2s is imported (t2s/allocator.py). Command: "
+        "`T2S_MALLOC=mmap`, the mmap threshold pinned at 128 KiB when t2s is imported (t2s/runtime.py). Command: "
         f"`python -m bench.bench_memory{' --only ' + repr(cli.only) if cli.only else ''}"
         f"{' --malloc ' + cli.malloc if cli.malloc != 'both' else ''}`.",
         "",

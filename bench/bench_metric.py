@@ -18,8 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import evaluate  # noqa: E402
 
 from bench.report import write_section  # noqa: E402
-from t2s.data import clear_table_cache, load_spider, load_wikisql  # noqa: E402
-from t2s.execution import _scan_cached  # noqa: E402
+from t2s.data import load_spider, load_wikisql  # noqa: E402
+from t2s.execution.sandbox import clear_scan_cache  # noqa: E402
+from t2s.execution.tables import clear_table_cache  # noqa: E402
 from t2s.metrics import EXECUTION_ACCURACY  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def main() -> None:
         speeds = []
         for _ in range(args.repeats):
             clear_table_cache()
-            _scan_cached.cache_clear()
+            clear_scan_cache()
             start = time.perf_counter()
             result = metric.compute(predictions=refs, references=refs, tables=tables, num_proc=num_proc)
             speeds.append(len(refs) / (time.perf_counter() - start))
@@ -53,7 +54,7 @@ def main() -> None:
     for num_proc in (None, 2):
         speeds = []
         for _ in range(args.repeats):
-            _scan_cached.cache_clear()
+            clear_scan_cache()
             start = time.perf_counter()
             spider_result = metric.compute(
                 predictions=spider_refs, references=spider_refs, db_paths=paths, num_proc=num_proc

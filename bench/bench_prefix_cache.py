@@ -5,8 +5,8 @@
 Spider dev (all 1,034 questions, 20 databases) and WikiSQL held-out dev tables (500 questions), each with its
 fine-tuned demo adapter merged as in evaluation, greedy, stop at newline/EOS, the same batch size for every mode:
 - plain: generate() on length-sorted, left-padded batches with transformers' own DynamicCache (t2s before issue 13);
-- prefix cache: each database's schema prefilled once (t2s.generation), generate() batches, preallocated keys/values;
-- + continuous batching: rows that stop are replaced by the next questions (t2s.continuous), the new default.
+- prefix cache: each database's schema prefilled once (t2s.decoding.generation), generate() batches, preallocated keys/values;
+- + continuous batching: rows that stop are replaced by the next questions (t2s.decoding.continuous), the new default.
 Counts generated tokens (not the padding of rows that stopped early), wall time, and how many answers are identical
 to plain's. Results go to docs/benchmarks.md.
 """
@@ -20,11 +20,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-import t2s.generation  # noqa: E402
+import t2s.decoding.generation  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from t2s.data import load_text2sql  # noqa: E402
-from t2s.generate import load_model_and_tokenizer  # noqa: E402
-from t2s.generation import GenerationSettings, generate_sql, plan_batches  # noqa: E402
+from t2s.decoding.generation import generate_sql  # noqa: E402
+from t2s.decoding.models import load_model_and_tokenizer  # noqa: E402
+from t2s.decoding.prefix_cache import plan_batches  # noqa: E402
+from t2s.decoding.settings import GenerationSettings  # noqa: E402
 
 MODES = {
     "plain (transformers' DynamicCache)": {},
@@ -36,12 +38,12 @@ MODES = {
 @contextmanager
 def transformers_cache():
     """Plain batches as before issue 13: generate() builds its own DynamicCache (no preallocated buffers)."""
-    real = t2s.generation.preallocated_cache
-    t2s.generation.preallocated_cache = lambda model, capacity: None
+    real = t2s.decoding.generation.preallocated_cache
+    t2s.decoding.generation.preallocated_cache = lambda model, capacity: None
     try:
         yield
     finally:
-        t2s.generation.preallocated_cache = real
+        t2s.decoding.generation.preallocated_cache = real
 
 
 def generated_tokens(tokenizer, outputs) -> int:
@@ -110,9 +112,9 @@ def main():
         "Spider and 96 on WikiSQL (the demos' settings), the same batch size (rows decoded at once) in every mode, "
         "nothing else running. Plain: prompts sorted by length, left padding, transformers' DynamicCache (t2s before "
         "issue 13). Prefix cache: questions on one database batched together, the database's shared prompt tokens "
-        "prefilled once and their keys/values reused, written into preallocated buffers (`t2s/kv_cache.py`) instead of "
+        "prefilled once and their keys/values reused, written into preallocated buffers (`t2s/decoding/kv_cache.py`) instead of "
         "concatenated at every step; questions alone on their table go to plain batches. Continuous batching "
-        "(`t2s/continuous.py`, greedy only): a row that stops is replaced by the next questions, so the batch stays "
+        "(`t2s/decoding/continuous.py`, greedy only): a row that stops is replaced by the next questions, so the batch stays "
         f"full instead of decoding until its longest answer ends. Command: `{command}`.",
         "",
         "| data | questions | mean prompt tokens | questions served from a prefix cache | batch | mode | seconds "

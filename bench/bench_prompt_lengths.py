@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import write_section  # noqa: E402
 from t2s.data import load_text2sql  # noqa: E402
-from t2s.embedded import DEFAULT_EMBEDDED, resolve_model_name  # noqa: E402
+from t2s.decoding.embedded import DEFAULT_EMBEDDED, resolve_model_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,14 +59,14 @@ def main(argv=None) -> None:
         "| recipe | training data | max_length | drop_longer_than | examples over max_length |",
         "|---|---|---|---|---|",
     ]
-    for path in sorted((ROOT / "recipes").glob("*.yaml")):
+    for path in sorted((ROOT / "recipes").rglob("*.yaml")):
         recipe = yaml.safe_load(path.read_text())
         data = "Spider train" if recipe.get("dataset_name") == "spider" else "WikiSQL dev"
         values = measured[data]
         limit, drop = recipe.get("max_length"), recipe.get("drop_longer_than")
         over = [v for v in values if limit and v > limit and not (drop and v > drop)]
         recipes.append(
-            f"| `{path.name}` | {data} (whole split) | {limit} | {drop or '–'} | "
+            f"| `{path.relative_to(ROOT / 'recipes')}` | {data} (whole split) | {limit} | {drop or '–'} | "
             f"{len(over)} of {len(values):,}{' (after dropping longer ones)' if drop else ''} |"
         )
     body = (

@@ -3,10 +3,10 @@
     python -m bench.bench_train [--examples 96] [--spider]
 
 Seed setup: every example padded to 256 tokens, batch 1 × gradient accumulation 4, fp32.
-Then the CPU recipe's LoRA and sampler (recipes/smollm2_cpu.yaml) with: per-batch padding in fp32 (the recipe until
+Then the CPU recipe's LoRA and sampler (recipes/smollm2-135m/wikisql/sft_cpu.yaml) with: per-batch padding in fp32 (the recipe until
 issue 13), padding-free batches (TRL concatenates a batch into one row; on this stack the attention mask comes from
 the restarting position ids, tests/test_padding_free.py), bf16 autocast on the CPU, and both, at batch 4 and 8;
-then again with the LM head projecting only the SQL positions (t2s/loss_positions.py; TRL's own fused head projects
+then again with the LM head projecting only the SQL positions (t2s/training/loss_positions.py; TRL's own fused head projects
 every position off-GPU), as t2s/sft.py now trains.
 All train the embedded SmolLM2-135M-Instruct on the same questions (WikiSQL dev, training tables). Reported: useful
 (non-padding) tokens per second, share of non-padding tokens, seconds per step. The first optimizer step of each run
@@ -30,11 +30,11 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config  # noqa: E40
 
 from bench.report import write_section  # noqa: E402
 from t2s.data import load_wikisql  # noqa: E402
-from t2s.embedded import ensure_embedded_model  # noqa: E402
-from t2s.loss_positions import project_loss_positions_only_on_cpu  # noqa: E402
+from t2s.decoding.embedded import ensure_embedded_model  # noqa: E402
+from t2s.training.loss_positions import project_loss_positions_only_on_cpu  # noqa: E402
 
-RECIPE = "recipes/smollm2_cpu.yaml"
-SPIDER_RECIPE = "recipes/smollm2_spider_cpu.yaml"
+RECIPE = "recipes/smollm2-135m/wikisql/sft_cpu.yaml"
+SPIDER_RECIPE = "recipes/smollm2-135m/spider/sft_cpu.yaml"
 
 
 class Timer(TrainerCallback):
@@ -222,7 +222,7 @@ def main():
 
 def spider_main(cli, recipe, model_path, tokenizer, lora):
     from t2s.data import load_text2sql
-    from t2s.run_setup import drop_long_examples
+    from t2s.training.run_setup import drop_long_examples
 
     ds = load_text2sql("spider", "train", limit=cli.examples + 8, seed=42, require_database=False)  # as the recipe
     ds, _ = drop_long_examples(ds, tokenizer, recipe.get("drop_longer_than"))
@@ -245,7 +245,7 @@ def spider_main(cli, recipe, model_path, tokenizer, lora):
         loss_positions_only=True,  # as t2s/sft.py trains
     )
     lines = [
-        f"recipes/smollm2_spider_cpu.yaml's setup on {len(ds)} Spider train questions (seed 42, those over "
+        f"recipes/smollm2-135m/spider/sft_cpu.yaml's setup on {len(ds)} Spider train questions (seed 42, those over "
         f"{recipe.get('drop_longer_than')} tokens dropped), first optimizer step not timed. "
         "Command: `python -m bench.bench_train --spider`.",
         "",

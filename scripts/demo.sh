@@ -7,23 +7,24 @@
 # runs that part alone on an existing demo directory.
 #
 # Data protocol: WikiSQL dev split by table (20% of tables held out, holdout seed 42). Training uses questions on the
-# other tables (recipes/smollm2_cpu.yaml); every score is on DEMO_LIMIT questions from the held-out tables, schema
+# other tables (recipes/smollm2-135m/wikisql/sft_cpu.yaml); every score is on DEMO_LIMIT questions from the held-out tables, schema
 # only in the prompt. These are "WikiSQL dev, held-out tables" scores, not WikiSQL test scores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/demo_common.sh
+demo_settings wikisql
 
 start=$(date +%s)
 rm -rf "$OUT"
 mkdir -p "$OUT"
 step "1/6 Convert the embedded model (once; cached in \${T2S_CACHE:-~/.cache/t2s})"
-$BIN/python -c "from t2s.embedded import ensure_embedded_model; print(ensure_embedded_model())"
+$BIN/python -c "from t2s.decoding.embedded import ensure_embedded_model; print(ensure_embedded_model())"
 
 step "2/6 Zero-shot baseline: SmolLM2-135M-Instruct, no adapter, $LIMIT held-out questions"
 $BIN/python t2s/evaluate_sql.py --model embedded:smollm2-135m-instruct "${EVAL[@]}" --output_dir "$OUT/zero_shot"
 
-step "3/6 Train recipes/smollm2_cpu.yaml on the training tables"
-$BIN/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py recipes/smollm2_cpu.yaml \
+step "3/6 Train recipes/smollm2-135m/wikisql/sft_cpu.yaml on the training tables"
+$BIN/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py recipes/smollm2-135m/wikisql/sft_cpu.yaml \
     --output_dir "$OUT/adapter"
 
 # The adapter is merged into the base for generation: the same weights, without 210 small LoRA modules per
@@ -36,7 +37,7 @@ step "5/6 Before/after: zero-shot → fine-tuned (greedy)"
 $BIN/python t2s/evaluate_sql.py compare "$OUT/zero_shot" "$OUT/finetuned" "$OUT/compare_zero_shot_finetuned.json"
 
 step "6/6 Summary"
-$BIN/python -m t2s.demo_summary "$OUT" --total_seconds $(( $(date +%s) - start ))
+$BIN/t2s demo-summary "$OUT" --total_seconds $(( $(date +%s) - start ))
 
 if [[ "${DEMO_EG:-0}" == "1" ]]; then
     bash scripts/demo_eg.sh

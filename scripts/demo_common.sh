@@ -1,18 +1,36 @@
-# Shared settings of scripts/demo.sh and scripts/demo_eg.sh (sourced, not run).
-OUT=${DEMO_OUT:-outputs/demo}
-LIMIT=${DEMO_LIMIT:-500}
+# Shared settings of the demo scripts (sourced, not run). `demo_settings wikisql|spider` picks a demo's folder,
+# question count and dataset options; batch size and token budget are each dataset's defaults (docs/decoding.md).
 BIN=.venv/bin
-# Batch 32: on 64 held-out prompts, the same SQL as batch 16 in 9-17% less time (docs/benchmarks.md, docs/results.md).
-EVAL=(--dataset_name local --split dev --table_split heldout --limit "$LIMIT" --batch_size 32 --max_new_tokens 96)
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+demo_settings() {
+    case "$1" in
+        wikisql)
+            OUT=${DEMO_OUT:-outputs/demo}
+            LIMIT=${DEMO_LIMIT:-500}
+            DEMO_MAKE="make demo"
+            EVAL=(--dataset_name local --split dev --table_split heldout --limit "$LIMIT")
+            ;;
+        spider)
+            OUT=${DEMO_SPIDER_OUT:-outputs/demo_spider}
+            LIMIT=${DEMO_SPIDER_LIMIT:-300}
+            DEMO_MAKE="make demo-spider"
+            EVAL=(--dataset_name spider --split dev --limit "$LIMIT" --seed 42)
+            ;;
+        *)
+            echo "error: unknown demo '$1' (wikisql or spider)" >&2
+            exit 2
+            ;;
+    esac
+}
 
 step() { printf '\n\033[1m=== [%s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"; }
 
-# Stop with a clear message unless the files of a finished `make demo` are there.
+# Stop with a clear message unless the files of a finished demo are there.
 require_demo() {
     for needed in "$OUT/adapter/adapter_config.json" "$OUT/finetuned/predictions.jsonl"; do
         if [[ ! -f "$needed" ]]; then
-            echo "error: $needed is missing: run \`make demo\` first (or set DEMO_OUT to a finished demo directory)." >&2
+            echo "error: $needed is missing: run \`$DEMO_MAKE\` first (or point DEMO_OUT / DEMO_SPIDER_OUT at a finished demo)." >&2
             exit 2
         fi
     done

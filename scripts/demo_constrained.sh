@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/demo_common.sh
 
-SPIDER_OUT=${DEMO_SPIDER_OUT:-outputs/demo_spider}
-SPIDER_LIMIT=${DEMO_SPIDER_LIMIT:-300}
-SPIDER_EVAL=(--dataset_name spider --split dev --limit "$SPIDER_LIMIT" --seed 42 --batch_size 16 --max_new_tokens 128)
+demo_settings spider
+SPIDER_OUT=$OUT SPIDER_LIMIT=$LIMIT SPIDER_EVAL=("${EVAL[@]}")
+demo_settings wikisql
 ran=0
 
 if [[ -f "$OUT/adapter/adapter_config.json" && -f "$OUT/finetuned/predictions.jsonl" ]]; then

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # make demo-grpo: GRPO with the execution reward on top of a finished `make demo` (same DEMO_OUT, DEMO_LIMIT), then
 # the same held-out questions greedy and execution-guided, paired against the SFT adapter's runs (McNemar).
-# About 45 minutes on 2 CPU cores: GRPO about 30 (recipes/smollm2_grpo_cpu.yaml), evaluations about 10-15.
+# About 45 minutes on 2 CPU cores: GRPO about 30 (recipes/smollm2-135m/wikisql/grpo_cpu.yaml), evaluations about 10-15.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/demo_common.sh
+demo_settings wikisql
 
 CANDIDATES=${DEMO_EG_CANDIDATES:-4}
 require_demo
 
-step "GRPO 1/4 GRPO from the SFT adapter (recipes/smollm2_grpo_cpu.yaml)"
-$BIN/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/grpo.py recipes/smollm2_grpo_cpu.yaml \
+step "GRPO 1/4 GRPO from the SFT adapter (recipes/smollm2-135m/wikisql/grpo_cpu.yaml)"
+$BIN/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/grpo.py recipes/smollm2-135m/wikisql/grpo_cpu.yaml \
     --sft_adapter "$OUT/adapter" --output_dir "$OUT/grpo" --overwrite_output_dir true
-$BIN/python -m t2s.grpo_report "$OUT/grpo" --png "$OUT/grpo/reward_curve.png"
+$BIN/t2s grpo-report "$OUT/grpo" --png "$OUT/grpo/reward_curve.png"
 
 step "GRPO 2/4 SFT + GRPO, greedy, on the held-out questions"
 $BIN/python t2s/evaluate_sql.py --adapter "$OUT/grpo" --merge_adapter "${EVAL[@]}" --output_dir "$OUT/grpo_greedy" \

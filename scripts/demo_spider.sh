@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo-spider: the t2s loop on multi-table databases, offline, on CPU, with the embedded model and Spider from
 # $T2S_SPIDER_DIR (default ../shared/spider). Zero-shot baseline → LoRA training on Spider train
-# (recipes/smollm2_spider_cpu.yaml) → greedy evaluation on Spider dev with the error analysis by hardness →
+# (recipes/smollm2-135m/spider/sft_cpu.yaml) → greedy evaluation on Spider dev with the error analysis by hardness →
 # before/after comparison with McNemar's test. Times and scores: docs/results.md.
 #
 # Data protocol: Spider dev, a fixed subset of DEMO_SPIDER_LIMIT questions (default 300, seed 42) because generating
@@ -12,22 +12,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/demo_common.sh
-
-OUT=${DEMO_SPIDER_OUT:-outputs/demo_spider}
-LIMIT=${DEMO_SPIDER_LIMIT:-300}
-EVAL=(--dataset_name spider --split dev --limit "$LIMIT" --seed 42 --batch_size 16 --max_new_tokens 128)
+demo_settings spider
 
 start=$(date +%s)
 rm -rf "$OUT"
 mkdir -p "$OUT"
 step "1/6 Convert the embedded model (once; cached in \${T2S_CACHE:-~/.cache/t2s})"
-$BIN/python -c "from t2s.embedded import ensure_embedded_model; print(ensure_embedded_model())"
+$BIN/python -c "from t2s.decoding.embedded import ensure_embedded_model; print(ensure_embedded_model())"
 
 step "2/6 Zero-shot baseline: SmolLM2-135M-Instruct, no adapter, $LIMIT Spider dev questions"
 $BIN/python t2s/evaluate_sql.py --model embedded:smollm2-135m-instruct "${EVAL[@]}" --output_dir "$OUT/zero_shot"
 
-step "3/6 Train recipes/smollm2_spider_cpu.yaml on Spider train"
-$BIN/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py recipes/smollm2_spider_cpu.yaml \
+step "3/6 Train recipes/smollm2-135m/spider/sft_cpu.yaml on Spider train"
+$BIN/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py recipes/smollm2-135m/spider/sft_cpu.yaml \
     --output_dir "$OUT/adapter"
 
 step "4/6 Evaluate the fine-tuned adapter on Spider dev, greedy (with the error analysis by hardness)"
@@ -38,4 +35,4 @@ step "5/6 Before/after: zero-shot → fine-tuned (greedy)"
 $BIN/python t2s/evaluate_sql.py compare "$OUT/zero_shot" "$OUT/finetuned" "$OUT/compare_zero_shot_finetuned.json"
 
 step "6/6 Summary"
-$BIN/python -m t2s.demo_summary "$OUT" --total_seconds $(( $(date +%s) - start ))
+$BIN/t2s demo-summary "$OUT" --total_seconds $(( $(date +%s) - start ))

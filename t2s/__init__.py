@@ -1,8 +1,13 @@
-"""t2s: fine-tune language models to write SQL with TRL, and score them by executing it."""
+"""t2s: fine-tune language models to write SQL with TRL, and score them by executing it.
+
+The package reads as the pipeline (docs/architecture.md): `execution` (the SQL sandbox and each dataset's result
+semantics) → `data` (readers, schema, the canonical prompt) → `decoding` (models and generation) → `publish` (run
+record, model card, Hub, export) → `evaluation` (scoring runs, paired comparison, error analysis) → `training` (SFT,
+GRPO). The modules directly in `t2s/` are the commands; `t2s.cli` is the `t2s` console command over them.
+"""
 
 __version__ = "0.1.0.dev0"
 
-from t2s import quiet as _quiet  # noqa: E402,F401  (filters one harmless bitsandbytes warning; see t2s/quiet.py)
-from t2s.allocator import apply_from_environment as _apply_allocator_choice  # noqa: E402
+from t2s.runtime import apply_from_environment as _apply_malloc_choice  # noqa: E402  (also filters one warning)
 
-_apply_allocator_choice()  # T2S_MALLOC=mmap: less memory held, slower (t2s/allocator.py)
+_apply_malloc_choice()  # T2S_MALLOC=mmap: less memory held, slower (t2s/runtime.py)

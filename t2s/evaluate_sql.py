@@ -1,4 +1,4 @@
-"""Score a model by executing its SQL, explain its errors, and compare two runs.
+r"""Score a model by executing its SQL, explain its errors, and compare two runs.
 
     # fine-tuned adapter on 500 questions from held-out dev tables (greedy), with error analysis
     python t2s/evaluate_sql.py --adapter outputs/smollm2-135m-wikisql-lora --table_split heldout --limit 500 \
@@ -7,7 +7,7 @@
     python t2s/evaluate_sql.py --model embedded:smollm2-135m-instruct --table_split heldout --limit 500 \
         --output_dir outputs/eval/zero_shot
     # paired comparison: both accuracies, fixed/broken counts, McNemar's exact test
-    python t2s/evaluate_sql.py compare outputs/eval/zero_shot outputs/eval/finetuned
+    python t2s/evaluate_sql.py compare outputs/eval/zero_shot outputs/eval/finetuned [OUTPUT_JSON]
 
 Each run writes `predictions.jsonl` (one line per question, with its outcome), `metrics.json` (scores
 and protocol), `analysis.{md,json,png}`, and records the score in the adapter's model card.
@@ -15,307 +15,39 @@ and protocol), `analysis.{md,json,png}`, and records the score in the adapter's 
 
 from __future__ import annotations
 
-import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
+import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
+from t2s.runtime import dataclass_parser, run_command
 
+import argparse
 import json
-import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
-from t2s.analysis import analyse, print_summary, write_reports
-from t2s.data import HARDNESS_LEVELS, is_sqlite_dataset
-from t2s.data.sources import dataset_reference
-from t2s.errors import UserError, run_command
-from t2s.generate import GenerateArguments, decoding_label, load_eval_data, prediction_record, run, write_jsonl
-from t2s.hub import record_scores
-
-console = Console()
+from t2s.evaluation.compare import compare
+from t2s.evaluation.runner import EvaluateArguments, evaluate_run
 
 
-@dataclass
-class EvaluateArguments(GenerateArguments):
-    output_dir: str = field(default="outputs/eval", metadata={"help": "Where predictions, metrics and analysis go."})
-    predictions: str | None = field(
-        default=None,
-        metadata={
-            "help": "Score this predictions.jsonl instead of generating (same dataset options). With "
-            "--execution_guided: its predictions are the greedy ones, and only the failing ones are searched again."
-        },
+def compare_main(argv: list[str]) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="evaluate_sql.py compare",
+        description="Paired comparison of two evaluations of the same questions: both accuracies, fixed/broken "
+        "counts and McNemar's exact test.",
     )
-    other_run: str | None = field(
-        default=None, metadata={"help": "Another run's output_dir (other seed/model): adds agreement to the analysis."}
-    )
-    run_name: str | None = field(default=None, metadata={"help": "Name of this evaluation in the model card."})
-    timeout: float = field(default=2.0, metadata={"help": "Seconds each query may run."})
-    keep_distinct: bool = field(
-        default=False,
-        metadata={"help": "Spider semantics: keep DISTINCT in both queries (the official evaluator removes it)."},
-    )
-
-
-def load_metric():
-    import evaluate
-
-    from t2s.metrics import EXECUTION_ACCURACY
-
-    return evaluate.load(EXECUTION_ACCURACY)
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise UserError(
-                        f"{path}:{lineno}: malformed JSON ({e.msg}); expected one prediction per line"
-                    ) from None
-    return records
-
-
-def align_predictions(dataset, records: list[dict], path: str) -> list:
-    """Predictions in dataset order, matched by example_id; refuses a file for other questions."""
-    by_id = {}
-    for i, r in enumerate(records, 1):
-        if "example_id" not in r or "prediction" not in r:
-            raise UserError(f"{path}:{i}: a prediction record needs 'example_id' and 'prediction'")
-        by_id[r["example_id"]] = r["prediction"]
-    missing = [eid for eid in dataset["example_id"] if eid not in by_id]
-    if missing:
-        raise UserError(
-            f"{path} has no prediction for {len(missing)} of {len(dataset)} questions (first: {missing[0]}); "
-            "pass the same dataset options (split, table_split, limit, seed) as when it was generated"
-        )
-    return [by_id[eid] for eid in dataset["example_id"]]
-
-
-def evaluate_run(args: EvaluateArguments) -> dict:
-    out = Path(args.output_dir)
-    if args.predictions and args.execution_guided:
-        dataset = load_eval_data(args)
-        greedy = align_predictions(dataset, read_jsonl(args.predictions), args.predictions)
-        dataset, records, elapsed = run(args, dataset, greedy)
-        predictions = [r["prediction"] for r in records]
-    elif args.predictions:
-        dataset = load_eval_data(args)
-        predictions = align_predictions(dataset, read_jsonl(args.predictions), args.predictions)
-        records = [prediction_record(ex, p) for ex, p in zip(dataset, predictions)]
-        elapsed = None
-    else:
-        dataset, records, elapsed = run(args)
-        predictions = [r["prediction"] for r in records]
-
-    sqlite = is_sqlite_dataset(dataset)
-    database = {"db_paths": list(dataset["db_path"])} if sqlite else {"tables": list(dataset["table"])}
-    result = load_metric().compute(
-        predictions=predictions,
-        references=list(dataset["gold_sql"]),
-        timeout=args.timeout,
-        keep_distinct=args.keep_distinct,
-        return_details=True,
-        **database,
-    )
-    details = result.pop("details")
-    for record, detail in zip(records, details):
-        record["outcome"], record["error"] = detail["outcome"], detail["error"]
-    write_jsonl(out / "predictions.jsonl", records)
-
-    model_label = args.adapter or args.model or "embedded:smollm2-135m-instruct"
-    metrics = {
-        **result,
-        "protocol": dataset.info.description,
-        "schema_format": args.schema_format,
-        "decoding": decoding_label(args),
-        "dataset": dataset_reference(args.dataset_name, "spider" if sqlite else "wikisql"),
-        "model": args.model,
-        "adapter": args.adapter,
-        "generation_seconds": round(elapsed, 1) if elapsed is not None else None,
-        "prefix_cache": args.prefix_cache,  # speed only: the SQL is that of plain batched generation
-        "continuous_batching": args.continuous_batching,  # speed; the SQL up to float rounding (docs/benchmarks.md)
-        "headline": HEADLINES["spider" if sqlite else "wikisql"],
-        **breakdowns(records, details),
-    }
-    if args.execution_guided:
-        chosen = [r.get("eg_choice", 0) for r in records]
-        metrics["eg_searched"] = sum("candidates" in r for r in records)
-        metrics["eg_replaced_greedy"] = sum(c > 0 for c in chosen)
-        metrics["eg_fallbacks_to_greedy"] = sum(c == -1 for c in chosen)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-
-    other = None
-    if args.other_run:
-        other = {r["example_id"]: r["outcome"] for r in read_jsonl(Path(args.other_run) / "predictions.jsonl")}
-    analysis = analyse(list(dataset), predictions, details, other_outcomes=other)
-    title = f"{model_label}, {metrics['decoding']}"
-    write_reports(analysis, out, title, metrics["protocol"])
-
-    print_metrics(metrics, title)
-    print_summary(analysis, title)
-    if args.adapter and Path(args.adapter).is_dir():
-        name = args.run_name or f"{metrics['protocol']}; {metrics['decoding']}"
-        record_scores(
-            args.adapter,
-            name,
-            {
-                k: metrics[k]
-                for k in (
-                    "execution_accuracy",
-                    "execution_accuracy_nonempty_gold",
-                    "num_scored",
-                    "protocol",
-                    "dataset",
-                    "semantics",
-                    "decoding",
-                    "schema_format",
-                )
-            },
-        )
-        console.print(f"Recorded the score in {Path(args.adapter) / 'README.md'}")
-    console.print(f"Wrote {out}/predictions.jsonl, metrics.json, analysis.md, analysis.json, analysis.png")
-    return metrics
-
-
-HEADLINES = {
-    "wikisql": "execution_accuracy (official WikiSQL protocol: empty-gold examples included; text compared "
-    "case-insensitively)",
-    "spider": "execution_accuracy (official Spider execution match, test-suite-sql-eval defaults: DISTINCT removed, "
-    "rows as multisets, ordered only if the gold has ORDER BY, any column order, exact values)",
-}
-
-
-def breakdowns(records: list[dict], details: list[dict]) -> dict:
-    """Accuracy by hardness (Spider) and without the examples whose gold result has a known data caveat."""
-    out: dict = {}
-    scored = [(r, d) for r, d in zip(records, details) if d["outcome"] != "gold_error"]
-    if any("hardness" in r for r, _ in scored):
-        by = {}
-        for level in (*HARDNESS_LEVELS, "unknown"):
-            items = [d for r, d in scored if r.get("hardness") == level]
-            if items:
-                right = sum(d["outcome"] == "correct" for d in items)
-                by[level] = {"n": len(items), "correct": right, "execution_accuracy": right / len(items)}
-        out["by_hardness"] = by
-    flagged = [(r, d) for r, d in scored if r.get("caveat")]
-    if flagged:
-        clean = [d for r, d in scored if not r.get("caveat")]
-        caveats: dict[str, dict] = {}
-        for r, d in flagged:
-            entry = caveats.setdefault(r["caveat"], {"n": 0, "correct": 0})
-            entry["n"] += 1
-            entry["correct"] += d["outcome"] == "correct"
-        out["caveat_examples"] = caveats
-        out["execution_accuracy_without_caveats"] = (
-            sum(d["outcome"] == "correct" for d in clean) / len(clean) if clean else 0.0
-        )
-        out["num_without_caveats"] = len(clean)
-    return out
-
-
-def print_metrics(metrics: dict, title: str) -> None:
-    table = Table(title=f"Execution accuracy: {title}", show_header=False)
-    table.add_row("protocol", metrics["protocol"])
-    table.add_row("schema in prompt", metrics["schema_format"])
-    table.add_row("decoding", metrics["decoding"])
-    table.add_row(
-        "execution accuracy",
-        f"[bold]{metrics['execution_accuracy']:.1%}[/] ({metrics['outcomes']['correct']}/{metrics['num_scored']})",
-    )
-    table.add_row(
-        "without empty-gold",
-        f"{metrics['execution_accuracy_nonempty_gold']:.1%} ({metrics['num_empty_gold']} empty-gold left out)",
-    )
-    table.add_row("outcomes", ", ".join(f"{k} {v}" for k, v in metrics["outcomes"].items()))
-    if metrics.get("gold_errors"):
-        table.add_row("gold errors (excluded)", str(metrics["gold_errors"]))
-    for level, e in metrics.get("by_hardness", {}).items():
-        table.add_row(f"  {level}", f"{e['execution_accuracy']:.1%} ({e['correct']}/{e['n']})")
-    if "caveat_examples" in metrics:
-        n = sum(e["n"] for e in metrics["caveat_examples"].values())
-        table.add_row(
-            "without data caveats",
-            f"{metrics['execution_accuracy_without_caveats']:.1%} ({metrics['num_without_caveats']} examples; "
-            f"{n} with a known problem in their gold result are reported apart in metrics.json)",
-        )
-    if metrics.get("generation_seconds") is not None:
-        table.add_row("generation time", f"{metrics['generation_seconds']:.0f} s")
-    console.print(table)
-
-
-# --------------------------------------------------------------------------- paired comparison
-
-
-def mcnemar_exact(fixed: int, broken: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial test on the discordant pairs.
-
-    Computed directly (a sum of binomial terms) rather than adding scipy/statsmodels for one formula.
-    """
-    n = fixed + broken
-    if n == 0:
-        return 1.0
-    k = min(fixed, broken)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
-def compare(run_a: str, run_b: str) -> dict:
-    """Paired comparison of two evaluations of the same questions."""
-    a = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_a) / "predictions.jsonl")}
-    b = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_b) / "predictions.jsonl")}
-    if set(a) != set(b):
-        raise UserError(
-            f"{run_a} and {run_b} scored different questions ({len(set(a) ^ set(b))} not shared): "
-            "a paired comparison needs the same dataset options for both"
-        )
-    fixed = sum(not a[k] and b[k] for k in a)
-    broken = sum(a[k] and not b[k] for k in a)
-    meta_a = json.loads((Path(run_a) / "metrics.json").read_text())
-    meta_b = json.loads((Path(run_b) / "metrics.json").read_text())
-    result = {
-        "a": run_a,
-        "b": run_b,
-        "n": len(a),
-        "protocol": meta_a["protocol"],
-        "accuracy_a": meta_a["execution_accuracy"],
-        "accuracy_b": meta_b["execution_accuracy"],
-        "decoding_a": meta_a["decoding"],
-        "decoding_b": meta_b["decoding"],
-        "both_correct": sum(a[k] and b[k] for k in a),
-        "both_wrong": sum(not a[k] and not b[k] for k in a),
-        "fixed": fixed,
-        "broken": broken,
-        "mcnemar_p": mcnemar_exact(fixed, broken),
-    }
-    table = Table(title=f"{run_a} → {run_b} ({result['n']} questions; {result['protocol']})")
-    for column in ("", "A", "B"):
-        table.add_column(column)
-    table.add_row("execution accuracy", f"{result['accuracy_a']:.1%}", f"{result['accuracy_b']:.1%}")
-    table.add_row("decoding", result["decoding_a"], result["decoding_b"])
-    console.print(table)
-    console.print(
-        f"fixed (A wrong, B right) {fixed}, broken (A right, B wrong) {broken}, both right {result['both_correct']}, "
-        f"both wrong {result['both_wrong']}; McNemar exact p = {result['mcnemar_p']:.3g}"
-    )
+    parser.add_argument("run_a", help="the first evaluation's output_dir (predictions.jsonl, metrics.json)")
+    parser.add_argument("run_b", help="the second evaluation's output_dir, on the same questions")
+    parser.add_argument("output_json", nargs="?", help="also write the comparison to this JSON file")
+    args = parser.parse_args(argv)
+    result = compare(args.run_a, args.run_b)
+    if args.output_json:
+        Path(args.output_json).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
 def main(argv=None):
-    from transformers import HfArgumentParser
-
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "compare":
-        if len(argv) not in (3, 4):
-            raise SystemExit("usage: evaluate_sql.py compare RUN_A RUN_B [OUTPUT_JSON]")
-        result = compare(argv[1], argv[2])
-        if len(argv) == 4:
-            Path(argv[3]).write_text(json.dumps(result, indent=2) + "\n")
-        return result
-    (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(argv)
+        return compare_main(argv[1:])
+    (args,) = dataclass_parser(EvaluateArguments, __doc__).parse_args_into_dataclasses(argv)
     return evaluate_run(args)
 
 

@@ -1,153 +1,23 @@
-"""Reinforcement learning after SFT: TRL's GRPOTrainer with execution accuracy as the reward.
+r"""Reinforcement learning after SFT: TRL's GRPOTrainer with execution accuracy as the reward.
 
-    accelerate launch --config_file accelerate_configs/cpu.yaml t2s/grpo.py recipes/smollm2_grpo_cpu.yaml
+    accelerate launch --config_file accelerate_configs/cpu.yaml t2s/grpo.py recipes/smollm2-135m/wikisql/grpo_cpu.yaml
     accelerate launch --config_file accelerate_configs/single_gpu_bf16.yaml t2s/grpo.py \
-        recipes/qwen2.5_coder_7b_spider_grpo.yaml
-    python t2s/grpo.py recipes/smollm2_grpo_cpu.yaml --max_steps 4 --output_dir outputs/try   # any field overrides
+        recipes/qwen2.5-coder-7b/spider/grpo.yaml
+    t2s grpo recipes/smollm2-135m/wikisql/grpo_cpu.yaml --max_steps 4 --output_dir outputs/try   # any field overrides
 
-Training prompts are the canonical prompts of SFT (prompt-only records); each completion is scored by running it in
-the metric's sandbox against the gold result (`t2s.rewards`). With `sft_adapter` the SFT LoRA weights keep training;
-the output is that adapter, on the same base, with its run record and model card.
+A recipe YAML sets fields of t2s's GRPOArguments, TRL's GRPOConfig and TRL's ModelConfig (recipes/README.md).
 """
 
-import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
+import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
+from t2s.runtime import run_command
 
-import time
-
-from transformers import AutoTokenizer, set_seed
-from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
-
-from t2s.configs import GRPOArguments
-from t2s.embedded import resolve_model_name
-from t2s.errors import UserError, run_command
-from t2s.generation import GenerationSettings
-from t2s.hub import check_hub_access, push_adapter
-from t2s.loss_positions import project_loss_positions_only_on_cpu
-from t2s.prompt_filter import keep_informative
-from t2s.recipe import parse_training_command
-from t2s.rewards import ExecutionReward
-from t2s.run_record import finish_run, report_grpo_setup
-from t2s.run_setup import load_splits, model_init_kwargs, resume_point
-
-DATACLASSES = (GRPOArguments, GRPOConfig, ModelConfig)
-
-
-def load_policy(model_args: ModelConfig, sft_adapter: str | None):
-    """(model or model path, peft_config, model_init_kwargs, quantization_config, tokenizer source)."""
-    from t2s.generate import _has_tokenizer, adapter_base
-
-    if sft_adapter:
-        base = adapter_base(sft_adapter)
-        named = model_args.model_name_or_path
-        if named and resolve_model_name(named) != resolve_model_name(base):
-            raise UserError(
-                f"sft_adapter {sft_adapter} was trained on {base}, but the recipe's model_name_or_path is {named}: "
-                "set model_name_or_path to the adapter's base (or leave it out)"
-            )
-        model_args.model_name_or_path = base
-    if not model_args.model_name_or_path:
-        raise UserError("model_name_or_path is required (or sft_adapter, whose base model is then used)")
-    path = resolve_model_name(model_args.model_name_or_path)
-    init, quantization_config = model_init_kwargs(model_args)
-    if not sft_adapter:
-        return path, get_peft_config(model_args), init, quantization_config, path
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(path, **{k: v for k, v in init.items() if v is not None})
-    # is_trainable: the SFT adapter's LoRA weights are the policy; TRL keeps a frozen copy as reference if beta > 0.
-    model = PeftModel.from_pretrained(model, sft_adapter, is_trainable=True)
-    return model, None, None, quantization_config, sft_adapter if _has_tokenizer(sft_adapter) else path
-
-
-def main(script_args: GRPOArguments, training_args: GRPOConfig, model_args: ModelConfig, recipe: str | None = None):
-    check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
-    resume = resume_point(
-        training_args.output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir
-    )
-    push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our own model card
-    set_seed(training_args.seed)
-
-    model, peft_config, training_args.model_init_kwargs, quantization_config, tokenizer_source = load_policy(
-        model_args, script_args.sft_adapter
-    )
-    project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same log-probs, less work
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-
-    train, evals = load_splits(script_args)
-    train = train.remove_columns(["completion"])  # prompt-only: the gold SQL reaches the reward as gold_sql
-    reward = ExecutionReward(script_args.reward_partial_credit)
-    prompt_filter = None
-    if script_args.prescore_samples:
-        if resume:
-            raise UserError("prescore_samples with a resumed run would draw different prompts: resume without it")
-        train, summary = keep_informative(
-            model,
-            tokenizer,
-            train,
-            reward,
-            GenerationSettings(
-                max_new_tokens=training_args.max_completion_length,
-                batch_size=max(1, (training_args.generation_batch_size or 64) // script_args.prescore_samples),
-                temperature=training_args.temperature,
-                top_p=training_args.top_p,
-                top_k=training_args.top_k,
-                num_candidates=script_args.prescore_samples,
-            ),
-            training_args.output_dir,
-        )
-        prompt_filter = summary.describe()
-        print(f"Pre-scoring: {prompt_filter}")
-        if not len(train):
-            raise UserError("no training question is informative (every one got equal rewards): nothing to train on")
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=[reward],
-        args=training_args,
-        train_dataset=train,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
-    report_grpo_setup(trainer, train, model_args, script_args, quantization_config)
-
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    elapsed = time.perf_counter() - start
-    trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
-    trainer.save_state()  # trainer_state.json: every logged step (rewards, zero-std share, step times)
-
-    if trainer.accelerator.is_main_process:
-        extra = {
-            "sft_adapter": script_args.sft_adapter,
-            "reward": f"execution: 1.0 correct, {reward.partial_credit} runs but differs, 0.0 error/timeout/rejected",
-            "prompt_filter": prompt_filter,
-            "grpo": {
-                k: getattr(training_args, k)
-                for k in (
-                    "num_generations",
-                    "generation_batch_size",
-                    "max_completion_length",
-                    "temperature",
-                    "beta",
-                    "loss_type",
-                    "learning_rate",
-                )
-            },
-        }
-        finish_run(
-            trainer, script_args, model_args, recipe, train, evals, elapsed, {}, quantization_config, resume,
-            stage="grpo", extra=extra,
-        )  # fmt: skip
-        if push:
-            push_adapter(training_args.output_dir, training_args.hub_model_id, private=training_args.hub_private_repo)
-    return trainer
+from t2s.training.grpo import DATACLASSES, train_grpo
+from t2s.training.recipe import parse_training_command
 
 
 def cli(argv=None):
     recipe, (script_args, training_args, model_args) = parse_training_command(DATACLASSES, argv)
-    return main(script_args, training_args, model_args, recipe)
+    return train_grpo(script_args, training_args, model_args, recipe)
 
 
 if __name__ == "__main__":

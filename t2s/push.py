@@ -3,29 +3,30 @@
     python t2s/push.py outputs/smollm2-135m-wikisql-lora --hub_model_id you/smollm2-135m-wikisql-lora [--private]
 
 Run it after `t2s/evaluate_sql.py --adapter …`, so the card carries the execution accuracy and its protocol.
-Checkpoints and prediction files stay local.
+Checkpoints and prediction files stay local. An exported (merged) model is pushed by `t2s/export.py --push_to_hub`.
 """
 
-import t2s.quiet  # noqa: F401  (first: before bitsandbytes is imported)
+import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
+from t2s.runtime import UserError, run_command
 
 import argparse
 
-from t2s.errors import run_command
-from t2s.hub import check_hub_access, load_run, push_adapter
+from t2s.publish.card import load_run
+from t2s.publish.hub import check_hub_access, push_folder
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("output_dir")
+    parser.add_argument("output_dir", help="a t2s training output folder (with t2s_run.json)")
     parser.add_argument("--hub_model_id", default=None, help="default: the recipe's hub_model_id")
-    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
     args = parser.parse_args(argv)
     run = load_run(args.output_dir)
     if not run:
-        raise SystemExit(f"{args.output_dir} has no t2s_run.json: not a t2s training output folder")
+        raise UserError(f"{args.output_dir} has no t2s_run.json: not a t2s training output folder")
     repo_id = args.hub_model_id or run.get("hub_model_id")
     check_hub_access(True, repo_id)
-    commit = push_adapter(args.output_dir, repo_id, private=args.private or None)
+    commit = push_folder(args.output_dir, repo_id, private=args.private or None)
     print(f"Pushed {args.output_dir} to {repo_id} ({commit})")
 
 

@@ -52,7 +52,7 @@ def test_t2s_malloc_mmap_returns_freed_tensor_memory_to_the_system():
 
 
 def test_the_threshold_is_left_alone_where_the_environment_decides(monkeypatch):
-    from t2s.allocator import apply_from_environment, fix_mmap_threshold
+    from t2s.runtime import apply_from_environment, fix_mmap_threshold
 
     monkeypatch.delenv("T2S_MALLOC", raising=False)
     assert apply_from_environment() is False

@@ -4,12 +4,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from .conftest import ROOT
 
-COMMANDS = [
+COMMANDS_BY_SCRIPT = [
     ["t2s/sft.py"],
     ["t2s/grpo.py"],
     ["t2s/generate.py"],
@@ -17,25 +18,86 @@ COMMANDS = [
     ["t2s/push.py"],
     ["t2s/ask.py"],
     ["t2s/export.py"],
-    ["-m", "t2s.demo_summary"],
-    ["-m", "t2s.grpo_report"],
 ]
+# The installed console command (setup.cfg entry point), beside the interpreter of this virtualenv.
+T2S = str(Path(sys.executable).with_name("t2s"))
 
 
-def _run(args, cwd=ROOT, **env):
+def _run(args, cwd=ROOT, program=sys.executable, **env):
     environment = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **env)
     environment.pop("T2S_TRACEBACK", None)
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([program, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[-1])
+@pytest.mark.parametrize("command", COMMANDS_BY_SCRIPT, ids=lambda c: c[-1])
 def test_help_of_every_command_renders(command):
     out = _run([*command, "--help"])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "usage:" in out.stdout
     assert "gemm_4bit_forward" not in out.stdout + out.stderr  # the known bitsandbytes warning is filtered
+
+
+def test_console_command_lists_and_runs_every_subcommand(tmp_path):
+    from t2s.cli import COMMANDS
+
+    out = _run(["--help"], program=T2S, cwd=tmp_path)  # from any directory: no file paths needed
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in COMMANDS:
+        assert f"  {name} " in out.stdout
+    assert set(COMMANDS) == {
+        *(c[0].removeprefix("t2s/").removesuffix(".py").removesuffix("_sql") for c in COMMANDS_BY_SCRIPT),
+        "compare",
+        "demo-summary",
+        "grpo-report",
+    }
+    for name in COMMANDS:
+        sub = _run([name, "--help"], program=T2S, cwd=tmp_path)
+        assert sub.returncode == 0, (name, sub.stderr[-2000:])
+        assert "usage:" in sub.stdout + sub.stderr, name
+    unknown = _run(["trian"], program=T2S, cwd=tmp_path)
+    assert unknown.returncode != 0 and "unknown command 'trian'" in unknown.stderr
+
+
+def test_console_command_runs_the_script_it_names(tmp_path):
+    """`t2s compare` is `evaluate_sql.py compare`: the same message for the same bad input."""
+    for name, ids in (("a", ["q1"]), ("b", ["q2"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "predictions.jsonl").write_text(json.dumps({"example_id": ids[0], "outcome": "correct"}))
+        (tmp_path / name / "metrics.json").write_text("{}")
+    _assert_user_error(_run(["compare", str(tmp_path / "a"), str(tmp_path / "b")], program=T2S), "different questions")
+
+
+def test_every_option_has_help():
+    """Each option a user can pass says what it does; `--no_X` switches say so in one line."""
+    from t2s.runtime import dataclass_parser
+
+    import argparse
+
+    from t2s.ask import parse_args
+    from t2s.evaluation.runner import EvaluateArguments
+    from t2s.generate import GenerateArguments
+    from t2s.training.arguments import GRPOArguments
+
+    parsers = [
+        dataclass_parser(GenerateArguments),
+        dataclass_parser(EvaluateArguments),
+        dataclass_parser(GRPOArguments),
+    ]
+    for parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help and action.help.strip(), action.option_strings
+            if any(o.startswith("--no_") for o in action.option_strings):
+                assert action.help.startswith("Turn --"), action.help
+    evaluate_help = _run(["t2s/evaluate_sql.py", "--help"]).stdout
+    assert "--output " not in evaluate_help and "--output_dir" in evaluate_help  # no option without a meaning
+    assert "evaluate_sql.py compare outputs/eval/zero_shot" in evaluate_help  # the compare mode is documented
+    for script in ("t2s/ask.py", "t2s/export.py", "t2s/push.py"):
+        text = _run([script, "--help"]).stdout
+        options = [line for line in text.splitlines() if line.strip().startswith("--")]
+        assert options and all(len(line.split(None, 2)) >= 2 for line in options), (script, options)
+    assert parse_args(["--db", "x.sqlite"]).max_new_tokens == 128
 
 
 def _assert_user_error(out, message):
@@ -46,7 +108,7 @@ def _assert_user_error(out, message):
 
 def test_recipe_typo_is_a_message_not_a_traceback(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text((ROOT / "recipes" / "smollm2_cpu.yaml").read_text() + "lora_alpah: 8\n")
+    recipe.write_text((ROOT / "recipes" / "smollm2-135m" / "wikisql" / "sft_cpu.yaml").read_text() + "lora_alpah: 8\n")
     _assert_user_error(_run(["t2s/sft.py", str(recipe)]), "unknown key 'lora_alpah' (did you mean 'lora_alpha'?)")
 
 
@@ -79,7 +141,7 @@ def test_compare_of_runs_on_other_questions_is_a_message(tmp_path):
 
 
 def test_a_bug_still_shows_its_traceback(tmp_path):
-    from t2s.errors import run_command
+    from t2s.runtime import run_command
 
     def broken(argv):
         raise KeyError("a bug")

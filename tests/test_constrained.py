@@ -6,11 +6,13 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from t2s.analysis.spider import double_quoted_values
-from t2s.constrained import compile_grammar, grammar_for, sqlite_grammar, wikisql_grammar
 from t2s.data import from_sqlite, load_text2sql
-from t2s.generate import load_model_and_tokenizer, predict
-from t2s.generation import GenerationSettings, generate_sql
+from t2s.decoding.constrained import compile_grammar, grammar_for, sqlite_grammar, wikisql_grammar
+from t2s.decoding.generation import generate_sql
+from t2s.decoding.models import load_model_and_tokenizer
+from t2s.decoding.predict import predict
+from t2s.decoding.settings import GenerationSettings
+from t2s.evaluation.analysis.spider import double_quoted_values
 
 from .conftest import FIXTURES
 from .spider_fixture import build_spider_layout
@@ -33,7 +35,7 @@ def spider_layout(tmp_path_factory):
 def embedded_tokenizer():
     from transformers import AutoTokenizer
 
-    from t2s.embedded import DEFAULT_EMBEDDED, ensure_embedded_model
+    from t2s.decoding.embedded import DEFAULT_EMBEDDED, ensure_embedded_model
 
     return AutoTokenizer.from_pretrained(ensure_embedded_model(DEFAULT_EMBEDDED))
 
@@ -97,7 +99,7 @@ def test_constrained_outputs_of_a_random_model_stay_in_the_schema(tiny, spider_l
     only tables and columns of its database (or aliases)."""
     import torch
 
-    from t2s.execution import cached_database, run_query
+    from t2s.execution.sandbox import cached_database, run_query
 
     model, tokenizer = tiny
     ds = load_text2sql(str(spider_layout), "dev")

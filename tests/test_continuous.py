@@ -5,10 +5,12 @@ from collections import Counter
 import pytest
 import torch
 
-from t2s.continuous import ContinuousGreedyDecoder, newline_token_ids
 from t2s.data import load_text2sql
-from t2s.generate import load_model_and_tokenizer
-from t2s.generation import GenerationSettings, PrefixStore, generate_sql, plan_batches, prepare_tokenizer
+from t2s.decoding.continuous import ContinuousGreedyDecoder, newline_token_ids
+from t2s.decoding.generation import generate_sql
+from t2s.decoding.models import load_model_and_tokenizer
+from t2s.decoding.prefix_cache import PrefixStore, plan_batches
+from t2s.decoding.settings import GenerationSettings, prepare_tokenizer
 
 from .spider_fixture import build_spider_layout
 from .tiny_model import save_tiny_model
@@ -86,12 +88,12 @@ def test_only_greedy_single_unconstrained_decoding_is_continuous(tiny, prompts, 
     """Beams, samples and grammars go through generate(); a model without plain key/value layers falls back, said."""
     from transformers import cache_utils
 
-    import t2s.continuous
+    import t2s.decoding.continuous
 
     model, tokenizer = tiny
     calls = []
-    real = t2s.continuous.continuous_greedy_sql
-    monkeypatch.setattr(t2s.continuous, "continuous_greedy_sql", lambda *a: calls.append(1) or real(*a))
+    real = t2s.decoding.continuous.continuous_greedy_sql
+    monkeypatch.setattr(t2s.decoding.continuous, "continuous_greedy_sql", lambda *a: calls.append(1) or real(*a))
     beams = generate_sql(
         model, tokenizer, prompts[:6], GenerationSettings(max_new_tokens=8, num_candidates=2, continuous_batching=True)
     )

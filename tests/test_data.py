@@ -3,17 +3,8 @@ from collections import Counter
 
 import pytest
 
-from t2s.data import (
-    WikiSQLFormatError,
-    column_names,
-    is_heldout_table,
-    load_wikisql,
-    materialize_table,
-    parse_number,
-    render_gold_sql,
-    table_name,
-)
-from t2s.data.tables import build_table_database
+from t2s.data import WikiSQLFormatError, is_heldout_table, load_wikisql, parse_number, render_gold_sql
+from t2s.execution.tables import build_table_database, column_names, materialize_table, table_name
 
 from .conftest import FIXTURES
 from .reference_evaluator import normalise, official_execute

@@ -2,7 +2,7 @@
 
 import json
 
-from t2s.demo_summary import summarise_demo
+from t2s.evaluation.demo_summary import summarise_demo
 
 PROTOCOL = "WikiSQL dev, held-out tables (20% of tables, holdout seed 42), 4 of 8421 questions"
 
@@ -30,7 +30,7 @@ def _demo_dir(tmp_path, with_eg):
         "finetuned/metrics.json": _metrics(0.5),
         "compare_zero_shot_finetuned.json": _compare(2, 0),
         "adapter/t2s_run.json": {
-            "recipe": "recipes/smollm2_cpu.yaml",
+            "recipe": "recipes/smollm2-135m/wikisql/sft_cpu.yaml",
             "train_examples": 8,
             "train_protocol": "training tables",
             "peft": "LoRA r=16",
@@ -56,9 +56,9 @@ def _demo_dir(tmp_path, with_eg):
 def test_without_execution_guided_run(tmp_path):
     text = summarise_demo(_demo_dir(tmp_path, with_eg=False), total_seconds=1800)
     assert "| SmolLM2-135M-Instruct, zero-shot | greedy | **0.0%**" in text
-    assert "| + LoRA (recipes/smollm2_cpu.yaml) | greedy | **50.0%**" in text
+    assert "| + LoRA (recipes/smollm2-135m/wikisql/sft_cpu.yaml) | greedy | **50.0%**" in text
     assert "execution-guided" not in text.split("| model |")[1].split("\n\n")[0]  # no EG row in the table
-    assert "`make demo-eg`" in text
+    assert "`make demo-eg`" in text and "demo-spider-eg" not in text
     assert "30 min." in text
     assert (tmp_path / "results.md").read_text() == text
 
@@ -89,11 +89,12 @@ def test_spider_demo_adds_the_hardness_table_and_the_caveats(tmp_path):
     )
     (out / "finetuned" / "metrics.json").write_text(json.dumps(tuned))
     run = json.loads((out / "adapter" / "t2s_run.json").read_text())
-    run["recipe"] = "recipes/smollm2_spider_cpu.yaml"
+    run["recipe"] = "recipes/smollm2-135m/spider/sft_cpu.yaml"
     (out / "adapter" / "t2s_run.json").write_text(json.dumps(run))
     text = summarise_demo(out, total_seconds=600)
     assert "| model | easy | hard | all |" in text
-    assert "| + LoRA (recipes/smollm2_spider_cpu.yaml) | 50.0% (1/2) | 50.0% (1/2) | 50.0% |" in text
+    assert "| + LoRA (recipes/smollm2-135m/spider/sft_cpu.yaml) | 50.0% (1/2) | 50.0% (1/2) | 50.0% |" in text
     assert "| SmolLM2-135M-Instruct, zero-shot | 0.0% (0/0) | 0.0% (0/0) | 0.0% |" in text
     assert "without them the fine-tuned model scores 66.7% (3 questions)" in text
     assert "make demo-spider" in text and "official Spider execution match" in text
+    assert "`make demo-spider-eg`" in text and "`make demo-eg`" not in text  # the hint names the Spider EG run

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from t2s.embedded import DEFAULT_EMBEDDED, ensure_embedded_model, gguf_path, resolve_model_name
+from t2s.decoding.embedded import DEFAULT_EMBEDDED, ensure_embedded_model, gguf_path, resolve_model_name
 
 from .conftest import ROOT
 
@@ -57,10 +57,10 @@ def test_unknown_embedded_model_is_named():
         gguf_path("embedded:nope")
 
 
-@pytest.mark.parametrize("recipe", ["smollm2_cpu.yaml", "mistral_lora.yaml"])
+@pytest.mark.parametrize("recipe", ["smollm2-135m/wikisql/sft_cpu.yaml", "mistral_lora.yaml"])
 def test_shipped_recipes_parse(recipe):
-    from t2s.recipe import parse_recipe
-    from t2s.sft import DATACLASSES
+    from t2s.training.recipe import parse_recipe
+    from t2s.training.sft import DATACLASSES
 
     path = ROOT / "recipes" / recipe
     if recipe == "mistral_lora.yaml" and not torch.cuda.is_available():
@@ -113,7 +113,7 @@ def test_adapter_of_the_embedded_model_loads_with_peft_standard_calls(converted,
     still uses the embedded weights it was trained on. The Hub is simulated by its cache layout."""
     import json
 
-    from t2s.generate import adapter_base
+    from t2s.decoding.models import adapter_base
     from t2s.sft import cli
 
     monkeypatch.setenv("T2S_CACHE", str(converted.parents[1]))
@@ -149,7 +149,7 @@ def test_adapter_of_the_embedded_model_loads_with_peft_standard_calls(converted,
     code = (
         "import torch\n"
         "from peft import AutoPeftModelForCausalLM\n"
-        "from t2s.generate import load_model_and_tokenizer\n"
+        "from t2s.decoding.models import load_model_and_tokenizer\n"
         f"standard = AutoPeftModelForCausalLM.from_pretrained({str(out)!r}, dtype=torch.float32).eval()\n"
         f"ours, tokenizer = load_model_and_tokenizer(adapter={str(out)!r})\n"
         "ids = tokenizer('SELECT COUNT(*) FROM', return_tensors='pt')\n"

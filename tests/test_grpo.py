@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from t2s.rewards import ExecutionReward, execution_reward
+from t2s.training.rewards import ExecutionReward, execution_reward
 
 from .conftest import ROOT
 
@@ -54,7 +54,7 @@ def _call(reward, completions, gold, **column):
 @pytest.fixture(scope="module")
 def wikisql_example(shared_wikisql):
     from t2s.data import load_text2sql
-    from t2s.execution import connect_example, run_query
+    from t2s.execution.sandbox import connect_example, run_query
 
     dev = load_text2sql(str(shared_wikisql), "dev", limit=50)
     # a real table and a gold query with a condition and a non-empty answer
@@ -66,7 +66,7 @@ def wikisql_example(shared_wikisql):
 
 
 def test_reward_on_a_real_wikisql_table(wikisql_example):
-    from t2s.execution import connect_example, run_query
+    from t2s.execution.sandbox import connect_example, run_query
 
     ex = wikisql_example
     table = ex["table"]
@@ -130,11 +130,11 @@ def test_chat_completions_are_scored_on_the_assistant_message():
 
 
 def test_gold_runs_once_per_example_not_per_completion(monkeypatch):
-    import t2s.rewards
+    import t2s.training.rewards
 
     calls = []
-    real = t2s.rewards.run_gold
-    monkeypatch.setattr(t2s.rewards, "run_gold", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    real = t2s.training.rewards.run_gold
+    monkeypatch.setattr(t2s.training.rewards, "run_gold", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     reward = ExecutionReward()
     gold_a, gold_b = "SELECT count(*) FROM orders", "SELECT name FROM products"
     completions = ["SELECT 1"] * 8
@@ -168,8 +168,8 @@ class _LengthReward:
 def test_prescoring_keeps_exactly_the_questions_with_differing_rewards(tiny_model, tmp_path, fixture_dev):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from t2s.generation import GenerationSettings
-    from t2s.prompt_filter import keep_informative
+    from t2s.decoding.settings import GenerationSettings
+    from t2s.training.prompt_filter import keep_informative
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
@@ -250,7 +250,8 @@ def test_grpo_from_an_sft_adapter_writes_an_adapter_only_that_reloads(grpo_run, 
 
 
 def test_grpo_refuses_a_base_other_than_the_adapters(sft_adapter, tmp_path):
-    from t2s.errors import UserError
+    from t2s.runtime import UserError
+
     from t2s.grpo import cli
 
     with pytest.raises(UserError, match="was trained on"):
@@ -258,7 +259,8 @@ def test_grpo_refuses_a_base_other_than_the_adapters(sft_adapter, tmp_path):
 
 
 def test_prescoring_that_finds_nothing_informative_stops_before_training(sft_adapter, tmp_path):
-    from t2s.errors import UserError
+    from t2s.runtime import UserError
+
     from t2s.grpo import cli
 
     # a random tiny model never writes a runnable query: every pre-score is 0.0
@@ -287,7 +289,7 @@ def test_prescoring_that_finds_nothing_informative_stops_before_training(sft_ada
 )
 def test_grpo_recipe_checks_name_the_key(tmp_path, extra, message):
     from t2s.grpo import cli
-    from t2s.recipe import RecipeError
+    from t2s.training.recipe import RecipeError
 
     recipe = tmp_path / "bad.yaml"
     recipe.write_text(TINY_GRPO_RECIPE.read_text() + extra)
@@ -297,9 +299,9 @@ def test_grpo_recipe_checks_name_the_key(tmp_path, extra, message):
 
 @pytest.mark.parametrize("setting", [["--use_vllm", "true"], ["--bf16", "true", "--use_cpu", "false"]])
 def test_grpo_gpu_settings_on_cpu_are_refused(setting, sft_adapter, tmp_path, monkeypatch):
-    from t2s.device import DeviceSupportError
     from t2s.grpo import cli
+    from t2s.training.device import DeviceSupportError
 
-    monkeypatch.setattr("t2s.device.cuda_available", lambda: False)
+    monkeypatch.setattr("t2s.training.device.cuda_available", lambda: False)
     with pytest.raises(DeviceSupportError, match="needs a CUDA GPU"):
         cli([str(TINY_GRPO_RECIPE), "--sft_adapter", str(sft_adapter), "--output_dir", str(tmp_path), *setting])

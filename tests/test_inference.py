@@ -1,17 +1,21 @@
 """Inference, evaluation, error analysis, execution-guided decoding and the paired comparison."""
 
+from t2s.runtime import UserError
+
 import json
 
 import pytest
 import torch
 
-from t2s.analysis import analyse
-from t2s.analysis.wikisql import classify
-from t2s.errors import UserError
-from t2s.evaluate_sql import compare, mcnemar_exact
+from t2s.decoding.arguments import DecodingArguments
+from t2s.decoding.generation import generate_sql
+from t2s.decoding.models import load_model_and_tokenizer
+from t2s.decoding.predict import execution_guided_choice
+from t2s.decoding.settings import GenerationSettings, first_line, generate_kwargs, prepare_tokenizer
 from t2s.evaluate_sql import main as evaluate_main
-from t2s.generate import GenerateArguments, execution_guided_choice, load_eval_data, load_model_and_tokenizer
-from t2s.generation import GenerationSettings, _generate_kwargs, first_line, generate_sql, prepare_tokenizer
+from t2s.evaluation.analysis import analyse
+from t2s.evaluation.analysis.wikisql import classify
+from t2s.evaluation.compare import compare, mcnemar_exact
 
 from .conftest import FIXTURES
 from .tiny_model import save_tiny_model
@@ -27,11 +31,11 @@ def tiny(tmp_path_factory):
 
 
 def test_inference_prompts_equal_training_prompts():
-    from t2s.configs import DataArguments
-    from t2s.sft import load_splits
+    from t2s.training.arguments import DataArguments
+    from t2s.training.run_setup import load_splits
 
     train, _ = load_splits(DataArguments(dataset_name=str(FIXTURES), dataset_train_split="dev"))
-    inference = load_eval_data(GenerateArguments(dataset_name=str(FIXTURES)))
+    inference = DecodingArguments(dataset_name=str(FIXTURES)).load_questions()
     by_id = dict(zip(train["example_id"], train["prompt"]))
     assert len(by_id) == len(inference)
     for ex in inference:
@@ -59,13 +63,13 @@ def test_generation_stops_at_newline_or_eos(tiny, stop):
     rigged = _constant_model(model, tokenizer, token_id)
     batch = tokenizer(["SELECT"], return_tensors="pt")
     settings = GenerationSettings(max_new_tokens=20)
-    out = rigged.generate(**batch, **_generate_kwargs(tokenizer, settings))
+    out = rigged.generate(**batch, **generate_kwargs(tokenizer, settings))
     assert out.shape[1] == batch["input_ids"].shape[1] + 1  # stopped after one token, not 20
     assert generate_sql(rigged, tokenizer, ["SELECT"], settings) == [[""]]
     # and a model that never stops runs to the budget
     runaway = _constant_model(model, tokenizer, tokenizer.convert_tokens_to_ids("SELECT"))
     assert (
-        runaway.generate(**batch, **_generate_kwargs(tokenizer, settings)).shape[1] == batch["input_ids"].shape[1] + 20
+        runaway.generate(**batch, **generate_kwargs(tokenizer, settings)).shape[1] == batch["input_ids"].shape[1] + 20
     )
 
 
@@ -77,7 +81,7 @@ def test_first_line_is_the_only_post_processing():
 
 def test_batched_and_one_by_one_greedy_generation_agree(tiny):
     _, model, tokenizer = tiny
-    prompts = list(load_eval_data(GenerateArguments(dataset_name=str(FIXTURES)))["prompt"])[:10]
+    prompts = list(DecodingArguments(dataset_name=str(FIXTURES)).load_questions()["prompt"])[:10]
     batched = generate_sql(model, tokenizer, prompts, GenerationSettings(max_new_tokens=12, batch_size=8))
     single = generate_sql(model, tokenizer, prompts, GenerationSettings(max_new_tokens=12, batch_size=1))
     assert batched == single
@@ -85,13 +89,11 @@ def test_batched_and_one_by_one_greedy_generation_agree(tiny):
 
 
 def test_generation_progress_is_printed_when_output_is_not_a_terminal(tiny, capsys):
-    from t2s.generate import _generate_with_progress
+    from t2s.decoding.predict import generate_with_progress
 
     _, model, tokenizer = tiny
-    prompts = list(load_eval_data(GenerateArguments(dataset_name=str(FIXTURES)))["prompt"])[:10]
-    _generate_with_progress(
-        model, tokenizer, prompts, GenerationSettings(max_new_tokens=4, batch_size=4), "Generating"
-    )
+    prompts = list(DecodingArguments(dataset_name=str(FIXTURES)).load_questions()["prompt"])[:10]
+    generate_with_progress(model, tokenizer, prompts, GenerationSettings(max_new_tokens=4, batch_size=4), "Generating")
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Generating: ")]
     assert [line.split()[1] for line in lines] == ["4/10", "8/10", "10/10"]
 
@@ -146,8 +148,8 @@ def test_analysis_classifies_one_example_per_category(fixture_dev, prediction, o
 
 
 def test_analysis_reports_rates_confusion_and_systematic_checks(fixture_dev, tmp_path):
-    from t2s.analysis import write_reports
-    from t2s.execution import score_all
+    from t2s.evaluation.analysis import write_reports
+    from t2s.execution.scoring import score_all
 
     preds = [sql.replace("MAX(", "MIN(").replace("= 'Kenya'", "= 'kenya republic'") for sql in fixture_dev["gold_sql"]]
     details = score_all(preds, list(fixture_dev["gold_sql"]), list(fixture_dev["table"]))
@@ -171,7 +173,7 @@ def test_analysis_reports_rates_confusion_and_systematic_checks(fixture_dev, tmp
 
 
 def test_execution_guided_prediction_searches_only_failing_queries(tiny, fixture_dev, tmp_path):
-    from t2s.generate import predict
+    from t2s.decoding.predict import predict
 
     path, model, tokenizer = tiny
     ds = fixture_dev.select(range(4))
@@ -228,7 +230,7 @@ def test_evaluate_scores_compares_and_records_in_the_card(tiny, tmp_path):
 
 
 def test_scores_are_written_into_the_adapter_card(tmp_path):
-    from t2s.hub import load_run, record_scores, save_run
+    from t2s.publish.card import load_run, record_scores, save_run
 
     save_run(
         tmp_path,

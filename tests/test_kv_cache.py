@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from t2s.generate import load_model_and_tokenizer
-from t2s.generation import prepare_tokenizer
-from t2s.kv_cache import PreallocatedCache, PreallocatedLayer, plain_kv_layers, preallocated_cache
+from t2s.decoding.kv_cache import PreallocatedCache, PreallocatedLayer, plain_kv_layers, preallocated_cache
+from t2s.decoding.models import load_model_and_tokenizer
+from t2s.decoding.settings import prepare_tokenizer
 
 from .tiny_model import save_tiny_model
 

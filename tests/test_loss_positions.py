@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-import t2s.loss_positions
-from t2s.loss_positions import project_loss_positions_only_on_cpu
+import t2s.training.loss_positions
+from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 
 
 def _batch(vocab: int):
@@ -80,7 +80,7 @@ def test_left_alone_when_the_run_compiles_the_model(monkeypatch):
     assert project_loss_positions_only_on_cpu(type("Args", (), {"torch_compile": False})())
     assert trl_utils._use_triton(torch.device("cpu"))
     assert project_loss_positions_only_on_cpu(type("Args", (), {})())  # applied once, idempotent
-    assert t2s.loss_positions.trl_utils is trl_utils
+    assert t2s.training.loss_positions.trl_utils is trl_utils
 
 
 @pytest.mark.parametrize("device", ["cuda", "xpu"])

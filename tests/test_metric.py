@@ -11,8 +11,10 @@ from collections import Counter
 import evaluate
 import pytest
 
-from t2s.data import load_wikisql, materialize_table
-from t2s.execution import run_query, score_all
+from t2s.data import load_wikisql
+from t2s.execution.sandbox import run_query
+from t2s.execution.scoring import score_all
+from t2s.execution.tables import materialize_table
 
 from .conftest import ROOT
 from .reference_evaluator import normalise

@@ -15,7 +15,7 @@ from .test_sft import TINY_RECIPE
 from .tiny_model import save_tiny_model
 
 OWN = ROOT / "tests" / "fixtures" / "own_data"
-OWN_RECIPE = ROOT / "recipes" / "smollm2_own_data_cpu.yaml"
+OWN_RECIPE = ROOT / "recipes" / "smollm2-135m" / "own_data" / "sft_cpu.yaml"
 
 
 def _sha(path):
@@ -129,8 +129,9 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, tmp_path, monkeypatc
     for name in straight:
         assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
 
-    from t2s.errors import UserError
-    from t2s.hub import load_run, record_scores
+    from t2s.runtime import UserError
+
+    from t2s.publish.card import load_run, record_scores
 
     run = load_run(tmp_path / "resumed")
     assert run["resumed_from"].endswith("checkpoint-2") and run["global_step"] == 4
@@ -192,11 +193,12 @@ def test_4bit_qlora_step_through_the_gpu_recipes_code_path(tmp_path):
 
 
 def test_export_merges_and_gives_the_same_logits(tiny_model, tmp_path):
+    from t2s.runtime import UserError
+
     from transformers import AutoModelForCausalLM
 
-    from t2s.errors import UserError
+    from t2s.decoding.models import load_model_and_tokenizer
     from t2s.export import main as export_main
-    from t2s.generate import load_model_and_tokenizer
 
     adapter = tmp_path / "adapter"
     _train(tiny_model, adapter, "--max_steps", "2", "--learning_rate", "0.05")
@@ -228,7 +230,7 @@ def test_ask_runs_the_sql_read_only_and_prints_the_result(tiny_model, tmp_path, 
     shutil.copy(OWN / "database" / "shop" / "shop.sqlite", db)
     before = _sha(db)
     rigged = iter(["SELECT name, city FROM customers WHERE city = 'Lyon'", "DELETE FROM customers"])
-    monkeypatch.setattr("t2s.generation.generate_sql", lambda *a, **k: [[next(rigged)]])
+    monkeypatch.setattr("t2s.decoding.generation.generate_sql", lambda *a, **k: [[next(rigged)]])
     sql, result = ask.main(["--model", str(tiny_model), "--db", str(db), "Who lives in Lyon?"])
     assert result.status == "ok" and sorted(result.rows) == [("Alice Martin", "Lyon"), ("Chen Wei", "Lyon")]
     printed = capsys.readouterr().out
@@ -239,8 +241,8 @@ def test_ask_runs_the_sql_read_only_and_prints_the_result(tiny_model, tmp_path, 
 
 
 def test_ask_on_csvs_infers_types_with_sqlite(tmp_path):
-    from t2s.ask import load_csvs
     from t2s.data.schema import describe_connection
+    from t2s.execution.databases import load_csvs
 
     (tmp_path / "people.csv").write_text("name,age,zip,score\nAnn,31,007,1.5\nBob,,012,2\n")
     (tmp_path / "2024 sales.csv").write_text("id;amount\n1;19.90\n2;5\n")
@@ -307,7 +309,7 @@ def test_ask_with_the_embedded_model_prints_an_answer(tmp_path):
     import subprocess
     import sys
 
-    from t2s.embedded import DEFAULT_EMBEDDED, ensure_embedded_model
+    from t2s.decoding.embedded import DEFAULT_EMBEDDED, ensure_embedded_model
 
     ensure_embedded_model(DEFAULT_EMBEDDED)
     db = tmp_path / "shop.sqlite"

@@ -3,10 +3,13 @@
 import pytest
 import torch
 
-from t2s.constrained import grammar_for
 from t2s.data import load_text2sql
-from t2s.generate import load_model_and_tokenizer, predict
-from t2s.generation import GenerationSettings, generate_sql, plan_batches, shared_prefix_key
+from t2s.decoding.constrained import grammar_for
+from t2s.decoding.generation import generate_sql
+from t2s.decoding.models import load_model_and_tokenizer
+from t2s.decoding.predict import predict
+from t2s.decoding.prefix_cache import plan_batches, shared_prefix_key
+from t2s.decoding.settings import GenerationSettings
 
 from .spider_fixture import build_spider_layout
 from .tiny_model import save_tiny_model

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from t2s.device import DeviceSupportError, gpu_requirements
-from t2s.recipe import RecipeError
+from t2s.training.device import DeviceSupportError, gpu_requirements
+from t2s.training.recipe import RecipeError
 
 from .conftest import ROOT
 
@@ -54,7 +54,7 @@ def test_collated_labels_cover_exactly_the_sql_and_eos(trained):
 
 
 def test_training_prompt_tokens_equal_inference_prompt_tokens(trained):
-    from t2s.generation import prepare_tokenizer
+    from t2s.decoding.settings import prepare_tokenizer
 
     trainer, _ = trained
     tokenizer = prepare_tokenizer(trainer.processing_class)
@@ -128,7 +128,7 @@ def test_every_recipe_passes_the_recipe_check(recipe):
     import yaml
 
     from t2s import grpo, sft
-    from t2s.recipe import parse_recipe
+    from t2s.training.recipe import parse_recipe
 
     path = ROOT / "recipes" / recipe
     argv = [str(path)]
@@ -144,12 +144,12 @@ def test_gpu_requirements_read_the_effective_settings():
 
     mistral = yaml.safe_load((ROOT / "recipes" / "mistral_lora.yaml").read_text())
     assert len(gpu_requirements(mistral)) == 3  # fp16, flash attention, 4-bit with fp16 compute
-    qwen = yaml.safe_load((ROOT / "recipes" / "qwen2.5_coder_7b_spider_qlora.yaml").read_text())
+    qwen = yaml.safe_load((ROOT / "recipes" / "qwen2.5-coder-7b" / "spider" / "sft_qlora.yaml").read_text())
     assert len(gpu_requirements(qwen)) == 3  # bf16 on a GPU, flash attention, 4-bit with bf16 compute
-    grpo = yaml.safe_load((ROOT / "recipes" / "qwen2.5_coder_7b_spider_grpo.yaml").read_text())
+    grpo = yaml.safe_load((ROOT / "recipes" / "qwen2.5-coder-7b" / "spider" / "grpo.yaml").read_text())
     assert len(gpu_requirements(grpo)) == 3  # bf16 on a GPU, flash attention, vLLM
-    for name in ("smollm2_cpu.yaml", "smollm2_spider_cpu.yaml", "smollm2_grpo_cpu.yaml"):
-        cpu = yaml.safe_load((ROOT / "recipes" / name).read_text())
+    for path in (ROOT / "recipes" / "smollm2-135m").rglob("*_cpu.yaml"):
+        cpu = yaml.safe_load(path.read_text())
         assert gpu_requirements(cpu) == []
     assert gpu_requirements({}) != []  # SFTConfig's implicit bf16
     assert gpu_requirements({"bf16": True, "use_cpu": True}) == []
@@ -158,7 +158,7 @@ def test_gpu_requirements_read_the_effective_settings():
 def test_cpu_run_never_silently_uses_a_gpu_feature(tiny_model, tmp_path, monkeypatch):
     from t2s.sft import cli
 
-    monkeypatch.setattr("t2s.device.cuda_available", lambda: False)
+    monkeypatch.setattr("t2s.training.device.cuda_available", lambda: False)
     with pytest.raises(DeviceSupportError, match="fp16"):
         cli(
             [
@@ -202,8 +202,8 @@ def test_recipe_without_dataset_says_so(tmp_path, tiny_model):
 
 
 def test_config_flag_form_is_accepted_too(tiny_model, tmp_path):
-    from t2s.recipe import parse_recipe
-    from t2s.sft import DATACLASSES
+    from t2s.training.recipe import parse_recipe
+    from t2s.training.sft import DATACLASSES
 
     script, training, model = parse_recipe(
         DATACLASSES,
@@ -222,7 +222,7 @@ def test_config_flag_form_is_accepted_too(tiny_model, tmp_path):
 
 
 def test_push_to_hub_without_hub_fails_before_training(tiny_model, tmp_path, monkeypatch):
-    from t2s.hub import HubAccessError
+    from t2s.publish.hub import HubAccessError
     from t2s.sft import cli
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -10,7 +10,6 @@ import datasets
 import pytest
 import sqlparse
 
-from t2s.analysis.spider import classify
 from t2s.data import (
     SpiderFormatError,
     dataset_kind,
@@ -20,8 +19,10 @@ from t2s.data import (
     load_spider,
     load_text2sql,
 )
-from t2s.execution import open_database, score_all, score_example, score_records, summarise
-from t2s.sql_text import normalize_whitespace
+from t2s.evaluation.analysis.spider import classify
+from t2s.execution.sandbox import open_database
+from t2s.execution.scoring import score_all, score_example, score_records, summarise
+from t2s.execution.sql_text import normalize_whitespace
 
 from .conftest import ROOT
 from .spider_fixture import DEV, build_spider_layout
@@ -161,7 +162,7 @@ def test_every_prompt_holds_every_table_of_its_database_with_its_keys(spider_dev
 
 
 def _q(name):
-    from t2s.data.schema import quote_identifier
+    from t2s.execution.sql_text import quote_identifier
 
     return quote_identifier(name, always=False)
 

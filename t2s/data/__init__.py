@@ -6,15 +6,6 @@ from t2s.data.hardness import HARDNESS_LEVELS, hardness
 from t2s.data.schema import DatabaseSchema, SchemaError, from_sqlite, from_tables_json
 from t2s.data.sources import dataset_kind, is_sqlite_dataset, load_text2sql
 from t2s.data.spider import ENV_SPIDER_DIR, SpiderFormatError, default_spider_dir, load_spider
-from t2s.data.tables import (
-    clear_table_cache,
-    column_names,
-    column_types,
-    materialize_table,
-    quote_identifier,
-    register_collation,
-    table_name,
-)
 from t2s.data.wikisql import (
     ENV_DATA_DIR,
     WikiSQLFormatError,
@@ -44,17 +35,10 @@ __all__ = [
     "ENV_DATA_DIR",
     "GoldSQLError",
     "WikiSQLFormatError",
-    "clear_table_cache",
-    "column_names",
-    "column_types",
     "default_data_dir",
     "describe_protocol",
     "is_heldout_table",
     "load_wikisql",
-    "materialize_table",
     "parse_number",
-    "quote_identifier",
-    "register_collation",
     "render_gold_sql",
-    "table_name",
 ]

@@ -1,12 +1,15 @@
-"""What every dataset reader shares: the error type, deterministic subsets and the skipped-example report."""
+"""What every dataset reader shares: the error type, deterministic subsets, the skipped-example report, and
+JSON Lines files (predictions) read with line numbers in errors and written atomically."""
 
 from __future__ import annotations
 
+from t2s.runtime import UserError
+
+import json
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any
-
-from t2s.errors import UserError
 
 
 class DataFormatError(UserError, ValueError):
@@ -41,3 +44,28 @@ def report_skipped(dataset: str, skipped: Counter[str], total: int, source: Any)
         f"[yellow]{dataset} ({source}): skipped {sum(skipped.values())} of {total} examples ({detail}).[/]",
         soft_wrap=True,
     )
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise UserError(
+                        f"{path}:{lineno}: malformed JSON ({e.msg}); expected one prediction per line"
+                    ) from None
+    return records
+
+
+def write_jsonl(path: str | Path, records) -> None:
+    """Write through a temporary file, so an interrupted run never leaves a half-written file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(path)

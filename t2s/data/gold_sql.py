@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from t2s.data.tables import column_names, column_types, quote_identifier, quote_string, table_name
+from t2s.execution.sql_text import quote_identifier, quote_string
+from t2s.execution.tables import column_names, column_types, table_name
 
 AGG_OPS = ("", "MAX", "MIN", "COUNT", "SUM", "AVG")
 COND_OPS = ("=", ">", "<")

@@ -13,29 +13,15 @@ trained on Spider sees the same words when it is later asked about a user's data
 
 from __future__ import annotations
 
-import re
+from t2s.runtime import UserError
+
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from t2s.errors import UserError
-
-# SQLite's keywords (sqlite.org/lang_keywords.html): an identifier equal to one of them must be quoted.
-SQLITE_KEYWORDS = frozenset(
-    """ABORT ACTION ADD AFTER ALL ALTER ALWAYS ANALYZE AND AS ASC ATTACH AUTOINCREMENT BEFORE BEGIN BETWEEN BY CASCADE
-    CASE CAST CHECK COLLATE COLUMN COMMIT CONFLICT CONSTRAINT CREATE CROSS CURRENT CURRENT_DATE CURRENT_TIME
-    CURRENT_TIMESTAMP DATABASE DEFAULT DEFERRABLE DEFERRED DELETE DESC DETACH DISTINCT DO DROP EACH ELSE END ESCAPE
-    EXCEPT EXCLUDE EXCLUSIVE EXISTS EXPLAIN FAIL FILTER FIRST FOLLOWING FOR FOREIGN FROM FULL GENERATED GLOB GROUP
-    GROUPS HAVING IF IGNORE IMMEDIATE IN INDEX INDEXED INITIALLY INNER INSERT INSTEAD INTERSECT INTO IS ISNULL JOIN
-    KEY LAST LEFT LIKE LIMIT MATCH MATERIALIZED NATURAL NO NOT NOTHING NOTNULL NULL NULLS OF OFFSET ON OR ORDER
-    OTHERS OUTER OVER PARTITION PLAN PRAGMA PRECEDING PRIMARY QUERY RAISE RANGE RECURSIVE REFERENCES REGEXP REINDEX
-    RELEASE RENAME REPLACE RESTRICT RETURNING RIGHT ROLLBACK ROW ROWS SAVEPOINT SELECT SET TABLE TEMP TEMPORARY THEN
-    TIES TO TRANSACTION TRIGGER UNBOUNDED UNION UNIQUE UPDATE USING VACUUM VALUES VIEW VIRTUAL WHEN WHERE WINDOW
-    WITH WITHOUT""".split()  # noqa: SIM905
-)
-_BARE_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+from t2s.execution.sql_text import quote_identifier
 
 
 class SchemaError(UserError, ValueError):
@@ -75,18 +61,6 @@ class DatabaseSchema:
         return [c.name for t in self.tables for c in t.columns]
 
 
-def needs_quotes(name: str) -> bool:
-    return not _BARE_IDENTIFIER.fullmatch(name) or name.upper() in SQLITE_KEYWORDS
-
-
-def quote_identifier(name: str, always: bool = True) -> str:
-    """Double-quote an SQLite identifier (doubling embedded quotes); with always=False only where needed."""
-    name = str(name)
-    if not always and not needs_quotes(name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
 def coarse_type(declared: str | None) -> str:
     """A declared SQLite type in Spider's coarse vocabulary, by keyword (text first: `varchar` is text)."""
     t = (declared or "").lower()
@@ -106,7 +80,7 @@ def coarse_type(declared: str | None) -> str:
 
 def from_wikisql_table(table: Mapping[str, Any]) -> DatabaseSchema:
     """A WikiSQL table dict: one table, its (de-duplicated) header and `text`/`real` types, no keys."""
-    from t2s.data.tables import column_names, column_types, table_name
+    from t2s.execution.tables import column_names, column_types, table_name
 
     columns = [Column(n, t) for n, t in zip(column_names(table["header"]), column_types(table))]
     return DatabaseSchema(db_id=str(table["id"]), tables=[TableSchema(table_name(table["id"]), columns)])

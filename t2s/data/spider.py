@@ -26,13 +26,14 @@ from typing import Any
 
 from t2s.data.common import DataFormatError, check_on_error, report_skipped, subset_indices
 from t2s.data.hardness import hardness
+from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, check_schema_format, fill_prompt, render_schema
 from t2s.data.schema import DatabaseSchema, SchemaError, from_sqlite, from_tables_json
-from t2s.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, check_schema_format, fill_prompt, render_schema
-from t2s.sql_text import normalize_whitespace
+from t2s.execution.databases import SQLITE_MAGIC
+from t2s.execution.sandbox import cached_database, run_query
+from t2s.execution.sql_text import normalize_whitespace
 
 ENV_SPIDER_DIR = "T2S_SPIDER_DIR"
 LOCAL_SOURCES = (None, "", "spider")
-SQLITE_MAGIC = b"SQLite format 3\x00"
 # split → (question files, tables file, databases folder)
 SPLIT_FILES = {
     "dev": (("dev.json",), "tables.json", "database"),
@@ -255,7 +256,7 @@ def load_spider(
             `include_others=True`) or `test` (the 2023 release's `test.json`); any other name, or a
             split whose Spider file is absent, reads `<split>.json` (your own data: `train.json`...).
         limit, fraction, seed: keep a deterministic subset, still in file order.
-        schema_format, num_sample_rows: what the prompt shows of the database (`t2s.prompt`).
+        schema_format, num_sample_rows: what the prompt shows of the database (`t2s.data.prompt`).
         db_dir: for a Hub source, the local folder with `tables.json` and `database/`.
         require_database: an example whose database file is missing is an error (default); with
             False it is kept for training (its prompt comes from `tables.json`) with `db_path` "",
@@ -377,8 +378,6 @@ def make_record(
 
 
 def check_gold_runs(record: Mapping[str, Any], where: str) -> None:
-    from t2s.execution import cached_database, run_query
-
     result = run_query(cached_database(record["db_path"]), record["gold_sql"], rewrite_double_quotes=False)
     if result.status != "ok":
         raise _error(

@@ -25,8 +25,8 @@ from typing import Any
 
 from t2s.data.common import DataFormatError, check_on_error, report_skipped, subset_indices
 from t2s.data.gold_sql import AGG_OPS, COND_OPS, GoldSQLError, render_gold_sql
-from t2s.data.tables import COLUMN_TYPES
-from t2s.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, build_prompt, check_schema_format
+from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, build_prompt, check_schema_format
+from t2s.execution.tables import COLUMN_TYPES
 
 ENV_DATA_DIR = "T2S_WIKISQL_DIR"
 LOCAL_SOURCES = (None, "", "local")
@@ -256,7 +256,7 @@ def load_wikisql(
             None/"local" for `$T2S_WIKISQL_DIR` (default `../shared/wikisql`).
         split: `train`, `dev` (= `validation`) or `test`.
         limit, fraction: keep a deterministic subset (by `seed`) after the table split.
-        schema_format, num_sample_rows: what the prompt shows of the table (see `t2s.prompt`).
+        schema_format, num_sample_rows: what the prompt shows of the table (see `t2s.data.prompt`).
         table_split: `"train"` keeps questions on tables outside the held-out set, `"heldout"`
             those on held-out tables; the two never share a table. Use it when only one
             WikiSQL split is at hand (as here, dev only); scores on it are "WikiSQL dev,

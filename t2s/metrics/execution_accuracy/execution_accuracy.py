@@ -1,14 +1,15 @@
 """Execution accuracy: run predicted and gold SQL on the real table and compare the results.
 
 Load it offline from its folder: `evaluate.load("t2s/metrics/execution_accuracy")`. The
-sandbox and the comparison live in `t2s.execution`, so training-time evaluation, execution-
+sandbox and the comparison live in `t2s.execution.sandbox`, so training-time evaluation, execution-
 guided decoding and this metric all judge SQL the same way.
 """
 
 import datasets
 import evaluate
 
-from t2s.execution import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, score_all, summarise
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
+from t2s.execution.scoring import score_all, summarise
 
 _CITATION = """\
 @article{zhongSeq2SQL2017,

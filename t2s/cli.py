@@ -1,0 +1,131 @@
+"""The `t2s` console command: one subcommand per t2s command, so an installed t2s needs no file paths.
+
+    t2s sft recipes/smollm2-135m/wikisql/sft_cpu.yaml --max_steps 20
+    t2s evaluate --adapter outputs/demo/adapter --table_split heldout --limit 500 --output_dir outputs/eval
+    t2s compare outputs/eval/zero_shot outputs/eval/finetuned
+    t2s ask --adapter outputs/demo_spider/adapter --db my.sqlite "How many orders shipped in May?"
+
+Each subcommand takes exactly the arguments of the script it stands for (`t2s sft …` is `python t2s/sft.py …`);
+`t2s SUBCOMMAND --help` shows them. Training runs in this process; for several processes or a GPU configuration use
+`accelerate launch --config_file accelerate_configs/….yaml t2s/sft.py RECIPE`.
+"""
+
+from __future__ import annotations
+
+import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
+from t2s.runtime import run_command
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import t2s
+
+
+def _script(target: str) -> Callable[[list[str]], object]:
+    """The `main` of a command module, imported only when its subcommand runs (`t2s --help` stays fast)."""
+    module, function = target.split(":")
+
+    def run(argv: list[str]):
+        return getattr(importlib.import_module(module), function)(argv)
+
+    return run
+
+
+def _compare(argv):
+    from t2s.evaluate_sql import compare_main
+
+    return compare_main(argv)
+
+
+def _demo_summary(argv):
+    from t2s.evaluation.demo_summary import summarise_demo
+
+    parser = argparse.ArgumentParser(
+        prog="t2s demo-summary", description="The before/after table of a finished demo folder (make demo)."
+    )
+    parser.add_argument("out", type=Path, help="the demo's output folder (outputs/demo, outputs/demo_spider)")
+    parser.add_argument("--total_seconds", type=int, default=None, help="the demo's wall time, to print with it")
+    args = parser.parse_args(argv)
+    return summarise_demo(args.out, args.total_seconds)
+
+
+def _grpo_report(argv):
+    import json
+
+    from rich.console import Console
+
+    from t2s.training.grpo_report import plot, read_history, summarise
+
+    parser = argparse.ArgumentParser(
+        prog="t2s grpo-report", description="Reward curve and zero-std share of a finished GRPO run."
+    )
+    parser.add_argument("run_dir", help="the GRPO output folder (with t2s_run.json)")
+    parser.add_argument("--log", default=None, help="the run's console log, when trainer_state.json is missing")
+    parser.add_argument("--png", default=None, help="where to draw the reward curve")
+    args = parser.parse_args(argv)
+    run = json.loads((Path(args.run_dir) / "t2s_run.json").read_text())
+    history = read_history(args.run_dir, args.log)
+    summary = summarise(history, run["grpo"]["generation_batch_size"])
+    console = Console()
+    console.print_json(json.dumps(summary))
+    if args.png:
+        start = run.get("sft_adapter") or "the base model"
+        plot(history, args.png, f"GRPO from {start}, {summary['steps']} steps: each point is one generation round")
+        console.print(f"[green]Wrote {args.png}[/]")
+    return summary
+
+
+# name → (what it does, the function taking the rest of the command line)
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], object]]] = {
+    "sft": ("fine-tune with LoRA/QLoRA from a recipe (t2s/sft.py)", _script("t2s.sft:cli")),
+    "grpo": ("reinforcement learning with the execution reward (t2s/grpo.py)", _script("t2s.grpo:cli")),
+    "generate": (
+        "write SQL for dataset questions to a JSON Lines file (t2s/generate.py)",
+        _script("t2s.generate:main"),
+    ),
+    "evaluate": (
+        "execution accuracy, error analysis, model-card record (t2s/evaluate_sql.py)",
+        _script("t2s.evaluate_sql:main"),
+    ),
+    "compare": ("paired comparison of two evaluations, McNemar's test (evaluate_sql.py compare)", _compare),
+    "ask": ("ask your own SQLite database or CSV files a question (t2s/ask.py)", _script("t2s.ask:main")),
+    "export": ("merge an adapter into a standalone model, verified (t2s/export.py)", _script("t2s.export:main")),
+    "push": ("push an adapter folder with its model card to the Hub (t2s/push.py)", _script("t2s.push:main")),
+    "demo-summary": ("the before/after table of a finished demo folder", _demo_summary),
+    "grpo-report": ("reward curve and zero-std share of a GRPO run", _grpo_report),
+}
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"  {name.ljust(width)}  {what}" for name, (what, _) in COMMANDS.items()]
+    return (
+        "usage: t2s COMMAND [ARGS...]   (t2s COMMAND --help for its arguments)\n\n"
+        "Teach language models to write SQL, and score them by executing it.\n\ncommands:\n" + "\n".join(lines)
+    )
+
+
+def main(argv: Sequence[str] | None = None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return None
+    if argv[0] == "--version":
+        print(f"t2s {t2s.__version__}")
+        return None
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        raise SystemExit(f"t2s: unknown command {name!r}\n\n{usage()}")
+    return run_command(COMMANDS[name][1], rest)
+
+
+def entry_point() -> None:
+    """The installed `t2s` script: exit status 0 unless a command raised SystemExit."""
+    main()
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,116 @@
+"""The options of every command that generates SQL for dataset questions: which model, which questions, how to decode.
+
+`t2s/generate.py` adds where to write the predictions, `t2s/evaluate_sql.py` (through
+`t2s.evaluation.runner.EvaluateArguments`) where to write the scores; both read the dataset through the shared
+`DatasetArguments`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from t2s.data.arguments import DatasetArguments
+from t2s.data.sources import dataset_kind
+from t2s.decoding.settings import DATASET_DEFAULTS, GenerationSettings
+
+
+@dataclass
+class DecodingArguments(DatasetArguments):
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Base or merged model (Hub id, folder, embedded:…); default: the adapter's base."},
+    )
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder or Hub id."})
+    merge_adapter: bool = field(default=False, metadata={"help": "Merge the adapter into the base before generating."})
+    split: str = field(
+        default="dev",
+        metadata={"help": "Split to read: dev, train or test (a local copy's file names; Hub data: its split names)."},
+    )
+    table_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "WikiSQL: 'heldout' for the questions on held-out tables (those a heldout_tables recipe did not "
+            "train on), 'train' for the others.",
+            "choices": ["heldout", "train"],
+        },
+    )
+    limit: int | None = field(
+        default=None, metadata={"help": "Score a random subset of this many questions (drawn with --seed)."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of the subset (and of sampling)."})
+    batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Prompts per batch (slots, with continuous batching); default 32 on WikiSQL, 16 on Spider."},
+    )
+    max_new_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Token budget of each answer (an answer cut by it usually fails to run); default 96 on WikiSQL, "
+            "128 on Spider and other SQLite data."
+        },
+    )
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy (default); 0.1-0.2 for light sampling."})
+    execution_guided: bool = field(
+        default=False, metadata={"help": "Execution-guided decoding: beam candidates where the greedy query fails."}
+    )
+    num_candidates: int = field(default=4, metadata={"help": "Candidates for execution-guided decoding."})
+    constrained_decoding: bool = field(
+        default=False,
+        metadata={
+            "help": "Schema-constrained decoding: only tokens that keep the output valid SQL over the question's own "
+            "tables and columns (t2s/decoding/constrained.py, llguidance). Composes with --execution_guided."
+        },
+    )
+    prefix_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Prefill each database's shared prompt prefix (its schema) once and reuse its key/value cache for "
+            "every question on it: the same SQL as plain batches, faster on multi-table data (docs/decoding.md)."
+        },
+    )
+    continuous_batching: bool = field(
+        default=True,
+        metadata={
+            "help": "Greedy decoding: a question that stops leaves the batch and the next one joins it, instead of "
+            "the batch decoding until its longest answer ends; the same SQL as plain batches (docs/decoding.md)."
+        },
+    )
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "Weights' dtype for generation.", "choices": ["float32", "bfloat16", "float16", "auto"]},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dataset_name is None:
+            self.dataset_name = "local"
+        defaults = DATASET_DEFAULTS[dataset_kind(self.dataset_name, self.dataset_kind)]
+        if self.batch_size is None:
+            self.batch_size = defaults["batch_size"]
+        if self.max_new_tokens is None:
+            self.max_new_tokens = defaults["max_new_tokens"]
+
+    def settings(self) -> GenerationSettings:
+        return GenerationSettings(
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            temperature=self.temperature,
+            prefix_cache=self.prefix_cache,
+            continuous_batching=self.continuous_batching,
+        )
+
+    def decoding_label(self) -> str:
+        """How the SQL was decoded, in words (metrics, model cards and reports carry it)."""
+        base = "greedy" if self.temperature <= 0 else f"sampling (temperature {self.temperature})"
+        if self.constrained_decoding:
+            base = f"schema-constrained {base}"
+        if self.execution_guided:
+            return (
+                f"execution-guided ({base}; where that query fails or returns nothing, {self.num_candidates}-beam "
+                "search and the first candidate that executes and returns rows)"
+            )
+        return base
+
+    def load_questions(self):
+        """The records these options select."""
+        return self.load(self.split, table_split=self.table_split, limit=self.limit, seed=self.seed)

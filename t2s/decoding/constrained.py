@@ -1,0 +1,259 @@
+"""Schema-constrained decoding: at every step only tokens that keep the output a valid prefix of an SQL query over
+the question's own schema are allowed (PICARD's idea, Scholak et al. 2021, with a grammar instead of a parser loop).
+
+The grammar engine is llguidance (Lark grammars compiled per example in about a millisecond, token masks in tens of
+microseconds). Each example gets its own grammar, whose identifiers are that example's tables and columns only:
+
+* WikiSQL (`wikisql_grammar`): the dataset's exact language, as t2s renders its gold SQL:
+  `SELECT [AGG(]"col"[)] FROM "table" [WHERE "col" op value (AND "col" op value)*]`, values as SQL literals.
+* Spider and other SQLite databases (`sqlite_grammar`): the SELECT subset Spider uses (joins with ON, aliases
+  `T1`.., GROUP BY/HAVING, ORDER BY/LIMIT, nested queries, INTERSECT/UNION/EXCEPT, LIKE, BETWEEN, IN, NOT, IS NULL,
+  arithmetic, the aggregate and a few scalar functions), keywords and names in any ASCII case (as SQLite compares
+  them; not Lark's Unicode-folding `"..."i`, which lets `ſELECT` pass for SELECT), table and column names from the
+  database (bare, double-quoted, backticked or bracketed), string literals in single quotes anywhere and in double
+  quotes where a comparison, LIKE, BETWEEN or IN expects a value (Spider's gold SQL writes `name = "Paris"`; SQLite
+  reads `"..."` there as a string unless it names a column). Elsewhere `"..."` can only be a real column's name. It does not check that a column
+  belongs to the table it is qualified with or that an alias was declared; it rejects every name that is not in the
+  schema and every syntax error.
+
+`GrammarConstrainedLogits` is a transformers `LogitsProcessor` with one matcher per batch row. It follows each row's
+own tokens, so it composes with batching (left padding), greedy, sampling and beam search (beams are reordered
+between steps: a row's state is found by its token prefix). Predictions remain the model's own tokens: the mask only
+removes choices, nothing is rewritten afterwards. A complete query may be followed by the end-of-sequence token
+(what training taught) or a newline (where generation stops).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor
+
+from t2s.data.schema import DatabaseSchema, from_sqlite
+from t2s.execution.sql_text import quote_identifier
+from t2s.execution.tables import column_names, table_name
+
+AGGREGATES = ("count", "sum", "avg", "min", "max")
+SCALAR_FUNCTIONS = ("abs", "lower", "upper", "length", "round", "substr", "strftime", "date", "julianday", "coalesce")
+ALIAS_PATTERN = "/[Tt][0-9]{1,2}/"
+
+
+def _lark_string(text: str) -> str:
+    """A Lark string literal for `text` (JSON escapes are Lark escapes)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _ascii_case_insensitive(text: str) -> str:
+    """A Lark regex matching `text` with ASCII letters in either case, as SQLite compares keywords and names.
+
+    Not Lark's `"..."i`: that folds Unicode case too, so `ſELECT` (long s) would pass for SELECT, which SQLite rejects.
+    """
+    parts = []
+    for ch in text:
+        if ch.isascii() and ch.isalpha():
+            parts.append(f"[{ch.lower()}{ch.upper()}]")
+        elif ch.isascii() and (ch.isalnum() or ch in "_ "):
+            parts.append(ch)
+        else:
+            parts.append(f"\\x{{{ord(ch):x}}}" if ord(ch) < 128 else "\\u{" + f"{ord(ch):x}" + "}")
+    return "".join(parts)
+
+
+def _alternatives(options: Sequence[str], case_insensitive: bool = False) -> str:
+    unique = sorted(set(options), key=lambda o: (-len(o), o))
+    if case_insensitive:
+        return "/" + "|".join(f"(?:{_ascii_case_insensitive(o)})" for o in unique) + "/"
+    return " | ".join(_lark_string(o) for o in unique)
+
+
+# --------------------------------------------------------------------------- WikiSQL
+
+
+def wikisql_grammar(table: Mapping[str, Any]) -> str:
+    """WikiSQL's language over one table, spelled exactly as t2s renders gold SQL (and as models trained on it write)."""
+    columns = [quote_identifier(n) for n in column_names(table["header"])]
+    name = quote_identifier(table_name(table["id"]))
+    return f"""
+start: query _END?
+_END: "\\n"
+query: "SELECT " sel " FROM " TABLE where?
+sel: COLUMN | AGG "(" COLUMN ")"
+AGG: "MAX" | "MIN" | "COUNT" | "SUM" | "AVG"
+where: " WHERE " cond (" AND " cond)*
+cond: COLUMN " " OP " " value
+OP: "=" | ">" | "<"
+value: STRING | NUMBER
+STRING: /'([^'\\n]|'')*'/
+NUMBER: /-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?/
+TABLE: {_lark_string(name)}
+COLUMN: {_alternatives(columns)}
+"""
+
+
+# --------------------------------------------------------------------------- SQLite (Spider)
+
+
+def _identifier_forms(names: Sequence[str]) -> list[str]:
+    """How SQLite lets a query spell each name: bare (where legal), "quoted", `backticked`, [bracketed]."""
+    forms = []
+    for name in names:
+        if not quote_identifier(name, always=False).startswith('"'):
+            forms.append(name)
+        forms += [quote_identifier(name), "`" + name.replace("`", "``") + "`", f"[{name}]"]
+    return forms
+
+
+def sqlite_grammar(schema: DatabaseSchema) -> str:
+    """The SQLite SELECT subset Spider uses, with this database's table and column names only."""
+    tables = _identifier_forms(schema.table_names())
+    columns = _identifier_forms(sorted({c for c in schema.column_names()}))
+    keywords = [
+        "select", "from", "where", "group", "by", "having", "order", "limit", "offset", "asc", "desc", "distinct",
+        "as", "join", "on", "inner", "left", "outer", "cross", "and", "or", "not", "in", "like", "between", "is",
+        "null", "exists", "union", "intersect", "except", "all",
+    ]  # fmt: skip
+    keyword_rules = "\n".join(f"{k.upper()}: /{_ascii_case_insensitive(k)}/" for k in keywords)
+    return f"""
+start: _o query _o _END?
+_END: "\\n"
+query: select_stmt (_s setop _s select_stmt)* (_s order_by)? (_s limit)?
+setop: UNION (_s ALL)? | INTERSECT | EXCEPT
+select_stmt: SELECT _s (DISTINCT _s)? result_cols _s FROM _s from_src (_s where_cl)? (_s group_cl)? (_s having_cl)?
+result_cols: result_col (_o "," _o result_col)*
+result_col: expr (_s AS _s ALIAS)? | "*" | qualifier "." "*"
+from_src: table_ref (join)*
+join: _s (join_kind _s)? JOIN _s table_ref (_s ON _s cond)? | _o "," _o table_ref
+join_kind: INNER | CROSS | LEFT (_s OUTER)?
+table_ref: TABLE (_s (AS _s)? ALIAS)? | "(" _o query _o ")" (_s (AS _s)? ALIAS)?
+where_cl: WHERE _s cond
+group_cl: GROUP _s BY _s expr (_o "," _o expr)*
+having_cl: HAVING _s cond
+order_by: ORDER _s BY _s order_item (_o "," _o order_item)*
+order_item: expr (_s (ASC | DESC))?
+limit: LIMIT _s INTEGER (_s OFFSET _s INTEGER | _o "," _o INTEGER)?
+cond: cond_and (_s OR _s cond_and)*
+cond_and: cond_not (_s AND _s cond_not)*
+cond_not: (NOT _s)? predicate
+predicate: expr _o CMP _o value
+    | expr _s (NOT _s)? LIKE _s value
+    | expr _s (NOT _s)? BETWEEN _s value _s AND _s value
+    | expr _s (NOT _s)? IN _o "(" _o (query | value (_o "," _o value)*) _o ")"
+    | expr _s IS _s (NOT _s)? NULL
+    | EXISTS _o "(" _o query _o ")"
+    | "(" _o cond _o ")"
+value: expr | DQ_STRING
+CMP: "=" | "==" | "!=" | "<>" | ">=" | "<=" | ">" | "<"
+expr: term (_o ARITH _o term)*
+ARITH: "+" | "-" | "*" | "/" | "||"
+term: column | literal | function | "(" _o query _o ")" | "(" _o expr _o ")" | "-" _o term
+function: AGGREGATE _o "(" _o (DISTINCT _s)? (expr | "*") _o ")"
+    | SCALAR _o "(" _o expr (_o "," _o expr)* _o ")"
+column: COLUMN | qualifier "." COLUMN
+qualifier: TABLE | ALIAS
+literal: INTEGER | DECIMAL | STRING | NULL
+INTEGER: /[0-9]+/
+DECIMAL: /[0-9]*\\.[0-9]+([eE][-+]?[0-9]+)?/
+STRING: /'([^'\\n]|'')*'/
+DQ_STRING: /"([^"\\n]|"")*"/
+AGGREGATE: {_alternatives(AGGREGATES, case_insensitive=True)}
+SCALAR: {_alternatives(SCALAR_FUNCTIONS, case_insensitive=True)}
+ALIAS: {ALIAS_PATTERN}
+TABLE: {_alternatives(tables, case_insensitive=True)}
+COLUMN: {_alternatives(columns, case_insensitive=True)}
+{keyword_rules}
+_s: / +/
+_o: / */
+"""
+
+
+# --------------------------------------------------------------------------- records → grammars
+
+
+@functools.lru_cache(maxsize=256)
+def _database_grammar(db_path: str) -> str:
+    return sqlite_grammar(from_sqlite(db_path))
+
+
+def grammar_for(example: Mapping[str, Any]) -> str:
+    """The grammar of one dataset record: its WikiSQL table, or the SQLite database it points at."""
+    if example.get("db_path"):
+        return _database_grammar(str(example["db_path"]))
+    if example.get("table") is not None:
+        return wikisql_grammar(example["table"])
+    raise ValueError(f"example {example.get('example_id', '?')} has neither a 'table' nor a 'db_path'")
+
+
+# --------------------------------------------------------------------------- the logits processor
+
+
+@functools.lru_cache(maxsize=8)
+def _ll_tokenizer(tokenizer):
+    import llguidance.hf
+
+    return llguidance.hf.from_tokenizer(tokenizer)
+
+
+def compile_grammar(tokenizer, grammar: str):
+    """An llguidance matcher for `grammar`; a grammar error is raised here, not discovered mid-generation."""
+    import llguidance
+
+    matcher = llguidance.LLMatcher(
+        _ll_tokenizer(tokenizer), llguidance.LLMatcher.grammar_from_lark(grammar), log_level=0
+    )
+    if matcher.is_error():
+        raise ValueError(f"invalid grammar: {matcher.get_error()}")
+    return matcher
+
+
+class GrammarConstrainedLogits(LogitsProcessor):
+    """Masks every token that would leave its row's grammar; one grammar per prompt, shared by that prompt's rows.
+
+    `grammars[i]` belongs to prompt i of the batch; rows are `rows_per_prompt` consecutive copies of each prompt
+    (num_return_sequences / beams), as `generate` lays them out.
+    """
+
+    def __init__(self, tokenizer, grammars: Sequence[str], prompt_length: int, rows_per_prompt: int = 1) -> None:
+        self.tokenizer = tokenizer
+        self.templates = [compile_grammar(tokenizer, g) for g in grammars]
+        self.prompt_length = prompt_length
+        self.rows_per_prompt = rows_per_prompt
+        self.states: list[tuple[tuple[int, ...], Any]] = []  # per row: (tokens consumed, matcher)
+
+    def _state_for(self, row: int, generated: tuple[int, ...]):
+        """The matcher that has consumed exactly `generated`: this row's own, else a sibling's (beam reordering)."""
+        prompt = row // self.rows_per_prompt
+        siblings = range(prompt * self.rows_per_prompt, (prompt + 1) * self.rows_per_prompt)
+        for candidate in [row, *siblings]:
+            consumed, matcher = self.states[candidate]
+            if consumed == generated[:-1]:
+                matcher = matcher.deep_copy()
+                matcher.consume_token(generated[-1])
+                return generated, matcher
+            if consumed == generated:
+                return consumed, matcher.deep_copy()
+        matcher = self.templates[prompt].deep_copy()  # not reachable through generate's own bookkeeping
+        matcher.consume_tokens(list(generated))
+        return generated, matcher
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        import llguidance.torch
+
+        rows = input_ids.shape[0]
+        generated = [tuple(r) for r in input_ids[:, self.prompt_length :].tolist()]
+        if not self.states:
+            self.states = [((), self.templates[r // self.rows_per_prompt].deep_copy()) for r in range(rows)]
+        else:
+            self.states = [self._state_for(r, generated[r]) for r in range(rows)]
+        # A fresh bitmask allows every token; rows that are finished keep it (generate pads them anyway). Columns of
+        # the model's padded vocabulary beyond the tokenizer's are never allowed.
+        bitmask = llguidance.torch.allocate_token_bitmask(rows, _ll_tokenizer(self.tokenizer).vocab_size)
+        for r, (_, matcher) in enumerate(self.states):
+            if not (matcher.is_error() or matcher.is_stopped()):
+                llguidance.torch.fill_next_token_bitmask(matcher, bitmask, r)
+        out = scores.clone()
+        llguidance.torch.apply_token_bitmask_inplace(out, bitmask.to(scores.device))
+        return out

@@ -1,0 +1,94 @@
+"""Turn canonical prompts into SQL with a causal LM: batched, left-padded, greedy by default, one line each.
+
+One entry point, `generate_sql`, for every way t2s decodes: plain batches through transformers' `generate()` with
+preallocated key/value buffers (`t2s.decoding.kv_cache`), batches sharing their database's schema prefix
+(`t2s.decoding.prefix_cache`), continuous batching for greedy single answers (`t2s.decoding.continuous`), and
+grammar-constrained decoding (`t2s.decoding.constrained`). Each gives the SQL of plain batched generation (tests).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import torch
+
+from t2s.decoding import continuous
+from t2s.decoding.kv_cache import plain_kv_layers, preallocated_cache
+from t2s.decoding.prefix_cache import PrefixCacheUnsupported, PrefixStore, plan_batches
+from t2s.decoding.settings import GenerationSettings, first_line, generate_kwargs, prepare_tokenizer
+
+
+@torch.no_grad()
+def generate_sql(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    settings: GenerationSettings | None = None,
+    progress: Callable[[int], None] | None = None,
+    grammars: Sequence[str] | None = None,
+) -> list[list[str]]:
+    """For each prompt, `settings.num_candidates` SQL strings (best first for beam search).
+
+    `grammars` (one Lark grammar per prompt, `t2s.decoding.constrained`) constrains decoding to valid SQL over each prompt's
+    schema; without it decoding is unconstrained.
+    """
+    if grammars is not None and len(grammars) != len(prompts):
+        raise ValueError(f"{len(grammars)} grammars for {len(prompts)} prompts")
+    settings = settings or GenerationSettings()
+    prepare_tokenizer(tokenizer)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    kwargs = generate_kwargs(tokenizer, settings)
+    results: list[list[str]] = [[] for _ in prompts]
+    k = settings.num_candidates
+    prefixes = PrefixStore(model) if settings.prefix_cache else None
+    plan = plan_batches(tokenizer, prompts, settings.batch_size, settings.prefix_cache)
+    use_continuous = settings.continuous_batching and settings.temperature <= 0 and k == 1 and grammars is None
+    if use_continuous and plain_kv_layers(model) is None:
+        warnings.warn(
+            f"{type(model).__name__} has no plain key/value cache: no continuous batching, plain batches", stacklevel=2
+        )
+        use_continuous = False
+    try:
+        if use_continuous:
+            sql = continuous.continuous_greedy_sql(
+                model, tokenizer, prompts, settings, prefixes or PrefixStore(model), plan, progress
+            )
+            return [[s] for s in sql]
+        for idx, prefix in plan:
+            if prefix is None:
+                batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+                cache = preallocated_cache(model, batch["input_ids"].shape[1] + settings.max_new_tokens)
+                extra = {} if cache is None else {"cache": cache}
+            else:
+                try:
+                    batch, extra = prefixes.batch_inputs(
+                        tokenizer, [prompts[i] for i in idx], prefix, k, device, settings.max_new_tokens
+                    )
+                except PrefixCacheUnsupported as e:  # raised at the first batch: cached batches come first
+                    warnings.warn(f"{e} has no plain key/value cache to share: plain batches instead", stacklevel=2)
+                    return generate_sql(
+                        model, tokenizer, prompts, replace(settings, prefix_cache=False), progress, grammars
+                    )
+            if grammars is not None:
+                from transformers import LogitsProcessorList
+
+                from t2s.decoding.constrained import GrammarConstrainedLogits
+
+                constraint = GrammarConstrainedLogits(
+                    tokenizer, [grammars[i] for i in idx], batch["input_ids"].shape[1], settings.num_candidates
+                )
+                extra["logits_processor"] = LogitsProcessorList([constraint])
+            out = model.generate(**batch, **kwargs, **extra)
+            new_tokens = out[:, batch["input_ids"].shape[1] :]
+            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for j, i in enumerate(idx):
+                results[i] = [first_line(t) for t in texts[j * k : (j + 1) * k]]
+            if progress is not None:
+                progress(len(idx))
+    finally:
+        model.train(was_training)
+    return results

@@ -1,0 +1,62 @@
+"""Load a model for generation: a base (Hub id, folder, or `embedded:` name), base + LoRA adapter, or merged.
+
+An adapter trained by t2s names its base in its run record (`t2s_run.json`): for the embedded model that is the
+dequantised GGUF copy it was trained on, not the Hub checkpoint `adapter_config.json` names for PEFT's own loaders.
+"""
+
+from __future__ import annotations
+
+from t2s.runtime import UserError
+
+import json
+from pathlib import Path
+
+import torch
+
+from t2s.decoding.embedded import DEFAULT_EMBEDDED, resolve_model_name
+
+
+def load_model_and_tokenizer(
+    model: str | None = None, adapter: str | None = None, *, merge: bool = False, dtype: str = "float32"
+):
+    """A causal LM ready for generation: base, base + adapter, or merged, on CUDA when present."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if model is None and adapter is not None:
+        model = adapter_base(adapter)
+    model = model or DEFAULT_EMBEDDED
+    path = resolve_model_name(model)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and dtype == "float16":
+        raise UserError("dtype float16 needs a CUDA GPU for generation; use float32 or bfloat16 on CPU")
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+    tokenizer_source = adapter if adapter and has_tokenizer(adapter) else path
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    if adapter:
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, adapter)
+        if merge:
+            lm = lm.merge_and_unload()
+    lm.eval()
+    return lm, tokenizer
+
+
+def adapter_base(adapter: str) -> str:
+    """The base an adapter was trained on: t2s's run record first (it names the embedded model, whose weights are
+    a dequantised GGUF copy, not the Hub checkpoint in adapter_config.json), else PEFT's config."""
+    from peft import PeftConfig
+
+    run = Path(adapter) / "t2s_run.json"
+    if run.exists():
+        base = json.loads(run.read_text()).get("base_model")
+        if base:
+            return base
+    return PeftConfig.from_pretrained(adapter).base_model_name_or_path
+
+
+def has_tokenizer(adapter: str) -> bool:
+    """Whether an adapter carries its own tokenizer (a Hub id is assumed to: its files are not local)."""
+    path = Path(adapter)
+    return not path.exists() or (path / "tokenizer_config.json").exists()

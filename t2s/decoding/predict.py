@@ -1,0 +1,154 @@
+"""Predictions for dataset records: greedy (or sampled, or constrained) SQL, optionally execution-guided.
+
+Execution-guided decoding keeps the first of [greedy, beam 1, …, beam N] that executes in the sandbox and returns
+rows, else the greedy query; beams are searched only where the greedy query fails that check.
+"""
+
+from __future__ import annotations
+
+import time
+
+from t2s.decoding.constrained import grammar_for
+from t2s.decoding.generation import generate_sql
+from t2s.decoding.models import load_model_and_tokenizer
+from t2s.decoding.settings import GenerationSettings
+from t2s.execution.sandbox import connect_example, run_query
+from t2s.execution.semantics import is_empty_result
+
+
+def execution_guided_choice(candidates: list[str], example) -> tuple[str, int]:
+    """The first candidate that runs without error and returns a non-empty result; else the top one."""
+    for i, sql in enumerate(candidates):
+        if executes_with_rows(sql, example):
+            return sql, i
+    return candidates[0], -1
+
+
+def progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+
+
+def generate_with_progress(model, tokenizer, prompts, settings, label, grammars=None):
+    """A live bar on a terminal; elsewhere (a log file, CI) rich draws nothing until the end, so print a line per
+    tenth of the work instead: a long generation must never look stalled."""
+    with progress_bar() as progress:
+        task = progress.add_task(label, total=len(prompts))
+        step = max(1, len(prompts) // 10)
+        start, done, reported = time.perf_counter(), 0, 0
+
+        def advance(n: int) -> None:
+            nonlocal done, reported
+            progress.advance(task, n)
+            done += n
+            if not progress.console.is_terminal and (done - reported >= step or done == len(prompts)):
+                reported = done
+                progress.console.print(f"{label}: {done}/{len(prompts)} ({time.perf_counter() - start:.0f} s)")
+
+        return generate_sql(model, tokenizer, prompts, settings, progress=advance, grammars=grammars)
+
+
+def executes_with_rows(sql: str, example) -> bool:
+    """Runs (in the sandbox, as the metric would run it) and returns at least one non-NULL value.
+
+    `example` is a dataset record (its WikiSQL `table` or SQLite `db_path`), or a bare WikiSQL table dict.
+    """
+    record = example if ("db_path" in example or "table" in example) else {"table": example}
+    conn, semantics = connect_example(record)
+    result = run_query(conn, sql, rewrite_double_quotes=semantics == "wikisql")
+    return result.status == "ok" and not is_empty_result(result.rows)
+
+
+def prediction_record(example, prediction: str) -> dict:
+    """What a predictions.jsonl line keeps of its example (with the dataset's own keys, e.g. hardness)."""
+    record = {"example_id": example["example_id"], "question": example["question"], "db_id": example["db_id"]}
+    for key in ("table_id", "hardness", "caveat"):
+        if key in example:
+            record[key] = example[key]
+    record.update(prompt=example["prompt"], prediction=prediction, gold_sql=example["gold_sql"])
+    return record
+
+
+def predict(
+    model,
+    tokenizer,
+    dataset,
+    settings: GenerationSettings,
+    *,
+    execution_guided: bool = False,
+    num_candidates: int = 4,
+    greedy: list[str] | None = None,
+    constrained: bool = False,
+):
+    """One record per example: question, db_id, prompt, prediction, gold_sql (see `prediction_record`).
+
+    `constrained` decodes under each example's schema grammar (`t2s.decoding.constrained`), greedy and beams alike.
+
+    Execution-guided decoding keeps the first of [greedy, beam 1, …, beam N] that executes and
+    returns rows, else the greedy query. Beams are only searched where the greedy query fails
+    that check, so the rule costs extra generation only for those examples. `greedy` reuses
+    greedy predictions generated earlier (same order as `dataset`).
+    """
+    prompts = list(dataset["prompt"])
+    examples = list(dataset)
+    grammars = [grammar_for(ex) for ex in examples] if constrained else None
+    if greedy is None:
+        label = "Generating SQL (schema-constrained)" if constrained else "Generating SQL"
+        greedy = [c[0] for c in generate_with_progress(model, tokenizer, prompts, settings, label, grammars)]
+    records = [prediction_record(ex, pred) for ex, pred in zip(examples, greedy)]
+    if not execution_guided:
+        return records
+    failing = [i for i, pred in enumerate(greedy) if not executes_with_rows(pred, examples[i])]
+    beam_settings = GenerationSettings(
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=max(1, settings.batch_size // num_candidates),
+        num_candidates=num_candidates,
+        prefix_cache=settings.prefix_cache,
+    )
+    beams = generate_with_progress(
+        model,
+        tokenizer,
+        [prompts[i] for i in failing],
+        beam_settings,
+        f"Beam search ({num_candidates}) on failing queries",
+        [grammars[i] for i in failing] if grammars is not None else None,
+    )
+    for record in records:
+        record["eg_choice"] = 0
+    for i, candidates in zip(failing, beams):
+        ordered = list(dict.fromkeys([greedy[i], *candidates]))
+        records[i]["prediction"], records[i]["eg_choice"] = execution_guided_choice(ordered, examples[i])
+        records[i]["candidates"] = ordered
+    return records
+
+
+def run_predictions(args, dataset=None, greedy: list[str] | None = None):
+    """(dataset, prediction records, seconds spent generating) for `DecodingArguments`.
+
+    `dataset` reuses records loaded earlier (default: `args.load_questions()`); `greedy` reuses greedy predictions in
+    dataset order (execution-guided decoding then only searches where they fail).
+    """
+    from transformers import set_seed
+
+    set_seed(args.seed)
+    dataset = dataset if dataset is not None else args.load_questions()
+    model, tokenizer = load_model_and_tokenizer(args.model, args.adapter, merge=args.merge_adapter, dtype=args.dtype)
+    start = time.perf_counter()
+    records = predict(
+        model,
+        tokenizer,
+        dataset,
+        args.settings(),
+        execution_guided=args.execution_guided,
+        num_candidates=args.num_candidates,
+        greedy=greedy,
+        constrained=args.constrained_decoding,
+    )
+    return dataset, records, time.perf_counter() - start

@@ -1,0 +1,74 @@
+"""Paired comparison of two evaluations of the same questions: fixed/broken counts and McNemar's exact test.
+
+Two accuracies on the same questions are not independent samples; what tells them apart is the questions one run
+gets right and the other wrong. McNemar's exact test is a binomial test on those discordant pairs.
+"""
+
+from __future__ import annotations
+
+from t2s.runtime import UserError
+
+import json
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from t2s.data.common import read_jsonl
+
+console = Console()
+
+
+def mcnemar_exact(fixed: int, broken: int) -> float:
+    """Two-sided exact McNemar p-value: a binomial test on the discordant pairs.
+
+    Computed directly (a sum of binomial terms) rather than adding scipy/statsmodels for one formula.
+    """
+    n = fixed + broken
+    if n == 0:
+        return 1.0
+    k = min(fixed, broken)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def compare(run_a: str, run_b: str) -> dict:
+    """Paired comparison of two evaluations of the same questions."""
+    a = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_a) / "predictions.jsonl")}
+    b = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_b) / "predictions.jsonl")}
+    if set(a) != set(b):
+        raise UserError(
+            f"{run_a} and {run_b} scored different questions ({len(set(a) ^ set(b))} not shared): "
+            "a paired comparison needs the same dataset options for both"
+        )
+    fixed = sum(not a[k] and b[k] for k in a)
+    broken = sum(a[k] and not b[k] for k in a)
+    meta_a = json.loads((Path(run_a) / "metrics.json").read_text())
+    meta_b = json.loads((Path(run_b) / "metrics.json").read_text())
+    result = {
+        "a": run_a,
+        "b": run_b,
+        "n": len(a),
+        "protocol": meta_a["protocol"],
+        "accuracy_a": meta_a["execution_accuracy"],
+        "accuracy_b": meta_b["execution_accuracy"],
+        "decoding_a": meta_a["decoding"],
+        "decoding_b": meta_b["decoding"],
+        "both_correct": sum(a[k] and b[k] for k in a),
+        "both_wrong": sum(not a[k] and not b[k] for k in a),
+        "fixed": fixed,
+        "broken": broken,
+        "mcnemar_p": mcnemar_exact(fixed, broken),
+    }
+    table = Table(title=f"{run_a} → {run_b} ({result['n']} questions; {result['protocol']})")
+    for column in ("", "A", "B"):
+        table.add_column(column)
+    table.add_row("execution accuracy", f"{result['accuracy_a']:.1%}", f"{result['accuracy_b']:.1%}")
+    table.add_row("decoding", result["decoding_a"], result["decoding_b"])
+    console.print(table)
+    console.print(
+        f"fixed (A wrong, B right) {fixed}, broken (A right, B wrong) {broken}, both right {result['both_correct']}, "
+        f"both wrong {result['both_wrong']}; McNemar exact p = {result['mcnemar_p']:.3g}"
+    )
+    return result

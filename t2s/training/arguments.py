@@ -1,0 +1,142 @@
+"""The t2s part of a recipe: which data (WikiSQL, Spider), what the prompt shows, and what to watch while training.
+
+Training itself is configured by TRL's `SFTConfig`, the model and adapter by TRL's `ModelConfig`;
+a recipe YAML sets fields of all three (see `recipes/`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from t2s.data.arguments import DatasetArguments
+
+
+@dataclass
+class DataArguments(DatasetArguments):
+    """The data fields of a training recipe: the shared dataset options, plus splits, subsets and checks."""
+
+    require_database: bool = field(
+        default=True,
+        metadata={
+            "help": "Spider: refuse training examples whose database file is missing. False trains on them from "
+            "tables.json (Spider train here lacks baseball_1 and soccer_1: 96 questions)."
+        },
+    )
+    check_gold: bool = field(
+        default=False,
+        metadata={
+            "help": "SQLite data: run every gold query on its database first; one that fails is a bad example "
+            "(reported with file and index, or skipped with on_error: skip). For your own data."
+        },
+    )
+    on_error: str = field(
+        default="raise",
+        metadata={
+            "help": "Bad examples: 'raise' stops at the first, 'skip' drops them and reports counts.",
+            "choices": ["raise", "skip"],
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start from scratch although output_dir holds checkpoints of an earlier run (they are deleted "
+            "first). Without it such a run resumes from its last checkpoint, and a finished adapter without "
+            "checkpoints is never overwritten."
+        },
+    )
+    drop_longer_than: int | None = field(
+        default=None,
+        metadata={
+            "help": "Drop training examples longer than this many tokens (prompt + SQL + EOS) instead of letting TRL "
+            "cut their SQL; the count is reported. Sizes a CPU recipe by the longest schema it trains on."
+        },
+    )
+    dataset_data_files: str | None = field(
+        default=None,
+        metadata={"help": 'data_files for load_dataset: a glob, or a JSON object such as \'{"train": "…"}\'.'},
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_eval_split: str | None = field(
+        default="dev", metadata={"help": "Split to evaluate on (ignored with heldout_tables: true)."}
+    )
+    heldout_tables: bool = field(
+        default=False,
+        metadata={
+            "help": "WikiSQL: train and evaluate on one split, divided by table: train on the tables that are not held out, "
+            "evaluate on the held-out ones. For data with a single split (WikiSQL dev on these machines)."
+        },
+    )
+    train_fraction: float | None = field(default=None, metadata={"help": "Train on this share of the training data."})
+    train_limit: int | None = field(default=None, metadata={"help": "Train on at most this many examples."})
+    eval_limit: int | None = field(default=None, metadata={"help": "Evaluate loss on at most this many examples."})
+    data_seed_subset: int = field(default=42, metadata={"help": "Seed of the train/eval subsets."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without a better eval loss (None: off)."}
+    )
+    log_samples: int = field(
+        default=3, metadata={"help": "Decoded samples (question, gold SQL, generated SQL) logged at each evaluation."}
+    )
+    eval_execution_accuracy_samples: int = field(
+        default=0,
+        metadata={
+            "help": "At each evaluation, generate for this many eval examples and log their execution accuracy."
+        },
+    )
+    generation_max_new_tokens: int = field(default=96, metadata={"help": "Token budget of generated SQL."})
+
+    def __post_init__(self) -> None:
+        if not self.dataset_name:
+            raise ValueError(
+                "dataset_name is required: 'local' (WikiSQL, $T2S_WIKISQL_DIR), 'spider' ($T2S_SPIDER_DIR), a folder "
+                "in either release layout, or a Hub id such as 'Salesforce/wikisql' or 'xlangai/spider'"
+            )
+        super().__post_init__()
+        if not self.heldout_tables and not self.dataset_eval_split:
+            raise ValueError("dataset_eval_split is required unless heldout_tables: true")
+
+    def reader_options(self) -> dict[str, Any]:
+        return {
+            **super().reader_options(),
+            "data_files": self.data_files(),
+            "seed": self.data_seed_subset,
+            "on_error": self.on_error,
+            **({"check_gold": True} if self.check_gold else {}),
+        }
+
+    def data_files(self) -> Any:
+        if self.dataset_data_files and self.dataset_data_files.lstrip().startswith("{"):
+            return json.loads(self.dataset_data_files)
+        return self.dataset_data_files
+
+
+@dataclass
+class GRPOArguments(DataArguments):
+    """The t2s part of a GRPO recipe: the data fields of SFT, plus where to start, the reward and the prompt filter."""
+
+    sft_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "The SFT adapter (folder or Hub id) whose LoRA weights GRPO continues to train; its base must be "
+            "model_name_or_path. Without it GRPO trains a fresh LoRA on the base model."
+        },
+    )
+    reward_partial_credit: float = field(
+        default=0.1,
+        metadata={"help": "Reward of a query that runs but returns a different result (1.0 correct, 0.0 errors)."},
+    )
+    prescore_samples: int = field(
+        default=0,
+        metadata={
+            "help": "Before training, sample this many completions per training question with the starting model and "
+            "keep only questions whose rewards differ (groups with equal rewards give GRPO no gradient). 0: off."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prescore_samples == 1 or self.prescore_samples < 0:
+            raise ValueError("prescore_samples must be 0 (off) or at least 2")
+        if not 0.0 <= self.reward_partial_credit < 1.0:
+            raise ValueError("reward_partial_credit must be in [0, 1)")

@@ -1,0 +1,62 @@
+"""What to look at while a model trains: decoded samples and a quick execution accuracy at each evaluation.
+
+A falling eval loss says little about whether the SQL runs. At every evaluation this callback
+generates SQL for a fixed slice of the eval set (greedy, exactly as `t2s/generate.py` does), prints
+a few (question, gold, generated) samples, appends them to `eval_samples.jsonl`, and logs the
+slice's execution accuracy through the trainer's loggers as `eval_execution_accuracy`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from t2s.decoding.generation import generate_sql
+from t2s.decoding.settings import GenerationSettings
+from t2s.execution.scoring import score_records, summarise
+
+
+class SQLSamplesCallback(TrainerCallback):
+    def __init__(self, eval_examples, tokenizer, *, num_samples: int, num_exec: int, max_new_tokens: int) -> None:
+        n = max(num_samples, num_exec)
+        self.examples = eval_examples.select(range(min(n, len(eval_examples)))) if n else None
+        self.tokenizer = tokenizer
+        self.num_samples, self.num_exec = num_samples, num_exec
+        self.settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=16)
+        self.trainer = None  # set by the script, to log through the trainer's loggers
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if self.examples is None or model is None or not state.is_world_process_zero:
+            return
+        prompts = list(self.examples["prompt"])
+        predictions = [c[0] for c in generate_sql(model, self.tokenizer, prompts, self.settings)]
+        record = {"step": state.global_step, "samples": []}
+        for ex, pred in list(zip(self.examples, predictions))[: self.num_samples]:
+            record["samples"].append({"question": ex["question"], "gold_sql": ex["gold_sql"], "generated_sql": pred})
+        if self.num_exec:
+            n = min(self.num_exec, len(predictions))
+            details = score_records(predictions[:n], self.examples.select(range(n)))
+            record["execution_accuracy"] = summarise(details)["execution_accuracy"]
+            record["num_exec"] = n
+            if self.trainer is not None:
+                self.trainer.log({"eval_execution_accuracy": record["execution_accuracy"]})
+        self._print(record)
+        with open(Path(args.output_dir) / "eval_samples.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def _print(self, record) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        title = f"SQL samples at step {record['step']}"
+        if "execution_accuracy" in record:
+            title += f" — execution accuracy {record['execution_accuracy']:.1%} on {record['num_exec']} eval examples"
+        table = Table(title=title, show_lines=True)
+        for column in ("question", "gold SQL", "generated SQL"):
+            table.add_column(column, overflow="fold")
+        for s in record["samples"]:
+            style = "green" if s["generated_sql"] == s["gold_sql"] else None
+            table.add_row(s["question"], s["gold_sql"], s["generated_sql"], style=style)
+        Console().print(table)

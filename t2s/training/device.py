@@ -1,0 +1,76 @@
+"""Refuse, before anything loads, a recipe that needs a GPU on a machine without CUDA.
+
+Without this, a GPU recipe on a CPU machine dies deep inside transformers or bitsandbytes, or
+worse, a CPU run quietly drops a GPU feature and its numbers get reported as if it had used it.
+The check reads the recipe's effective settings (YAML plus command-line overrides) so it runs
+before argument parsing, where transformers would raise its own less helpful error.
+"""
+
+from __future__ import annotations
+
+from t2s.runtime import UserError
+
+import importlib.util
+from collections.abc import Mapping
+from typing import Any
+
+
+class DeviceSupportError(UserError, RuntimeError):
+    """The recipe asks for a GPU feature this machine cannot provide."""
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def gpu_requirements(settings: Mapping[str, Any]) -> list[str]:
+    """What in these settings needs CUDA (empty when they run on a CPU as written)."""
+    needs = []
+    use_cpu = _truthy(settings.get("use_cpu", False))
+    if _truthy(settings.get("fp16", False)):
+        needs.append("fp16 mixed precision (fp16: true)")
+    bf16 = settings.get("bf16")
+    if bf16 is None and not _truthy(settings.get("fp16", False)) and not use_cpu:
+        needs.append("bf16 mixed precision (TRL's SFTConfig turns bf16 on when a recipe leaves it unset)")
+    elif bf16 is not None and _truthy(bf16) and not use_cpu:
+        needs.append("bf16 mixed precision on a GPU (bf16: true without use_cpu: true)")
+    if "flash" in str(settings.get("attn_implementation") or ""):
+        needs.append(f"attn_implementation: {settings['attn_implementation']}")
+    if _truthy(settings.get("use_vllm", False)):
+        needs.append("vLLM generation (use_vllm: true)")
+    if _truthy(settings.get("load_in_4bit", False)) and str(settings.get("dtype")) in ("float16", "bfloat16"):
+        needs.append(f"4-bit QLoRA with {settings['dtype']} compute")
+    return needs
+
+
+def check_device_support(settings: Mapping[str, Any], recipe: str | None = None) -> None:
+    """Raise DeviceSupportError naming every GPU-only setting, when there is no CUDA device."""
+    needs = gpu_requirements(settings)
+    if not needs or cuda_available():
+        return
+    name = recipe or "this configuration"
+    raise DeviceSupportError(
+        f"{name} needs a CUDA GPU, and this machine has none. It asks for: {'; '.join(needs)}. "
+        "Nothing was loaded or trained. Run it on a GPU machine, or for a CPU run use recipes/smollm2-135m/wikisql/sft_cpu.yaml "
+        "(fp32, no quantisation), or override the settings above (e.g. --fp16 false --bf16 false --use_cpu true)."
+    )
+
+
+def check_optional_kernels(settings: Mapping[str, Any]) -> None:
+    """flash-attn and vLLM are not dependencies: say how to get them instead of failing at model load."""
+    if _truthy(settings.get("use_vllm", False)) and importlib.util.find_spec("vllm") is None:
+        raise DeviceSupportError(
+            "use_vllm: true needs vLLM in a version TRL supports: pip install -e '.[vllm]' (see setup.cfg), "
+            "or set use_vllm: false to generate with transformers."
+        )
+    if settings.get("attn_implementation") == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise DeviceSupportError(
+            "attn_implementation: flash_attention_2 needs the flash-attn package "
+            "(pip install flash-attn --no-build-isolation), or set attn_implementation: sdpa and padding_free: false."
+        )

@@ -1,0 +1,141 @@
+"""Reinforcement learning after SFT: TRL's `GRPOTrainer` with execution accuracy as the reward.
+
+Training prompts are the canonical prompts of SFT (prompt-only records); each completion is scored by running it in
+the metric's sandbox against the gold result (`t2s.training.rewards`). With `sft_adapter` the SFT LoRA weights keep
+training; the output is that adapter, on the same base, with its run record and model card.
+"""
+
+from __future__ import annotations
+
+from t2s.runtime import UserError
+
+import time
+
+from transformers import AutoTokenizer, set_seed
+from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
+
+from t2s.decoding.embedded import resolve_model_name
+from t2s.decoding.models import adapter_base, has_tokenizer
+from t2s.decoding.settings import GenerationSettings
+from t2s.publish.hub import check_hub_access, push_folder
+from t2s.training.arguments import GRPOArguments
+from t2s.training.loss_positions import project_loss_positions_only_on_cpu
+from t2s.training.prompt_filter import keep_informative
+from t2s.training.report import finish_run, report_grpo_setup
+from t2s.training.rewards import ExecutionReward
+from t2s.training.run_setup import load_splits, model_init_kwargs, resume_point
+
+DATACLASSES = (GRPOArguments, GRPOConfig, ModelConfig)
+
+
+def load_policy(model_args: ModelConfig, sft_adapter: str | None):
+    """(model or model path, peft_config, model_init_kwargs, quantization_config, tokenizer source)."""
+    if sft_adapter:
+        base = adapter_base(sft_adapter)
+        named = model_args.model_name_or_path
+        if named and resolve_model_name(named) != resolve_model_name(base):
+            raise UserError(
+                f"sft_adapter {sft_adapter} was trained on {base}, but the recipe's model_name_or_path is {named}: "
+                "set model_name_or_path to the adapter's base (or leave it out)"
+            )
+        model_args.model_name_or_path = base
+    if not model_args.model_name_or_path:
+        raise UserError("model_name_or_path is required (or sft_adapter, whose base model is then used)")
+    path = resolve_model_name(model_args.model_name_or_path)
+    init, quantization_config = model_init_kwargs(model_args)
+    if not sft_adapter:
+        return path, get_peft_config(model_args), init, quantization_config, path
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, **{k: v for k, v in init.items() if v is not None})
+    # is_trainable: the SFT adapter's LoRA weights are the policy; TRL keeps a frozen copy as reference if beta > 0.
+    model = PeftModel.from_pretrained(model, sft_adapter, is_trainable=True)
+    return model, None, None, quantization_config, sft_adapter if has_tokenizer(sft_adapter) else path
+
+
+def train_grpo(
+    script_args: GRPOArguments, training_args: GRPOConfig, model_args: ModelConfig, recipe: str | None = None
+):
+    check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
+    resume = resume_point(
+        training_args.output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir
+    )
+    push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our own model card
+    set_seed(training_args.seed)
+
+    model, peft_config, training_args.model_init_kwargs, quantization_config, tokenizer_source = load_policy(
+        model_args, script_args.sft_adapter
+    )
+    project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same log-probs, less work
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    train, evals = load_splits(script_args)
+    train = train.remove_columns(["completion"])  # prompt-only: the gold SQL reaches the reward as gold_sql
+    reward = ExecutionReward(script_args.reward_partial_credit)
+    prompt_filter = None
+    if script_args.prescore_samples:
+        if resume:
+            raise UserError("prescore_samples with a resumed run would draw different prompts: resume without it")
+        train, summary = keep_informative(
+            model,
+            tokenizer,
+            train,
+            reward,
+            GenerationSettings(
+                max_new_tokens=training_args.max_completion_length,
+                batch_size=max(1, (training_args.generation_batch_size or 64) // script_args.prescore_samples),
+                temperature=training_args.temperature,
+                top_p=training_args.top_p,
+                top_k=training_args.top_k,
+                num_candidates=script_args.prescore_samples,
+            ),
+            training_args.output_dir,
+        )
+        prompt_filter = summary.describe()
+        print(f"Pre-scoring: {prompt_filter}")
+        if not len(train):
+            raise UserError("no training question is informative (every one got equal rewards): nothing to train on")
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=training_args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    report_grpo_setup(trainer, train, model_args, script_args, quantization_config)
+
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    elapsed = time.perf_counter() - start
+    trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
+    trainer.save_state()  # trainer_state.json: every logged step (rewards, zero-std share, step times)
+
+    if trainer.accelerator.is_main_process:
+        extra = {
+            "sft_adapter": script_args.sft_adapter,
+            "reward": f"execution: 1.0 correct, {reward.partial_credit} runs but differs, 0.0 error/timeout/rejected",
+            "prompt_filter": prompt_filter,
+            "grpo": {
+                k: getattr(training_args, k)
+                for k in (
+                    "num_generations",
+                    "generation_batch_size",
+                    "max_completion_length",
+                    "temperature",
+                    "beta",
+                    "loss_type",
+                    "learning_rate",
+                )
+            },
+        }
+        finish_run(
+            trainer, script_args, model_args, recipe, train, evals, elapsed, {}, quantization_config, resume,
+            stage="grpo", extra=extra,
+        )  # fmt: skip
+        if push:
+            push_folder(training_args.output_dir, training_args.hub_model_id, private=training_args.hub_private_repo)
+    return trainer

@@ -1,0 +1,87 @@
+"""What a GRPO run did, step by step: reward, share of groups without signal, completion length, time.
+
+    python -m t2s.training.grpo_report outputs/smollm2-135m-wikisql-grpo --png docs/grpo_wikisql_curve.png
+
+Reads the run's `trainer_state.json` (every logged step; else its last checkpoint's), or a console log (`--log`). TRL logs
+rewards on the step that generated them (one generation round serves `steps_per_generation` steps), and a
+`step_time` on every step.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import statistics
+from pathlib import Path
+
+from rich.console import Console
+
+console = Console()
+_LOG_DICT = re.compile(r"\{'loss'[^{}]*\}")
+
+
+def read_history(run_dir: str | Path, log: str | Path | None = None) -> list[dict]:
+    """The trainer's log history: from trainer_state.json, else from dicts printed in a console log."""
+    run_dir = Path(run_dir)
+    checkpoints = sorted(run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))
+    states = [p for p in [run_dir / "trainer_state.json", *reversed(checkpoints)] if p.exists()]
+    if log is None and states:
+        return [e for e in json.loads(states[0].read_text())["log_history"] if "loss" in e]
+    if log is None:
+        raise FileNotFoundError(
+            f"{run_dir} has no trainer_state.json (nor a checkpoint's); pass its console log with --log"
+        )
+    text = Path(log).read_text(errors="replace").replace("\r", "\n")
+    entries = []
+    for match in _LOG_DICT.finditer(text):
+        entry = {k: float(v) for k, v in ast.literal_eval(match.group(0)).items()}
+        entries.append(entry)
+    for i, entry in enumerate(entries, 1):
+        entry.setdefault("step", i)
+    return entries
+
+
+def summarise(history: list[dict], completions_per_round: int) -> dict:
+    rounds = [e for e in history if "reward" in e]
+    times = [e["step_time"] for e in history if "step_time" in e]
+    tokens = sum(e["completions/mean_length"] * completions_per_round for e in rounds)
+    half = len(rounds) // 2
+    return {
+        "steps": len(history),
+        "generation_rounds": len(rounds),
+        "seconds_per_step": statistics.fmean(times) if times else None,
+        "total_seconds": sum(times),
+        "generated_tokens": round(tokens),
+        "generated_tokens_per_second": tokens / sum(times) if times else None,
+        "reward_first_half": statistics.fmean(e["reward"] for e in rounds[:half]) if half else None,
+        "reward_second_half": statistics.fmean(e["reward"] for e in rounds[half:]) if rounds else None,
+        "frac_reward_zero_std_mean": statistics.fmean(e["frac_reward_zero_std"] for e in rounds) if rounds else None,
+        "mean_completion_tokens": statistics.fmean(e["completions/mean_length"] for e in rounds) if rounds else None,
+    }
+
+
+def plot(history: list[dict], png: str | Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [e for e in history if "reward" in e]
+    steps = [e["step"] for e in rounds]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    ax1.plot(steps, [e["reward"] for e in rounds], marker="o", label="mean reward of the round's completions")
+    ax1.set_ylabel("reward (1 / 0.1 / 0)")
+    ax1.set_ylim(0, 1)
+    ax1.legend(loc="lower right", fontsize=8)
+    ax1.grid(alpha=0.3)
+    ax2.plot(steps, [e["frac_reward_zero_std"] for e in rounds], marker="s", color="tab:red")
+    ax2.set_ylabel("groups with equal rewards")
+    ax2.set_xlabel("optimizer step (one generation round per point)")
+    ax2.set_ylim(-0.02, 1)
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,138 @@
+"""Rewards for GRPO, in TRL's reward-function signature, from the same sandbox and semantics as the metric.
+
+TRL calls a reward function as `f(prompts=..., completions=..., completion_ids=..., **columns)`: one value per
+generated completion, with every dataset column except `prompt` and `completion` repeated for each completion,
+plus TRL's own keywords (`trainer_state`, `log_extra`, `log_metric`). The gold query therefore travels as
+`gold_sql` (a column named `completion` never reaches a reward), and the database as `table` (WikiSQL) or
+`db_path` (SQLite), exactly as `t2s.execution.scoring.score_records` reads them.
+
+One rule is stricter than the metric: a completion with more than one statement is rejected (0.0) for every
+dataset. Spider's official evaluator keeps only the first statement sqlparse finds (so `SELECT …; DROP TABLE t`
+scores as `SELECT …`, and the metric follows it); a reward that allowed this would teach a model to append
+statements.
+
+A completion is scored on its first line, trimmed: generation stops at the first newline at evaluation
+(`t2s.decoding.generation`), so the reward sees what the metric will see. A group of `num_generations` completions shares
+one gold query: the gold result is computed once per example and cached, not once per completion.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from t2s.decoding.settings import first_line
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, cached_database
+from t2s.execution.scoring import GoldResult, compare_with_gold, run_gold
+from t2s.execution.tables import materialize_table, table_fingerprint
+
+DEFAULT_PARTIAL_CREDIT = 0.1  # Arctic-Text2SQL-R1's value: a query that runs is better than one that does not
+GOLD_CACHE_SIZE = 4096
+
+
+def completion_text(completion: Any) -> str:
+    """The SQL of a completion: a string, or a conversation whose last message is the answer (chat datasets)."""
+    if isinstance(completion, str):
+        text = completion
+    elif isinstance(completion, Sequence) and completion and isinstance(completion[-1], Mapping):
+        text = str(completion[-1].get("content") or "")
+    else:
+        text = str(completion or "")
+    return first_line(text)
+
+
+class ExecutionReward:
+    """1.0 when the result matches the gold result under the dataset's semantics, `partial_credit` when the query
+    runs but answers differently, 0.0 for an error, a timeout, a rejected statement or an empty completion.
+
+    An instance is a TRL reward function (its `__name__` names the reward in TRL's logs).
+    """
+
+    def __init__(
+        self,
+        partial_credit: float = DEFAULT_PARTIAL_CREDIT,
+        *,
+        keep_distinct: bool = False,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        name: str = "execution_reward",
+    ) -> None:
+        if not 0.0 <= partial_credit < 1.0:
+            raise ValueError(f"partial_credit={partial_credit} must be in [0, 1): a wrong answer is worth less")
+        self.partial_credit = partial_credit
+        self.keep_distinct = keep_distinct
+        self.limits = {"timeout_s": timeout_s, "max_rows": max_rows}
+        self.__name__ = name
+        self._gold = functools.lru_cache(maxsize=GOLD_CACHE_SIZE)(self._run_gold)
+        self._tables: dict[tuple, Mapping[str, Any]] = {}
+
+    def __call__(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] = (),
+        gold_sql: Sequence[str] | None = None,
+        table: Sequence[Mapping[str, Any]] | None = None,
+        db_path: Sequence[str] | None = None,
+        **columns: Any,
+    ) -> list[float]:
+        if gold_sql is None:
+            raise ValueError("execution_reward needs the dataset's gold_sql column (t2s records carry it)")
+        if (table is None) == (db_path is None):
+            raise ValueError("execution_reward needs exactly one of the columns table (WikiSQL) or db_path (SQLite)")
+        return [
+            self.score_one(completion, gold, table[i] if table is not None else None, db_path and db_path[i])
+            for i, (completion, gold) in enumerate(zip(completions, gold_sql, strict=True))
+        ]
+
+    def outcome(self, completion: Any, gold_sql: str, table=None, db_path: str | None = None) -> str:
+        """The metric's outcome for one completion (correct, wrong_result, exec_error, timeout, rejected, empty)."""
+        sql = completion_text(completion)
+        if not sql:
+            return "empty"
+        if _statement_count(sql) > 1:
+            return "rejected"
+        conn, gold = self._connection_and_gold(gold_sql, table, db_path)
+        return compare_with_gold(conn, sql, gold, **self.limits)["outcome"]
+
+    def score_one(self, completion: Any, gold_sql: str, table=None, db_path: str | None = None) -> float:
+        outcome = self.outcome(completion, gold_sql, table, db_path)
+        if outcome == "gold_error":
+            raise ValueError(f"gold query {gold_sql!r} fails on its database: this training example is broken")
+        return 1.0 if outcome == "correct" else self.partial_credit if outcome == "wrong_result" else 0.0
+
+    def _connection_and_gold(self, gold_sql: str, table, db_path: str | None):
+        if db_path:
+            key: tuple = ("spider", str(db_path))
+        else:
+            key = ("wikisql", table_fingerprint(table))
+            self._tables.setdefault(key, table)
+        return self._connect(key), self._gold(key, gold_sql)
+
+    def _connect(self, key: tuple):
+        # Both are cached connections, read-only: one per database file, one per WikiSQL table.
+        return cached_database(key[1]) if key[0] == "spider" else materialize_table(self._tables[key])
+
+    def _run_gold(self, key: tuple, gold_sql: str) -> GoldResult:
+        return run_gold(
+            self._connect(key), gold_sql, semantics=key[0], keep_distinct=self.keep_distinct, **self.limits
+        )
+
+
+def _statement_count(sql: str) -> int:
+    import sqlparse
+
+    return sum(1 for statement in sqlparse.split(sql) if statement.strip().rstrip(";").strip())
+
+
+def execution_reward(
+    prompts: Sequence[Any] | None = None,
+    completions: Sequence[Any] = (),
+    gold_sql: Sequence[str] | None = None,
+    **columns: Any,
+) -> list[float]:
+    """The default execution reward (1.0 / 0.1 / 0.0) as a plain function, for `GRPOTrainer(reward_funcs=...)`."""
+    return _DEFAULT(prompts, completions, gold_sql, **columns)
+
+
+_DEFAULT = ExecutionReward()

@@ -1,0 +1,132 @@
+"""What a training run settles before the trainer exists: its data splits, which examples fit, where it starts.
+
+Kept out of `t2s/sft.py` so that the script stays a screenful; `t2s/grpo.py` and other trainers can share them.
+"""
+
+from __future__ import annotations
+
+from t2s.runtime import UserError
+
+import shutil
+from pathlib import Path
+
+from t2s.training.arguments import DataArguments
+
+
+def model_init_kwargs(model_args) -> tuple[dict, object]:
+    """(from_pretrained kwargs of the recipe's model, its quantisation config or None), as both trainers load it."""
+    import torch
+    from accelerate import PartialState
+    from trl import get_quantization_config
+
+    from t2s.decoding.embedded import is_embedded
+
+    quantization_config = get_quantization_config(model_args)
+    kwargs = {
+        "revision": None if is_embedded(model_args.model_name_or_path) else model_args.model_revision,
+        "dtype": model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype),
+        "attn_implementation": model_args.attn_implementation,
+        "quantization_config": quantization_config,
+        # Quantised weights are placed at load time: on this process's GPU, or on the CPU (bitsandbytes' CPU
+        # backend, slow; the run's setup report says so) where there is none.
+        "device_map": {"": str(PartialState().device)} if quantization_config is not None else None,
+    }
+    return kwargs, quantization_config
+
+
+def load_splits(args: DataArguments):
+    """(training records, evaluation records) as the recipe names them; with heldout_tables both from one split."""
+    train_split, eval_split = args.dataset_train_split, args.dataset_eval_split
+    train_part, eval_part = ("train", "heldout") if args.heldout_tables else (None, None)
+    if args.heldout_tables:
+        eval_split = train_split
+    train = args.load(
+        train_split,
+        table_split=train_part,
+        limit=args.train_limit,
+        fraction=args.train_fraction,
+        **({} if args.require_database else {"require_database": False}),
+    )
+    evals = args.load(eval_split, table_split=eval_part, limit=args.eval_limit)
+    return train, evals
+
+
+def longest_allowed(script_args, training_args) -> int | None:
+    """The most tokens a training example may have: `drop_longer_than`, and with padding-free batches (where TRL
+    cannot enforce `max_length` and refuses it) also `max_length`: longer examples are dropped and counted, not cut."""
+    limits = [script_args.drop_longer_than]
+    if getattr(training_args, "padding_free", False) and not getattr(training_args, "packing", False):
+        limits.append(training_args.max_length)
+    limits = [n for n in limits if n]
+    return min(limits) if limits else None
+
+
+def drop_long_examples(dataset, tokenizer, max_tokens: int | None):
+    """Training examples that fit `max_tokens` (prompt + SQL + EOS, tokenized as TRL does), and how many did not."""
+    if not max_tokens:
+        return dataset, 0
+    lengths = [
+        len(tokenizer(text=p)["input_ids"]) + len(tokenizer(text=c, add_special_tokens=False)["input_ids"]) + 1
+        for p, c in zip(dataset["prompt"], dataset["completion"])
+    ]
+    keep = [i for i, n in enumerate(lengths) if n <= max_tokens]
+    kept = dataset.select(keep)
+    kept.info.description = (
+        f"{dataset.info.description}; {len(keep)} kept of at most {max_tokens} tokens"
+        if len(keep) < len(dataset)
+        else dataset.info.description
+    )
+    return kept, len(dataset) - len(keep)
+
+
+def _checkpoint_step(path: str) -> int:
+    return int(Path(path).name.rsplit("-", 1)[-1])
+
+
+def _finished_step(out: Path) -> int | None:
+    """The step a completed run in `out` ended at (its run record is written only when training ends)."""
+    import json
+
+    record = out / "t2s_run.json"
+    if not record.exists():
+        return None
+    return json.loads(record.read_text()).get("global_step")
+
+
+def resume_point(output_dir: str, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
+    """Where training starts: a named checkpoint, else the last one in output_dir, else nowhere (fresh).
+
+    Never silently restarts over an earlier run's checkpoints, never silently overwrites a finished adapter.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if resume_from_checkpoint:
+        if not (Path(resume_from_checkpoint) / "trainer_state.json").exists():
+            raise UserError(f"resume_from_checkpoint={resume_from_checkpoint} is not a checkpoint folder")
+        return resume_from_checkpoint
+    out = Path(output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if overwrite:
+        from accelerate import PartialState
+
+        state = PartialState()
+        if state.is_main_process:  # one writer when several processes train
+            for old in out.glob("checkpoint-*") if out.is_dir() else ():
+                shutil.rmtree(old)
+        state.wait_for_everyone()
+        return None
+    finished = _finished_step(out)
+    if last is not None and finished is not None and _checkpoint_step(last) <= finished:
+        raise UserError(
+            f"{out} holds a finished run (step {finished}); resuming it would train past its end. Choose another "
+            "output_dir, or pass --overwrite_output_dir true to train again from scratch"
+        )
+    if last is not None:
+        print(f"Resuming from {last} (output_dir holds an earlier run; --overwrite_output_dir true starts afresh).")
+        return last
+    if (out / "adapter_config.json").exists():
+        raise UserError(
+            f"{out} already holds a trained adapter and no checkpoint to resume from; choose another output_dir, "
+            "or pass --overwrite_output_dir true to replace it"
+        )
+    return None

@@ -1,0 +1,98 @@
+"""Supervised fine-tuning: TRL's `SFTTrainer` on canonical prompt/completion records, LoRA/QLoRA from the recipe.
+
+Records are prompt/completion pairs, so TRL trains on the SQL tokens and the EOS only. Before the trainer exists the
+run checks what it can (Hub access, early-stopping settings, a resume point); at the end it writes the run record and
+the model card beside the adapter, and pushes once if the recipe asks.
+"""
+
+from __future__ import annotations
+
+from t2s.runtime import UserError
+
+import time
+
+from transformers import AutoTokenizer, EarlyStoppingCallback, set_seed
+from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
+
+from t2s.decoding.embedded import resolve_model_name
+from t2s.publish.hub import check_hub_access, push_folder
+from t2s.training.arguments import DataArguments
+from t2s.training.callbacks import SQLSamplesCallback
+from t2s.training.loss_positions import project_loss_positions_only_on_cpu
+from t2s.training.report import finish_run, report_setup
+from t2s.training.run_setup import drop_long_examples, load_splits, longest_allowed, model_init_kwargs, resume_point
+
+DATACLASSES = (DataArguments, SFTConfig, ModelConfig)
+
+
+def train_sft(
+    script_args: DataArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None
+):
+    if script_args.early_stopping_patience and not training_args.load_best_model_at_end:
+        raise UserError(
+            "early_stopping_patience needs load_best_model_at_end: true, metric_for_best_model: eval_loss and "
+            "matching eval/save strategies in the recipe"
+        )
+    check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
+    resume = resume_point(
+        training_args.output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir
+    )
+    push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our own model card
+    set_seed(training_args.seed)
+
+    model_path = resolve_model_name(model_args.model_name_or_path)
+    training_args.model_init_kwargs, quantization_config = model_init_kwargs(model_args)
+    project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same loss, less work
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    train, evals = load_splits(script_args)
+    limit = longest_allowed(script_args, training_args)
+    train, dropped = drop_long_examples(train, tokenizer, limit)
+    if dropped:
+        print(f"Dropped {dropped} training examples longer than {limit} tokens.")
+    if training_args.padding_free and not training_args.packing:
+        # TRL refuses max_length with padding-free batches (it cannot enforce it); every example now fits it.
+        training_args.max_length = None
+    samples = SQLSamplesCallback(
+        evals,
+        tokenizer,
+        num_samples=script_args.log_samples,
+        num_exec=script_args.eval_execution_accuracy_samples,
+        max_new_tokens=script_args.generation_max_new_tokens,
+    )
+    callbacks = [samples]
+    if script_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=script_args.early_stopping_patience))
+    trainer = SFTTrainer(
+        model=model_path,
+        args=training_args,
+        train_dataset=train.select_columns(["prompt", "completion"]),
+        eval_dataset=evals.select_columns(["prompt", "completion"]),
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        callbacks=callbacks,
+    )
+    samples.trainer = trainer
+    report_setup(trainer, train, evals, model_args, quantization_config)
+
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    elapsed = time.perf_counter() - start
+    # With load_best_model_at_end the best checkpoint is back in place and its eval loss is known.
+    best = trainer.state.best_metric
+    metrics = (
+        {"eval_loss": best}
+        if best is not None and training_args.metric_for_best_model == "eval_loss"
+        else trainer.evaluate()
+    )
+    trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
+
+    if trainer.accelerator.is_main_process:
+        finish_run(
+            trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config, resume
+        )
+        if push:
+            push_folder(training_args.output_dir, training_args.hub_model_id, private=training_args.hub_private_repo)
+    return trainer

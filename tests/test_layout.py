@@ -1,0 +1,109 @@
+"""The shape of the package, checked by tools rather than by a reviewer (docs/architecture.md).
+
+- the layer contract (import-linter, configured in pyproject.toml) holds, and it does fail when broken;
+- no module imports another module's private name;
+- nothing directly in `t2s/` shadows an importable module (running `t2s/sft.py` by path puts `t2s/` first on
+  `sys.path`, so a `t2s/evaluate.py` would hide the `evaluate` package from every library);
+- every relative link in the README, `docs/` and `recipes/` resolves.
+"""
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
+
+
+def _lint_imports(cwd, pythonpath=None):
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run([LINT_IMPORTS, "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_layer_contract_holds():
+    out = _lint_imports(ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "2 kept, 0 broken" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "bad_import", "contract"),
+    [
+        ("data/common.py", "from t2s.sft import cli", "layered"),  # library code importing a command
+        ("execution/sandbox.py", "from t2s.data.prompt import QUESTION_MARKER", "layered"),  # a lower stage, higher
+        ("decoding/settings.py", "from t2s.decoding.generation import generate_sql", "cycles"),  # a cycle
+    ],
+)
+def test_layer_contract_fails_when_broken(tmp_path, module, bad_import, contract):
+    copy = tmp_path / "src"
+    shutil.copytree(ROOT / "t2s", copy / "t2s", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    target = copy / "t2s" / module
+    target.write_text(target.read_text() + f"\n{bad_import}  # noqa\n")
+    out = _lint_imports(copy, pythonpath=copy)
+    assert out.returncode != 0, out.stdout[-3000:]
+    broken = [line for line in out.stdout.splitlines() if line.endswith("BROKEN")]
+    assert any(contract in line for line in broken), out.stdout[-3000:]
+
+
+def _python_files():
+    return [p for d in ("t2s", "bench", "tests") for p in (ROOT / d).rglob("*.py") if "__pycache__" not in p.parts]
+
+
+def test_no_module_imports_another_modules_private_name():
+    offenders = []
+    for path in _python_files():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("t2s"):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if private:
+                    offenders.append(f"{path.relative_to(ROOT)}: from {node.module} import {', '.join(private)}")
+    assert not offenders, offenders
+
+
+def test_nothing_in_the_package_folder_shadows_an_importable_module():
+    names = sorted(
+        p.stem if p.suffix == ".py" else p.name
+        for p in (ROOT / "t2s").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())
+    )
+    assert "sft" in names and "data" in names
+    probe = (
+        "import importlib.util, sys; sys.path = [p for p in sys.path if p and not p.endswith('/t2s')]; "
+        "print([n for n in sys.argv[1:] if importlib.util.find_spec(n) is not None])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *names], cwd="/", capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]", (
+        f"these names in t2s/ hide installed modules when a script runs by path: {out.stdout}"
+    )
+
+
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def test_relative_links_resolve():
+    pages = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "recipes").rglob("*.md")]
+    pages.append(ROOT / "t2s" / "metrics" / "execution_accuracy" / "README.md")
+    broken = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)  # links in code blocks are code
+        for target in _LINK.findall(text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = target.split("#", 1)[0]
+            if not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(ROOT)} → {target}")
+    assert len(pages) >= 5
+    assert not broken, broken
