@@ -4,7 +4,7 @@
   and the message already says how: the command prints it and exits with status 2, without a traceback. Anything
   else is a bug in t2s or below it and keeps its full traceback. `T2S_TRACEBACK=1` shows tracebacks for user
   errors too.
-* One harmless warning dropped. peft imports bitsandbytes at import time, and bitsandbytes on a CPU with AVX-512
+* Harmless library messages dropped. peft imports bitsandbytes at import time, and bitsandbytes on a CPU with AVX-512
   BF16 then tries to fetch an optional 4-bit GEMM kernel through the `kernels` package and logs "Failed to load CPU
   gemm_4bit_forward from kernels-community". Nothing is wrong: 4-bit layers fall back to bitsandbytes' own CPU
   code. This module is imported before anything else (`t2s/__init__`; commands import it first, see ruff's isort
@@ -26,6 +26,7 @@ import ctypes.util
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,21 @@ class _DropMissingKernelsWarning(logging.Filter):
 
 
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMissingKernelsWarning())
+
+# transformers 5 renamed gradient checkpointing to activation checkpointing; PEFT 0.21 (`PeftModel.__init__`) and
+# TRL 1.16 (`trl/models/utils.py`) still call the old model methods, so every adapter load and training run would print
+# these FutureWarnings with nothing for a t2s user to change. Exactly those three are dropped (docs/dependencies.md);
+# the one about the `gradient_checkpointing` *argument* stays, since a recipe that writes it can be fixed.
+LIBRARY_DEPRECATIONS = ("is_gradient_checkpointing", "gradient_checkpointing_enable", "gradient_checkpointing_disable")
+
+
+def drop_library_warnings() -> None:
+    """Install the filter (at import; again wherever warnings filters are reset, e.g. per test)."""
+    for method in LIBRARY_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=f"`{method}` is deprecated", category=FutureWarning)
+
+
+drop_library_warnings()
 
 
 # --------------------------------------------------------------------------- T2S_MALLOC=mmap

@@ -189,3 +189,24 @@ def test_evaluate_command_takes_the_flag(tiny, tmp_path):
     )
     assert metrics["decoding"].startswith("schema-constrained greedy")
     assert metrics["outcomes"]["rejected"] == 0  # every answer starts as a query
+
+
+def test_bitmask_application_matches_the_packed_bits():
+    """t2s applies llguidance's packed token mask with eager tensor ops: token 32 i + j is allowed iff bit j of word i
+    is set, and tokens past the mask are never allowed (checked against numpy's bit unpacking)."""
+    import numpy as np
+    import torch
+
+    from t2s.decoding.constrained import apply_bitmask_
+
+    generator = torch.Generator().manual_seed(0)
+    for vocab, words in ((100, 4), (128, 4), (130, 4), (64, 3)):
+        bitmask = torch.randint(-(2**31), 2**31 - 1, (3, words), dtype=torch.int32, generator=generator)
+        logits = torch.randn(3, vocab, generator=generator)
+        got = apply_bitmask_(logits.clone(), bitmask)
+        bits = np.unpackbits(bitmask.numpy().view(np.uint8), bitorder="little").reshape(3, -1).astype(bool)
+        allowed = np.zeros((3, vocab), dtype=bool)
+        width = min(vocab, bits.shape[1])
+        allowed[:, :width] = bits[:, :width]
+        expected = torch.where(torch.from_numpy(allowed), logits, torch.tensor(float("-inf")))
+        assert torch.equal(got, expected), vocab

@@ -226,3 +226,20 @@ def test_missing_split_file_says_what_is_there(tmp_path):
     _write(tmp_path, [], [GOOD_TABLE])
     with pytest.raises(FileNotFoundError, match="train.jsonl not found"):
         load_wikisql(tmp_path, "train")
+
+
+def test_example_ids_and_labels_do_not_depend_on_where_the_data_is(tmp_path, fixture_dev):
+    """A prediction file made on one copy matches the same data stored elsewhere; no absolute path reaches a label."""
+    import shutil
+
+    copy = tmp_path / "elsewhere" / "my_wikisql"
+    shutil.copytree(FIXTURES, copy)
+    moved = load_wikisql(copy, "dev")
+    assert list(moved["example_id"]) == list(load_wikisql(FIXTURES, "dev")["example_id"])
+    assert moved["example_id"][:2] == ["dev[0]", "dev[1]"]
+    assert (
+        moved.info.description.startswith("WikiSQL dev (my_wikisql), ") and str(tmp_path) not in moved.info.description
+    )
+    with pytest.raises(Exception, match=str(copy / "dev.jsonl")):  # messages still name the file to open
+        (copy / "dev.jsonl").write_text("{not json\n")
+        load_wikisql(copy, "dev")

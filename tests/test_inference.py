@@ -110,7 +110,7 @@ def test_execution_guided_decoding_picks_an_executable_candidate(fixture_dev):
 HAND_WRITTEN = [
     # (prediction, outcome, error, expected primary category)
     ("", "empty", "no SQL", "no_sql"),
-    ("The answer is Guard", "rejected", "not an SQL statement", "not_sql"),
+    ("The answer is Guard", "rejected", "not an SQL statement", "rejected"),
     (f'SELECT "Position" FROM {T} WHERE "Player" = \'antonio o\'neal\'', "exec_error", "syntax", "string_escaping"),
     (
         f'SELECT "Role" FROM {T} WHERE "Player" = \'José Müller\'',
@@ -254,3 +254,21 @@ def test_scores_are_written_into_the_adapter_card(tmp_path):
         and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
     )
     assert "execution_accuracy" in card and load_run(tmp_path)["scores"]["held-out"]["num_scored"] == 500
+
+
+def test_systematic_verdict_comes_from_a_test_with_its_p_value():
+    from t2s.evaluation.analysis.report import systematic, systematic_lines
+
+    causes = ("aggregation", "where_value", "select_column")
+    clustered = [{"db_id": f"t{t}", "primary": causes[t % 3]} for t in range(9) for _ in range(4)]
+    mixed = [{"db_id": f"t{t}", "primary": causes[i % 3]} for t in range(9) for i in range(3)]
+    s = systematic(clustered)
+    assert s["p_value"] < 0.01 and s["verdict"].startswith("systematic") and "permutation test" in s["test"]
+    assert systematic(clustered) == s  # seeded: the same errors give the same p-value
+    m = systematic(mixed, "database")
+    assert m["p_value"] > 0.5 and m["verdict"].startswith("no evidence that errors on one database")
+    few = systematic([e for e in clustered if e["db_id"] in ("t0", "t1")][:5])
+    assert few["p_value"] is None and few["verdict"].startswith("too few pairs")
+    agreement = {"n": 4, "both_wrong": 1, "only_this_wrong": 1, "only_other_wrong": 0, "agreement": 0.75}
+    lines = systematic_lines({"systematic": s, "agreement": {**agreement, "cohen_kappa": 0.5}})
+    assert "p = " in lines[-2] and "systematic" not in lines[-1]  # kappa is reported as agreement, not a verdict

@@ -364,7 +364,10 @@ def test_analysis_classes(layout):
         "truncated"
     ]
     assert classes("SELECT name, ci", "exec_error", "no such column: ci") == ["truncated"]  # cut inside `city`
-    assert classes("CREATE TABLE x (a)", "rejected") == ["not_sql"]
+    assert classes("CREATE TABLE x (a)", "rejected") == ["rejected"]  # the metric's name for it
+    assert classes("SELECT name FROM student WHERE WHERE age > 1", "exec_error", 'near "WHERE": syntax error') == [
+        "syntax_error"
+    ]
     assert classes("SELECT name FROM student WHERE name = 'O'Neal'", "exec_error", "syntax") == ["string_escaping"]
     assert (
         classes("SELECT nmae FROM student WHERE age > 20 ORDER BY age", "exec_error", "no such column: nmae")[0]
@@ -462,6 +465,19 @@ def test_train_and_evaluate_on_a_spider_layout(layout, tmp_path):
     assert "Execution accuracy by hardness" in analysis and "| easy |" in analysis
     records = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert {r["db_id"] for r in records} == {"school", "shop"} and all("hardness" in r for r in records)
+    # Data from a folder stays out of the model card unless asked; when asked, the card names the folder, not its path.
+    assert json.loads((out / "t2s_run.json").read_text())["scores"] == {}
+    assert (
+        metrics["protocol"].startswith(f"Spider dev ({layout.name}), ")
+        and str(layout.parent) not in metrics["protocol"]
+    )
+    evaluate_main(
+        ["--adapter", str(out), "--dataset_name", str(layout), "--max_new_tokens", "8", "--record_in_card", "always"]
+        + ["--output_dir", str(tmp_path / "eval2")]
+    )
+    scores = json.loads((out / "t2s_run.json").read_text())["scores"]
+    card = (out / "README.md").read_text()
+    assert len(scores) == 1 and layout.name in card and str(tmp_path) not in card
 
 
 def test_train_others_is_read_when_present_and_asked_for(layout):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from t2s.runtime import UserError
 
 import json
+import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -44,6 +45,13 @@ def report_skipped(dataset: str, skipped: Counter[str], total: int, source: Any)
         f"[yellow]{dataset} ({source}): skipped {sum(skipped.values())} of {total} examples ({detail}).[/]",
         soft_wrap=True,
     )
+
+
+def source_label(source: str | os.PathLike) -> str:
+    """How a protocol names data that is not the configured copy: a Hub id as it is, a folder by its name only
+    (an absolute path would end up in model cards pushed to the Hub)."""
+    path = Path(source).expanduser()
+    return path.resolve().name if path.exists() else str(source)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from t2s.data.common import DataFormatError, check_on_error, report_skipped, subset_indices
+from t2s.data.common import DataFormatError, check_on_error, report_skipped, source_label, subset_indices
 from t2s.data.hardness import hardness
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, check_schema_format, fill_prompt, render_schema
 from t2s.data.schema import DatabaseSchema, SchemaError, from_sqlite, from_tables_json
@@ -304,7 +304,7 @@ def load_spider(
     records = [records[i] for i in subset_indices(total, limit, fraction, seed)]
     features = spider_features()
     label = f"Spider {split}"
-    label += f" ({source})" if local is None else ("" if source in LOCAL_SOURCES else f" ({local})")
+    label += "" if source in LOCAL_SOURCES else f" ({source_label(source)})"
     label += f", {len(records)} of {total} questions"
     if len(records) < total:
         label += f" (seed {seed})"

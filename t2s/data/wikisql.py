@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from t2s.data.common import DataFormatError, check_on_error, report_skipped, subset_indices
+from t2s.data.common import DataFormatError, check_on_error, report_skipped, source_label, subset_indices
 from t2s.data.gold_sql import AGG_OPS, COND_OPS, GoldSQLError, render_gold_sql
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, build_prompt, check_schema_format
 from t2s.execution.tables import COLUMN_TYPES
@@ -150,8 +150,9 @@ def read_official_split(directory: Path, split: str) -> Iterator[dict[str, Any]]
             have = sorted(p.name for p in directory.glob("*.jsonl"))
             raise FileNotFoundError(f"{path} not found (split {split!r}); {directory} has {have}")
     tables = read_tables(tables_path)
-    for lineno, raw in _read_jsonl(questions):
-        where = f"{questions}:{lineno}"
+    for index, (lineno, raw) in enumerate(_read_jsonl(questions)):
+        where = f"{questions}:{lineno}"  # for messages: the file the user can open
+        example_id = f"{split}[{index}]"  # location-free: the same question has the same id wherever it is stored
         for field in ("question", "table_id", "sql"):
             if field not in raw:
                 raise WikiSQLFormatError(f"{where}: example is missing the field '{field}'")
@@ -159,7 +160,13 @@ def read_official_split(directory: Path, split: str) -> Iterator[dict[str, Any]]
         if table is None:
             yield {"error": f"table '{raw['table_id']}' is not in {tables_path.name}", "where": where}
             continue
-        yield {"question": raw["question"], "table": table, "sql": raw["sql"], "where": where}
+        yield {
+            "question": raw["question"],
+            "table": table,
+            "sql": raw["sql"],
+            "where": where,
+            "example_id": example_id,
+        }
 
 
 def read_hub_split(
@@ -184,7 +191,7 @@ def read_hub_split(
                 zip(conds.get("column_index", []), conds.get("operator_index", []), conds.get("condition", []))
             )
         sql = {"sel": raw["sql"]["sel"], "agg": raw["sql"]["agg"], "conds": [list(c) for c in conds]}
-        yield {"question": raw["question"], "table": table, "sql": sql, "where": where}
+        yield {"question": raw["question"], "table": table, "sql": sql, "where": where, "example_id": f"{split}[{i}]"}
 
 
 def raise_unexecutable(source: str, columns: Iterable[str] | None = None) -> None:
@@ -320,7 +327,7 @@ def load_wikisql(
             holdout_seed,
             len(records),
             total,
-            None if source in LOCAL_SOURCES else str(source),
+            None if source in LOCAL_SOURCES else source_label(source),
         ),
         features=features,
     )
@@ -339,7 +346,7 @@ def make_record(raw: Mapping[str, Any], schema_format: str, num_sample_rows: int
             raise WikiSQLFormatError(f"condition {cond!r} is not [column_index, operator_index, value]")
     gold = render_gold_sql(sql, table)
     return {
-        "example_id": raw["where"],
+        "example_id": raw["example_id"],
         "question": question,
         "db_id": table["id"],
         "table_id": table["id"],

@@ -209,6 +209,22 @@ def compile_grammar(tokenizer, grammar: str):
     return matcher
 
 
+def apply_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
+    """Set to -inf, in place, every logit whose bit in llguidance's packed int32 bitmask is 0 (bit j of word i is
+    token 32 i + j); tokens past the mask's width are disallowed.
+
+    llguidance's own `apply_token_bitmask_inplace` does the same through `torch.compile`, which on a machine without
+    CUDA builds a C++ kernel at the first call (a compiler must be present) and logs "No CUDA runtime is found";
+    these eager tensor operations give the same mask (tests/test_constrained.py) without either.
+    """
+    rows, vocab = logits.shape
+    shifts = torch.arange(32, device=bitmask.device, dtype=torch.int32)
+    allowed = ((bitmask.unsqueeze(-1) >> shifts) & 1).reshape(rows, -1).bool()
+    if allowed.shape[1] < vocab:
+        allowed = torch.nn.functional.pad(allowed, (0, vocab - allowed.shape[1]), value=False)
+    return logits.masked_fill_(~allowed[:, :vocab], float("-inf"))
+
+
 class GrammarConstrainedLogits(LogitsProcessor):
     """Masks every token that would leave its row's grammar; one grammar per prompt, shared by that prompt's rows.
 
@@ -255,5 +271,5 @@ class GrammarConstrainedLogits(LogitsProcessor):
             if not (matcher.is_error() or matcher.is_stopped()):
                 llguidance.torch.fill_next_token_bitmask(matcher, bitmask, r)
         out = scores.clone()
-        llguidance.torch.apply_token_bitmask_inplace(out, bitmask.to(scores.device))
+        apply_bitmask_(out, bitmask.to(scores.device))
         return out

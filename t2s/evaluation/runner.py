@@ -42,6 +42,16 @@ class EvaluateArguments(DecodingArguments):
         default=None, metadata={"help": "Another run's output_dir (other seed/model): adds agreement to the analysis."}
     )
     run_name: str | None = field(default=None, metadata={"help": "Name of this evaluation in the model card."})
+    record_in_card: str = field(
+        default="auto",
+        metadata={
+            "help": "Record the score in the adapter's run record and model card, which t2s/push.py publishes: "
+            "'auto' records scores on the public benchmarks (WikiSQL or Spider from their configured copies or the "
+            "Hub) and not on data from a folder you name (private or held-out data stays off the Hub unless asked); "
+            "'always'; 'never'.",
+            "choices": ["auto", "always", "never"],
+        },
+    )
     timeout: float = field(default=2.0, metadata={"help": "Seconds each query may run."})
     keep_distinct: bool = field(
         default=False,
@@ -135,7 +145,8 @@ def evaluate_run(args: EvaluateArguments) -> dict:
 
     print_metrics(metrics, title)
     print_summary(analysis, title)
-    if args.adapter and Path(args.adapter).is_dir():
+    record, why = card_decision(args)
+    if record:
         name = args.run_name or f"{metrics['protocol']}; {metrics['decoding']}"
         record_scores(
             args.adapter,
@@ -154,9 +165,23 @@ def evaluate_run(args: EvaluateArguments) -> dict:
                 )
             },
         )
-        console.print(f"Recorded the score in {Path(args.adapter) / 'README.md'}")
+    if args.adapter and Path(args.adapter).is_dir():
+        verb = "Recorded the score in" if record else "Did not record the score in"
+        console.print(f"{verb} {Path(args.adapter) / 'README.md'} ({why})")
     console.print(f"Wrote {out}/predictions.jsonl, metrics.json, analysis.md, analysis.json, analysis.png")
     return metrics
+
+
+def card_decision(args: EvaluateArguments) -> tuple[bool, str]:
+    """(whether this evaluation goes into the adapter's model card, the reason to print)."""
+    if not (args.adapter and Path(args.adapter).is_dir()):
+        return False, "not a local adapter folder"
+    if args.record_in_card != "auto":
+        return args.record_in_card == "always", f"--record_in_card {args.record_in_card}"
+    folder = args.dataset_name not in ("local", "wikisql", "spider") and Path(args.dataset_name).expanduser().exists()
+    if folder:
+        return False, "data from a folder you named: --record_in_card always to record it"
+    return True, "a public benchmark: --record_in_card never to keep it out"
 
 
 HEADLINES = {

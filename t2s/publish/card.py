@@ -109,7 +109,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
     datasets_used = {s.get("dataset", "Salesforce/wikisql") for s in run.get("scores", {}).values()}
     datasets_used.add(run.get("train_dataset") or "Salesforce/wikisql")
     data = ModelCardData(
-        base_model=base if "/" in str(base) else None,
+        base_model=base if "/" in str(base) and not Path(str(base)).expanduser().exists() else None,  # a Hub id only
         library_name="transformers" if merged else "peft",
         license=run.get("license"),
         tags=[
@@ -128,7 +128,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         pipeline_tag="text-generation",
     )
     rows = {
-        "base model": f"{run.get('base_model')}"
+        "base model": f"{_shown(run.get('base_model'))}"
         + (f" (`{base}` on the Hub)" if base != run.get("base_model") else ""),
         "data": run.get("train_protocol"),
         "training examples": run.get("train_examples"),
@@ -140,10 +140,10 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         "steps / epochs": f"{run.get('global_step')} / {run.get('epochs')}",
         "training time": f"{run.get('training_time_s', 0) / 60:.1f} min on {run.get('hardware')}",
         "final eval loss": run.get("eval_loss"),
-        "continued from (SFT adapter)": run.get("sft_adapter") and f"`{run['sft_adapter']}`",
+        "continued from (SFT adapter)": run.get("sft_adapter") and f"`{_shown(run['sft_adapter'])}`",
         "reward": run.get("reward"),
         "training prompts": run.get("prompt_filter"),
-        "recipe": f"`{run.get('recipe')}`",
+        "recipe": f"`{_shown(run.get('recipe'))}`",
     }
     card = ModelCard.from_template(
         data,
@@ -151,16 +151,16 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         title=f"t2s {'merged model' if merged else 'adapter'}: {Path(run.get('base_model', 'model')).name} "
         "for text-to-SQL",
         what=(
-            f"**{base}** with a t2s LoRA adapter merged into its weights (`{run.get('exported_from_adapter')}`; "
+            f"**{base}** with a t2s LoRA adapter merged into its weights (`{_shown(run.get('exported_from_adapter'))}`; "
             "logits checked equal to base + adapter before writing),"
             if merged
-            else f"A LoRA adapter for **{run.get('base_model')}**"
+            else f"A LoRA adapter for **{_shown(run.get('base_model'))}**"
         ),
         usage=(
-            f'from transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or output_dir}")'
+            f'from transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or _shown(str(output_dir))}")'
             if merged
             else "from t2s.decoding.models import load_model_and_tokenizer\n"
-            f'model, tokenizer = load_model_and_tokenizer(adapter="{repo_id or run.get("hub_model_id") or output_dir}")'
+            f'model, tokenizer = load_model_and_tokenizer(adapter="{repo_id or run.get("hub_model_id") or _shown(str(output_dir))}")'
         ),
         base_model=run.get("base_model"),
         scores=_score_section(run.get("scores", {})),
@@ -175,11 +175,18 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
     return path
 
 
+def _shown(name: Any) -> Any:
+    """A path as a card may show it: never absolute (a card is published); a Hub id or relative path as it is."""
+    if name and Path(str(name)).is_absolute():
+        return Path(str(name)).name
+    return name
+
+
 def _method(run: dict[str, Any]) -> str:
     sft = "TRL `SFTTrainer`, loss on the SQL tokens only"
     if run.get("stage") != "grpo":
         return sft
-    start = f"the SFT adapter `{run['sft_adapter']}` ({sft})" if run.get("sft_adapter") else "the base model"
+    start = f"the SFT adapter `{_shown(run['sft_adapter'])}` ({sft})" if run.get("sft_adapter") else "the base model"
     return f"TRL `GRPOTrainer` with an execution reward, continuing {start}"
 
 

@@ -143,6 +143,21 @@ def validate_recipe(path: str | Path, dataclass_types: Sequence[type]) -> dict[s
     return config
 
 
+def _checkpointing_default(dataclass_types: Sequence[type], settings: dict[str, Any]) -> list[str]:
+    """TRL's configs default the deprecated `gradient_checkpointing` to True, so every run that sets neither name
+    gets transformers' FutureWarning about a field the user never wrote. Passing TRL's default under the new name,
+    `activation_checkpointing`, keeps the behaviour and the warning for recipes that do write the old name."""
+    if "activation_checkpointing" in settings or "gradient_checkpointing" in settings:
+        return []
+    for kind in dataclass_types:
+        fields = {f.name: f for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else {}
+        if "activation_checkpointing" in fields and "gradient_checkpointing" in fields:
+            default = fields["gradient_checkpointing"].default
+            if isinstance(default, bool):
+                return ["--activation_checkpointing", str(default).lower()]
+    return []
+
+
 def parse_recipe(
     dataclass_types: Sequence[type],
     argv: Sequence[str] | None = None,
@@ -161,6 +176,7 @@ def parse_recipe(
     settings = dict(validate_recipe(recipe, dataclass_types)) if recipe is not None else {}
     if check is not None:
         check({**settings, **cli_overrides(rest)}, recipe)
+    rest = [*rest, *_checkpointing_default(dataclass_types, {**settings, **cli_overrides(rest)})]
     if recipe is not None:
         rest = ["--config", recipe, *rest]
     parser = shorten_negated_help(TrlParser(dataclass_types))

@@ -22,7 +22,7 @@ _UNRECOGNIZED_TAIL = re.compile(r'unrecognized token: "(.*)"\s*$', re.DOTALL)
 
 # The classes every dataset's analysis starts with, in priority order: the answer is not a runnable query over the
 # schema. Each classifier appends its own component classes after them.
-FIRST_CATEGORIES = ("no_sql", "truncated", "not_sql", "string_escaping", "hallucinated_schema")
+FIRST_CATEGORIES = ("no_sql", "truncated", "rejected", "syntax_error", "string_escaping", "hallucinated_schema")
 
 
 def primary_category_bars(ax, result: Mapping[str, Any], categories: Sequence[str]) -> None:
@@ -42,6 +42,7 @@ def analysis_result(
     categories: Sequence[str],
     breakdowns: Mapping[str, Any],
     other_outcomes: Mapping[str, str] | None,
+    unit: str,
 ) -> dict[str, Any]:
     """The result every analysis returns: class counts, the dataset's own breakdowns, the systematic-vs-random
     checks, every example, and (given another run's outcomes) the agreement between the two runs."""
@@ -50,7 +51,7 @@ def analysis_result(
         "dataset": dataset,
         **category_counts(per_example, categories),
         **breakdowns,
-        "systematic": systematic(wrong),
+        "systematic": systematic(wrong, unit),
         "examples": per_example,
     }
     if other_outcomes is not None:
@@ -102,35 +103,65 @@ def rate_by(per_example, key: str, order: Sequence[str] | None = None) -> dict[s
     return out
 
 
-def systematic(wrong) -> dict[str, Any]:
-    """Do errors on one table (or database) share a cause more often than errors picked at random would?"""
+PERMUTATIONS = 2000
+MIN_PAIRS = 10
+
+
+def _same_cause_pairs(groups: Sequence[Sequence[str]]) -> int:
+    return sum(n * (n - 1) // 2 for cats in groups for n in Counter(cats).values())
+
+
+def systematic(wrong, unit: str = "table", permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, Any]:
+    """Do wrong answers on one table (or database) share their primary cause more often than chance?
+
+    A permutation test: under the null hypothesis the causes are spread over the errors regardless of table, so
+    shuffling the causes among the errors (each table keeps its number of errors) gives the distribution of the
+    number of same-cause pairs within tables. The p-value is the share of shuffles with at least as many such pairs as
+    observed (one-sided, with the observed arrangement counted). Seeded: the same errors give the same p-value.
+    """
+    import random
+
     total = Counter(e["primary"] for e in wrong)
     n = len(wrong)
     baseline = sum((c / n) ** 2 for c in total.values()) if n else 0.0
     by_table = defaultdict(list)
     for e in wrong:
         by_table[e["db_id"]].append(e["primary"])
-    same = pairs = 0
-    for cats in by_table.values():
-        for i in range(len(cats)):
-            for j in range(i + 1, len(cats)):
-                pairs += 1
-                same += cats[i] == cats[j]
+    groups = [cats for cats in by_table.values() if len(cats) > 1]
+    pairs = sum(len(c) * (len(c) - 1) // 2 for c in groups)
+    same = _same_cause_pairs(groups)
     within = same / pairs if pairs else None
-    return {
+    result = {
         "pairs_of_errors_on_one_table": pairs,
         "same_category_within_table": within,
         "same_category_at_random": baseline,
-        "verdict": (
-            "not enough errors on shared tables to tell"
-            if within is None or pairs < 10
-            else (
-                "systematic: errors on one table share a cause more often than chance"
-                if within > 1.5 * baseline
-                else "close to random"
-            )
-        ),
+        "test": f"permutation test, {permutations} shuffles of the causes among the errors (seed {seed})",
+        "p_value": None,
     }
+    if pairs < MIN_PAIRS:
+        result["verdict"] = f"too few pairs of errors on a shared {unit} ({pairs}) to tell"
+        return result
+    labels = [cat for cats in groups for cat in cats] + [
+        cats[0] for cats in by_table.values() if len(cats) == 1
+    ]  # single errors take part in the shuffle but form no pair
+    sizes = [len(c) for c in groups]
+    rng = random.Random(seed)
+    at_least = 0
+    for _ in range(permutations):
+        rng.shuffle(labels)
+        shuffled, start = [], 0
+        for size in sizes:
+            shuffled.append(labels[start : start + size])
+            start += size
+        at_least += _same_cause_pairs(shuffled) >= same
+    p_value = (at_least + 1) / (permutations + 1)
+    result["p_value"] = p_value
+    result["verdict"] = (
+        f"systematic: errors on one {unit} share a cause more often than chance (p = {p_value:.2g})"
+        if p_value < 0.05
+        else f"no evidence that errors on one {unit} share a cause (p = {p_value:.2g})"
+    )
+    return result
 
 
 def agreement(per_example, other: Mapping[str, str]) -> dict[str, Any]:
@@ -233,14 +264,17 @@ def systematic_lines(result: dict[str, Any], unit: str = "table") -> list[str]:
         "",
         f"- Pairs of wrong predictions on the same {unit}: {s['pairs_of_errors_on_one_table']}; they share their "
         f"primary category {_pct(s['same_category_within_table'])} of the time, against "
-        f"{_pct(s['same_category_at_random'])} for two errors drawn at random. Verdict: {s['verdict']}.",
+        f"{_pct(s['same_category_at_random'])} for two errors drawn at random. "
+        f"Verdict: {s['verdict']}" + (f" ({s['test']})." if s.get("p_value") is not None else "."),
     ]
     if "agreement" in result and result["agreement"].get("n"):
         a = result["agreement"]
         lines.append(
             f"- Against the other run ({a['n']} shared examples): both wrong {a['both_wrong']}, only this run wrong "
             f"{a['only_this_wrong']}, only the other wrong {a['only_other_wrong']}; agreement {a['agreement']:.1%}, "
-            f"Cohen's kappa {a['cohen_kappa']:.2f} (errors that recur across runs are systematic)."
+            f"Cohen's kappa {a['cohen_kappa']:.2f}: how far the two runs get the same questions right or wrong beyond "
+            "what their accuracies alone would give. It says which questions defeat both runs, not why; the paired "
+            "test of whether one run is better is McNemar's (`evaluate_sql.py compare`)."
         )
     return lines
 

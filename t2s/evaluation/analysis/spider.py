@@ -4,7 +4,8 @@ Spider-style records carry no structured annotation a prediction could be matche
 queries are parsed with sqlglot and compared component by component, after the same normalisation
 (identifiers lower-cased, table aliases and qualifiers dropped), on the first SELECT of each:
 
-`no_sql` (nothing generated), `truncated` (stops mid-query: the token budget ran out), `not_sql` (does not parse, or not a query), `string_escaping` (an
+`no_sql` (nothing generated), `truncated` (stops mid-query: the token budget ran out), `rejected` (the metric's
+outcome: not one read-only query), `syntax_error` (runs into an error and does not parse), `string_escaping` (an
 unescaped quote inside a string literal, e.g. `'O'Neal'`), `hallucinated_schema` (a table or
 column the database does not have), `wrong_table_column` (a real column of the database, asked of a table or
 alias that does not have it: `no such column: T2.name`), `exec_error`, `timeout`, `tables_joins` (other tables or
@@ -181,7 +182,9 @@ def classify(prediction: Any, outcome: str, error: str | None, gold_sql: str, db
             return ["string_escaping"]
         if outcome == "exec_error" and error and _UNKNOWN_NAME.search(error):
             return ["hallucinated_schema"]
-        return ["not_sql"] if outcome in ("rejected", "exec_error") else [outcome]
+        if outcome == "rejected":  # the metric's own name: not one read-only query
+            return ["rejected"]
+        return ["syntax_error"] if outcome == "exec_error" else [outcome]
     flags = []
     unknown = unknown_names(tree, db_path)
     if unknown and _cut_in_a_name(prediction, unknown, db_path):
@@ -234,7 +237,7 @@ def analyse(
         "by_hardness": rate_by(per_example, "hardness", order=(*HARDNESS_LEVELS, UNKNOWN)),
         "by_database": rate_by(per_example, "db_id"),
     }
-    return analysis_result("spider", per_example, CATEGORIES, breakdowns, other_outcomes)
+    return analysis_result("spider", per_example, CATEGORIES, breakdowns, other_outcomes, "database")
 
 
 def render_markdown(result: dict[str, Any], title: str, protocol: str) -> str:

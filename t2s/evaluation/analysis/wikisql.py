@@ -5,7 +5,8 @@ structured annotation (`sel`, `agg`, `conds`) is kept with every example, so a w
 be taken apart and compared component by component instead of guessed at with regexes.
 
 Categories (an example can have several; the first in this order is its primary category):
-`no_sql`, `truncated` (stops mid-query: the token budget ran out), `not_sql`, `string_escaping` (an apostrophe left unescaped inside a string literal),
+`no_sql`, `truncated` (stops mid-query: the token budget ran out), `rejected` (the metric's outcome: not one
+read-only query), `syntax_error` (runs into an error and does not parse), `string_escaping` (an apostrophe left unescaped inside a string literal),
 `hallucinated_schema`, `exec_error`, `timeout`, `select_column`,
 `aggregation`, `where_column`, `missing_condition`, `extra_condition`, `where_operator`,
 `where_value`, `other` (every component matches, yet the result differs).
@@ -156,7 +157,9 @@ def classify(
             return ["string_escaping"]
         if outcome == "exec_error" and error and re.search(r"no such (column|table)", error):
             return ["hallucinated_schema"]
-        return ["not_sql"] if outcome in ("rejected", "exec_error") else [outcome]
+        if outcome == "rejected":  # the metric's own name: not one read-only query
+            return ["rejected"]
+        return ["syntax_error"] if outcome == "exec_error" else [outcome]
     unknown_columns = [c for c in parsed["columns"] if c.lower() not in lower_names]
     unknown_tables = [t for t in parsed["tables"] if t.lower() != table_name(table["id"]).lower()]
     if unknown_columns or unknown_tables or (error and re.search(r"no such (column|table)", error)):
@@ -277,7 +280,7 @@ def analyse(
         "by_select_type": rate_by(per_example, "select_type"),
         "by_question_form": rate_by(per_example, "form"),
     }
-    return analysis_result("wikisql", per_example, CATEGORIES, breakdowns, other_outcomes)
+    return analysis_result("wikisql", per_example, CATEGORIES, breakdowns, other_outcomes, "table")
 
 
 # --------------------------------------------------------------------------- reports
