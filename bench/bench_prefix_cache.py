@@ -4,7 +4,7 @@
 
 Spider dev (all 1,034 questions, 20 databases) and WikiSQL held-out dev tables (500 questions), each with its
 fine-tuned demo adapter merged as in evaluation, greedy, stop at newline/EOS, the same batch size for every mode:
-- plain: generate() on length-sorted, left-padded batches with transformers' own DynamicCache (t2s before issue 13);
+- plain: generate() on length-sorted, left-padded batches with transformers' own DynamicCache (no preallocated buffers);
 - prefix cache: each database's schema prefilled once (t2s.decoding.generation), generate() batches, preallocated keys/values;
 - + continuous batching: rows that stop are replaced by the next questions (t2s.decoding.continuous), the new default.
 Counts generated tokens (not the padding of rows that stopped early), wall time, and how many answers are identical
@@ -37,7 +37,7 @@ MODES = {
 
 @contextmanager
 def transformers_cache():
-    """Plain batches as before issue 13: generate() builds its own DynamicCache (no preallocated buffers)."""
+    """Plain batches: generate() builds its own DynamicCache (no preallocated buffers)."""
     real = t2s.decoding.generation.preallocated_cache
     t2s.decoding.generation.preallocated_cache = lambda model, capacity: None
     try:
@@ -110,8 +110,8 @@ def main():
         f"SmolLM2-135M-Instruct + the demos' adapters ({', '.join(adapters)}, merged as in evaluation), fp32, CPU "
         f"({os.cpu_count()} cores, torch {torch.__version__}), greedy, stop at newline/EOS, 128-token budget on "
         "Spider and 96 on WikiSQL (the demos' settings), the same batch size (rows decoded at once) in every mode, "
-        "nothing else running. Plain: prompts sorted by length, left padding, transformers' DynamicCache (t2s before "
-        "issue 13). Prefix cache: questions on one database batched together, the database's shared prompt tokens "
+        "nothing else running. Plain: prompts sorted by length, left padding, transformers' DynamicCache (no preallocated "
+        "buffers). Prefix cache: questions on one database batched together, the database's shared prompt tokens "
         "prefilled once and their keys/values reused, written into preallocated buffers (`t2s/decoding/kv_cache.py`) instead of "
         "concatenated at every step; questions alone on their table go to plain batches. Continuous batching "
         "(`t2s/decoding/continuous.py`, greedy only): a row that stops is replaced by the next questions, so the batch stays "
@@ -122,7 +122,7 @@ def main():
         "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "Target (issue 13): at least 3× on Spider. Tokens/s counts generated SQL tokens (plus the stop), the same "
+        "Target: at least 3× on Spider. Tokens/s counts generated SQL tokens (plus the stop), the same "
         "for every mode. Where the time goes: the prefix cache removes the prefill of the schema (most of a Spider "
         "prompt), leaving decoding; a generate() batch decodes until its last row stops, and a few looping rows keep "
         "batches running to the budget, while a CPU decoding step costs nearly as much for 2 live rows as for 16 "

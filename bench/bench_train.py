@@ -3,11 +3,11 @@
     python -m bench.bench_train [--examples 96] [--spider]
 
 Seed setup: every example padded to 256 tokens, batch 1 × gradient accumulation 4, fp32.
-Then the CPU recipe's LoRA and sampler (recipes/smollm2-135m/wikisql/sft_cpu.yaml) with: per-batch padding in fp32 (the recipe until
-issue 13), padding-free batches (TRL concatenates a batch into one row; on this stack the attention mask comes from
+Then the CPU recipe's LoRA and sampler (recipes/smollm2-135m/wikisql/sft_cpu.yaml) with: per-batch padding in fp32 (the recipe's
+setting), padding-free batches (TRL concatenates a batch into one row; on this stack the attention mask comes from
 the restarting position ids, tests/test_padding_free.py), bf16 autocast on the CPU, and both, at batch 4 and 8;
 then again with the LM head projecting only the SQL positions (t2s/training/loss_positions.py; TRL's own fused head projects
-every position off-GPU), as t2s/sft.py now trains.
+every position off-GPU), as t2s/sft.py trains.
 All train the embedded SmolLM2-135M-Instruct on the same questions (WikiSQL dev, training tables). Reported: useful
 (non-padding) tokens per second, share of non-padding tokens, seconds per step. The first optimizer step of each run
 is warm-up and not timed. `--spider` measures the Spider CPU recipe's setup instead. Results go to docs/benchmarks.md.

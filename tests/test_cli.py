@@ -129,6 +129,12 @@ def test_data_errors_are_messages(tmp_path):
     _assert_user_error(out, "table_split does not apply to spider")
 
 
+def test_a_missing_adapter_is_a_message_before_anything_loads(tmp_path):
+    _assert_user_error(_run(["t2s/evaluate_sql.py", "--adapter", str(tmp_path / "no_such_dir")]), "no such adapter")
+    (tmp_path / "not_an_adapter").mkdir()
+    _assert_user_error(_run(["t2s/evaluate_sql.py", "--adapter", str(tmp_path / "not_an_adapter")]), "adapter_config")
+
+
 def test_compare_of_runs_on_other_questions_is_a_message(tmp_path):
     for name, ids in (("a", ["q1", "q2"]), ("b", ["q1", "q3"])):
         run = tmp_path / name

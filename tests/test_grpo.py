@@ -151,8 +151,27 @@ def test_reward_refuses_calls_without_the_columns_it_needs():
         ExecutionReward()(completions=["SELECT 1"], gold_sql=["SELECT 1"])
     with pytest.raises(ValueError, match="partial_credit"):
         ExecutionReward(partial_credit=1.0)
-    with pytest.raises(ValueError, match="broken"):
-        _call(ExecutionReward(), ["SELECT 1"], "SELECT * FROM nowhere", db_path=str(SHOP_DB))
+
+
+def test_a_failing_gold_query_gives_no_reward_is_retried_and_counted(monkeypatch):
+    """A broken example or a gold query past its budget must not stop a GRPO run: its completions get TRL's "no
+    reward" (None), a slow gold query is retried with four times the budget, and both are counted."""
+    reward = ExecutionReward()
+    with pytest.warns(UserWarning, match="failed on its database"):
+        scores = _call(reward, ["SELECT 1", "SELECT 2"], "SELECT * FROM nowhere", db_path=str(SHOP_DB))
+    assert scores == [None, None] and reward.gold_failures["SELECT * FROM nowhere"] == 2
+    import t2s.training.rewards
+
+    budgets = []
+    real = t2s.training.rewards.run_gold
+    monkeypatch.setattr(
+        t2s.training.rewards, "run_gold", lambda *a, **k: budgets.append(k["timeout_s"]) or real(*a, **k)
+    )
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    patient = ExecutionReward(timeout_s=0.05)
+    with pytest.warns(UserWarning, match="also with a longer budget"):
+        assert _call(patient, ["SELECT 1"] * 3, endless, db_path=str(SHOP_DB)) == [None] * 3
+    assert budgets == [0.05, 0.2] and patient.gold_failures[endless] == 3  # retried once, 4x the budget, cached
 
 
 # --- the prompt filter ---

@@ -155,6 +155,9 @@ def read_gold_caveats(directory: Path, stem: str) -> dict[int, str]:
 
 def split_files(directory: Path, split: str) -> tuple[tuple[str, ...], str, str]:
     """Spider's own file names, or `<split>.json` beside `tables.json`/`database/` (your own data)."""
+    split = (
+        "dev" if split == "validation" and not (directory / "validation.json").exists() else split
+    )  # the Hub's name
     files, tables_file, db_folder = SPLIT_FILES.get(split, ((f"{split}.json",), "tables.json", "database"))
     if not all((directory / f).exists() for f in files) and (directory / f"{split}.json").exists():
         files = (f"{split}.json",)

@@ -22,6 +22,8 @@ def load_model_and_tokenizer(
     """A causal LM ready for generation: base, base + adapter, or merged, on CUDA when present."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if adapter is not None:
+        check_adapter(adapter)
     if model is None and adapter is not None:
         model = adapter_base(adapter)
     model = model or DEFAULT_EMBEDDED
@@ -41,6 +43,20 @@ def load_model_and_tokenizer(
             lm = lm.merge_and_unload()
     lm.eval()
     return lm, tokenizer
+
+
+def check_adapter(adapter: str) -> None:
+    """Refuse, before any weights load, an adapter that is neither a PEFT folder nor shaped like a Hub id."""
+    path = Path(adapter).expanduser()
+    if path.exists():
+        if not (path / "adapter_config.json").is_file():
+            raise UserError(
+                f"{adapter} has no adapter_config.json: not a LoRA adapter folder (a merged model: --model)"
+            )
+        return
+    looks_like_hub_id = adapter.count("/") == 1 and not adapter.startswith((".", "/", "~"))
+    if not looks_like_hub_id:
+        raise UserError(f"{adapter}: no such adapter folder (a Hub id has the form owner/name)")
 
 
 def adapter_base(adapter: str) -> str:

@@ -34,18 +34,27 @@ DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_MAX_ROWS = 100_000
 MAX_SQL_CHARS = 100_000
 MAX_VALUE_BYTES = 10_000_000
+MAX_RESULT_BYTES = 32_000_000  # all values of a result together (strings and blobs by length, numbers as 8)
 READ_ONLY_STARTS = ("select", "with", "values")
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
-_DENIED_FUNCTIONS = {"load_extension"}
-_ACTION_NAMES = {
-    getattr(sqlite3, name): name.removeprefix("SQLITE_").replace("_", " ")
-    for name in dir(sqlite3)
-    if name.startswith("SQLITE_")
-    and name not in ("SQLITE_OK", "SQLITE_DENY", "SQLITE_IGNORE")
-    and isinstance(getattr(sqlite3, name), int)
-    and not name.startswith("SQLITE_LIMIT")
-}
+# Functions that reach outside the query: loading code, and FTS3's tokenizer registry (it returns a process address
+# and, given a second argument, replaces a tokenizer for every later query on the connection).
+_DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer"}
+# The authorizer's action codes 1-33, in sqlite3.h's order. The sqlite3 module's constants cannot be inverted into
+# names: result codes share their numbers (SQLITE_TOOBIG is 18, like SQLITE_INSERT).
+_ACTION_NAMES = dict(
+    enumerate(
+        (
+            "CREATE INDEX", "CREATE TABLE", "CREATE TEMP INDEX", "CREATE TEMP TABLE", "CREATE TEMP TRIGGER",
+            "CREATE TEMP VIEW", "CREATE TRIGGER", "CREATE VIEW", "DELETE", "DROP INDEX", "DROP TABLE",
+            "DROP TEMP INDEX", "DROP TEMP TABLE", "DROP TEMP TRIGGER", "DROP TEMP VIEW", "DROP TRIGGER", "DROP VIEW",
+            "INSERT", "PRAGMA", "READ", "SELECT", "TRANSACTION", "UPDATE", "ATTACH", "DETACH", "ALTER TABLE",
+            "REINDEX", "ANALYZE", "CREATE VTABLE", "DROP VTABLE", "FUNCTION", "SAVEPOINT", "RECURSIVE",
+        ),
+        start=1,
+    )
+)  # fmt: skip
 _WORD_RE = re.compile(r"[A-Za-z_]+")
 _ORDER_BY_RE = re.compile(r"\border\s+by\b", re.IGNORECASE)
 
@@ -133,6 +142,9 @@ class _Sandbox:
         if self.denied is None:
             what = _ACTION_NAMES.get(action, f"action {action}")
             target = arg2 if action == sqlite3.SQLITE_FUNCTION else arg1
+            if action == sqlite3.SQLITE_UPDATE and str(arg1).lower() in ("sqlite_master", "sqlite_schema"):
+                # what SQLite asks when a query first uses a virtual table: json_each, pragma_*, dbstat…
+                what, target = "a virtual table or table-valued function", None
             self.denied = (
                 f"{what}{f' ({target})' if target else ''} is not allowed: only reading queries are evaluated"
             )
@@ -194,7 +206,7 @@ def run_query(
     try:
         with sandbox:
             cursor = conn.execute(scanned.sql)
-            rows = cursor.fetchmany(max_rows + 1)
+            rows, size = _fetch_capped(cursor, max_rows, MAX_RESULT_BYTES)
             columns = [d[0] for d in cursor.description or ()]
             cursor.close()
     except sqlite3.ProgrammingError as e:
@@ -211,7 +223,21 @@ def run_query(
         return Execution("exec_error", error=f"{type(e).__name__}: {e}")
     if len(rows) > max_rows:
         return Execution("timeout", error=f"returned more than max_rows={max_rows:,} rows")
+    if size > MAX_RESULT_BYTES:
+        return Execution("timeout", error=f"returned more than {MAX_RESULT_BYTES:,} bytes")
     return Execution("ok", rows=rows, columns=columns)
+
+
+def _fetch_capped(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int) -> tuple[list[tuple], int]:
+    """Rows one at a time until the row or byte cap is passed: a cap on rows alone lets a hundred 9 MB blobs through."""
+    rows: list[tuple] = []
+    size = 0
+    for row in cursor:
+        rows.append(row)
+        size += sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
+        if len(rows) > max_rows or size > max_bytes:
+            break
+    return rows, size
 
 
 def _decode_text(data: bytes) -> str:
@@ -219,11 +245,24 @@ def _decode_text(data: bytes) -> str:
     return data.decode(errors="ignore")
 
 
+def database_uri(path: str | Path) -> str:
+    """The `file:` URI of a database file, read-only and immutable.
+
+    The path is percent-encoded (`pathlib.Path.as_uri`): pasted raw into a URI, `?` or `#` in a file name would end
+    the path (SQLite would then create and open another file) and `%` would be decoded. `immutable=1` tells SQLite
+    the file cannot change, so it takes no locks (a writer elsewhere cannot make a query wait past its time budget)
+    and creates no `-wal`/`-shm` files beside a WAL-mode database. The price: changes another process is making to
+    the file while t2s reads it are not seen consistently (evaluation databases do not change; a live database is
+    best queried from a copy or a read-only replica).
+    """
+    return Path(path).expanduser().resolve().as_uri() + "?mode=ro&immutable=1"
+
+
 def open_database(path: str) -> sqlite3.Connection:
-    """A database file opened read-only: the file is never written, not even its journal."""
+    """A database file opened read-only: the file is never written, not even its journal, and nothing is created."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"database file {path} does not exist")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    conn = sqlite3.connect(database_uri(path), uri=True, check_same_thread=False)
     conn.text_factory = _decode_text
     register_collation(conn)
     conn.execute("PRAGMA query_only = ON")

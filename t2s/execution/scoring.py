@@ -26,12 +26,23 @@ from t2s.execution.tables import materialize_table
 
 OUTCOMES = ("correct", "wrong_result", "exec_error", "timeout", "rejected", "empty")
 DETAIL_ROWS = 20
+DETAIL_CHARS = 500
 
 
 def _capped(rows: list[tuple] | None) -> list[list[Any]] | None:
+    """The first rows of a result for the details, each long value cut (a 9 MB blob would be an 18 MB hex string)."""
     if rows is None:
         return None
-    return [[v if not isinstance(v, bytes) else v.hex() for v in row] for row in rows[:DETAIL_ROWS]]
+    return [[_shown_value(v) for v in row] for row in rows[:DETAIL_ROWS]]
+
+
+def _shown_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        text = value[: DETAIL_CHARS // 2].hex()
+        return text if len(value) <= DETAIL_CHARS // 2 else f"{text}… ({len(value):,} bytes)"
+    if isinstance(value, str) and len(value) > DETAIL_CHARS:
+        return f"{value[:DETAIL_CHARS]}… ({len(value):,} characters)"
+    return value
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.prompt_filter import keep_informative
 from t2s.training.report import finish_run, report_grpo_setup
 from t2s.training.rewards import ExecutionReward
-from t2s.training.run_setup import load_splits, model_init_kwargs, resume_point
+from t2s.training.run_setup import check_continuation, load_splits, model_init_kwargs, resume_point
 
 DATACLASSES = (GRPOArguments, GRPOConfig, ModelConfig)
 
@@ -108,17 +108,25 @@ def train_grpo(
     )
     report_grpo_setup(trainer, train, model_args, script_args, quantization_config)
 
+    check_continuation(trainer, resume)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     elapsed = time.perf_counter() - start
     trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
     trainer.save_state()  # trainer_state.json: every logged step (rewards, zero-std share, step times)
+    skipped = sum(reward.gold_failures.values())
+    if skipped:
+        print(
+            f"{skipped} completions of {len(reward.gold_failures)} questions got no reward: their gold query failed "
+            "on its database (the warnings above name them)."
+        )
 
     if trainer.accelerator.is_main_process:
         extra = {
             "sft_adapter": script_args.sft_adapter,
             "reward": f"execution: 1.0 correct, {reward.partial_credit} runs but differs, 0.0 error/timeout/rejected",
             "prompt_filter": prompt_filter,
+            "completions_without_reward": skipped,  # their gold query failed (t2s.training.rewards)
             "grpo": {
                 k: getattr(training_args, k)
                 for k in (

@@ -46,8 +46,9 @@ def prescore(model, tokenizer, dataset, reward, settings: GenerationSettings) ->
     ]
 
 
-def is_informative(rewards: list[float]) -> bool:
-    return len(set(rewards)) > 1
+def is_informative(rewards: list[float | None]) -> bool:
+    """Rewards that differ; a question whose gold query fails (no reward, None) never is."""
+    return None not in rewards and len(set(rewards)) > 1
 
 
 def keep_informative(model, tokenizer, dataset, reward, settings: GenerationSettings, output_dir: str | Path):
@@ -66,7 +67,7 @@ def keep_informative(model, tokenizer, dataset, reward, settings: GenerationSett
     with (out / "prescores.jsonl").open("w") as f:
         for i, (example_id, rewards) in enumerate(zip(dataset["example_id"], scores, strict=True)):
             f.write(json.dumps({"example_id": example_id, "rewards": rewards, "kept": i in kept_set}) + "\n")
-    flat = [r for rewards in scores for r in rewards]
+    flat = [r for rewards in scores for r in rewards if r is not None]
     summary = PrescoreSummary(
         candidates=len(scores),
         kept=len(keep),

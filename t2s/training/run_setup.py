@@ -116,10 +116,10 @@ def resume_point(output_dir: str, resume_from_checkpoint: str | None, overwrite:
         state.wait_for_everyone()
         return None
     finished = _finished_step(out)
-    if last is not None and finished is not None and _checkpoint_step(last) <= finished:
+    if last is not None and finished is not None and _checkpoint_step(last) < finished:
         raise UserError(
-            f"{out} holds a finished run (step {finished}); resuming it would train past its end. Choose another "
-            "output_dir, or pass --overwrite_output_dir true to train again from scratch"
+            f"{out} holds a finished run (step {finished}) whose last checkpoint is older ({last}): it cannot be "
+            "continued. Choose another output_dir, or pass --overwrite_output_dir true to train again from scratch"
         )
     if last is not None:
         print(f"Resuming from {last} (output_dir holds an earlier run; --overwrite_output_dir true starts afresh).")
@@ -130,3 +130,35 @@ def resume_point(output_dir: str, resume_from_checkpoint: str | None, overwrite:
             "or pass --overwrite_output_dir true to replace it"
         )
     return None
+
+
+def planned_steps(trainer) -> int:
+    """The optimizer step a run configured like `trainer` ends at: `max_steps`, else epochs × steps per epoch."""
+    import math
+
+    args = trainer.args
+    if args.max_steps and args.max_steps > 0:
+        return args.max_steps
+    per_epoch = max(len(trainer.get_train_dataloader()) // args.gradient_accumulation_steps, 1)
+    return math.ceil(args.num_train_epochs * per_epoch)
+
+
+def check_continuation(trainer, resume: str | None) -> None:
+    """A finished run in output_dir is continued only when this configuration ends later than it did.
+
+    Training a finished run to a larger `max_steps` (or more epochs) resumes from its last checkpoint, as an
+    interrupted run would. With nothing left to train it is refused: transformers would otherwise train one step past
+    the end and overwrite the adapter and its recorded scores.
+    """
+    out = Path(trainer.args.output_dir)
+    finished = _finished_step(out)
+    if resume is None or finished is None or _checkpoint_step(resume) < finished:
+        return
+    planned = planned_steps(trainer)
+    if planned <= finished:
+        raise UserError(
+            f"{out} holds a finished run (step {finished}), and this configuration ends at step {planned}: nothing "
+            "left to train. To continue it, raise --max_steps (or --num_train_epochs); to train again from scratch, "
+            "pass --overwrite_output_dir true; or choose another output_dir"
+        )
+    print(f"Continuing the finished run in {out} from step {finished} to step {planned}.")

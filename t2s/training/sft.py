@@ -20,7 +20,14 @@ from t2s.training.arguments import DataArguments
 from t2s.training.callbacks import SQLSamplesCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.report import finish_run, report_setup
-from t2s.training.run_setup import drop_long_examples, load_splits, longest_allowed, model_init_kwargs, resume_point
+from t2s.training.run_setup import (
+    check_continuation,
+    drop_long_examples,
+    load_splits,
+    longest_allowed,
+    model_init_kwargs,
+    resume_point,
+)
 
 DATACLASSES = (DataArguments, SFTConfig, ModelConfig)
 
@@ -77,6 +84,7 @@ def train_sft(
     samples.trainer = trainer
     report_setup(trainer, train, evals, model_args, quantization_config)
 
+    check_continuation(trainer, resume)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     elapsed = time.perf_counter() - start
