@@ -28,15 +28,16 @@ style: install
 	$(BIN)/ruff check --fix $(CHECK_DIRS)
 	$(BIN)/ruff format $(CHECK_DIRS)
 
-# Offline end to end on CPU (about 20–30 min, docs/results.md): baseline, training, greedy evaluation, analysis, before/after table.
-# DEMO_EG=1 make demo also runs execution-guided decoding (about 6–11 min more); make demo-eg adds it to a finished demo.
+# Offline end to end on CPU: baseline, training, greedy evaluation, analysis, before/after table. Measured times of
+# every demo (one place): docs/results.md.
+# DEMO_EG=1 make demo also runs execution-guided decoding; make demo-eg adds it to a finished demo.
 demo: install
 	bash scripts/demo.sh
 
 demo-eg: install
 	bash scripts/demo_eg.sh wikisql
 
-# Spider end to end on CPU (about 30 min): zero-shot, training on Spider train, evaluation on Spider dev by hardness.
+# Spider end to end on CPU: zero-shot, training on Spider train, evaluation on Spider dev by hardness.
 demo-spider: install
 	bash scripts/demo_spider.sh
 
@@ -44,7 +45,7 @@ demo-spider: install
 demo-spider-eg: install
 	bash scripts/demo_eg.sh spider
 
-# GRPO with the execution reward after `make demo`, scored on the same held-out questions (about 45 min).
+# GRPO with the execution reward after `make demo`, scored on the same held-out questions.
 demo-grpo: install
 	bash scripts/demo_grpo.sh
 

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the whole t2s loop, offline, on CPU, with the embedded model and WikiSQL dev from $T2S_WIKISQL_DIR
 # (default ../shared/wikisql). Zero-shot baseline → LoRA training → greedy evaluation → error analysis →
-# before/after comparison with McNemar's test. About 20–30 minutes on 2 CPU cores (measured runs: docs/results.md), plus installation on a
-# fresh machine.
-# DEMO_EG=1 adds execution-guided decoding at the end (scripts/demo_eg.sh, about 6–11 more minutes); `make demo-eg`
+# before/after comparison with McNemar's test. Measured times: docs/results.md (plus installation on a fresh machine).
+# DEMO_EG=1 adds execution-guided decoding at the end (scripts/demo_eg.sh); `make demo-eg`
 # runs that part alone on an existing demo directory.
 #
 # Data protocol: WikiSQL dev split by table (20% of tables held out, holdout seed 42). Training uses questions on the

@@ -120,13 +120,14 @@ def test_a_second_statement_is_rejected_under_both_spider_modes(db, keep_distinc
 def test_results_are_capped_in_bytes_not_only_in_rows(db):
     import resource
 
-    huge = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT zeroblob(9000000) FROM c"
+    huge = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT zeroblob(900000) FROM c"
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = run_query(open_database(db), huge, timeout_s=10)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert result.status == "timeout" and "bytes" in result.error
-    assert grown_mib < 200, grown_mib  # a row cap alone let this reach 1.5 GB
-    [detail] = score_all(["SELECT zeroblob(9000000) FROM singer LIMIT 1"], [GOLD], db_paths=[db])
+    assert grown_mib < 200, grown_mib  # a cap on rows alone lets this reach gigabytes
+    assert run_query(open_database(db), "SELECT zeroblob(9000000)").error == "string or blob too big"  # 1 MB values
+    [detail] = score_all(["SELECT zeroblob(900000) FROM singer LIMIT 1"], [GOLD], db_paths=[db])
     assert detail["outcome"] == "wrong_result" and len(str(detail["prediction_rows"])) < 2000  # details stay small
 
 
@@ -140,3 +141,133 @@ def test_validation_is_the_hub_name_of_spider_dev(tmp_path):
     assert list(validation["example_id"]) == list(dev["example_id"]) and list(validation["gold_sql"]) == list(
         dev["gold_sql"]
     )
+
+
+def test_the_metric_takes_any_prediction_and_bad_tables_are_data_errors():
+    import evaluate
+
+    from t2s.metrics import EXECUTION_ACCURACY
+
+    metric = evaluate.load(EXECUTION_ACCURACY)
+    table = {"id": "1-1", "header": ["name"], "types": ["text"], "rows": [["ann"]]}
+    gold = 'SELECT "name" FROM "table_1_1"'
+    result = metric.compute(
+        predictions=["\ud800", None, 123, gold, gold, gold],
+        references=[gold] * 6,
+        tables=[table, table, table, table, {"id": "1-2", "rows": [["x"]]}, {**table, "rows": [["a", "b"]]}],
+        timeout="2",
+        return_details=True,
+    )
+    outcomes = [d["outcome"] for d in result["details"]]
+    assert outcomes == ["rejected", "empty", "rejected", "correct", "gold_error", "gold_error"]
+    assert "table 4 cannot be built" in result["details"][4]["error"]
+    assert result["num_scored"] == 4 and result["gold_errors"] == 2
+    with pytest.raises(ValueError, match="max_rows=0 must be at least 1"):
+        metric.compute(predictions=[gold], references=[gold], tables=[table], max_rows=0)
+
+
+# --------------------------------------------------------------------------- bad data: messages, not tracebacks
+
+
+def _spider(tmp_path, dev, tables=None):
+    import json
+    import shutil
+
+    from .spider_fixture import build_spider_layout
+
+    layout = build_spider_layout(tmp_path / "spider")
+    if tables is not None:
+        (layout / "tables.json").write_text(json.dumps(tables))
+    (layout / "dev.json").write_text(dev if isinstance(dev, str) else json.dumps(dev))
+    shutil.rmtree(tmp_path / "unused", ignore_errors=True)
+    return layout
+
+
+def test_empty_or_fully_skipped_data_says_so(tmp_path):
+    from t2s.data import DataFormatError, load_spider
+
+    layout = _spider(tmp_path, [])
+    with pytest.raises(DataFormatError, match="has no examples: its file is empty"):
+        load_spider(layout, "dev")
+    _spider(tmp_path, [{"db_id": "school", "question": "q?"}])  # no query: skipped
+    with pytest.raises(DataFormatError, match="every example was skipped"):
+        load_spider(layout, "dev", on_error="skip")
+
+
+def test_data_that_is_not_utf8_names_its_file(tmp_path):
+    import json
+
+    from t2s.data import DataFormatError, load_spider, load_wikisql
+
+    layout = _spider(tmp_path, [])
+    (layout / "dev.json").write_bytes(json.dumps([{"db_id": "school"}]).encode("utf-16"))
+    with pytest.raises(DataFormatError, match=r"dev.json: not UTF-8 text .*save it as UTF-8"):
+        load_spider(layout, "dev")
+    wikisql = tmp_path / "wikisql"
+    wikisql.mkdir()
+    (wikisql / "dev.jsonl").write_text("")
+    (wikisql / "dev.tables.jsonl").write_bytes('{"id": "1-1"}\n'.encode("utf-16"))
+    with pytest.raises(DataFormatError, match=r"dev.tables.jsonl: not UTF-8 text"):
+        load_wikisql(wikisql, "dev")
+
+
+def test_wrong_types_in_spider_files_are_named(tmp_path):
+    import json
+
+    from t2s.data import DataFormatError, load_spider
+
+    layout = _spider(tmp_path, [{"db_id": 5, "question": "q?", "query": "SELECT 1"}])
+    with pytest.raises(DataFormatError, match="the field 'db_id' must be a string, got 5"):
+        load_spider(layout, "dev")
+    tables = json.loads((layout / "tables.json").read_text())
+    tables[0]["foreign_keys"] = [[1]]
+    _spider(tmp_path, [{"db_id": tables[0]["db_id"], "question": "q?", "query": "SELECT 1"}], tables)
+    with pytest.raises(DataFormatError, match=r"foreign_keys entry \[1\] must be \[column_index, column_index\]"):
+        load_spider(layout, "dev")
+
+
+def test_a_truncated_database_file_is_refused_when_loading(tmp_path):
+    import json
+
+    from t2s.data import SpiderFormatError, load_spider
+
+    layout = _spider(tmp_path, [])
+    db = next((layout / "database").glob("*/*.sqlite"))
+    big = sqlite3.connect(db)
+    big.execute("CREATE TABLE padding (x TEXT)")
+    big.executemany("INSERT INTO padding VALUES (?)", [("x" * 1000,)] * 50)
+    big.commit()
+    big.close()
+    db.write_bytes(db.read_bytes()[: 4096 * 3])
+    _spider(tmp_path, [{"db_id": db.parent.name, "question": "q?", "query": "SELECT 1"}])
+    with pytest.raises(SpiderFormatError, match="a truncated SQLite file"):
+        load_spider(layout, "dev")
+    assert json.loads((layout / "dev.json").read_text())  # the data file itself untouched
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT printf('%.*c', 2000000000, 'a')",  # SQLite loops over the precision even past the length limit
+        "SELECT printf('%.*c', 2000000000, 'a'), printf('%.*c', 2000000000, 'b'), format('%2000000000c', 'c')",
+        "SELECT printf('%.*c', 99999, 'a') LIKE ('%' || printf('%.*c', 99, 'a') || 'b')",
+        "SELECT instr(printf('%.*c', 99999, 'a') || printf('%.*c', 99999, 'a'), printf('%.*c', 99999, 'a') || 'b')",
+        "SELECT length(replace(zeroblob(900000), zeroblob(400000) || x'01', 'x'))",
+        "SELECT length(replace(printf('%.*c', 99999, 'a') || printf('%.*c', 99999, 'a'), printf('%.*c', 90000, 'a') || 'b', 'x'))",
+    ],
+)
+def test_a_single_function_call_cannot_outlast_the_time_budget(db, sql):
+    start = time.perf_counter()
+    result = run_query(open_database(db), sql, timeout_s=2.0)
+    assert time.perf_counter() - start < 2 * 2.0 + 1, result
+    assert result.status in ("ok", "exec_error", "timeout")
+
+
+def test_bounded_functions_give_sqlites_results(db):
+    sql = (
+        "SELECT printf('%5.2f|%s|%d|%%', 3.14159, 'x', 7), format('%-3s|', 'ab'), instr('hello', 'l'), instr('a', ''), "
+        "instr(x'000102', x'02'), instr(12345, 34), replace('aXbX', 'X', '-'), replace('abc', '', '-'), "
+        "replace(12321, 2, 'x'), printf('%.*c', 3, 'z'), instr(NULL, 'a'), replace('a', NULL, 'b')"
+    )
+    plain = sqlite3.connect(":memory:").execute(sql).fetchall()
+    assert run_query(open_database(db), sql).rows == plain

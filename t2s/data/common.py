@@ -54,6 +54,28 @@ def source_label(source: str | os.PathLike) -> str:
     return path.resolve().name if path.exists() else str(source)
 
 
+def read_utf8(path: Path, error: type[Exception] = None) -> str:
+    """A data file's text; one that is not UTF-8 (often UTF-16 from a spreadsheet or an editor) names itself."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise (error or DataFormatError)(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
+        ) from None
+
+
+def require_examples(records: list, dataset: str, split: str, source: Any, skipped: Counter) -> None:
+    """An empty result is an error that says why: a file without examples, or every example skipped."""
+    if records:
+        return
+    where = f"{dataset} {split} ({source_label(source) if source else 'the configured copy'})"
+    if skipped:
+        raise DataFormatError(
+            f"{where}: every example was skipped as bad ({sum(skipped.values())}; counts above): nothing to use"
+        )
+    raise DataFormatError(f"{where} has no examples: its file is empty")
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     records = []
     with open(path, encoding="utf-8") as f:

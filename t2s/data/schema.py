@@ -123,6 +123,8 @@ def from_tables_json(entry: Mapping[str, Any], where: str = "tables.json") -> Da
             table, name = column(i)
             table.primary_key.append(name)
     for pair in foreign_keys:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise SchemaError(f"{where}: {db_id}: foreign_keys entry {pair!r} must be [column_index, column_index]")
         child_table, child = column(pair[0])
         parent_table, parent = column(pair[1])
         child_table.foreign_keys.append(ForeignKey(child, parent_table.name, parent))

@@ -24,7 +24,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from t2s.data.common import DataFormatError, check_on_error, report_skipped, source_label, subset_indices
+from t2s.data.common import (
+    DataFormatError,
+    check_on_error,
+    read_utf8,
+    report_skipped,
+    require_examples,
+    source_label,
+    subset_indices,
+)
 from t2s.data.hardness import hardness
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, check_schema_format, fill_prompt, render_schema
 from t2s.data.schema import DatabaseSchema, SchemaError, from_sqlite, from_tables_json
@@ -85,7 +93,7 @@ def resolve_spider_dir(source: str | os.PathLike | None) -> Path | None:
 
 def read_json_list(path: Path) -> list:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_utf8(path, SpiderFormatError))
     except json.JSONDecodeError as e:
         raise SpiderFormatError(
             f"{path}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno}); Spider files are one JSON list"
@@ -226,8 +234,19 @@ def check_database(path: Path) -> str | None:
     if not path.exists():
         return "no database file"
     with path.open("rb") as f:
-        if f.read(16) != SQLITE_MAGIC:
-            return "not an SQLite database"
+        header = f.read(100)
+    if header[:16] != SQLITE_MAGIC:
+        return "not an SQLite database"
+    if len(header) < 100:
+        return "a truncated SQLite file (shorter than its header)"
+    # The header's page count is valid when its two change counters agree (sqlite.org/fileformat2.html).
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if header[24:28] == header[92:96] and pages and path.stat().st_size < pages * page_size:
+        return (
+            f"a truncated SQLite file ({path.stat().st_size:,} bytes of the {pages * page_size:,} its header declares)"
+        )
     return None
 
 
@@ -312,6 +331,7 @@ def load_spider(
     if len(records) < total:
         label += f" (seed {seed})"
     info = datasets.DatasetInfo(description=label, features=features)
+    require_examples(records, "Spider", split, source, skipped)
     return datasets.Dataset.from_list(records, features=features, info=info)
 
 
@@ -333,6 +353,8 @@ def make_record(
         raise _error(f"{where}: expected an object with db_id, question and query", "not an object")
     for name in ("db_id", "question", "query"):
         value = raw.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _error(f"{where}: the field '{name}' must be a string, got {value!r}.", "missing field")
         if not isinstance(value, str) or not value.strip():
             raise _error(f"{where}: the field '{name}' is missing or empty.", "missing field")
     db_id = raw["db_id"]

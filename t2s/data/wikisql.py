@@ -23,7 +23,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from t2s.data.common import DataFormatError, check_on_error, report_skipped, source_label, subset_indices
+from t2s.data.common import (
+    DataFormatError,
+    check_on_error,
+    read_utf8,
+    report_skipped,
+    require_examples,
+    source_label,
+    subset_indices,
+)
 from t2s.data.gold_sql import AGG_OPS, COND_OPS, GoldSQLError, render_gold_sql
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, build_prompt, check_schema_format
 from t2s.execution.tables import COLUMN_TYPES
@@ -70,20 +78,20 @@ def resolve_local_dir(source: str | os.PathLike | None) -> Path | None:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise WikiSQLFormatError(
-                    f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); "
-                    "each line must be one JSON object in the WikiSQL release layout"
-                ) from None
-            if not isinstance(record, dict):
-                raise WikiSQLFormatError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            yield lineno, record
+    text = read_utf8(path, WikiSQLFormatError)
+    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may stand inside a JSON string
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise WikiSQLFormatError(
+                f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); "
+                "each line must be one JSON object in the WikiSQL release layout"
+            ) from None
+        if not isinstance(record, dict):
+            raise WikiSQLFormatError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        yield lineno, record
 
 
 def normalise_table(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -331,6 +339,7 @@ def load_wikisql(
         ),
         features=features,
     )
+    require_examples(records, "WikiSQL", split, source, skipped)
     return datasets.Dataset.from_list(records, features=features, info=info)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +34,13 @@ from t2s.execution.tables import materialize_table, register_collation
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_MAX_ROWS = 100_000
 MAX_SQL_CHARS = 100_000
-MAX_VALUE_BYTES = 10_000_000
+MAX_VALUE_BYTES = 1_000_000  # any one string or blob; text-to-SQL data has no longer value
+MAX_LIKE_PATTERN_BYTES = 100  # LIKE/GLOB cost the value's length times the pattern's, in one uninterruptible call
+MAX_PRINTF_WIDTH = (
+    100_000  # printf/format widths and precisions: SQLite loops over them even once the result is too big
+)
+PROGRESS_EVERY = 100  # VM instructions between time checks
+MAX_SEARCH_PAIRS = 100_000_000  # instr/replace on non-text arguments: value length × pattern length
 MAX_RESULT_BYTES = 32_000_000  # all values of a result together (strings and blobs by length, numbers as 8)
 READ_ONLY_STARTS = ("select", "with", "values")
 
@@ -159,7 +166,7 @@ class _Sandbox:
     def __enter__(self) -> _Sandbox:
         self.conn.set_authorizer(self._authorize)
         self.deadline = time.perf_counter() + self.timeout_s
-        self.conn.set_progress_handler(self._progress, 1000)
+        self.conn.set_progress_handler(self._progress, PROGRESS_EVERY)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -168,11 +175,93 @@ class _Sandbox:
 
 
 def harden(conn: sqlite3.Connection) -> sqlite3.Connection:
-    """Resource limits that stay on the connection (values, statements, attached databases)."""
-    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    """Resource limits that stay on the connection (values, statements, attached databases, LIKE patterns), and the
+    functions whose cost SQLite cannot interrupt replaced by bounded ones (below)."""
+    _limit(conn)
     conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_CHARS * 4)
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    for name, narg, function in _BOUNDED_FUNCTIONS:
+        conn.create_function(name, narg, function, deterministic=True)
     return conn
+
+
+def _limit(conn: sqlite3.Connection) -> sqlite3.Connection:
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN_BYTES)
+    return conn
+
+
+# --------------------------------------------------------------------------- functions with bounded cost
+# SQLite's time budget (the progress handler) is checked between VM instructions, and one function call is one
+# instruction. A few built-ins can run for many seconds in one call on values within the length limit: printf/format
+# loop over their width and precision even after the result has grown too big, and replace/instr compare the pattern
+# at every position (1 MB × 0.5 MB: tens of seconds). They are replaced on every sandboxed connection by functions that
+# give SQLite's own results: text arguments through Python's linear-time string search, anything else (and printf
+# within its bounds) through the built-in on a private connection with the same limits.
+
+_BUILTINS = _limit(sqlite3.connect(":memory:", check_same_thread=False))
+_BUILTINS_LOCK = threading.Lock()
+_PRINTF_SPEC = re.compile(r"%([-+ #!0,]*)(\*|\d+)?(?:\.(\*|\d+))?(?:ll|l)?(.)", re.DOTALL)
+
+
+def _builtin(name: str, *args: Any) -> Any:
+    with _BUILTINS_LOCK:
+        return _BUILTINS.execute(f"SELECT {name}({', '.join('?' * len(args))})", args).fetchone()[0]
+
+
+def _printf(fmt: Any = None, *args: Any) -> Any:
+    if isinstance(fmt, str):
+        position = 0
+        for match in _PRINTF_SPEC.finditer(fmt):
+            if match.group(4) == "%":
+                continue
+            for part in (match.group(2), match.group(3)):
+                if part == "*":
+                    value = args[position] if position < len(args) else 0
+                    position += 1
+                else:
+                    value = part
+                try:
+                    too_wide = part is not None and abs(int(float(value))) > MAX_PRINTF_WIDTH
+                except (TypeError, ValueError, OverflowError):
+                    too_wide = False
+                if too_wide:
+                    raise ValueError(f"printf width or precision over {MAX_PRINTF_WIDTH:,}")
+            position += 1
+    return _builtin("printf", fmt, *args)
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, bytes)) else 32
+
+
+def _bounded_search(name: str, *args: Any) -> Any:
+    """The built-in, on arguments small enough for its quadratic search."""
+    if _size(args[0]) * _size(args[1]) > MAX_SEARCH_PAIRS:
+        raise ValueError(f"{name}() over more than {MAX_SEARCH_PAIRS:,} character pairs")
+    return _builtin(name, *args)
+
+
+def _instr(haystack: Any, needle: Any) -> Any:
+    if isinstance(haystack, str) and isinstance(needle, str):
+        return haystack.find(needle) + 1
+    if isinstance(haystack, bytes) and isinstance(needle, bytes):
+        return haystack.find(needle) + 1
+    return _bounded_search("instr", haystack, needle)
+
+
+def _replace(text: Any, old: Any, new: Any) -> Any:
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+        return text if old == "" else text.replace(old, new)
+    return _bounded_search("replace", text, old, new)
+
+
+_BOUNDED_FUNCTIONS = (
+    ("printf", -1, _printf),
+    ("format", -1, _printf),
+    ("instr", 2, _instr),
+    ("replace", 3, _replace),
+)
 
 
 def run_query(
@@ -218,6 +307,12 @@ def run_query(
             return Execution("rejected", error=sandbox.denied)
         if sandbox.timed_out:
             return Execution("timeout", error=f"ran past its {timeout_s:g} s budget")
+        if "user-defined function raised exception" in str(e):  # one of the bounded functions above refused
+            return Execution(
+                "exec_error",
+                error=f"a function's arguments are too large for the sandbox (printf/format width or precision over "
+                f"{MAX_PRINTF_WIDTH:,}, or instr/replace over more than {MAX_SEARCH_PAIRS:,} character pairs)",
+            )
         return Execution("exec_error", error=str(e))
     except (OverflowError, MemoryError, ValueError, RecursionError) as e:
         return Execution("exec_error", error=f"{type(e).__name__}: {e}")

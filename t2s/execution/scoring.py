@@ -160,7 +160,11 @@ def score_batch(
     try:
         for i, (prediction, reference) in enumerate(zip(predictions, references)):
             if tables is not None:
-                conn, semantics = materialize_table(tables[i]), "wikisql"
+                try:
+                    conn, semantics = materialize_table(tables[i]), "wikisql"
+                except (KeyError, TypeError, ValueError, IndexError, sqlite3.Error) as e:
+                    results.append(_bad_database(i, f"table {i} cannot be built ({type(e).__name__}: {e})"))
+                    continue
             else:
                 path = str(db_paths[i])
                 if path not in opened:
@@ -171,6 +175,30 @@ def score_batch(
         for conn in opened.values():
             conn.close()
     return results
+
+
+def _bad_database(index: int, why: str) -> dict[str, Any]:
+    """A data error: like a gold query that fails, the example is left out of every denominator."""
+    return {
+        "outcome": "gold_error",
+        "error": f"{why}: a WikiSQL table needs 'id', 'header' and rows as wide as the header",
+        "gold_empty": None,
+        "prediction_rows": None,
+        "gold_rows": None,
+    }
+
+
+def check_limits(timeout_s: Any, max_rows: Any) -> tuple[float, int]:
+    """Numbers given as text are accepted ("2"); a limit that would make every query fail is an error that says so."""
+    try:
+        timeout_s, max_rows = float(timeout_s), int(max_rows)
+    except (TypeError, ValueError):
+        raise ValueError(f"timeout={timeout_s!r} and max_rows={max_rows!r} must be numbers") from None
+    if not timeout_s > 0:
+        raise ValueError(f"timeout={timeout_s} must be a positive number of seconds")
+    if max_rows < 1:
+        raise ValueError(f"max_rows={max_rows} must be at least 1: with fewer, every gold query would fail")
+    return timeout_s, max_rows
 
 
 def _score_chunk(args: tuple) -> list[dict[str, Any]]:
@@ -190,6 +218,7 @@ def score_all(
     num_proc: int | None = None,
 ) -> list[dict[str, Any]]:
     """`score_batch`, optionally split over `num_proc` worker processes."""
+    timeout_s, max_rows = check_limits(timeout_s, max_rows)
     n = len(references)
     if len(predictions) != n:
         raise ValueError(f"{len(predictions)} predictions for {n} references")

@@ -92,6 +92,16 @@ class ExecutionAccuracy(evaluate.Metric):
             reference_urls=["https://github.com/salesforce/WikiSQL", "https://arxiv.org/abs/1807.03100"],
         )
 
+    # Model output is untrusted and arrives as anything: None, numbers, lone surrogates that Arrow cannot store. The
+    # metric's features are strings, so inputs are made text before `evaluate` stores them, and scored as text.
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Add a batch of predictions and references (any values: they are made text)."""
+        return super().add_batch(predictions=_as_text(predictions), references=_as_text(references), **kwargs)
+
+    def compute(self, *, predictions=None, references=None, **kwargs):
+        """Score the predictions (any values: they are made text); see the arguments below."""
+        return super().compute(predictions=_as_text(predictions), references=_as_text(references), **kwargs)
+
     def _compute(
         self,
         predictions,
@@ -119,3 +129,13 @@ class ExecutionAccuracy(evaluate.Metric):
         if return_details:
             result["details"] = details
         return result
+
+
+def _as_text(values):
+    """None stays empty (`""`: the outcome `empty`), anything else becomes its text, UTF-8 encodable."""
+    if values is None:
+        return None
+    return [
+        "" if v is None else (v if isinstance(v, str) else str(v)).encode("utf-8", "replace").decode("utf-8")
+        for v in values
+    ]
