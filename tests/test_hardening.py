@@ -253,6 +253,8 @@ def test_a_truncated_database_file_is_refused_when_loading(tmp_path):
         "SELECT printf('%.*c', 99999, 'a') LIKE ('%' || printf('%.*c', 99, 'a') || 'b')",
         "SELECT instr(printf('%.*c', 99999, 'a') || printf('%.*c', 99999, 'a'), printf('%.*c', 99999, 'a') || 'b')",
         "SELECT length(replace(zeroblob(900000), zeroblob(400000) || x'01', 'x'))",
+        "SELECT length(trim(printf('%.*c', 99999, 'a'), printf('%.*c', 79999, 'b') || 'a'))",  # 70 s unbounded
+        "SELECT length(rtrim(zeroblob(900000), zeroblob(70000) || x'01'))",
         "SELECT length(replace(printf('%.*c', 99999, 'a') || printf('%.*c', 99999, 'a'), printf('%.*c', 90000, 'a') || 'b', 'x'))",
     ],
 )
@@ -267,7 +269,8 @@ def test_bounded_functions_give_sqlites_results(db):
     sql = (
         "SELECT printf('%5.2f|%s|%d|%%', 3.14159, 'x', 7), format('%-3s|', 'ab'), instr('hello', 'l'), instr('a', ''), "
         "instr(x'000102', x'02'), instr(12345, 34), replace('aXbX', 'X', '-'), replace('abc', '', '-'), "
-        "replace(12321, 2, 'x'), printf('%.*c', 3, 'z'), instr(NULL, 'a'), replace('a', NULL, 'b')"
+        "replace(12321, 2, 'x'), printf('%.*c', 3, 'z'), instr(NULL, 'a'), replace('a', NULL, 'b'), "
+        "trim('xxhixx', 'x'), ltrim('abcba', 'ab'), rtrim('abcba', 'ab'), trim(12321, 1), trim('é éa', 'é '), trim(NULL, 'a')"
     )
     plain = sqlite3.connect(":memory:").execute(sql).fetchall()
     assert run_query(open_database(db), sql).rows == plain

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2s.execution.sandbox import database_uri
 from t2s.execution.sql_text import quote_identifier
 
 
@@ -137,7 +138,7 @@ def from_sqlite(path: str | Path, db_id: str | None = None) -> DatabaseSchema:
     Opened read-only; the file is never modified.
     """
     path = Path(path)
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(database_uri(path), uri=True)  # percent-encoded, read-only, immutable
     try:
         return describe_connection(conn, db_id or path.stem)
     except sqlite3.DatabaseError as e:
@@ -210,7 +211,7 @@ def sample_rows(database: str | Path | sqlite3.Connection, schema: DatabaseSchem
         return {}
     own = not isinstance(database, sqlite3.Connection)
     if own:
-        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        conn = sqlite3.connect(database_uri(database), uri=True)
         conn.text_factory = lambda b: b.decode(errors="replace")
     else:
         conn = database

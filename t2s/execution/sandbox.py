@@ -195,7 +195,7 @@ def _limit(conn: sqlite3.Connection) -> sqlite3.Connection:
 # SQLite's time budget (the progress handler) is checked between VM instructions, and one function call is one
 # instruction. A few built-ins can run for many seconds in one call on values within the length limit: printf/format
 # loop over their width and precision even after the result has grown too big, and replace/instr compare the pattern
-# at every position (1 MB × 0.5 MB: tens of seconds). They are replaced on every sandboxed connection by functions that
+# at every position (1 MB × 0.5 MB: tens of seconds), and so does trim with a set of characters. They are replaced on every sandboxed connection by functions that
 # give SQLite's own results: text arguments through Python's linear-time string search, anything else (and printf
 # within its bounds) through the built-in on a private connection with the same limits.
 
@@ -256,11 +256,23 @@ def _replace(text: Any, old: Any, new: Any) -> Any:
     return _bounded_search("replace", text, old, new)
 
 
+def _trimmer(name: str, strip: str):
+    def trim(text: Any, chars: Any) -> Any:
+        if isinstance(text, str) and isinstance(chars, str):
+            return getattr(text, strip)(chars)
+        return _bounded_search(name, text, chars)
+
+    return trim
+
+
 _BOUNDED_FUNCTIONS = (
     ("printf", -1, _printf),
     ("format", -1, _printf),
     ("instr", 2, _instr),
     ("replace", 3, _replace),
+    ("trim", 2, _trimmer("trim", "strip")),  # SQLite tries every character of the set at every position
+    ("ltrim", 2, _trimmer("ltrim", "lstrip")),
+    ("rtrim", 2, _trimmer("rtrim", "rstrip")),
 )
 
 
@@ -311,7 +323,7 @@ def run_query(
             return Execution(
                 "exec_error",
                 error=f"a function's arguments are too large for the sandbox (printf/format width or precision over "
-                f"{MAX_PRINTF_WIDTH:,}, or instr/replace over more than {MAX_SEARCH_PAIRS:,} character pairs)",
+                f"{MAX_PRINTF_WIDTH:,}, or instr/replace/trim over more than {MAX_SEARCH_PAIRS:,} character pairs)",
             )
         return Execution("exec_error", error=str(e))
     except (OverflowError, MemoryError, ValueError, RecursionError) as e:
