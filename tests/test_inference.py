@@ -209,7 +209,9 @@ def test_evaluate_scores_compares_and_records_in_the_card(tiny, tmp_path):
     for name in ("predictions.jsonl", "metrics.json", "analysis.md", "analysis.json", "analysis.png"):
         assert (tmp_path / "a" / name).exists()
     # the label names the data actually read: a folder other than the configured copy is named
-    assert a["protocol"] == f"WikiSQL dev ({FIXTURES}), 12 of 22 questions" and a["decoding"] == "greedy"
+    assert (
+        a["protocol"] == f"WikiSQL dev ({FIXTURES.name}), 12 of 22 questions"
+    )  # a folder by its name and a["decoding"] == "greedy"
     assert a["dataset"] == "Salesforce/wikisql" and a["semantics"] == "wikisql"
 
     # re-scoring a predictions file with the gold SQL as predictions: 100%
@@ -271,4 +273,6 @@ def test_systematic_verdict_comes_from_a_test_with_its_p_value():
     assert few["p_value"] is None and few["verdict"].startswith("too few pairs")
     agreement = {"n": 4, "both_wrong": 1, "only_this_wrong": 1, "only_other_wrong": 0, "agreement": 0.75}
     lines = systematic_lines({"systematic": s, "agreement": {**agreement, "cohen_kappa": 0.5}})
-    assert "p = " in lines[-2] and "systematic" not in lines[-1]  # kappa is reported as agreement, not a verdict
+    assert (
+        "(p = 0.0005, permutation test" in lines[-2] and "systematic" not in lines[-1]
+    )  # kappa is reported as agreement, not a verdict

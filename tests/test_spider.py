@@ -258,7 +258,7 @@ def test_fixture_layout_records(layout):
     assert ds["completion"][2] == normalize_whitespace(DEV[2][2])
     assert "  " not in "".join(ds["completion"])
     assert all(Path(p).exists() for p in ds["db_path"])
-    assert ds.info.description == "Spider dev (" + str(layout) + "), 8 of 8 questions"
+    assert ds.info.description == "Spider dev (" + layout.name + "), 8 of 8 questions"  # a folder by its name
     sub = load_spider(layout, "dev", limit=3, seed=1)
     assert len(sub) == 3 and "seed 1" in sub.info.description
     assert list(sub["example_id"]) == sorted(sub["example_id"], key=lambda e: int(e[4:-1]))

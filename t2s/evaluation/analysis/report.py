@@ -135,7 +135,7 @@ def systematic(wrong, unit: str = "table", permutations: int = PERMUTATIONS, see
         "pairs_of_errors_on_one_table": pairs,
         "same_category_within_table": within,
         "same_category_at_random": baseline,
-        "test": f"permutation test, {permutations} shuffles of the causes among the errors (seed {seed})",
+        "test": f"permutation test, {permutations} shuffles of the causes among the errors, seed {seed}",
         "p_value": None,
     }
     if pairs < MIN_PAIRS:
@@ -157,9 +157,9 @@ def systematic(wrong, unit: str = "table", permutations: int = PERMUTATIONS, see
     p_value = (at_least + 1) / (permutations + 1)
     result["p_value"] = p_value
     result["verdict"] = (
-        f"systematic: errors on one {unit} share a cause more often than chance (p = {p_value:.2g})"
+        f"systematic: errors on one {unit} share a cause more often than chance"
         if p_value < 0.05
-        else f"no evidence that errors on one {unit} share a cause (p = {p_value:.2g})"
+        else f"no evidence that errors on one {unit} share a cause"
     )
     return result
 
@@ -265,7 +265,8 @@ def systematic_lines(result: dict[str, Any], unit: str = "table") -> list[str]:
         f"- Pairs of wrong predictions on the same {unit}: {s['pairs_of_errors_on_one_table']}; they share their "
         f"primary category {_pct(s['same_category_within_table'])} of the time, against "
         f"{_pct(s['same_category_at_random'])} for two errors drawn at random. "
-        f"Verdict: {s['verdict']}" + (f" ({s['test']})." if s.get("p_value") is not None else "."),
+        f"Verdict: {s['verdict']}"
+        + (f" (p = {s['p_value']:.2g}, {s['test']})." if s.get("p_value") is not None else "."),
     ]
     if "agreement" in result and result["agreement"].get("n"):
         a = result["agreement"]
