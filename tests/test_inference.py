@@ -276,3 +276,15 @@ def test_systematic_verdict_comes_from_a_test_with_its_p_value():
     assert (
         "(p = 0.0005, permutation test" in lines[-2] and "systematic" not in lines[-1]
     )  # kappa is reported as agreement, not a verdict
+
+
+def test_prediction_files_with_the_older_wikisql_ids_still_align():
+    """Files written before ids were location-free name a WikiSQL question by its file and line."""
+    from t2s.evaluation.runner import align_predictions
+
+    dataset = DecodingArguments(dataset_name=str(FIXTURES)).load_questions()
+    legacy = [
+        {"example_id": f"{FIXTURES}/dev.jsonl:{int(eid[4:-1]) + 1}", "prediction": f"p{i}"}
+        for i, eid in enumerate(dataset["example_id"])
+    ]
+    assert align_predictions(dataset, legacy, "old.jsonl") == [f"p{i}" for i in range(len(dataset))]

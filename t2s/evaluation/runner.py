@@ -11,6 +11,7 @@ from __future__ import annotations
 from t2s.runtime import UserError
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,13 +68,22 @@ def load_metric():
     return evaluate.load(EXECUTION_ACCURACY)
 
 
+_LEGACY_WIKISQL_ID = re.compile(r"^.*[/\\](?P<stem>[^/\\]+)\.jsonl:(?P<line>\d+)$")
+
+
+def _location_free(example_id: str) -> str:
+    """WikiSQL ids of older prediction files (`/path/dev.jsonl:10`, a line number) as ids are now (`dev[9]`)."""
+    match = _LEGACY_WIKISQL_ID.match(str(example_id))
+    return f"{match['stem']}[{int(match['line']) - 1}]" if match else example_id
+
+
 def align_predictions(dataset, records: list[dict], path: str) -> list:
     """Predictions in dataset order, matched by example_id; refuses a file for other questions."""
     by_id = {}
     for i, r in enumerate(records, 1):
         if "example_id" not in r or "prediction" not in r:
             raise UserError(f"{path}:{i}: a prediction record needs 'example_id' and 'prediction'")
-        by_id[r["example_id"]] = r["prediction"]
+        by_id[_location_free(r["example_id"])] = r["prediction"]
     missing = [eid for eid in dataset["example_id"] if eid not in by_id]
     if missing:
         raise UserError(
