@@ -43,11 +43,3 @@ def tiny_model(tmp_path_factory):
     from .tiny_model import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(autouse=True)
-def _t2s_warning_filters():
-    """pytest resets warning filters around each test; t2s's commands drop three library FutureWarnings at import."""
-    from t2s.runtime import drop_library_warnings
-
-    drop_library_warnings()
