@@ -250,6 +250,7 @@ def test_a_truncated_database_file_is_refused_when_loading(tmp_path):
     [
         "SELECT printf('%.*c', 2000000000, 'a')",  # SQLite loops over the precision even past the length limit
         "SELECT printf('%.*c', 2000000000, 'a'), printf('%.*c', 2000000000, 'b'), format('%2000000000c', 'c')",
+        "SELECT printf('%.*c', 1e400, 'a'), printf('%.*c', '2000000000 as text', 'b'), printf('%.*c', x'32303030303030303030', 'c')",
         "SELECT printf('%.*c', 99999, 'a') LIKE ('%' || printf('%.*c', 99, 'a') || 'b')",
         "SELECT instr(printf('%.*c', 99999, 'a') || printf('%.*c', 99999, 'a'), printf('%.*c', 99999, 'a') || 'b')",
         "SELECT length(replace(zeroblob(900000), zeroblob(400000) || x'01', 'x'))",

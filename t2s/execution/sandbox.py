@@ -209,6 +209,22 @@ def _builtin(name: str, *args: Any) -> Any:
         return _BUILTINS.execute(f"SELECT {name}({', '.join('?' * len(args))})", args).fetchone()[0]
 
 
+_NUMERIC_PREFIX = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _magnitude(value: Any) -> float:
+    """The size of a number as SQLite reads an argument as an integer: text and blobs by their numeric prefix."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "ignore")
+    if isinstance(value, str):
+        match = _NUMERIC_PREFIX.match(value)
+        value = match.group(0) if match else 0
+    try:
+        return abs(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+
+
 def _printf(fmt: Any = None, *args: Any) -> Any:
     if isinstance(fmt, str):
         position = 0
@@ -221,11 +237,7 @@ def _printf(fmt: Any = None, *args: Any) -> Any:
                     position += 1
                 else:
                     value = part
-                try:
-                    too_wide = part is not None and abs(int(float(value))) > MAX_PRINTF_WIDTH
-                except (TypeError, ValueError, OverflowError):
-                    too_wide = False
-                if too_wide:
+                if part is not None and _magnitude(value) > MAX_PRINTF_WIDTH:
                     raise ValueError(f"printf width or precision over {MAX_PRINTF_WIDTH:,}")
             position += 1
     return _builtin("printf", fmt, *args)
