@@ -76,9 +76,14 @@ def load_text2sql(dataset_name: str | os.PathLike | None, split: str, *, dataset
     return load_spider(dataset_name, split, **kwargs, **load_kwargs)
 
 
+def is_folder(dataset_name: str) -> bool:
+    """Whether `dataset_name` names a folder of the user's (not the configured copies, not a Hub id)."""
+    return dataset_name not in ("local", "spider", "wikisql") and Path(dataset_name).expanduser().exists()
+
+
 def dataset_reference(dataset_name: str, kind: str) -> str:
     """What a model card's `model-index` names as the dataset: the Hub id used, else the dataset a local copy is of."""
-    if dataset_name not in ("local", "spider", "wikisql") and not Path(dataset_name).expanduser().exists():
+    if dataset_name not in ("local", "spider", "wikisql") and not is_folder(dataset_name):
         return dataset_name  # a Hub id
     return {"wikisql": "Salesforce/wikisql", "spider": "xlangai/spider"}[kind]
 

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from t2s.data import HARDNESS_LEVELS, is_sqlite_dataset
 from t2s.data.common import read_jsonl, write_jsonl
-from t2s.data.sources import dataset_reference
+from t2s.data.sources import dataset_reference, is_folder
 from t2s.decoding.arguments import DecodingArguments
 from t2s.decoding.predict import prediction_record, run_predictions
 from t2s.evaluation.analysis import analyse, print_summary, write_reports
@@ -188,8 +188,7 @@ def card_decision(args: EvaluateArguments) -> tuple[bool, str]:
         return False, "not a local adapter folder"
     if args.record_in_card != "auto":
         return args.record_in_card == "always", f"--record_in_card {args.record_in_card}"
-    folder = args.dataset_name not in ("local", "wikisql", "spider") and Path(args.dataset_name).expanduser().exists()
-    if folder:
+    if is_folder(args.dataset_name):
         return False, "data from a folder you named: --record_in_card always to record it"
     return True, "a public benchmark: --record_in_card never to keep it out"
 

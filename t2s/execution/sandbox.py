@@ -7,7 +7,7 @@ Model output is untrusted input. Every query runs under four independent guards:
 2. SQLite's authorizer: only SELECT, column reads, functions (not `load_extension`) and
    recursive CTEs are allowed, so DROP/DELETE/INSERT/UPDATE/CREATE/ATTACH/DETACH/PRAGMA/VACUUM
    and transactions are denied at prepare time, whatever their spelling;
-3. read-only connections (`PRAGMA query_only` for in-memory tables, `mode=ro` for files);
+3. read-only connections (`PRAGMA query_only` for in-memory tables; files read-only and immutable, `database_uri`);
 4. resource limits: a time budget enforced inside SQLite's VM by a progress handler, a cap on
    fetched rows, and caps on string/blob and statement length.
 
@@ -36,11 +36,10 @@ DEFAULT_MAX_ROWS = 100_000
 MAX_SQL_CHARS = 100_000
 MAX_VALUE_BYTES = 1_000_000  # any one string or blob; text-to-SQL data has no longer value
 MAX_LIKE_PATTERN_BYTES = 100  # LIKE/GLOB cost the value's length times the pattern's, in one uninterruptible call
-MAX_PRINTF_WIDTH = (
-    100_000  # printf/format widths and precisions: SQLite loops over them even once the result is too big
-)
+# printf/format widths and precisions: SQLite loops over them even once the result is too big.
+MAX_PRINTF_WIDTH = 100_000
 PROGRESS_EVERY = 100  # VM instructions between time checks
-MAX_SEARCH_PAIRS = 100_000_000  # instr/replace on non-text arguments: value length × pattern length
+MAX_SEARCH_PAIRS = 100_000_000  # instr/replace/trim on non-text arguments: value length × pattern length
 MAX_RESULT_BYTES = 32_000_000  # all values of a result together (strings and blobs by length, numbers as 8)
 READ_ONLY_STARTS = ("select", "with", "values")
 

@@ -26,10 +26,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from t2s.execution.sandbox import MAX_SQL_CHARS
 from t2s.execution.sql_text import SQL_TOKEN_RE
 
 SEMANTICS = ("wikisql", "spider")
-MAX_NORMALIZED_CHARS = 100_000  # the sandbox's MAX_SQL_CHARS: longer queries are rejected unrun
 REL_TOL, ABS_TOL = 1e-6, 1e-9
 
 
@@ -85,7 +85,7 @@ def spider_normalize(sql: str, keep_distinct: bool = False) -> str:
     A query longer than the sandbox accepts is returned as it is: the sandbox rejects it, and rewriting megabytes of
     text first would cost seconds for nothing.
     """
-    if len(sql) > MAX_NORMALIZED_CHARS:
+    if len(sql) > MAX_SQL_CHARS:
         return sql
     sql = sql.replace("> =", ">=").replace("< =", "<=").replace("! =", "!=")
     sql = _CUR_YEAR_RE.sub("2020", sql)
