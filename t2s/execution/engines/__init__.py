@@ -1,0 +1,118 @@
+"""One connection layer for every engine a database can live on: SQLite, PostgreSQL, MySQL/MariaDB and DuckDB.
+
+`open_engine(name)` takes what a user writes (an SQLite path, a DuckDB file, a URL in SQLAlchemy's form) and gives an
+`Engine`: its catalogue, its dialect, and `run(sql, timeout_s, max_rows)` in that engine's sandbox (docs/engines.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+from t2s.execution.engines.base import (
+    CatalogueColumn,
+    CatalogueTable,
+    Engine,
+    EngineError,
+    expand_env,
+    is_url,
+    normalize_value,
+    redact,
+)
+
+DUCKDB_SUFFIXES = (".duckdb", ".ddb")
+SCHEMES = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "duckdb": "duckdb",
+}
+DRIVERS = {"postgresql": ("", "psycopg"), "mysql": ("", "pymysql"), "sqlite": ("", "pysqlite"), "duckdb": ("",)}
+EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "duckdb": "duckdb"}
+
+__all__ = [
+    "CatalogueColumn",
+    "CatalogueTable",
+    "Engine",
+    "EngineError",
+    "cached_engine",
+    "engine_kind",
+    "expand_env",
+    "is_url",
+    "normalize_value",
+    "open_engine",
+    "redact",
+]
+
+
+def engine_kind(name: str) -> str:
+    """`sqlite`, `postgresql`, `mysql` or `duckdb` for a database name; an unknown URL scheme is an error."""
+    name = str(name)
+    if is_url(name):
+        scheme, _, driver = name.split("://", 1)[0].lower().partition("+")
+        kind = SCHEMES.get(scheme)
+        if kind is None:
+            raise EngineError(
+                f"{redact(name)}: unknown database URL scheme {scheme!r}; use postgresql://, mysql+pymysql://, "
+                "duckdb:///file.duckdb or sqlite:///file.sqlite"
+            )
+        if driver not in DRIVERS[kind]:
+            raise EngineError(
+                f"{redact(name)}: t2s runs {kind} through the driver {DRIVERS[kind][-1]!r} (its sandbox uses that "
+                f"driver's own guards); write {scheme}+{DRIVERS[kind][-1]}:// or {scheme}://"
+            )
+        return kind
+    return "duckdb" if Path(name).suffix.lower() in DUCKDB_SUFFIXES else "sqlite"
+
+
+def sqlite_path(name: str) -> str:
+    """The file an SQLite name points at (`sqlite:///relative.db`, `sqlite:////absolute.db` or a path)."""
+    if is_url(name):
+        from sqlalchemy.engine import make_url
+
+        path = make_url(name).database or ""
+        if not path or path == ":memory:":
+            raise EngineError(f"{name}: an SQLite URL must name a database file (sqlite:///path/to/file.sqlite)")
+        return path
+    return str(Path(name).expanduser())
+
+
+def open_engine(name: str) -> Engine:
+    """The database `name` names, opened for querying in its engine's sandbox (the caller closes it)."""
+    kind = engine_kind(name)
+    try:
+        if kind == "sqlite":
+            from t2s.execution.databases import open_sqlite
+            from t2s.execution.engines.sqlite import SQLiteEngine
+
+            path = sqlite_path(name)
+            return SQLiteEngine(path, open_sqlite(path))
+        if kind == "duckdb":
+            from t2s.execution.engines.duckdb import DuckDBEngine
+
+            return DuckDBEngine(name)
+        if kind == "postgresql":
+            from t2s.execution.engines.postgres import PostgresEngine
+
+            return PostgresEngine(name)
+        from t2s.execution.engines.mysql import MySQLEngine
+
+        return MySQLEngine(name)
+    except ModuleNotFoundError as e:
+        raise EngineError(
+            f"{redact(name)}: the {kind} driver is not installed ({e.name}); pip install 't2s[{EXTRAS[kind]}]'"
+        ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def cached_engine(name: str) -> Engine:
+    """One open engine per database name, reused (scoring, rewards, execution-guided decoding)."""
+    return open_engine(name)
+
+
+def is_server_name(name: str) -> bool:
+    """Whether a database name is not an SQLite file (records name SQLite files by path, as they always have)."""
+    return bool(name) and engine_kind(name) != "sqlite" or bool(re.match(r"^sqlite://", str(name), re.IGNORECASE))

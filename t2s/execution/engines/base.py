@@ -1,0 +1,162 @@
+"""What every database engine gives t2s: its catalogue, its dialect, and one sandboxed way to run a query.
+
+A database is named by an SQLite file path, a DuckDB file path (`.duckdb`/`.ddb`), or a URL in SQLAlchemy's form
+(`postgresql://…`, `postgresql+psycopg://…`, `mysql+pymysql://…`, `duckdb:///file.duckdb`, `sqlite:///file.sqlite`).
+`${VAR}` in a URL is read from the environment when the connection is made, so a record, a recipe or a model card
+can carry the URL without its password; wherever a URL is shown, its password is hidden (`redact`).
+
+Drivers give values in their own types (PostgreSQL `Decimal` for `numeric` and `avg`, `datetime.date` for dates,
+`bool`); `normalize_value` turns them into what SQLite would return (float, ISO text, 0/1), so one result semantics
+compares results on every engine (docs/metric.md).
+"""
+
+from __future__ import annotations
+
+from t2s.runtime import UserError
+
+import datetime as dt
+import decimal
+import json
+import os
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, MAX_RESULT_BYTES, Execution
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+class EngineError(UserError):
+    """A database cannot be opened or described: the message names it (password hidden) and what to do."""
+
+
+@dataclass
+class CatalogueColumn:
+    name: str
+    type: str  # as the engine shows it (`integer`, `character varying(40)`, `DOUBLE`…)
+
+
+@dataclass
+class CatalogueTable:
+    name: str
+    columns: list[CatalogueColumn]
+    primary_key: list[str] = field(default_factory=list)
+    foreign_keys: list[tuple[str, str, str]] = field(default_factory=list)  # (column, parent table, parent column)
+
+
+def is_url(name: str) -> bool:
+    return bool(URL_RE.match(str(name)))
+
+
+def expand_env(url: str) -> str:
+    """`${VAR}` replaced by the environment's value; a missing variable is an error that names it."""
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise EngineError(f"{redact(url)}: the environment variable {name} is not set; export it first")
+        return os.environ[name]
+
+    return _ENV_RE.sub(value, url)
+
+
+def redact(name: str) -> str:
+    """A database name fit to show: a URL's password replaced by `***` (a `${VAR}` stays as written)."""
+    name = str(name)
+    if not is_url(name):
+        return name
+    return re.sub(
+        r"^([^:/]+://[^:/@]*:)([^@]*)@",
+        lambda m: m.group(1) + ("***" if "${" not in m.group(2) else m.group(2)) + "@",
+        name,
+    )
+
+
+def normalize_value(value: Any) -> Any:
+    """A driver's value as SQLite would give it: numbers as int/float, text as str, bytes as bytes."""
+    if value is None or isinstance(value, (int, float, str, bytes)):
+        return int(value) if isinstance(value, bool) else value
+    if isinstance(value, decimal.Decimal):
+        if value.is_nan() or value.is_infinite():
+            return float(value)
+        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
+def result_size(row: Sequence[Any]) -> int:
+    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
+
+
+class Engine(ABC):
+    """One database on one engine. `run` never raises: every failure is an `Execution` status, as on SQLite."""
+
+    kind: ClassVar[str]  # sqlite, postgresql, mysql, duckdb
+    dialect: ClassVar[str]  # sqlglot's name for the SQL it speaks
+    display: ClassVar[str]  # the dialect's name in prompts ("PostgreSQL")
+
+    def __init__(self, name: str) -> None:
+        self.name = str(name)
+        self.label = redact(self.name)
+
+    @abstractmethod
+    def run(self, sql: Any, *, timeout_s: float = DEFAULT_TIMEOUT_S, max_rows: int = DEFAULT_MAX_ROWS) -> Execution:
+        """Execute one untrusted query in this engine's sandbox."""
+
+    @abstractmethod
+    def catalogue(self) -> list[CatalogueTable]:
+        """The user's tables, their columns and types as the engine shows them, primary and foreign keys."""
+
+    @abstractmethod
+    def sample_rows(self, table: str, n: int) -> list[tuple]:
+        """The first `n` rows of one of the catalogue's tables (for `schema_format='rows'`)."""
+
+    def write_warning(self) -> str | None:
+        """A sentence when the connection's role could write (the sandbox does not rely on it), else None."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - engines without resources need nothing
+        pass
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r})"
+
+
+def capped_rows(fetch, max_rows: int) -> tuple[list[tuple], str | None]:
+    """Normalised rows from `fetch(n)` batches until the row or byte cap is passed; the error says which."""
+    rows: list[tuple] = []
+    size = 0
+    while True:
+        batch = fetch(min(1000, max_rows + 1 - len(rows)))
+        if not batch:
+            return rows, None
+        for row in batch:
+            row = tuple(normalize_value(v) for v in row)
+            rows.append(row)
+            size += result_size(row)
+            if len(rows) > max_rows:
+                return rows, f"returned more than max_rows={max_rows:,} rows"
+            if size > MAX_RESULT_BYTES:
+                return rows, f"returned more than {MAX_RESULT_BYTES:,} bytes"
