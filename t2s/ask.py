@@ -1,12 +1,14 @@
 """Ask questions about your own database: canonical prompt from its schema → SQL → result, in the sandbox.
 
+    python t2s/ask.py --adapter outputs/demo_spider/adapter --db 'postgresql://reader:${PGPASSWORD}@host/shop' "How many orders shipped in May?"
     python t2s/ask.py --adapter outputs/demo_spider/adapter --db my.sqlite "How many orders shipped in May?"
-    python t2s/ask.py --adapter outputs/demo_spider/adapter --csv orders.csv --csv customers.csv "Top 3 customers?"
-    python t2s/ask.py --model embedded:smollm2-135m-instruct --db my.sqlite      # no question: interactive
+    python t2s/ask.py --adapter outputs/demo_spider/adapter --csv orders.csv --parquet customers.parquet "Top 3 customers?"
+    python t2s/ask.py --model embedded:smollm2-135m-instruct --db shop.duckdb      # no question: interactive
 
-The prompt is built exactly as in training, from the database's own schema. Generation is greedy and stops at the
-first newline. The SQL runs in the metric's sandbox on a read-only connection: your files are never modified. Each
-CSV becomes a table of an in-memory database named after the file (types inferred: t2s/execution/databases.py).
+The prompt is built exactly as in training, from the database's own schema, in its engine's dialect. Generation is
+greedy and stops at the first newline. The SQL runs in the engine's sandbox (docs/engines.md): your data is never
+modified. CSV and Parquet files are read by DuckDB's own readers (types inferred by the engine), one table per file,
+named after it.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from t2s.data.prompt import SCHEMA_FORMATS
-from t2s.data.schema import describe_connection
+from t2s.data.schema import from_engine
 from t2s.decoding.asker import Asker
 from t2s.decoding.models import load_model_and_tokenizer
-from t2s.execution.databases import load_csvs, open_sqlite
+from t2s.execution.engines import is_url, open_engine
+from t2s.execution.engines.duckdb import from_files as duckdb_from_files
 
 MAX_SHOWN_ROWS = 50
 console = Console()
@@ -50,8 +53,12 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("question", nargs="*", help="the question; none opens an interactive prompt")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--db", help="an SQLite database file (opened read-only)")
+    source.add_argument(
+        "--db",
+        help="an SQLite or DuckDB file, or a URL: postgresql://…, mysql+pymysql://… (${VAR} from the environment)",
+    )
     source.add_argument("--csv", action="append", help="a CSV file with a header row; repeat for several tables")
+    source.add_argument("--parquet", action="append", help="a Parquet file; repeat for several tables")
     parser.add_argument("--adapter", help="a t2s LoRA adapter folder or Hub id")
     parser.add_argument("--model", help="base or merged model (default: the adapter's base, else the embedded model)")
     parser.add_argument("--schema_format", default="types", choices=SCHEMA_FORMATS, help="what the prompt shows")
@@ -62,16 +69,23 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    conn = open_sqlite(args.db) if args.db else load_csvs(args.csv)
-    name = Path(args.db).stem if args.db else "csv"
-    schema = describe_connection(conn, name)
+    if args.db:
+        engine = open_engine(args.db)
+        name = engine.label if is_url(args.db) else Path(args.db).stem
+    else:
+        engine = duckdb_from_files([*(args.csv or []), *(args.parquet or [])])
+        name = "files"
+    schema = from_engine(engine, name)
     if not schema.tables:
-        raise UserError(f"{args.db or args.csv}: the database has no tables")
+        raise UserError(f"{engine.label if args.db else args.csv or args.parquet}: the database has no tables")
+    warning = engine.write_warning()
+    if warning:
+        console.print(f"[yellow]{warning}[/]")
     model, tokenizer = load_model_and_tokenizer(args.model, args.adapter, merge=args.adapter is not None)
     asker = Asker(
         model,
         tokenizer,
-        conn,
+        engine,
         schema,
         schema_format=args.schema_format,
         max_new_tokens=args.max_new_tokens,

@@ -1,6 +1,7 @@
 """Real PostgreSQL and MariaDB servers for the engine tests, started from the binaries `make install` installs
 (Debian's `postgresql` and `mariadb-server`, scripts/install_servers.sh), each in a temporary folder on a free
-loopback port, and stopped at the end of the session. No mocks: if a server cannot start, the tests that need it
+loopback port, and stopped at the end of the session. MariaDB runs with `lower_case_table_names=1` (table names
+compared in lower case, as on Windows and macOS servers), so SQLite queries' table names find their copies. No mocks: if a server cannot start, the tests that need it
 fail with the reason (deselect them with `-m "not servers"` on a machine without the packages)."""
 
 from __future__ import annotations
@@ -127,13 +128,14 @@ def start_mariadb(folder: Path) -> Server:
     data, log, sock = folder / "data", folder / "server.log", folder / "mysqld.sock"
     user = ["--user=root"] if os.geteuid() == 0 else []
     _run([install_db, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
-          "--skip-test-db", *user])  # fmt: skip
+          "--skip-test-db", "--lower-case-table-names=1", *user])  # fmt: skip
     port = _free_port()
     with log.open("w") as out:
         process = subprocess.Popen(
             [server, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
              f"--socket={sock}", f"--pid-file={folder / 'mysqld.pid'}", "--skip-log-bin",
-             "--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-size=64M", *user],
+             "--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-size=64M", "--lower-case-table-names=1",
+             *user],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     _wait_for_port(port, process, log)
@@ -146,7 +148,7 @@ def start_mariadb(folder: Path) -> Server:
         except pymysql.err.OperationalError:
             time.sleep(0.2)
     with conn.cursor() as cursor:
-        cursor.execute("CREATE DATABASE shop")
+        cursor.execute("CREATE DATABASE shop CHARACTER SET utf8mb4")
         cursor.execute("CREATE USER 't2s_reader'@'%' IDENTIFIED BY 'reader'")
         cursor.execute("GRANT SELECT ON shop.* TO 't2s_reader'@'%'")
     conn.close()

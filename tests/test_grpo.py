@@ -54,7 +54,8 @@ def _call(reward, completions, gold, **column):
 @pytest.fixture(scope="module")
 def wikisql_example(shared_wikisql):
     from t2s.data import load_text2sql
-    from t2s.execution.sandbox import connect_example, run_query
+    from t2s.execution.engines import connect_example
+    from t2s.execution.sandbox import run_query
 
     dev = load_text2sql(str(shared_wikisql), "dev", limit=50)
     # a real table and a gold query with a condition and a non-empty answer
@@ -66,7 +67,8 @@ def wikisql_example(shared_wikisql):
 
 
 def test_reward_on_a_real_wikisql_table(wikisql_example):
-    from t2s.execution.sandbox import connect_example, run_query
+    from t2s.execution.engines import connect_example
+    from t2s.execution.sandbox import run_query
 
     ex = wikisql_example
     table = ex["table"]

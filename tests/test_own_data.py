@@ -3,7 +3,7 @@
 import hashlib
 import json
 import shutil
-import sqlite3
+from pathlib import Path
 
 import pytest
 import torch
@@ -246,29 +246,38 @@ def test_ask_runs_the_sql_read_only_and_prints_the_result(tiny_model, tmp_path, 
     assert _sha(db) == before
 
 
-def test_ask_on_csvs_infers_types_with_sqlite(tmp_path):
-    from t2s.data.schema import describe_connection
-    from t2s.execution.databases import load_csvs
+def test_csv_and_parquet_files_are_read_by_duckdb_and_left_unchanged(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from t2s.data.schema import from_engine
+    from t2s.execution.engines.duckdb import from_files
 
     (tmp_path / "people.csv").write_text("name,age,zip,score\nAnn,31,007,1.5\nBob,,012,2\n")
     (tmp_path / "2024 sales.csv").write_text("id;amount\n1;19.90\n2;5\n")
+    pq.write_table(pa.table({"city": ["Lyon", "Madrid"], "population": [522_000, 3_300_000]}), tmp_path / "c.parquet")
     before = {p.name: _sha(p) for p in tmp_path.iterdir()}
-    conn = load_csvs([str(tmp_path / "people.csv"), str(tmp_path / "2024 sales.csv")])
-    schema = describe_connection(conn, "csv")
-    assert schema.table_names() == ["people", "t_2024_sales"]
+    engine = from_files([str(tmp_path / "people.csv"), str(tmp_path / "2024 sales.csv"), str(tmp_path / "c.parquet")])
+    schema = from_engine(engine, "files")
+    assert schema.dialect == "duckdb" and schema.table_names() == ["c", "people", "t_2024_sales"]  # by name
     types = {c.name: c.type for t in schema.tables for c in t.columns}
     assert types == {
-        "name": "text",
-        "age": "number",
-        "zip": "text",
-        "score": "number",
-        "id": "number",
-        "amount": "number",
+        "name": "VARCHAR",
+        "age": "BIGINT",
+        "zip": "VARCHAR",  # a code with a leading zero stays text
+        "score": "DOUBLE",
+        "id": "BIGINT",
+        "amount": "DOUBLE",
+        "city": "VARCHAR",
+        "population": "BIGINT",
     }
-    assert conn.execute("SELECT age FROM people WHERE name = 'Bob'").fetchone() == (None,)
-    assert conn.execute("SELECT sum(amount) FROM t_2024_sales").fetchone()[0] == pytest.approx(24.9)
-    with pytest.raises(sqlite3.OperationalError):
-        conn.execute("DELETE FROM people")  # read-only like any other database
+    assert engine.run("SELECT age FROM people WHERE name = 'Bob'").rows == [(None,)]
+    assert engine.run("SELECT sum(amount) FROM t_2024_sales").rows[0][0] == pytest.approx(24.9)
+    assert engine.run("DELETE FROM people").status == "rejected"
+    assert engine.run(f"SELECT * FROM read_csv('{tmp_path / 'people.csv'}')").status == "rejected"
+    folder = engine._owned_folder
+    engine.close()
+    assert not Path(folder).exists()  # the private copy goes with the engine
     assert {p.name: _sha(p) for p in tmp_path.iterdir()} == before
 
 

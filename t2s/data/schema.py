@@ -15,14 +15,19 @@ from __future__ import annotations
 
 from t2s.runtime import UserError
 
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2s.execution.engines import Engine
+from t2s.execution.engines.sqlite import sqlite_catalogue
 from t2s.execution.sandbox import database_uri
-from t2s.execution.sql_text import quote_identifier
+from t2s.execution.sql_text import SQLITE_KEYWORDS, quote_identifier
+
+DIALECT_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MySQL", "duckdb": "DuckDB"}
 
 
 class SchemaError(UserError, ValueError):
@@ -54,6 +59,7 @@ class TableSchema:
 class DatabaseSchema:
     db_id: str
     tables: list[TableSchema]
+    dialect: str = "sqlite"  # sqlglot's name: sqlite, postgres, mysql, duckdb
 
     def table_names(self) -> list[str]:
         return [t.name for t in self.tables]
@@ -149,24 +155,52 @@ def from_sqlite(path: str | Path, db_id: str | None = None) -> DatabaseSchema:
 
 def describe_connection(conn: sqlite3.Connection, db_id: str) -> DatabaseSchema:
     """The schema of an open SQLite database, from its catalogue (works on in-memory databases too)."""
-    names = [
-        r[0]
-        for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+    tables = [
+        TableSchema(
+            t.name,
+            [Column(c.name, coarse_type(c.type)) for c in t.columns],
+            list(t.primary_key),
+            [ForeignKey(*fk) for fk in t.foreign_keys],
         )
+        for t in sqlite_catalogue(conn)
     ]
-    tables, primary_keys = [], {}
-    for name in names:
-        info = conn.execute(f"PRAGMA table_info({quote_identifier(name)})").fetchall()
-        pk = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
-        primary_keys[name.lower()] = pk
-        tables.append(TableSchema(name, [Column(r[1], coarse_type(r[2])) for r in info], pk))
-    for table in tables:
-        for r in conn.execute(f"PRAGMA foreign_key_list({quote_identifier(table.name)})"):
-            # `REFERENCES parent` without a column means the parent's primary key.
-            parent_pk = primary_keys.get(str(r[2]).lower()) or [r[3]]
-            table.foreign_keys.append(ForeignKey(r[3], r[2], r[4] if r[4] is not None else parent_pk[0]))
     return DatabaseSchema(db_id=db_id, tables=tables)
+
+
+def from_engine(engine: Engine, db_id: str) -> DatabaseSchema:
+    """The schema of a database on any engine. SQLite keeps Spider's coarse types (its prompts are unchanged); the
+    other engines show their own types (`BIGINT`, `VARCHAR(40)`, `DOUBLE PRECISION`), as a user of them writes."""
+    if engine.kind == "sqlite":
+        return describe_connection(engine.conn, db_id)
+    tables = [
+        TableSchema(
+            t.name,
+            [Column(c.name, c.type) for c in t.columns],
+            list(t.primary_key),
+            [ForeignKey(*fk) for fk in t.foreign_keys],
+        )
+        for t in engine.catalogue()
+    ]
+    return DatabaseSchema(db_id=db_id, tables=tables, dialect=engine.dialect)
+
+
+def dialect_quote(name: str, dialect: str, always: bool = False) -> str:
+    """An identifier quoted as the dialect writes it, where it must be: MySQL backticks, double quotes elsewhere;
+    PostgreSQL folds unquoted names to lower case, so a name with a capital letter must be quoted there."""
+    name = str(name)
+    if dialect == "sqlite":
+        return quote_identifier(name, always=always)
+    bare = _BARE.fullmatch(name) and name.upper() not in SQLITE_KEYWORDS
+    if dialect == "postgres" and name != name.lower():
+        bare = False
+    if bare and not always:
+        return name
+    if dialect == "mysql":
+        return "`" + name.replace("`", "``") + "`"
+    return '"' + name.replace('"', '""') + '"'
+
+
+_BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 # --------------------------------------------------------------------------- rendering
@@ -182,9 +216,12 @@ def render_create_tables(
     """`CREATE TABLE` statements with keys; `sample_rows` (table → rows) adds a comment after each table."""
 
     def q(name: str) -> str:
-        return quote_identifier(name, always=quote_all)
+        return dialect_quote(name, schema.dialect, always=quote_all)
 
     statements = []
+    if schema.dialect != "sqlite":
+        # The only line that differs from a SQLite schema: which SQL to write (WikiSQL and Spider prompts unchanged).
+        statements.append(f"-- {DIALECT_NAMES.get(schema.dialect, schema.dialect)} database: write its SQL dialect.")
     for table in schema.tables:
         lines = [f"{q(c.name)} {c.type.upper()}" if with_types else q(c.name) for c in table.columns]
         if table.primary_key:
@@ -204,11 +241,15 @@ def _row_text(row: Sequence[Any]) -> str:
     return " | ".join("" if c is None else " ".join(str(c).split()).replace("*/", "* /") for c in row)
 
 
-def sample_rows(database: str | Path | sqlite3.Connection, schema: DatabaseSchema, n: int) -> dict[str, list[tuple]]:
-    """The first `n` rows of every table, for `schema_format='rows'`: from a file (opened read-only) or an open
-    connection (an in-memory database built from CSVs, say; left open)."""
+def sample_rows(
+    database: str | Path | sqlite3.Connection | Engine, schema: DatabaseSchema, n: int
+) -> dict[str, list[tuple]]:
+    """The first `n` rows of every table, for `schema_format='rows'`: from a file (opened read-only), an open
+    connection (an in-memory database built from CSVs, say; left open) or an engine."""
     if n <= 0:
         return {}
+    if isinstance(database, Engine):
+        return {t.name: database.sample_rows(t.name, n) for t in schema.tables}
     own = not isinstance(database, sqlite3.Connection)
     if own:
         conn = sqlite3.connect(database_uri(database), uri=True)

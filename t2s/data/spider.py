@@ -35,9 +35,10 @@ from t2s.data.common import (
 )
 from t2s.data.hardness import hardness
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, check_schema_format, fill_prompt, render_schema
-from t2s.data.schema import DatabaseSchema, SchemaError, from_sqlite, from_tables_json
+from t2s.data.schema import DatabaseSchema, SchemaError, from_engine, from_sqlite, from_tables_json
 from t2s.execution.databases import SQLITE_MAGIC
-from t2s.execution.sandbox import cached_database, run_query
+from t2s.execution.engines import Engine, EngineError, database_for, engine_kind, execute, is_url, redact
+from t2s.execution.engines.sqlite import SQLiteEngine
 from t2s.execution.sql_text import normalize_whitespace
 
 ENV_SPIDER_DIR = "T2S_SPIDER_DIR"
@@ -49,6 +50,8 @@ SPLIT_FILES = {
     "test": (("test.json",), "test_tables.json", "test_database"),
 }
 OTHERS_FILE = "train_others.json"
+# Your own data on any engine: {"<db_id>": "<SQLite/DuckDB file or URL>"} beside the question files (docs/engines.md).
+DATABASES_FILE = "databases.json"
 HUB_SPLITS = {"dev": "validation", "validation": "validation", "train": "train", "test": "test"}
 
 
@@ -69,6 +72,8 @@ def is_spider_dir(path: str | os.PathLike) -> bool:
     if not path.is_dir():
         return False
     if (path / "tables.json").exists() or (path / "test_tables.json").exists():
+        return True
+    if (path / DATABASES_FILE).exists():
         return True
     return (path / "database").is_dir() and any(path.glob("*.json"))
 
@@ -120,6 +125,53 @@ class SQLiteSchemas(dict):
             except SchemaError as e:
                 raise SpiderFormatError(str(e)) from None
         return self[db_id]
+
+
+class EngineSchemas(dict):
+    """Schemas read from each database's own catalogue on its engine, for data whose `databases.json` names them."""
+
+    def __init__(self, databases: dict[str, str], where: Path) -> None:
+        super().__init__()
+        self.databases, self.where = databases, where
+
+    def get(self, db_id: str, default: Any = None) -> DatabaseSchema | None:
+        if db_id not in self.databases:
+            return default
+        if db_id not in self:
+            try:
+                self[db_id] = from_engine(database_engine(self.databases[db_id]), db_id)
+            except (EngineError, SchemaError) as e:
+                raise SpiderFormatError(f"{self.where}: database '{db_id}': {e}") from None
+        return self[db_id]
+
+
+def database_engine(name: str) -> Engine:
+    """The engine a `databases.json` name opens (an SQLite connection is wrapped, so one interface describes all)."""
+    database = database_for(name)
+    return database if isinstance(database, Engine) else SQLiteEngine(name, database)
+
+
+def read_database_map(directory: Path) -> dict[str, str] | None:
+    """`databases.json`: each db_id's database, as a file path (relative to the folder) or a URL; None without it."""
+    path = directory / DATABASES_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(read_utf8(path, SpiderFormatError))
+    except json.JSONDecodeError as e:
+        raise SpiderFormatError(f"{path}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    if not isinstance(data, dict) or not data:
+        raise SpiderFormatError(f'{path}: expected an object such as {{"shop": "postgresql://reader@host/shop"}}')
+    databases = {}
+    for db_id, name in data.items():
+        if not isinstance(name, str) or not name.strip():
+            raise SpiderFormatError(f"{path}: '{db_id}' must name a database file or URL, got {name!r}")
+        try:
+            engine_kind(name)
+        except EngineError as e:
+            raise SpiderFormatError(f"{path}: '{db_id}': {e}") from None
+        databases[str(db_id)] = name if is_url(name) else str((directory / name).expanduser().resolve())
+    return databases
 
 
 def read_schemas(path: Path, db_root: Path | None = None) -> dict[str, DatabaseSchema]:
@@ -185,7 +237,11 @@ def read_local_split(directory: Path, split: str, include_others: bool) -> Itera
         if not (directory / name).exists():
             have = sorted(p.name for p in directory.glob("*.json"))
             raise FileNotFoundError(f"{directory / name} not found (split {split!r}); {directory} has {have}")
-    schemas = read_schemas(directory / tables_file, directory / db_folder)
+    databases = read_database_map(directory)
+    if databases is not None:
+        schemas = EngineSchemas(databases, directory / DATABASES_FILE)
+    else:
+        schemas = read_schemas(directory / tables_file, directory / db_folder)
     for name in files:
         path = directory / name
         caveats = read_gold_caveats(directory, path.stem)
@@ -197,6 +253,7 @@ def read_local_split(directory: Path, split: str, include_others: bool) -> Itera
                 "schemas": schemas,
                 "tables_file": directory / tables_file,
                 "db_root": directory / db_folder,
+                "databases": databases,
                 "caveat": caveats.get(i, ""),
             }
 
@@ -358,6 +415,8 @@ def make_record(
         if not isinstance(value, str) or not value.strip():
             raise _error(f"{where}: the field '{name}' is missing or empty.", "missing field")
     db_id = raw["db_id"]
+    if item.get("databases") is not None:
+        return make_engine_record(item, db_id, schema_format, num_sample_rows, per_database)
     schema = item["schemas"].get(db_id)
     if schema is None and isinstance(item["schemas"], SQLiteSchemas):
         path = item["db_root"] / db_id / f"{db_id}.sqlite"
@@ -402,11 +461,43 @@ def make_record(
     }
 
 
+def make_engine_record(
+    item: Mapping[str, Any], db_id: str, schema_format: str, num_sample_rows: int, per_database: dict | None
+) -> dict[str, Any]:
+    """A record whose database `databases.json` names: its schema and prompt in that engine's dialect."""
+    raw, where, databases = item["raw"], item["where"], item["databases"]
+    if db_id not in databases:
+        raise _error(
+            f"{where}: db_id '{db_id}' has no entry in {DATABASES_FILE} (it names {sorted(databases)}); add it there.",
+            "db_id not in databases.json",
+        )
+    per_database = {} if per_database is None else per_database
+    key = ("schema", databases[db_id])
+    if key not in per_database:
+        schema = item["schemas"].get(db_id)
+        engine = database_engine(databases[db_id])
+        per_database[key] = render_schema(schema, schema_format, num_sample_rows, database=engine)
+    query = raw["query"]
+    completion = normalize_whitespace(query)
+    question = " ".join(raw["question"].split())
+    return {
+        "example_id": item["example_id"],
+        "question": question,
+        "db_id": db_id,
+        "db_path": databases[db_id],
+        "gold_sql": query,
+        "hardness": hardness(completion),
+        "caveat": item["caveat"],
+        "prompt": fill_prompt(per_database[key], question),
+        "completion": completion,
+    }
+
+
 def check_gold_runs(record: Mapping[str, Any], where: str) -> None:
-    result = run_query(cached_database(record["db_path"]), record["gold_sql"], rewrite_double_quotes=False)
+    result = execute(database_for(record["db_path"]), record["gold_sql"])
     if result.status != "ok":
         raise _error(
-            f"{where}: the gold query does not run on {record['db_path']} ({result.status}: {result.error}); "
+            f"{where}: the gold query does not run on {redact(record['db_path'])} ({result.status}: {result.error}); "
             "fix the query or remove the example.",
             "gold SQL does not run",
         )

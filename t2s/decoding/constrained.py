@@ -6,8 +6,9 @@ microseconds). Each example gets its own grammar, whose identifiers are that exa
 
 * WikiSQL (`wikisql_grammar`): the dataset's exact language, as t2s renders its gold SQL:
   `SELECT [AGG(]"col"[)] FROM "table" [WHERE "col" op value (AND "col" op value)*]`, values as SQL literals.
-* Spider and other SQLite databases (`sqlite_grammar`): the SELECT subset Spider uses (joins with ON, aliases
-  `T1`.., GROUP BY/HAVING, ORDER BY/LIMIT, nested queries, INTERSECT/UNION/EXCEPT, LIKE, BETWEEN, IN, NOT, IS NULL,
+* Spider and other databases (`sqlite_grammar`, in the schema's dialect: PostgreSQL and DuckDB quote names with
+  `"…"` and never read `"…"` as a string, MySQL with backticks): the SELECT subset Spider uses (joins with ON, aliases
+  `T1`.. or of a lower-case letter and an optional digit, GROUP BY/HAVING, ORDER BY/LIMIT, nested queries, INTERSECT/UNION/EXCEPT, LIKE, BETWEEN, IN, NOT, IS NULL,
   arithmetic, the aggregate and a few scalar functions), keywords and names in any ASCII case (as SQLite compares
   them; not Lark's Unicode-folding `"..."i`, which lets `ſELECT` pass for SELECT), table and column names from the
   database (bare, double-quoted, backticked or bracketed), string literals in single quotes anywhere and in double
@@ -33,13 +34,15 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from t2s.data.schema import DatabaseSchema, from_sqlite
+from t2s.data.schema import DatabaseSchema, dialect_quote, from_engine, from_sqlite
+from t2s.execution.engines import cached_engine, engine_kind, is_url
 from t2s.execution.sql_text import quote_identifier
 from t2s.execution.tables import column_names, table_name
 
 AGGREGATES = ("count", "sum", "avg", "min", "max")
 SCALAR_FUNCTIONS = ("abs", "lower", "upper", "length", "round", "substr", "strftime", "date", "julianday", "coalesce")
-ALIAS_PATTERN = "/[Tt][0-9]{1,2}/"
+# Table aliases: Spider's `T1`, `T2`… and the short lower-case ones people write (`customers AS c`).
+ALIAS_PATTERN = "/[Tt][0-9]{1,2}|[a-z][0-9]?/"
 
 
 def _lark_string(text: str) -> str:
@@ -97,20 +100,70 @@ COLUMN: {_alternatives(columns)}
 # --------------------------------------------------------------------------- SQLite (Spider)
 
 
-def _identifier_forms(names: Sequence[str]) -> list[str]:
-    """How SQLite lets a query spell each name: bare (where legal), "quoted", `backticked`, [bracketed]."""
-    forms = []
+def _identifier_forms(names: Sequence[str], dialect: str = "sqlite") -> tuple[list[str], list[str]]:
+    """How the dialect lets a query spell each name: (forms compared in any ASCII case, forms compared exactly).
+
+    SQLite: bare (where legal), "quoted", `backticked`, [bracketed], all in any case. PostgreSQL: bare only where the
+    name is lower case (unquoted names fold to lower case), "quoted" in its exact case. DuckDB: bare or "quoted", any
+    case. MySQL: bare or `backticked` (double quotes are strings there), any case.
+    """
+    loose, exact = [], []
     for name in names:
-        if not quote_identifier(name, always=False).startswith('"'):
-            forms.append(name)
-        forms += [quote_identifier(name), "`" + name.replace("`", "``") + "`", f"[{name}]"]
-    return forms
+        bare_ok = dialect_quote(name, dialect) == name
+        if dialect == "sqlite":
+            loose += ([name] if bare_ok else []) + [
+                quote_identifier(name),
+                "`" + name.replace("`", "``") + "`",
+                f"[{name}]",
+            ]
+        elif dialect == "postgres":
+            loose += [name] if bare_ok else []
+            exact.append(dialect_quote(name, dialect, always=True))
+        else:
+            loose += ([name] if bare_ok else []) + [dialect_quote(name, dialect, always=True)]
+    return loose, exact
+
+
+def _names_rule(forms: tuple[list[str], list[str]]) -> str:
+    loose, exact = forms
+    parts = [_alternatives(loose, case_insensitive=True)] if loose else []
+    parts += [_alternatives(exact)] if exact else []
+    return " | ".join(parts)
+
+
+# The few scalar functions the grammar offers besides the aggregates, in each dialect's spelling.
+DIALECT_FUNCTIONS = {
+    "sqlite": SCALAR_FUNCTIONS,
+    "postgres": (
+        "abs",
+        "lower",
+        "upper",
+        "length",
+        "round",
+        "substr",
+        "coalesce",
+        "date_trunc",
+        "date_part",
+        "to_char",
+    ),
+    "mysql": ("abs", "lower", "upper", "length", "round", "substr", "coalesce", "year", "month", "date_format"),
+    "duckdb": ("abs", "lower", "upper", "length", "round", "substr", "coalesce", "year", "month", "strftime"),
+}
 
 
 def sqlite_grammar(schema: DatabaseSchema) -> str:
-    """The SQLite SELECT subset Spider uses, with this database's table and column names only."""
-    tables = _identifier_forms(schema.table_names())
-    columns = _identifier_forms(sorted({c for c in schema.column_names()}))
+    """The SQL SELECT subset Spider uses, in the schema's dialect, with this database's table and column names only.
+
+    (Named for its first dialect: a PostgreSQL, MySQL or DuckDB schema gets that dialect's quoting, strings and
+    function names; see `_identifier_forms`.)
+    """
+    dialect = schema.dialect
+    tables = _names_rule(_identifier_forms(schema.table_names(), dialect))
+    columns = _names_rule(_identifier_forms(sorted({c for c in schema.column_names()}), dialect))
+    # Double-quoted strings: SQLite reads them as strings where no column has the name (Spider's gold SQL relies on
+    # it), MySQL always; in PostgreSQL and DuckDB "..." is only ever a name.
+    value_rule = "value: expr | DQ_STRING" if dialect in ("sqlite", "mysql") else "value: expr"
+    functions = DIALECT_FUNCTIONS.get(dialect, SCALAR_FUNCTIONS)
     keywords = [
         "select", "from", "where", "group", "by", "having", "order", "limit", "offset", "asc", "desc", "distinct",
         "as", "join", "on", "inner", "left", "outer", "cross", "and", "or", "not", "in", "like", "between", "is",
@@ -145,7 +198,7 @@ predicate: expr _o CMP _o value
     | expr _s IS _s (NOT _s)? NULL
     | EXISTS _o "(" _o query _o ")"
     | "(" _o cond _o ")"
-value: expr | DQ_STRING
+{value_rule}
 CMP: "=" | "==" | "!=" | "<>" | ">=" | "<=" | ">" | "<"
 expr: term (_o ARITH _o term)*
 ARITH: "+" | "-" | "*" | "/" | "||"
@@ -160,10 +213,10 @@ DECIMAL: /[0-9]*\\.[0-9]+([eE][-+]?[0-9]+)?/
 STRING: /'([^'\\n]|'')*'/
 DQ_STRING: /"([^"\\n]|"")*"/
 AGGREGATE: {_alternatives(AGGREGATES, case_insensitive=True)}
-SCALAR: {_alternatives(SCALAR_FUNCTIONS, case_insensitive=True)}
+SCALAR: {_alternatives(functions, case_insensitive=True)}
 ALIAS: {ALIAS_PATTERN}
-TABLE: {_alternatives(tables, case_insensitive=True)}
-COLUMN: {_alternatives(columns, case_insensitive=True)}
+TABLE: {tables}
+COLUMN: {columns}
 {keyword_rules}
 _s: / +/
 _o: / */
@@ -175,11 +228,13 @@ _o: / */
 
 @functools.lru_cache(maxsize=256)
 def _database_grammar(db_path: str) -> str:
-    return sqlite_grammar(from_sqlite(db_path))
+    if engine_kind(db_path) == "sqlite" and not is_url(db_path):
+        return sqlite_grammar(from_sqlite(db_path))
+    return sqlite_grammar(from_engine(cached_engine(db_path), db_path))
 
 
 def grammar_for(example: Mapping[str, Any]) -> str:
-    """The grammar of one dataset record: its WikiSQL table, or the SQLite database it points at."""
+    """The grammar of one dataset record: its WikiSQL table, or the database (any engine) it points at."""
     if example.get("db_path"):
         return _database_grammar(str(example["db_path"]))
     if example.get("table") is not None:

@@ -12,7 +12,7 @@ from t2s.decoding.constrained import grammar_for
 from t2s.decoding.generation import generate_sql
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.decoding.settings import GenerationSettings
-from t2s.execution.sandbox import connect_example, run_query
+from t2s.execution.engines import connect_example, execute
 from t2s.execution.semantics import is_empty_result
 
 
@@ -62,7 +62,7 @@ def executes_with_rows(sql: str, example) -> bool:
     """
     record = example if ("db_path" in example or "table" in example) else {"table": example}
     conn, semantics = connect_example(record)
-    result = run_query(conn, sql, rewrite_double_quotes=semantics == "wikisql")
+    result = execute(conn, sql, rewrite_double_quotes=semantics == "wikisql")
     return result.status == "ok" and not is_empty_result(result.rows)
 
 

@@ -13,7 +13,7 @@ Model output is untrusted input. Every query runs under four independent guards:
 
 The sandbox is the same for every dataset; what "the same answer" means is not (`t2s.execution.semantics`).
 A database is either an SQLite file (Spider, your own data) or a WikiSQL table dict, materialised in memory as the
-official `dev.db` would hold it (`t2s.execution.tables`); `connect_example` opens the one a record names.
+official `dev.db` would hold it (`t2s.execution.tables`); `t2s.execution.engines.connect_example` opens the one a record names.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from t2s.execution.sql_text import SQL_TOKEN_RE
-from t2s.execution.tables import materialize_table, register_collation
+from t2s.execution.tables import register_collation
 
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_MAX_ROWS = 100_000
@@ -391,14 +390,3 @@ def open_database(path: str) -> sqlite3.Connection:
 def cached_database(path: str) -> sqlite3.Connection:
     """One read-only connection per database file, reused (execution-guided decoding, rewards)."""
     return open_database(path)
-
-
-def connect_example(example: Mapping[str, Any]) -> tuple[sqlite3.Connection, str]:
-    """The database a record's SQL runs on, and the semantics that scores it."""
-    if example.get("db_path"):
-        return cached_database(str(example["db_path"])), "spider"
-    if example.get("table") is not None:
-        return materialize_table(example["table"]), "wikisql"
-    raise ValueError(
-        f"example {example.get('example_id', '?')} has neither a 'table' nor a 'db_path': its SQL cannot be executed"
-    )

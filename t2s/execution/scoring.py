@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, open_database, run_query, scan_sql
+from t2s.execution.engines import engine_kind, execute, is_url, open_engine
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, open_database, scan_sql
 from t2s.execution.semantics import (
     SEMANTICS,
     is_empty_result,
@@ -68,7 +69,7 @@ class GoldResult:
 
 
 def run_gold(
-    conn: sqlite3.Connection,
+    conn: Any,
     reference: str,
     *,
     semantics: str = "wikisql",
@@ -76,18 +77,21 @@ def run_gold(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> GoldResult:
-    """Run the gold query under the dataset's semantics (a reward scores many completions against one gold run)."""
+    """Run the gold query under the dataset's semantics (a reward scores many completions against one gold run).
+
+    `conn` is an SQLite connection or an `Engine` (t2s.execution.engines); Spider's semantics apply on every engine.
+    """
     if semantics not in SEMANTICS:
         raise ValueError(f"semantics={semantics!r} must be one of {SEMANTICS}")
     spider = semantics == "spider"
     sql = spider_normalize(reference, keep_distinct) if spider else reference
-    execution = run_query(conn, sql, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=not spider)
+    execution = execute(conn, sql, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=not spider)
     order_matters = "order by" in sql.lower() if spider else scan_sql(reference).has_order_by
     return GoldResult(semantics, sql, execution, order_matters, keep_distinct)
 
 
 def compare_with_gold(
-    conn: sqlite3.Connection,
+    conn: Any,
     prediction: Any,
     gold: GoldResult,
     *,
@@ -106,7 +110,7 @@ def compare_with_gold(
     spider = gold.semantics == "spider"
     if spider and isinstance(prediction, str):
         prediction = spider_normalize(prediction, gold.keep_distinct)
-    pred = run_query(conn, prediction, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=not spider)
+    pred = execute(conn, prediction, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=not spider)
     gold_rows = gold.execution.rows
     if pred.status != "ok":
         outcome = pred.status
@@ -128,7 +132,7 @@ def compare_with_gold(
 
 
 def score_example(
-    conn: sqlite3.Connection,
+    conn: Any,
     prediction: Any,
     reference: str,
     *,
@@ -154,7 +158,7 @@ def score_batch(
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> list[dict[str, Any]]:
     """Per-example results for a batch; each example gets the pristine database (read-only, cached)."""
-    opened: dict[str, sqlite3.Connection] = {}
+    opened: dict[str, Any] = {}
     results = []
     options = {"keep_distinct": keep_distinct, "timeout_s": timeout_s, "max_rows": max_rows}
     try:
@@ -168,13 +172,19 @@ def score_batch(
             else:
                 path = str(db_paths[i])
                 if path not in opened:
-                    opened[path] = open_database(path)
+                    opened[path] = _open(path)
                 conn, semantics = opened[path], "spider"
             results.append(score_example(conn, prediction, reference, semantics=semantics, **options))
     finally:
         for conn in opened.values():
             conn.close()
     return results
+
+
+def _open(name: str) -> Any:
+    if engine_kind(name) == "sqlite" and not is_url(name):
+        return open_database(name)
+    return open_engine(name)
 
 
 def _bad_database(index: int, why: str) -> dict[str, Any]:
@@ -217,22 +227,26 @@ def score_all(
     max_rows: int = DEFAULT_MAX_ROWS,
     num_proc: int | None = None,
 ) -> list[dict[str, Any]]:
-    """`score_batch`, optionally split over `num_proc` worker processes."""
+    """`score_batch`, optionally split over `num_proc` worker processes.
+
+    `db_paths` name each example's database: an SQLite file, a DuckDB file or a URL (t2s.execution.engines).
+    """
     timeout_s, max_rows = check_limits(timeout_s, max_rows)
     n = len(references)
     if len(predictions) != n:
         raise ValueError(f"{len(predictions)} predictions for {n} references")
     if (tables is None) == (db_paths is None):
-        raise ValueError("pass exactly one of tables= (WikiSQL table dicts) or db_paths= (SQLite files)")
+        raise ValueError("pass exactly one of tables= (WikiSQL table dicts) or databases=/db_paths= (database names)")
     context = tables if tables is not None else db_paths
     if len(context) != n:
         raise ValueError(f"{len(context)} {'tables' if tables is not None else 'db_paths'} for {n} references")
     if db_paths is not None:
-        missing = sorted({str(p) for p in db_paths if not p or not Path(str(p)).is_file()})
+        files = [str(p) for p in db_paths if not p or not is_url(str(p))]
+        missing = sorted({p for p in files if not p or not Path(p).is_file()})
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} database file(s) do not exist (first: {missing[0]!r}); "
-                "db_paths must name SQLite files"
+                "databases must name SQLite or DuckDB files, or URLs"
             )
     options = {"keep_distinct": keep_distinct, "timeout_s": timeout_s, "max_rows": max_rows}
     if not num_proc or num_proc <= 1 or n < 2 * num_proc:

@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from t2s.decoding.settings import first_line
-from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, cached_database
+from t2s.execution.engines import database_for
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
 from t2s.execution.scoring import GoldResult, compare_with_gold, run_gold
 from t2s.execution.tables import materialize_table, table_fingerprint
 
@@ -122,7 +123,7 @@ class ExecutionReward:
 
     def _connect(self, key: tuple):
         # Both are cached connections, read-only: one per database file, one per WikiSQL table.
-        return cached_database(key[1]) if key[0] == "spider" else materialize_table(self._tables[key])
+        return database_for(key[1]) if key[0] == "spider" else materialize_table(self._tables[key])
 
     def _run_gold(self, key: tuple, gold_sql: str) -> GoldResult:
         gold = run_gold(

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 from t2s.execution.engines.base import (
@@ -20,6 +19,7 @@ from t2s.execution.engines.base import (
     normalize_value,
     redact,
 )
+from t2s.execution.sandbox import Execution
 
 DUCKDB_SUFFIXES = (".duckdb", ".ddb")
 SCHEMES = {
@@ -39,6 +39,9 @@ __all__ = [
     "Engine",
     "EngineError",
     "cached_engine",
+    "connect_example",
+    "database_for",
+    "execute",
     "engine_kind",
     "expand_env",
     "is_url",
@@ -113,6 +116,33 @@ def cached_engine(name: str) -> Engine:
     return open_engine(name)
 
 
-def is_server_name(name: str) -> bool:
-    """Whether a database name is not an SQLite file (records name SQLite files by path, as they always have)."""
-    return bool(name) and engine_kind(name) != "sqlite" or bool(re.match(r"^sqlite://", str(name), re.IGNORECASE))
+def database_for(name: str):
+    """What a record's `db_path` names, opened once and reused: a read-only `sqlite3.Connection` for an SQLite file
+    (the SQLite sandbox runs on it directly, as it always has), an `Engine` for anything else."""
+    if engine_kind(name) == "sqlite" and not is_url(name):
+        from t2s.execution.sandbox import cached_database
+
+        return cached_database(str(name))
+    return cached_engine(str(name))
+
+
+def execute(database, sql, *, rewrite_double_quotes: bool = False, **limits) -> Execution:
+    """Run one untrusted query on an SQLite connection or an engine, in its sandbox."""
+    if isinstance(database, Engine):
+        return database.run(sql, **limits)
+    from t2s.execution.sandbox import run_query
+
+    return run_query(database, sql, rewrite_double_quotes=rewrite_double_quotes, **limits)
+
+
+def connect_example(example) -> tuple[object, str]:
+    """The database a record's SQL runs on (connection or engine), and the semantics that scores it."""
+    if example.get("db_path"):
+        return database_for(str(example["db_path"])), "spider"
+    if example.get("table") is not None:
+        from t2s.execution.tables import materialize_table
+
+        return materialize_table(example["table"]), "wikisql"
+    raise ValueError(
+        f"example {example.get('example_id', '?')} has neither a 'table' nor a 'db_path': its SQL cannot be executed"
+    )

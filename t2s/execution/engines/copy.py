@@ -164,10 +164,11 @@ def copy_sqlite(source: str | Path, url: str, *, replace: bool = False) -> CopyR
     try:
         catalogue = sqlite_catalogue(source_conn)
         types = _SQL_TYPES[target.kind]
+        # Columns in a key (MySQL can index VARCHAR, not TEXT), lower-cased: SQLite compares names without case.
         keys = (
-            {(t.name, c) for t in catalogue for c in t.primary_key}
-            | {(t.name, fk[0]) for t in catalogue for fk in t.foreign_keys}
-            | {(fk[1], fk[2]) for t in catalogue for fk in t.foreign_keys}
+            {(t.name.lower(), c.lower()) for t in catalogue for c in t.primary_key}
+            | {(t.name.lower(), fk[0].lower()) for t in catalogue for fk in t.foreign_keys}
+            | {(str(fk[1]).lower(), str(fk[2]).lower()) for t in catalogue for fk in t.foreign_keys}
         )
         if replace:
             for table in reversed(catalogue):
@@ -209,7 +210,7 @@ def copy_sqlite(source: str | Path, url: str, *, replace: bool = False) -> CopyR
                 kind = kinds[table.name.lower(), column.name.lower()]
                 if kind == "text" and affinity(column.type) in ("integer", "real"):
                     report.as_text.append(f"{table.name}.{column.name}")
-                if kind == "text" and (table.name, column.name.lower()) in keys:
+                if kind == "text" and (table.name.lower(), column.name.lower()) in keys:
                     kind = "key_text"
                 columns.append(f"{target.name(column.name)} {types[kind]}")
             constraints = []
@@ -220,7 +221,10 @@ def copy_sqlite(source: str | Path, url: str, *, replace: bool = False) -> CopyR
                     f"FOREIGN KEY ({target.name(column)}) REFERENCES {target.name(parent)} ({target.name(parent_column)})"
                 )
             body = ", ".join(columns + constraints)
-            target.execute(f"CREATE TABLE {target.name(table.name)} ({body})")
+            # MySQL: Unicode whatever the database's default character set (MariaDB's is latin1); its default
+            # collation, case-insensitive as most MySQL databases are, is kept (docs/engines.md measures it).
+            options = " DEFAULT CHARSET=utf8mb4" if target.kind == "mysql" else ""
+            target.execute(f"CREATE TABLE {target.name(table.name)} ({body}){options}")
             quoted = quote_identifier(table.name)
             convert = [_CONVERT[kinds[table.name.lower(), c.name.lower()]] for c in table.columns]
             rows = [

@@ -123,7 +123,7 @@ def from_files(paths: list[str]) -> DuckDBEngine:
     """CSV and Parquet files as the tables of a private DuckDB database (one table per file, named after it)."""
     import duckdb
 
-    from t2s.execution.databases import table_name_for
+    from t2s.execution.databases import check_csv, table_name_for
 
     folder = tempfile.mkdtemp(prefix="t2s-duckdb-")
     target = Path(folder) / "files.duckdb"
@@ -134,12 +134,16 @@ def from_files(paths: list[str]) -> DuckDBEngine:
             path = Path(raw).expanduser()
             if not path.is_file():
                 raise EngineError(f"{path}: no such file")
-            reader = "read_parquet" if path.suffix.lower() in (".parquet", ".pq") else "read_csv"
+            parquet = path.suffix.lower() in (".parquet", ".pq")
+            reader = "read_parquet(?)" if parquet else "read_csv(?, delim = ?, header = true)"
+            arguments = [str(path)] if parquet else [str(path), check_csv(path)]
             table = table_name_for(path, taken)
             try:
-                conn.execute(f'CREATE TABLE "{table}" AS SELECT * FROM {reader}(?)', [str(path)])
+                conn.execute(f'CREATE TABLE "{table}" AS SELECT * FROM {reader}', arguments)
             except duckdb.Error as e:
-                raise EngineError(f"{path}: DuckDB cannot read it as {reader[5:].upper()} ({e})") from None
+                raise EngineError(
+                    f"{path}: DuckDB cannot read it as {'Parquet' if parquet else 'CSV'} ({e})"
+                ) from None
     except BaseException:
         conn.close()
         shutil.rmtree(folder, ignore_errors=True)

@@ -91,24 +91,31 @@ class MySQLEngine(ServerEngine):
         else:
             limit = f"SET SESSION max_execution_time = {max(1, int(timeout_s * 1000))}"
         conn = self.conn
+        cursor = conn.cursor()
         try:
-            with conn.cursor() as cursor:
-                cursor.execute(limit)
-                cursor.execute("START TRANSACTION READ ONLY")
-                cursor.execute(sql.strip().rstrip(";"))
-                columns = [d[0] for d in cursor.description or ()]
-                rows, cap = fetch_rows(cursor.fetchmany)
-                if cap:  # an unbuffered cursor would read the rest of the result on close
-                    self._reconnect()
-                    return columns, rows, cap
-            return columns, rows, cap
+            cursor.execute(limit)
+            cursor.execute("START TRANSACTION READ ONLY")
+            cursor.execute(sql.strip().rstrip(";"))
+            columns = [d[0] for d in cursor.description or ()]
+            rows, cap = fetch_rows(cursor.fetchmany)
         except Exception:
-            self._reconnect()
+            self._abandon(cursor)
             raise
-        finally:
-            if self.conn is conn and conn.open:
-                with conn.cursor() as cursor:
-                    cursor.execute("ROLLBACK")
+        if cap:  # an unbuffered cursor would read the rest of the result before the connection could be used again
+            self._abandon(cursor)
+            return columns, rows, cap
+        cursor.close()
+        cursor = conn.cursor()
+        cursor.execute("ROLLBACK")
+        cursor.close()
+        return columns, rows, cap
+
+    def _abandon(self, cursor) -> None:
+        """Drop a cursor without reading the rest of its result, and the connection with it (the server ends the
+        query and rolls its transaction back when the connection goes)."""
+        cursor.connection, cursor._result = None, None
+        self.conn._result = None
+        self._reconnect()
 
     def _reconnect(self) -> None:
         with contextlib.suppress(Exception):  # closing a broken connection

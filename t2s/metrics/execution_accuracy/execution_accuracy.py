@@ -46,6 +46,11 @@ removed from both queries, rows as multisets under any permutation of the column
 the gold query has ORDER BY, values exactly as SQLite returns them (`3 == 3.0`, no case folding),
 double quotes left to SQLite. Model SQL runs in the same sandbox for both: one read-only statement,
 SQLite's authorizer, read-only connections, a time budget and a row cap.
+Databases on other engines (`databases`: PostgreSQL or MySQL URLs, DuckDB files) are scored with the same Spider
+execution match; each engine runs the query in its own sandbox (one read-only query parsed in its dialect, a
+read-only transaction always rolled back, the server's time limit, row and byte caps), and values are made what
+SQLite would return before comparing: DECIMAL as int when whole else float, booleans as 0/1, dates and times as ISO
+text, intervals, UUIDs, arrays and JSON as text.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -56,6 +61,8 @@ Args:
         example. Text compares case-insensitively, as in the official evaluator.
     db_paths (`list` of `str`, optional): one SQLite file per example (Spider-style databases), opened
         read-only; scored with Spider's official execution match. Pass `tables` or `db_paths`, not both.
+    databases (`list` of `str`, optional): one database per example on any engine: an SQLite or DuckDB file, or a
+        URL (`postgresql://…`, `mysql+pymysql://…`, `${VAR}` read from the environment); `db_paths` generalised.
     keep_distinct (`bool`, default False): Spider semantics only: keep DISTINCT in both queries.
     timeout (`float`, default 2.0): seconds each query may run.
     max_rows (`int`, default 100000): rows fetched per query; more counts as `timeout`.
@@ -108,12 +115,16 @@ class ExecutionAccuracy(evaluate.Metric):
         references,
         tables=None,
         db_paths=None,
+        databases=None,
         timeout=DEFAULT_TIMEOUT_S,
         max_rows=DEFAULT_MAX_ROWS,
         num_proc=None,
         return_details=False,
         keep_distinct=False,
     ):
+        if databases is not None and db_paths is not None:
+            raise ValueError("pass databases= or db_paths= (its older name), not both")
+        db_paths = databases if databases is not None else db_paths
         details = score_all(
             predictions,
             references,

@@ -1,0 +1,466 @@
+"""Every engine behind one connection layer: PostgreSQL and MariaDB servers started by the suite (tests/servers.py),
+DuckDB in process, SQLite as before. The shop fixture on each: schema read back, gold queries, the metric's verdicts,
+the sandbox against attacks (data unchanged, no file written, time within twice the limit), ask, own data through
+the training and evaluation commands, constrained decoding in the dialect."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from t2s.execution.engines import EngineError, engine_kind, open_engine, redact
+
+from .conftest import ROOT
+from .servers import ServerUnavailable, start_mariadb, start_postgres
+
+OWN = ROOT / "tests" / "fixtures" / "own_data"
+SHOP = OWN / "database" / "shop" / "shop.sqlite"
+ENGINES = ("sqlite", "duckdb", "postgresql", "mysql")
+servers = pytest.mark.servers
+
+
+def _server(start, *args):
+    try:
+        return start(*args)
+    except ServerUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"{e}: CI installs the servers in `make install`")
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = _server(start_postgres)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    server = _server(start_mariadb, tmp_path_factory.mktemp("mariadb"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shop(request, tmp_path_factory):
+    """engine → (admin name, read-only name) of the shop database copied onto it."""
+    from t2s.execution.engines.copy import copy_sqlite
+
+    folder = tmp_path_factory.mktemp("shop")
+    names = {"sqlite": (str(SHOP), str(SHOP))}
+    duck = folder / "shop.duckdb"
+    copy_sqlite(SHOP, str(duck))
+    names["duckdb"] = (str(duck), str(duck))
+    return names, folder
+
+
+def _names(shop, kind, request):
+    names, _ = shop
+    if kind == "postgresql":
+        server = request.getfixturevalue("postgres")
+    elif kind == "mysql":
+        server = request.getfixturevalue("mariadb")
+    else:
+        return names[kind]
+    if kind not in names:
+        from t2s.execution.engines.copy import copy_sqlite
+
+        copy_sqlite(SHOP, server.admin_url)
+        if kind == "postgresql":  # tables created after the role: give it SELECT on them, as a DBA would
+            import psycopg
+
+            with psycopg.connect(server.admin_url.replace("postgresql://", "postgresql://", 1), autocommit=True) as c:
+                c.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO t2s_reader")
+        names[kind] = (server.admin_url, server.reader_url)
+    return names[kind]
+
+
+def _checksum(name: str) -> str:
+    """Every row of every shop table, in a fixed order, through a fresh engine."""
+    digest = hashlib.sha256()
+    with open_engine(name) as engine:
+        for table in sorted(t.name for t in engine.catalogue()):
+            rows = engine.run(f"SELECT * FROM {table}").rows
+            digest.update(repr((table, sorted(rows, key=repr))).encode())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_database_names_pick_their_engine_and_hide_passwords(monkeypatch):
+    assert engine_kind("shop.sqlite") == "sqlite" and engine_kind("x/shop.duckdb") == "duckdb"
+    assert engine_kind("postgresql://u@h/db") == "postgresql" == engine_kind("postgresql+psycopg://u@h/db")
+    assert engine_kind("mysql+pymysql://u@h/db") == "mysql" == engine_kind("mariadb://u@h/db")
+    assert engine_kind("duckdb:///x.duckdb") == "duckdb" and engine_kind("sqlite:///x.sqlite") == "sqlite"
+    assert redact("postgresql://ann:s3cret@db:5432/shop") == "postgresql://ann:***@db:5432/shop"
+    assert redact("postgresql://ann:${PGPASS}@db/shop") == "postgresql://ann:${PGPASS}@db/shop"
+    with pytest.raises(EngineError, match="unknown database URL scheme 'oracle'"):
+        engine_kind("oracle://u:pw@h/db")
+    with pytest.raises(EngineError, match="psycopg"):
+        engine_kind("postgresql+psycopg2://u@h/db")
+    monkeypatch.delenv("T2S_NO_SUCH_VAR", raising=False)
+    with pytest.raises(EngineError, match="T2S_NO_SUCH_VAR is not set"):
+        open_engine("postgresql://u:${T2S_NO_SUCH_VAR}@127.0.0.1:1/db")
+    with pytest.raises(EngineError) as failed:
+        open_engine("postgresql://ann:s3cret@127.0.0.1:1/shop")  # nothing listens on port 1
+    assert "s3cret" not in str(failed.value) and "***" in str(failed.value)
+
+
+# --------------------------------------------------------------------------- schema, gold, metric
+
+
+@servers
+@pytest.mark.parametrize("kind", ENGINES)
+def test_schema_reads_back_equal_and_gold_queries_agree_with_sqlite(kind, shop, request):
+    from t2s.data import load_spider
+    from t2s.execution.semantics import spider_results_match
+
+    _, reader = _names(shop, kind, request)
+    with open_engine(str(SHOP)) as sqlite, open_engine(reader) as engine:
+        assert engine.kind == kind
+
+        def shape(tables):
+            return {t.name: ([c.name for c in t.columns], t.primary_key, sorted(t.foreign_keys)) for t in tables}
+
+        assert shape(engine.catalogue()) == shape(sqlite.catalogue())
+        types = {(t.name, c.name): c.type.upper() for t in engine.catalogue() for c in t.columns}
+        price = {"sqlite": "REAL", "mysql": "DOUBLE"}.get(kind, "DOUBLE")  # the copies map REAL to DOUBLE [PRECISION]
+        assert types["products", "price"].startswith(price) and "INT" in types["orders", "order_id"]
+        for split in ("train", "dev"):
+            for ex in load_spider(OWN, split):
+                on_sqlite, here = sqlite.run(ex["gold_sql"]), engine.run(ex["gold_sql"])
+                assert here.status == "ok", (ex["gold_sql"], here.error)
+                order = "order by" in ex["gold_sql"].lower()
+                assert spider_results_match(on_sqlite.rows, here.rows, order_matters=order), ex["gold_sql"]
+
+
+@servers
+@pytest.mark.parametrize("kind", ENGINES)
+def test_the_metric_scores_every_engine_with_spiders_semantics(kind, shop, request):
+    import evaluate
+
+    _, reader = _names(shop, kind, request)
+    metric = evaluate.load(str(ROOT / "t2s" / "metrics" / "execution_accuracy"))
+    pairs = [  # (prediction, gold, verdict)
+        ("SELECT count(*) FROM orders", "SELECT count(*) FROM orders", "correct"),
+        ("SELECT count(order_id) FROM orders", "SELECT count(*) FROM orders", "correct"),
+        ("SELECT city, name FROM customers", "SELECT name, city FROM customers", "correct"),  # columns permuted
+        ("SELECT avg(price) FROM products", "SELECT sum(price) / count(*) FROM products", "correct"),
+        ("SELECT DISTINCT city FROM customers", "SELECT city FROM customers", "correct"),  # DISTINCT removed
+        ("SELECT name FROM customers WHERE city = 'Lyon'", "SELECT name FROM customers WHERE city = 'Madrid'",
+         "wrong_result"),
+        ("SELECT nme FROM customers", "SELECT name FROM customers", "exec_error"),
+        ("DELETE FROM orders", "SELECT count(*) FROM orders", "rejected"),
+        ("", "SELECT count(*) FROM orders", "empty"),
+    ]  # fmt: skip
+    predictions, references, verdicts = zip(*pairs)
+    result = metric.compute(
+        predictions=list(predictions),
+        references=list(references),
+        databases=[reader] * len(pairs),
+        return_details=True,
+    )
+    assert [d["outcome"] for d in result["details"]] == list(verdicts)
+    assert result["semantics"] == "spider" and result["execution_accuracy"] == pytest.approx(5 / 9)
+
+
+# --------------------------------------------------------------------------- the sandbox
+
+COMMON_ATTACKS = [
+    "DELETE FROM orders",
+    "UPDATE products SET price = 0",
+    "DROP TABLE orders",
+    "INSERT INTO customers (customer_id, name) VALUES (99, 'x')",
+    "CREATE TABLE pwned (x INTEGER)",
+    "SELECT 1; DELETE FROM orders",
+    "WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone",
+    "ALTER TABLE orders ADD COLUMN x INTEGER",
+    "BEGIN",
+    "COMMIT",
+]
+ATTACKS = {
+    "postgresql": [
+        "SELECT * INTO pwned FROM orders",
+        "SELECT * FROM orders FOR UPDATE",
+        "COPY orders TO '{folder}/pwned.csv'",
+        "COPY (SELECT 1) TO PROGRAM 'touch {folder}/pwned'",
+        "SELECT pg_read_file('/etc/passwd')",
+        "SELECT pg_read_binary_file('/etc/passwd')",
+        "SELECT * FROM pg_ls_dir('.')",
+        "SELECT lo_import('/etc/passwd')",
+        "SELECT lo_export(1, '{folder}/pwned')",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+        "SELECT pg_cancel_backend(pg_backend_pid())",
+        "SELECT * FROM dblink('dbname=shop', 'DELETE FROM orders') AS t(x int)",
+        "SELECT set_config('statement_timeout', '0', false)",
+        "SET statement_timeout = 0",
+        "SELECT query_to_xml('DELETE FROM orders', true, false, '')",
+        "SELECT pg_advisory_lock(1)",
+        "SELECT rolpassword FROM pg_authid",
+        "SELECT * FROM pg_catalog.pg_shadow",
+        "SELECT * FROM information_schema.tables",
+        "SELECT pg_sleep(30)",
+        "CREATE TEMP TABLE t AS SELECT 1",
+        "DO $$ BEGIN DELETE FROM orders; END $$",
+        "SELECT nextval('orders_order_id_seq')",
+    ],
+    "mysql": [
+        "SELECT LOAD_FILE('/etc/passwd')",
+        "SELECT * FROM orders INTO OUTFILE '{folder}/pwned.csv'",
+        "SELECT * FROM orders INTO DUMPFILE '{folder}/pwned'",
+        "SELECT SLEEP(30)",
+        "SELECT BENCHMARK(100000000000, MD5('x'))",
+        "SELECT GET_LOCK('t2s', 10)",
+        "SELECT @total := 1",
+        "SET SESSION max_statement_time = 0",
+        "SELECT user, password FROM mysql.user",
+        "SELECT * FROM information_schema.processlist",
+        "LOAD DATA INFILE '/etc/passwd' INTO TABLE orders",
+        "SELECT * FROM orders FOR UPDATE",
+        "KILL 1",
+        "HANDLER orders OPEN",
+    ],
+    "duckdb": [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_csv_auto('/etc/passwd')",
+        "SELECT * FROM read_parquet('{folder}/x.parquet')",
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT * FROM read_json('/etc/passwd')",
+        "SELECT * FROM glob('/etc/*')",
+        "SELECT * FROM '/etc/passwd'",
+        "ATTACH '{folder}/pwned.duckdb' AS pwned",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "COPY orders TO '{folder}/pwned.csv'",
+        "EXPORT DATABASE '{folder}/pwned'",
+        "SET enable_external_access = true",
+        "SELECT current_setting('enable_external_access')",
+        "PRAGMA database_list",
+        "SELECT * FROM query('DELETE FROM orders')",
+        "SELECT * FROM duckdb_settings()",
+        "CALL pragma_version()",
+    ],
+    "sqlite": [
+        "ATTACH DATABASE '{folder}/pwned.sqlite' AS pwned",
+        "PRAGMA writable_schema = 1",
+        "SELECT load_extension('{folder}/x')",
+        "VACUUM INTO '{folder}/pwned.sqlite'",
+    ],
+}
+SLOW = {
+    "postgresql": "SELECT count(*) FROM generate_series(1, 1000000000)",
+    "mysql": "SELECT count(*) FROM orders a, orders b, orders c, orders d, orders e, orders f, orders g, orders h, "
+    "orders i",
+    "duckdb": "SELECT count(*) FROM range(1000000000000)",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+}
+
+
+@servers
+@pytest.mark.parametrize("kind", ENGINES)
+def test_every_attack_is_refused_and_leaves_the_data_and_disk_unchanged(kind, shop, request, tmp_path):
+    admin, _ = _names(shop, kind, request)  # the worst case: the user passed an administrator's URL
+    folder = tmp_path / "attacks"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)  # the servers run as their own users: let them write here, were they to try
+    before = _checksum(admin)
+    with open_engine(admin) as engine:
+        for attack in COMMON_ATTACKS + ATTACKS[kind]:
+            result = engine.run(attack.format(folder=folder), timeout_s=1.0)
+            assert result.status in ("rejected", "exec_error"), (attack, result)
+        started = time.monotonic()
+        result = engine.run(SLOW[kind], timeout_s=1.0)
+        assert result.status == "timeout" and time.monotonic() - started < 2.0, (kind, result)
+        # The session is as it was: the next query runs, under its own limit.
+        assert engine.run("SELECT count(*) FROM orders", timeout_s=1.0).rows == [(8,)]
+    assert _checksum(admin) == before
+    assert list(folder.iterdir()) == []
+
+
+@servers
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_a_writing_role_is_named_and_a_read_only_one_is_not(kind, shop, request):
+    admin, reader = _names(shop, kind, request)
+    with open_engine(admin) as engine:
+        assert "read-only" in engine.write_warning() or "SELECT only" in engine.write_warning()
+    with open_engine(reader) as engine:
+        assert engine.write_warning() is None
+
+
+@servers
+@pytest.mark.parametrize("kind", ENGINES)
+def test_rows_and_bytes_are_capped(kind, shop, request):
+    _, reader = _names(shop, kind, request)
+    with open_engine(reader) as engine:
+        result = engine.run("SELECT * FROM order_items", max_rows=5)
+        assert result.status == "timeout" and "max_rows=5" in result.error
+        assert engine.run("SELECT * FROM order_items", max_rows=12).status == "ok"
+
+
+# --------------------------------------------------------------------------- prompts and grammars
+
+
+@servers
+@pytest.mark.parametrize("kind", ["postgresql", "mysql", "duckdb"])
+def test_the_prompt_names_the_dialect_and_quotes_as_it_does(kind, shop, request):
+    from t2s.data.prompt import render_schema
+    from t2s.data.schema import DatabaseSchema, dialect_quote, from_engine, from_sqlite
+
+    _, reader = _names(shop, kind, request)
+    with open_engine(reader) as engine:
+        schema = from_engine(engine, "shop")
+        text = render_schema(schema)
+    display = {"postgresql": "PostgreSQL", "mysql": "MySQL", "duckdb": "DuckDB"}[kind]
+    assert text.startswith(f"-- {display} database: write its SQL dialect.\nCREATE TABLE")
+    assert "-- " not in render_schema(from_sqlite(SHOP))  # SQLite prompts are unchanged
+    dialect = schema.dialect
+    assert dialect_quote("Order Date", dialect) == ("`Order Date`" if kind == "mysql" else '"Order Date"')
+    assert dialect_quote("Price", "postgres") == '"Price"' and dialect_quote("Price", "duckdb") == "Price"
+    assert isinstance(schema, DatabaseSchema)
+
+
+@pytest.fixture(scope="session")
+def own_data_on(shop, request, tmp_path_factory):
+    """The own-data fixture's questions with a `databases.json` that points `shop` at another engine; the password
+    comes from the environment, as the docs recommend, so no record or card holds it."""
+
+    def make(kind: str) -> Path:
+        import shutil
+
+        _, reader = _names(shop, kind, request)
+        folder = tmp_path_factory.mktemp(f"own_{kind}")
+        for split in ("train.json", "dev.json"):
+            shutil.copy(OWN / split, folder / split)
+        if ":reader@" in reader:
+            os.environ["T2S_TEST_READER_PASSWORD"] = "reader"
+            reader = reader.replace(":reader@", ":${T2S_TEST_READER_PASSWORD}@")
+        (folder / "databases.json").write_text(json.dumps({"shop": reader}))
+        return folder
+
+    return make
+
+
+@servers
+@pytest.mark.parametrize("kind", ["postgresql", "mysql", "duckdb"])
+def test_own_data_on_an_engine_loads_checks_gold_and_prompts_in_its_dialect(kind, own_data_on):
+    from t2s.data import load_spider, load_text2sql
+
+    folder = own_data_on(kind)
+    ds = load_spider(folder, "dev", check_gold=True)
+    assert len(ds) == len(json.loads((OWN / "dev.json").read_text()))
+    display = {"postgresql": "PostgreSQL", "mysql": "MySQL", "duckdb": "DuckDB"}[kind]
+    assert all(f"-- {display} database" in p for p in ds["prompt"])
+    assert len(load_text2sql(str(folder), "train")) == 36
+    if kind != "duckdb":
+        assert all("${T2S_TEST_READER_PASSWORD}" in p for p in ds["db_path"])  # never the password itself
+    bad = json.loads((OWN / "dev.json").read_text())[:1]
+    bad[0]["query"] = "SELECT nope FROM customers"
+    (folder / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(Exception, match=r"bad.json\[0\]: the gold query does not run on"):
+        load_spider(folder, "bad", check_gold=True)
+
+
+@servers
+def test_own_data_on_postgres_trains_and_evaluates_through_the_commands(own_data_on, tiny_model, tmp_path):
+    from t2s.evaluate_sql import main as evaluate_main
+    from t2s.sft import cli
+
+    from .test_sft import TINY_RECIPE
+
+    folder = own_data_on("postgresql")
+    adapter = tmp_path / "adapter"
+    trainer = cli(
+        [str(TINY_RECIPE), "--model_name_or_path", str(tiny_model), "--output_dir", str(adapter),
+         "--dataset_name", str(folder), "--dataset_train_split", "train",
+         "--eval_strategy", "no", "--log_samples", "0", "--eval_execution_accuracy_samples", "0",
+         "--max_length", "1024", "--max_steps", "2"]
+    )  # fmt: skip
+    assert trainer.state.global_step == 2 and (adapter / "adapter_model.safetensors").exists()
+    out = tmp_path / "eval"
+    evaluate_main(
+        ["--adapter", str(adapter), "--dataset_name", str(folder), "--split", "dev", "--max_new_tokens", "16",
+         "--output_dir", str(out)]
+    )  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert metrics["num_examples"] == len(predictions) == len(json.loads((OWN / "dev.json").read_text()))
+    assert metrics["gold_errors"] == 0 and sum(metrics["outcomes"].values()) == len(predictions)
+    text = (out / "metrics.json").read_text() + (out / "predictions.jsonl").read_text()
+    assert "reader@" not in text or "${T2S_TEST_READER_PASSWORD}" in text
+    assert ":reader@" not in text
+
+
+@servers
+@pytest.mark.parametrize("kind", ["postgresql", "duckdb"])
+def test_ask_answers_on_an_engine_and_leaves_it_unchanged(kind, shop, request, tiny_model, monkeypatch, capsys):
+    from t2s import ask
+
+    admin, reader = _names(shop, kind, request)
+    before = _checksum(admin)
+    rigged = iter(["SELECT name, city FROM customers WHERE city = 'Lyon'", "DELETE FROM customers"])
+    monkeypatch.setattr("t2s.decoding.generation.generate_sql", lambda *a, **k: [[next(rigged)]])
+    sql, result = ask.main(["--model", str(tiny_model), "--db", admin, "Who lives in Lyon?"])
+    assert result.status == "ok" and sorted(result.rows) == [("Alice Martin", "Lyon"), ("Chen Wei", "Lyon")]
+    printed = capsys.readouterr().out
+    assert "Alice Martin" in printed and "2 row(s)" in printed
+    if kind == "postgresql":
+        assert "superuser" in printed  # an administrator's URL is pointed out
+    sql, result = ask.main(["--model", str(tiny_model), "--db", reader, "Delete everyone"])
+    assert result.status == "rejected"
+    assert _checksum(admin) == before
+
+
+@servers
+def test_constrained_decoding_on_a_postgres_schema_never_leaves_the_grammar(own_data_on):
+    """Property, as for SQLite (tests/test_constrained.py): a random model sampled hot under the PostgreSQL grammar
+    writes only grammatical prefixes; finished queries name only the schema's tables and run without a syntax
+    error on the server; gold queries are accepted; SQLite-only spellings are not."""
+    import torch
+
+    from t2s.data import load_spider
+    from t2s.decoding.constrained import compile_grammar, grammar_for
+    from t2s.decoding.generation import generate_sql
+    from t2s.decoding.models import load_model_and_tokenizer
+    from t2s.decoding.settings import GenerationSettings
+    from t2s.execution.engines import database_for
+
+    from .test_constrained import _accepts
+    from .tiny_model import save_tiny_model
+
+    folder = own_data_on("postgresql")
+    ds = load_spider(folder, "dev")
+    grammars = [grammar_for(ex) for ex in ds]
+    model, tokenizer = load_model_and_tokenizer(str(save_tiny_model(folder / "tiny", seed=3)))
+    for ex, grammar in zip(ds, grammars):
+        assert _accepts(tokenizer, grammar, ex["completion"]), ex["completion"]
+    for bad in ['SELECT name FROM customers WHERE city = "Lyon"', 'SELECT "Name" FROM customers',
+                "SELECT nme FROM customers", "SELECT name FROM clients", "SELECT [name] FROM customers"]:  # fmt: skip
+        assert not _accepts(tokenizer, grammars[0], bad), bad
+    engine = database_for(ds[0]["db_path"])
+    tables = {t.name for t in engine.catalogue()}
+    finished = 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        settings = GenerationSettings(max_new_tokens=48, batch_size=4, temperature=1.5)
+        outputs = [c[0] for c in generate_sql(model, tokenizer, list(ds["prompt"]), settings, grammars=grammars)]
+        for grammar, sql in zip(grammars, outputs):
+            matcher = compile_grammar(tokenizer, grammar)
+            assert matcher.consume_tokens(tokenizer(sql, add_special_tokens=False)["input_ids"]), sql
+            if not matcher.is_accepting():
+                continue
+            finished += 1
+            import sqlglot
+            from sqlglot import exp
+
+            named = {t.name.lower() for t in sqlglot.parse_one(sql, read="postgres").find_all(exp.Table)}
+            assert named <= tables, sql
+            result = engine.run(sql)
+            assert not (result.error and "syntax error" in result.error), (sql, result.error)
+    assert finished >= 2
