@@ -91,7 +91,15 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], object]]] = {
         _script("t2s.evaluate_sql:main"),
     ),
     "compare": ("paired comparison of two evaluations, McNemar's test (evaluate_sql.py compare)", _compare),
-    "ask": ("ask your own SQLite database or CSV files a question (t2s/ask.py)", _script("t2s.ask:main")),
+    "ask": (
+        "ask your own database (SQLite, DuckDB, PostgreSQL, MySQL) or CSV/Parquet files a question (t2s/ask.py)",
+        _script("t2s.ask:main"),
+    ),
+    "copy-db": (
+        "copy an SQLite database into PostgreSQL, MySQL or DuckDB (t2s/dbtools.py)",
+        _script("t2s.dbtools:copy_main"),
+    ),
+    "transpile": ("SQLite SQL in another engine's dialect (t2s/dbtools.py)", _script("t2s.dbtools:transpile_main")),
     "export": ("merge an adapter into a standalone model, verified (t2s/export.py)", _script("t2s.export:main")),
     "push": ("push an adapter folder with its model card to the Hub (t2s/push.py)", _script("t2s.push:main")),
     "demo-summary": ("the before/after table of a finished demo folder", _demo_summary),

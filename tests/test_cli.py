@@ -49,6 +49,8 @@ def test_console_command_lists_and_runs_every_subcommand(tmp_path):
         "compare",
         "demo-summary",
         "grpo-report",
+        "copy-db",
+        "transpile",
     }
     for name in COMMANDS:
         sub = _run([name, "--help"], program=T2S, cwd=tmp_path)

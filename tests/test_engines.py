@@ -285,6 +285,21 @@ def test_every_attack_is_refused_and_leaves_the_data_and_disk_unchanged(kind, sh
 
 
 @servers
+def test_mysql_executable_comments_are_not_executed(shop, request, tmp_path):
+    """MySQL runs the text of `/*! … */` comments; the gate sends its own rendering of the checked query, without
+    comments, so what the comment holds never reaches the server."""
+    admin, _ = _names(shop, "mysql", request)
+    target = tmp_path / "pwned"
+    tmp_path.chmod(0o777)
+    with open_engine(admin) as engine:
+        result = engine.run("SELECT count(*) /*!, LOAD_FILE('/etc/passwd') */ FROM orders")
+        assert result.status == "ok" and result.rows == [(8,)] and result.columns == ["COUNT(*)"]
+        result = engine.run(f"SELECT count(*) FROM orders /*!50000 INTO OUTFILE '{target}' */")
+        assert result.status == "ok" and result.rows == [(8,)]
+    assert not target.exists()
+
+
+@servers
 @pytest.mark.parametrize("kind", ["postgresql", "mysql"])
 def test_a_writing_role_is_named_and_a_read_only_one_is_not(kind, shop, request):
     admin, reader = _names(shop, kind, request)
@@ -464,3 +479,98 @@ def test_constrained_decoding_on_a_postgres_schema_never_leaves_the_grammar(own_
             result = engine.run(sql)
             assert not (result.error and "syntax error" in result.error), (sql, result.error)
     assert finished >= 2
+
+
+# --------------------------------------------------------------------------- copy and transpile
+
+
+@servers
+@pytest.mark.parametrize("kind", ["duckdb", "postgresql", "mysql"])
+def test_copy_db_keeps_dirty_data_and_says_which_keys_it_left_out(kind, tmp_path, request):
+    """Spider-like dirt: text in an INT column, a NULL primary key, a dangling foreign key, a REAL in a TEXT
+    column. Every value arrives (as SQLite shows it), and the report names what could not be declared."""
+    import sqlite3
+
+    from t2s.dbtools import copy_main
+    from t2s.execution.semantics import spider_results_match
+
+    source = tmp_path / "dirty.sqlite"
+    conn = sqlite3.connect(source)
+    conn.executescript(
+        """
+        CREATE TABLE team (id INTEGER PRIMARY KEY, name TEXT, founded INT);
+        CREATE TABLE player (pid INT, team_id INT REFERENCES team(id), label TEXT, PRIMARY KEY (pid));
+        INSERT INTO team VALUES (1, 'Lyon', 1950), (2, 'Madrid', 'unknown');
+        INSERT INTO player VALUES (10, 1, 'a'), (NULL, 2, 3.0), (11, 99, NULL);  -- SQLite lets an INT key be NULL
+        """
+    )
+    conn.commit()
+    conn.close()
+    if kind == "duckdb":
+        target = str(tmp_path / "dirty.duckdb")
+    else:
+        server = request.getfixturevalue("postgres" if kind == "postgresql" else "mariadb")
+        target = server.admin_url.rsplit("/", 1)[0] + "/dirty"
+        if kind == "postgresql":
+            import psycopg
+
+            with psycopg.connect(server.admin_url, autocommit=True) as c:
+                c.execute("DROP DATABASE IF EXISTS dirty")
+                c.execute("CREATE DATABASE dirty")
+        else:
+            import pymysql
+
+            url = server.admin_url
+            c = pymysql.connect(host="127.0.0.1", port=int(url.rsplit(":", 1)[1].split("/")[0]), user="root")
+            with c.cursor() as cursor:
+                cursor.execute("DROP DATABASE IF EXISTS dirty")
+                cursor.execute("CREATE DATABASE dirty CHARACTER SET utf8mb4")
+            c.close()
+    report = copy_main([str(source), target])
+    assert report.tables == 2 and report.rows == 5
+    assert report.as_text == ["team.founded"]
+    assert any(k.startswith("player PRIMARY KEY") for k in report.dropped_keys)
+    assert any(k.startswith("player.team_id → team.id") for k in report.dropped_keys)
+    with open_engine(str(source)) as sqlite, open_engine(target) as engine:
+        sql = "SELECT * FROM player"
+        assert spider_results_match(sqlite.run(sql).rows, engine.run(sql).rows, order_matters=False)
+        # The mixed column is text there: its numbers arrive as SQLite writes them as text.
+        assert sorted(engine.run("SELECT * FROM team").rows) == [(1, "Lyon", "1950"), (2, "Madrid", "unknown")]
+        assert engine.run("SELECT label FROM player WHERE team_id = 2").rows == [("3.0",)]
+        assert {t.name: t.primary_key for t in engine.catalogue()}["team"] == ["id"]
+
+
+def test_transpile_reads_double_quoted_strings_as_sqlite_does(capsys):
+    from t2s.dbtools import transpile_main
+
+    sql = 'SELECT name FROM customers WHERE city = "Lyon" AND "name" LIKE \'A%\''
+    out = transpile_main(["--to", "postgres", "--db", str(SHOP), sql])
+    assert out == ["SELECT name FROM customers WHERE city = 'Lyon' AND \"name\" LIKE 'A%'"]
+    assert transpile_main(["--to", "mysql", sql]) == [
+        "SELECT name FROM customers WHERE city = `Lyon` AND `name` LIKE 'A%'"
+    ]  # without the database, sqlglot alone: "Lyon" stays a name
+    from t2s.runtime import UserError
+
+    with pytest.raises(UserError, match="sqlglot cannot transpile"):
+        transpile_main(["--to", "duckdb", "SELECT FROM WHERE ((("])
+
+
+@servers
+@pytest.mark.parametrize("kind", ["postgresql", "duckdb"])
+def test_the_grpo_reward_reads_the_same_database_field_on_any_engine(kind, shop, request):
+    from t2s.training.rewards import ExecutionReward
+
+    admin, reader = _names(shop, kind, request)
+    before = _checksum(admin)
+    gold = "SELECT name FROM customers WHERE city = 'Lyon'"
+    completions = [
+        "SELECT name FROM customers WHERE city = 'Lyon'",
+        "SELECT DISTINCT c.name FROM customers AS c WHERE c.city = 'Lyon'",
+        "SELECT name FROM customers WHERE city = 'Madrid'",  # runs, wrong: partial credit
+        "SELECT nme FROM customers",
+        "DELETE FROM customers",
+    ]
+    reward = ExecutionReward(partial_credit=0.1)
+    scores = reward(completions=completions, gold_sql=[gold] * 5, db_path=[reader] * 5)
+    assert scores == [1.0, 1.0, 0.1, 0.0, 0.0]
+    assert _checksum(admin) == before

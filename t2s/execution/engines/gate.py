@@ -10,7 +10,10 @@ outside the allowlist (`pg_read_file`, `lo_import`, `dblink`, `set_config`, `que
 gate. The server's own guards (a read-only transaction, a time limit, a locked configuration) come on top: the gate is
 not the only line.
 
-A query sqlglot cannot parse in the dialect is not sent: it is reported as a syntax error of that dialect.
+A query sqlglot cannot parse in the dialect is not sent: it is reported as a syntax error of that dialect. What is
+sent is sqlglot's rendering of the checked tree, without comments, never the text as written: the server runs exactly
+what was checked, whatever its parser would make of the rest (MySQL executes `/*! … */` comments, for one, and
+tokenizers disagree on escapes).
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ class GateError(Exception):
         self.status = status
 
 
-def check_query(sql: str, dialect: str, tables: Iterable[str], schema: str | None = None) -> None:
-    """Raise `GateError` unless `sql` is one read-only query over `tables` using allowed functions only."""
+def check_query(sql: str, dialect: str, tables: Iterable[str], schema: str | None = None) -> str:
+    """The query to send: `sql` re-rendered from its checked tree. Raises `GateError` unless `sql` is one read-only
+    query over `tables` using allowed functions only."""
     import sqlglot
     from sqlglot import exp
     from sqlglot.errors import ParseError, TokenError
@@ -85,3 +89,7 @@ def check_query(sql: str, dialect: str, tables: Iterable[str], schema: str | Non
                 raise GateError("rejected", f"table {node.sql(dialect=dialect)} is outside the database's own tables")
             if name not in known and not (name in ctes and not qualifier):
                 raise GateError("exec_error", f"no such table: {node.name}")
+    try:
+        return root.sql(dialect=dialect, comments=False)
+    except Exception as e:  # noqa: BLE001 - sqlglot cannot write back what it parsed: not sent
+        raise GateError("rejected", f"the query cannot be checked ({type(e).__name__})") from None

@@ -61,7 +61,7 @@ class ServerEngine(Engine):
         if not sql.strip().strip(";").strip():
             return Execution("empty", error="no SQL")
         try:
-            check_query(sql, self.dialect, self.readable_tables(), self.schema_name)
+            sql = check_query(sql, self.dialect, self.readable_tables(), self.schema_name)
         except GateError as e:
             return Execution(e.status, error=str(e))
         deadline = time.monotonic() + timeout_s
