@@ -210,6 +210,13 @@ ATTACKS = {
         "CREATE TEMP TABLE t AS SELECT 1",
         "DO $$ BEGIN DELETE FROM orders; END $$",
         "SELECT nextval('orders_order_id_seq')",
+        "SELECT repeat('x', 1000000000)",
+        "SELECT lpad('x', 1000000000, 'y')",
+        "SELECT format('%1000000000s', 'x')",
+        "SELECT array_fill(1, ARRAY[1000000000])",
+        "SELECT \"pg_read_file\"('/etc/passwd')",
+        "SELECT pg_catalog.pg_read_file('/etc/passwd')",
+        "SELECT * FROM orders WHERE order_id = (SELECT 1 FROM pg_ls_dir('.') LIMIT 1)",
     ],
     "mysql": [
         "SELECT LOAD_FILE('/etc/passwd')",
@@ -226,6 +233,11 @@ ATTACKS = {
         "SELECT * FROM orders FOR UPDATE",
         "KILL 1",
         "HANDLER orders OPEN",
+        "SELECT SPACE(100000000)",
+        "SELECT RPAD('x', 100000000, 'y')",
+        "SELECT * FROM orders LOCK IN SHARE MODE",
+        "SELECT @@version",
+        "SELECT CONVERT(LOAD_FILE('/etc/passwd') USING utf8mb4)",
     ],
     "duckdb": [
         "SELECT * FROM read_csv('/etc/passwd')",
@@ -246,6 +258,11 @@ ATTACKS = {
         "SELECT * FROM query('DELETE FROM orders')",
         "SELECT * FROM duckdb_settings()",
         "CALL pragma_version()",
+        "SELECT printf('%1000000000d', 1)",
+        "SELECT repeat('x', 1000000000)",
+        "SELECT * FROM parquet_scan('{folder}/x.parquet')",
+        "SELECT getenv('HOME')",
+        "SELECT * FROM sqlite_scan('{folder}/x.sqlite', 't')",
     ],
     "sqlite": [
         "ATTACH DATABASE '{folder}/pwned.sqlite' AS pwned",
@@ -574,3 +591,23 @@ def test_the_grpo_reward_reads_the_same_database_field_on_any_engine(kind, shop,
     scores = reward(completions=completions, gold_sql=[gold] * 5, db_path=[reader] * 5)
     assert scores == [1.0, 1.0, 0.1, 0.0, 0.0]
     assert _checksum(admin) == before
+
+
+@servers
+@pytest.mark.parametrize("kind", ["postgresql", "mysql", "duckdb"])
+def test_the_error_analysis_reads_each_engines_messages(kind, shop, request):
+    """Names the database lacks, and real columns on the wrong table, are told apart from each engine's own error
+    text and catalogue, as on SQLite."""
+    from t2s.evaluation.analysis.spider import classify
+
+    _, reader = _names(shop, kind, request)
+    gold = "SELECT name FROM customers WHERE city = 'Lyon'"
+    with open_engine(reader) as engine:
+        for sql, expected in [
+            ("SELECT nme FROM customers", "hallucinated_schema"),
+            ("SELECT name FROM clients", "hallucinated_schema"),
+            ("SELECT o.name FROM orders AS o", "wrong_table_column"),
+        ]:
+            result = engine.run(sql)
+            assert result.status == "exec_error", (sql, result)
+            assert classify(sql, result.status, result.error, gold, reader)[0] == expected, (sql, result.error)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from t2s.data.hardness import HARDNESS_LEVELS, UNKNOWN
-from t2s.data.schema import from_sqlite
+from t2s.data.schema import from_engine, from_sqlite
 from t2s.evaluation.analysis.report import (
     FIRST_CATEGORIES,
     UNESCAPED_QUOTE,
@@ -40,6 +40,7 @@ from t2s.evaluation.analysis.report import (
     systematic_lines,
     write_files,
 )
+from t2s.execution.engines import database_for, dialect_for, engine_kind, is_url
 
 CATEGORIES = (
     *FIRST_CATEGORIES,
@@ -56,27 +57,35 @@ CATEGORIES = (
     "other",
 )
 COMPONENTS = ("tables_joins", "select", "where", "group_by_having", "order_by_limit", "set_operation", "nesting")
-_UNKNOWN_NAME = re.compile(r"no such (column|table)", re.IGNORECASE)
+# "A name the database lacks", as each engine says it: SQLite, PostgreSQL, MySQL/MariaDB, DuckDB.
+_UNKNOWN_NAME = re.compile(
+    r"no such (column|table)|(column|relation) \S+ does not exist|Unknown column|Table '[^']*' doesn't exist"
+    r"|Referenced (column|table) .* not found|Table with name .* does not exist|does not have a column named",
+    re.IGNORECASE,
+)
 
 
 @functools.lru_cache(maxsize=256)
 def schema_names(db_path: str) -> tuple[frozenset[str], frozenset[str]]:
-    """Lower-cased table and column names of a database (read from the file itself)."""
-    schema = from_sqlite(db_path)
+    """Lower-cased table and column names of a database (read from its own catalogue, on any engine)."""
+    if engine_kind(db_path) == "sqlite" and not is_url(db_path):
+        schema = from_sqlite(db_path)
+    else:
+        schema = from_engine(database_for(db_path), db_path)
     return (
         frozenset(t.lower() for t in schema.table_names()),
         frozenset(c.lower() for c in schema.column_names()),
     )
 
 
-def parse(sql: Any):
+def parse(sql: Any, dialect: str = "sqlite"):
     import sqlglot
     from sqlglot import exp
 
     if not isinstance(sql, str) or not sql.strip():
         return None
     try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
+        tree = sqlglot.parse_one(sql, read=dialect)
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, ValueError, RecursionError):
         return None
     return tree if isinstance(tree, exp.Query) else None
@@ -141,7 +150,8 @@ def unknown_names(tree, db_path: str) -> list[str]:
 
     if not db_path:
         return []
-    values = double_quoted_values(tree)
+    # `"..."` is a value only where SQLite's rule reads it so; PostgreSQL and DuckDB read it as a name.
+    values = double_quoted_values(tree) if dialect_for(db_path) == "sqlite" else set()
     tables, columns = schema_names(db_path)
     defined = {a.alias.lower() for a in tree.find_all(exp.Alias) if a.alias}
     defined |= {t.alias.lower() for t in tree.find_all(exp.Table) if t.alias}
@@ -176,7 +186,8 @@ def classify(prediction: Any, outcome: str, error: str | None, gold_sql: str, db
         return ["no_sql"]
     if outcome == "exec_error" and looks_truncated(prediction, error):
         return ["truncated"]
-    tree = parse(prediction) if outcome != "rejected" else None
+    dialect = dialect_for(db_path) if db_path else "sqlite"
+    tree = parse(prediction, dialect) if outcome != "rejected" else None
     if tree is None:
         if isinstance(prediction, str) and UNESCAPED_QUOTE.search(prediction):
             return ["string_escaping"]
@@ -198,7 +209,7 @@ def classify(prediction: Any, outcome: str, error: str | None, gold_sql: str, db
         flags.append("exec_error")
     if outcome == "timeout":
         flags.append("timeout")
-    gold_tree = parse(gold_sql)
+    gold_tree = parse(gold_sql, dialect)
     if gold_tree is not None:
         predicted, gold = components(tree), components(gold_tree)
         flags += [c for c in COMPONENTS if predicted[c] != gold[c]]

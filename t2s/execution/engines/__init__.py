@@ -32,6 +32,7 @@ SCHEMES = {
 }
 DRIVERS = {"postgresql": ("", "psycopg"), "mysql": ("", "pymysql"), "sqlite": ("", "pysqlite"), "duckdb": ("",)}
 EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "duckdb": "duckdb"}
+DIALECTS = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql", "duckdb": "duckdb"}
 
 __all__ = [
     "CatalogueColumn",
@@ -41,6 +42,7 @@ __all__ = [
     "cached_engine",
     "connect_example",
     "database_for",
+    "dialect_for",
     "execute",
     "engine_kind",
     "expand_env",
@@ -69,6 +71,11 @@ def engine_kind(name: str) -> str:
             )
         return kind
     return "duckdb" if Path(name).suffix.lower() in DUCKDB_SUFFIXES else "sqlite"
+
+
+def dialect_for(name: str) -> str:
+    """sqlglot's name of the SQL a database speaks (`sqlite`, `postgres`, `mysql`, `duckdb`)."""
+    return DIALECTS[engine_kind(name)]
 
 
 def sqlite_path(name: str) -> str:

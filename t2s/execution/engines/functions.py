@@ -4,7 +4,8 @@ sqlglot turns the functions it knows (COUNT, SUBSTRING, DATE_TRUNC, STRFTIME, GE
 gate lets those through except the few that read files (`read_csv`, `read_parquet`). Any other call reaches the gate
 as an unknown name and must be on the dialect's list below: the common scalar, string, date and window functions of
 each engine, and none that reads files, sleeps, locks, signals other sessions, changes settings, or runs SQL given as
-text. Add a name here (with the reason) if a query you trust is refused.
+text, and none that builds a value of any size from a small query (`repeat`, `lpad`/`rpad`, `space`, `printf` and
+`format` widths). Add a name here (with the reason) if a query you trust is refused.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import functools
 _COMMON = """
 abs acos asin atan atan2 avg bit_length cbrt ceil ceiling char_length character_length coalesce concat concat_ws cos
 cot count cume_dist degrees dense_rank div exp first_value floor greatest lag last_value lead least left length ln
-log log10 log2 lower lpad ltrim max md5 min mod nth_value ntile nullif percent_rank pi position power radians rank
-repeat replace reverse right round row_number rpad rtrim sign sin sqrt stddev stddev_pop stddev_samp strpos substr
+log log10 log2 lower ltrim max md5 min mod nth_value ntile nullif percent_rank pi position power radians rank
+replace reverse right round row_number rtrim sign sin sqrt stddev stddev_pop stddev_samp strpos substr
 substring sum tan trim trunc truncate upper var_pop var_samp variance date time timestamp year month day hour minute
 second extract date_part date_trunc now current_date current_time current_timestamp ifnull isnull nvl iif
 initcap translate split_part starts_with ends_with regexp_replace regexp_matches to_char to_date to_number
@@ -24,14 +25,14 @@ corr covar_pop covar_samp regr_slope generate_series unnest width_bucket random
 """
 _PER_DIALECT = {
     "postgres": """
-        btrim chr ascii format quote_ident quote_literal quote_nullable octet_length overlay lower_inc upper_inc
+        btrim chr ascii quote_ident quote_literal quote_nullable octet_length overlay lower_inc upper_inc
         date_bin justify_days justify_hours justify_interval make_interval make_time make_timestamp to_hex
         array_length array_position array_to_string cardinality json_agg jsonb_agg json_build_object
         jsonb_build_object row_to_json to_json to_jsonb json_array_length jsonb_array_length regexp_split_to_array
         string_to_array gen_random_uuid float8 int4 int8 numeric text isfinite
         """,
     "mysql": """
-        char ascii locate instr field find_in_set elt format lcase ucase mid space strcmp soundex
+        char ascii locate instr field find_in_set elt lcase ucase mid strcmp soundex
         date_format str_to_date datediff timestampdiff timestampadd dayname dayofweek dayofmonth dayofyear
         monthname quarter week weekday weekofyear yearweek curdate curtime sysdate unix_timestamp from_unixtime
         last_day makedate adddate subdate addtime subtime period_add period_diff convert_tz group_concat if
@@ -42,7 +43,7 @@ _PER_DIALECT = {
         regexp_extract regexp_full_match strftime strptime epoch datediff date_diff datesub date_sub dayname
         monthname dayofweek dayofmonth dayofyear weekofyear yearweek quarter last_day make_timestamp arg_max
         arg_min argmax argmin any_value first last histogram approx_count_distinct list_distinct unnest range
-        ascii chr instr lcase ucase ilike_escape like_escape hash if ifnull printf format bit_count
+        ascii chr instr lcase ucase ilike_escape like_escape hash if ifnull bit_count
         """,
 }
 

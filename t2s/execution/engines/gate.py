@@ -36,7 +36,9 @@ _STATE_NODES = tuple(
     )
     if node is not None
 )  # fmt: skip
-_DENIED_TYPED = ("ReadCSV", "ReadParquet", "ToFile", "NextValueFor")
+# Typed functions refused: reading files, advancing sequences, and building a value of any size from a small query
+# (`repeat('x', 1e9)`, `lpad`/`rpad`, `space`, format widths: the SQLite sandbox caps values at 1 MB; these are refused).
+_DENIED_TYPED = ("ReadCSV", "ReadParquet", "ToFile", "NextValueFor", "Repeat", "Pad", "Space", "Format")
 
 
 class GateError(Exception):
