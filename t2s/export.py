@@ -2,9 +2,11 @@
 
     python t2s/export.py outputs/demo_spider/adapter --output exported/smollm2-135m-spider
     python t2s/export.py outputs/demo_spider/adapter --output exported/x --push_to_hub --hub_model_id you/name
+    python t2s/export.py outputs/demo_spider/adapter --output exported/gguf --format gguf --gguf_type q8_0
 
 The merged model's logits are checked against base + adapter before anything is written (t2s/publish/export.py);
-`t2s/ask.py --model DIR` and `t2s/evaluate_sql.py --model DIR` use the folder like any model.
+`t2s/ask.py --model DIR` and `t2s/evaluate_sql.py --model DIR` use the folder like any model. `--format gguf` writes
+one GGUF file for llama.cpp/Ollama/LM Studio and an Ollama `Modelfile`, read back and checked on greedy SQL first.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from t2s.runtime import run_command
 import argparse
 import sys
 
-from t2s.publish.export import export
+from t2s.publish.card import load_run
+from t2s.publish.export import FORMATS, export
+from t2s.publish.gguf import GGUF_TYPES
 from t2s.publish.hub import check_hub_access, push_folder
 
 
@@ -27,6 +31,11 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="saved dtype")
     parser.add_argument("--atol", type=float, default=1e-4, help="absolute part of the allowed logit difference")
     parser.add_argument("--rtol", type=float, default=1e-5, help="relative part (times the largest logit)")
+    parser.add_argument("--format", default="safetensors", choices=FORMATS, help="safetensors folder or one GGUF file")
+    parser.add_argument("--gguf_type", default="f16", choices=GGUF_TYPES, help="GGUF weights: f16 or 8-bit q8_0")
+    parser.add_argument(
+        "--min_agreement", type=float, default=0.75, help="q8_0: share of check questions with the merge's greedy SQL"
+    )
     parser.add_argument("--push_to_hub", action="store_true", help="upload the merged model after writing it")
     parser.add_argument("--hub_model_id", default=None, help="the Hub repository to push to (you/name)")
     parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
@@ -34,9 +43,24 @@ def main(argv=None):
     if args.push_to_hub:
         check_hub_access(True, args.hub_model_id)  # before the work, not after it
     out, difference = export(
-        args.adapter, args.output, model=args.model, dtype=args.dtype, atol=args.atol, rtol=args.rtol
+        args.adapter,
+        args.output,
+        model=args.model,
+        dtype=args.dtype,
+        atol=args.atol,
+        rtol=args.rtol,
+        fmt=args.format,
+        gguf_type=args.gguf_type,
+        min_agreement=args.min_agreement,
     )
     print(f"Wrote the merged model to {out} (largest logit difference to base + adapter: {difference:.1e}).")
+    if args.format == "gguf":
+        report = load_run(out)["gguf"]
+        print(
+            f"{report['file']}: {report['bytes'] / 1e6:.0f} MB; greedy SQL read back from the file agrees with the "
+            f"merged model on {report['agreement_with_full_precision_merge']:.0%} of {report['check_questions']} check "
+            "questions" + (" (and on all of them with the merge in f16)" if report["type"] == "f16" else "")
+        )
     if args.push_to_hub:
         commit = push_folder(out, args.hub_model_id, private=args.private or None, merged=True)
         print(f"Pushed to {args.hub_model_id} ({commit})")

@@ -32,8 +32,8 @@ CARD_TEMPLATE = """---
 
 # {{ title }}
 
-{{ what }} that writes SQLite queries for questions about a database, trained with t2s ({{ method }}) on
-{{ train_data }}.
+{{ what }} that writes SQL queries for questions about a database (SQLite unless its prompts name another
+dialect), trained with t2s ({{ method }}) on {{ train_data }}.
 
 ## Scores
 
@@ -57,7 +57,7 @@ answers with one line of SQL; generate greedily and stop at the first newline:
 ```python
 {{ usage }}
 ```
-"""
+{{ gguf_note }}"""
 
 
 def record_scores(output_dir: str | Path, name: str, scores: dict[str, Any]) -> None:
@@ -94,6 +94,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     run = load_run(output_dir)
+    gguf = run.get("gguf") if merged else None
     base = run.get("base_model_hub_id") or run.get("base_model", "unknown")
     eval_results = [
         EvalResult(
@@ -110,7 +111,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
     datasets_used.add(run.get("train_dataset") or "Salesforce/wikisql")
     data = ModelCardData(
         base_model=base if "/" in str(base) and not Path(str(base)).expanduser().exists() else None,  # a Hub id only
-        library_name="transformers" if merged else "peft",
+        library_name="gguf" if gguf else "transformers" if merged else "peft",
         license=run.get("license"),
         tags=[
             "text-to-sql",
@@ -120,6 +121,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
             *(["sft", "grpo"] if run.get("stage") == "grpo" else ["sft"]),
             "lora",
             "t2s",
+            *(["gguf", "llama.cpp", "ollama"] if gguf else []),
         ],
         datasets=sorted(datasets_used),
         metrics=["execution_accuracy"],
@@ -157,7 +159,9 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
             else f"A LoRA adapter for **{_shown(run.get('base_model'))}**"
         ),
         usage=(
-            f'from transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or _shown(str(output_dir))}")'
+            f'from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or _shown(str(output_dir))}", gguf_file="{gguf["file"]}")'
+            if gguf
+            else f'from transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or _shown(str(output_dir))}")'
             if merged
             else "from t2s.decoding.models import load_model_and_tokenizer\n"
             f'model, tokenizer = load_model_and_tokenizer(adapter="{repo_id or run.get("hub_model_id") or _shown(str(output_dir))}")'
@@ -169,10 +173,32 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         train_data=run.get("train_protocol") or "text-to-SQL data",
         method=_method(run),
         base_note=_base_note(run, base),
+        gguf_note=_gguf_note(gguf),
     )
     path = Path(output_dir) / "README.md"
     card.save(path)
     return path
+
+
+def _gguf_note(gguf: dict[str, Any] | None) -> str:
+    """How to run the GGUF file, and what its check measured."""
+    if not gguf:
+        return ""
+    f16 = (
+        f" and on {gguf['agreement_with_f16_merge']:.0%} with the merge in f16 (the weights the file holds)"
+        if "agreement_with_f16_merge" in gguf
+        else ""
+    )
+    return (
+        f"\n## GGUF\n\n`{gguf['file']}` ({gguf['type']}, {gguf['bytes'] / 1e6:.0f} MB) for llama.cpp, Ollama and LM "
+        "Studio, with its chat template: the system message is the schema, the user message the question. Read back "
+        f"by transformers' GGUF loader, its greedy SQL agreed with the merged model's on "
+        f"{gguf['agreement_with_full_precision_merge']:.0%} of {gguf['check_questions']} check questions{f16}.\n\n"
+        "```bash\n"
+        "ollama create t2s-sql -f Modelfile      # SYSTEM = your schema, the prompt = your question\n"
+        f'llama-cli -m {gguf["file"]} -f prompt.txt -n 128 --temp 0 -r "\\n"   # prompt.txt: the canonical prompt\n'
+        "```\n"
+    )
 
 
 def _shown(name: Any) -> Any:
