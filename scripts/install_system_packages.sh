@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The database servers the engine tests start (tests/servers.py): PostgreSQL and MariaDB from Debian's packages.
-# Run by `make install`. Installs only what is missing; needs root or sudo for apt-get. The servers are not started
-# or enabled as services: the tests start private instances on free loopback ports and stop them.
+# The system packages the tests use, from Debian: the PostgreSQL and MariaDB servers the engine tests start
+# (tests/servers.py; not started or enabled as services: the tests start private instances on free loopback ports),
+# and Chromium, the browser the web page's test drives (tests/test_webapp.py). Run by `make install`. Installs only
+# what is missing; needs root or sudo for apt-get.
 set -euo pipefail
 
 missing=()
@@ -11,20 +12,23 @@ fi
 if ! command -v mariadbd >/dev/null 2>&1 && ! [ -x /usr/sbin/mariadbd ]; then
     missing+=(mariadb-server)
 fi
+if ! [ -x /usr/bin/chromium ]; then
+    missing+=(chromium)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "install_servers: PostgreSQL and MariaDB are installed"
+    echo "install_system_packages: PostgreSQL, MariaDB and Chromium are installed"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install_servers: ${missing[*]} missing and no apt-get here: install PostgreSQL and MariaDB (or MySQL) with" \
-         "your package manager, or deselect their tests with: pytest -m 'not servers'" >&2
+    echo "install_system_packages: ${missing[*]} missing and no apt-get here: install PostgreSQL, MariaDB (or MySQL) and" \
+         "Chromium with your package manager, or deselect their tests with: pytest -m 'not servers and not browser'" >&2
     exit 1
 fi
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
     sudo="sudo"
 fi
-echo "install_servers: installing ${missing[*]} (Debian packages)"
+echo "install_system_packages: installing ${missing[*]} (Debian packages)"
 export DEBIAN_FRONTEND=noninteractive
 # A policy-rc.d for the install keeps the packages from starting system services (there may be no init system at all);
 # one the machine already has is left as it is, and ours is removed afterwards.

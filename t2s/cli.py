@@ -95,6 +95,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], object]]] = {
         "ask your own database (SQLite, DuckDB, PostgreSQL, MySQL) or CSV/Parquet files a question (t2s/ask.py)",
         _script("t2s.ask:main"),
     ),
+    "app": ("the web page: ask a database, read an evaluation (t2s/app.py; needs t2s[app])", _script("t2s.app:main")),
     "copy-db": (
         "copy an SQLite database into PostgreSQL, MySQL or DuckDB (t2s/dbtools.py)",
         _script("t2s.dbtools:copy_main"),

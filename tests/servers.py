@@ -1,5 +1,5 @@
 """Real PostgreSQL and MariaDB servers for the engine tests, started from the binaries `make install` installs
-(Debian's `postgresql` and `mariadb-server`, scripts/install_servers.sh), each in a temporary folder on a free
+(Debian's `postgresql` and `mariadb-server`, scripts/install_system_packages.sh), each in a temporary folder on a free
 loopback port, and stopped at the end of the session. MariaDB runs with `lower_case_table_names=1` (table names
 compared in lower case, as on Windows and macOS servers), so SQLite queries' table names find their copies. No mocks: if a server cannot start, the tests that need it
 fail with the reason (deselect them with `-m "not servers"` on a machine without the packages)."""
@@ -47,7 +47,9 @@ def _find(name: str, patterns: list[str]) -> str:
     for pattern in patterns:
         found = found or next(iter(sorted(glob.glob(pattern), reverse=True)), None)
     if not found:
-        raise ServerUnavailable(f"{name} not found: run `make install` (scripts/install_servers.sh installs it)")
+        raise ServerUnavailable(
+            f"{name} not found: run `make install` (scripts/install_system_packages.sh installs it)"
+        )
     return found
 
 

@@ -18,6 +18,7 @@ COMMANDS_BY_SCRIPT = [
     ["t2s/push.py"],
     ["t2s/ask.py"],
     ["t2s/export.py"],
+    ["t2s/app.py"],
 ]
 # The installed console command (setup.cfg entry point), beside the interpreter of this virtualenv.
 T2S = str(Path(sys.executable).with_name("t2s"))

@@ -110,7 +110,7 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         predictions = [r["prediction"] for r in records]
 
     sqlite = is_sqlite_dataset(dataset)
-    database = {"db_paths": list(dataset["db_path"])} if sqlite else {"tables": list(dataset["table"])}
+    database = {"databases": list(dataset["db_path"])} if sqlite else {"tables": list(dataset["table"])}
     result = load_metric().compute(
         predictions=predictions,
         references=list(dataset["gold_sql"]),
@@ -122,6 +122,8 @@ def evaluate_run(args: EvaluateArguments) -> dict:
     details = result.pop("details")
     for record, detail in zip(records, details):
         record["outcome"], record["error"] = detail["outcome"], detail["error"]
+        # Both results (their first rows), so a reader of the run sees what each query returned without a database.
+        record["prediction_rows"], record["gold_rows"] = detail["prediction_rows"], detail["gold_rows"]
     write_jsonl(out / "predictions.jsonl", records)
 
     model_label = args.adapter or args.model or "embedded:smollm2-135m-instruct"

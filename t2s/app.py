@@ -1,0 +1,48 @@
+"""The t2s web page: ask a database a question, and open an evaluation to read its errors (Gradio).
+
+    pip install 't2s[app]'
+    t2s app --model outputs/demo_spider/adapter                      # http://127.0.0.1:7860
+    python t2s/app.py --model outputs/demo_spider/adapter --database shop.sqlite --port 8080
+
+*Ask*: a database (an SQLite or DuckDB file, a PostgreSQL/MySQL URL, or uploaded CSV/Parquet files) and a model or
+adapter; the SQL, its result and a chart when one fits; the same prompt and sandbox as `t2s ask`. *Evaluation*: a
+`t2s evaluate` output folder: accuracy by group, error classes, each wrong answer with both queries and both results,
+and a paired comparison with another run. It listens on 127.0.0.1 unless told otherwise: anyone who can reach the page
+can ask the database questions.
+"""
+
+from __future__ import annotations
+
+import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
+from t2s.runtime import UserError, run_command
+
+import argparse
+import sys
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--model", default="embedded:smollm2-135m-instruct", help="model or adapter the page starts with"
+    )
+    parser.add_argument("--database", default="", help="database the page starts with (path or URL)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=7860)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        import gradio  # noqa: F401
+    except ModuleNotFoundError:
+        raise UserError("the web page needs Gradio: pip install 't2s[app]'") from None
+    from t2s.webapp.ui import build, launch
+
+    page = build(default_model=args.model, default_database=args.database)
+    launch(page, args.host, args.port)
+    return page
+
+
+if __name__ == "__main__":
+    run_command(main)
