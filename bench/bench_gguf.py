@@ -7,12 +7,14 @@ Exports the adapter with `t2s export --format gguf` in f16 and q8_0 (each file r
 first), then answers the same Spider dev questions (seed 42, the demo's subset) three ways: t2s's greedy decoding of
 the merged model (transformers), and llama.cpp (`llama-cpp-python`, greedy, stop at the newline) on each file. Writes
 the agreement of each with t2s's SQL, the execution accuracy of each (Spider semantics), and their speed into the
-"GGUF in llama.cpp" section of docs/export.md.
+"GGUF in llama.cpp" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,22 +24,39 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import write_section  # noqa: E402
 
-DOC = ROOT / "docs" / "export.md"
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def llama_worker(model_path: str, prompts_file: str, out_file: str, threads: int) -> None:
+    """llama.cpp on its own, in a process without torch (the two in one process crashed here: both bring OpenMP)."""
+    import llama_cpp
+
+    prompts = json.loads(Path(prompts_file).read_text())
+    llm = llama_cpp.Llama(model_path=model_path, n_ctx=4096, n_threads=threads, verbose=False, seed=0)
+    answers, generated = [], 0
+    started = time.perf_counter()
+    for prompt in prompts:
+        out = llm.create_completion(prompt, max_tokens=128, temperature=0.0, top_k=1, stop=["\n"])
+        answers.append(out["choices"][0]["text"].split("\n", 1)[0].strip())
+        generated += out["usage"]["completion_tokens"]
+    seconds = time.perf_counter() - started
+    result = {"answers": answers, "seconds": seconds, "tokens": generated, "version": llama_cpp.__version__}
+    Path(out_file).write_text(json.dumps(result))
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--llama-worker":
+        return llama_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", default="outputs/demo_spider/adapter")
     parser.add_argument("--limit", type=int, default=100, help="Spider dev questions (seed 42)")
     parser.add_argument("--out", default="outputs/gguf_bench")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    try:
-        import llama_cpp
-    except ModuleNotFoundError:
-        raise SystemExit(
-            "llama-cpp-python is not installed: pip install llama-cpp-python (builds llama.cpp)"
-        ) from None
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise SystemExit("llama-cpp-python is not installed: pip install llama-cpp-python (builds llama.cpp)")
 
     import evaluate
 
@@ -64,23 +83,21 @@ def main() -> None:
         if not (folder / f"model-{gguf_type}.gguf").exists():
             export(args.adapter, str(folder), fmt="gguf", gguf_type=gguf_type)
         check = load_run(folder)["gguf"]
-        llm = llama_cpp.Llama(
-            model_path=str(folder / check["file"]), n_ctx=4096, n_threads=args.threads, verbose=False, seed=0
-        )
-        answers, generated = [], 0
-        started = time.perf_counter()
-        for prompt in prompts:
-            out = llm.create_completion(prompt, max_tokens=128, temperature=0.0, top_k=1, stop=["\n"])
-            answers.append(out["choices"][0]["text"].split("\n", 1)[0].strip())
-            generated += out["usage"]["completion_tokens"]
-        seconds = time.perf_counter() - started
+        prompts_file, out_file = Path(args.out) / "prompts.json", folder / "llama_cpp_answers.json"
+        prompts_file.write_text(json.dumps(prompts))
+        worker = [sys.executable, "-m", "bench.bench_gguf", "--llama-worker", str(folder / check["file"]),
+                  str(prompts_file), str(out_file), str(args.threads)]  # fmt: skip
+        subprocess.run(worker, check=True, cwd=ROOT)
+        result = json.loads(out_file.read_text())
+        answers, seconds, generated = result["answers"], result["seconds"], result["tokens"]
+        version = result["version"]
         agreement = sum(a == b for a, b in zip(answers, reference)) / len(prompts)
         rows.append((f"llama.cpp, {gguf_type} ({check['bytes'] / 1e6:.0f} MB)", agreement, accuracy(answers), seconds,
                      generated / seconds))  # fmt: skip
     lines = [
         f"{args.limit} Spider dev questions (seed 42, the `make demo-spider` subset), the demo adapter "
         f"(`{args.adapter}`) merged; greedy, stop at the newline, 128 new tokens at most; {args.threads} CPU threads. "
-        f"Command: `python -m bench.bench_gguf --limit {args.limit}` (llama-cpp-python {llama_cpp.__version__}, built "
+        f"Command: `python -m bench.bench_gguf --limit {args.limit}` (llama-cpp-python {version}, built "
         "from its source distribution here). Agreement: the same SQL string as t2s's own greedy decoding of the "
         "merged model; accuracy: execution accuracy, Spider semantics. Nothing else ran on the machine.",
         "",

@@ -59,7 +59,10 @@ def main() -> None:
                     arg=before,
                     timeout=300_000,
                 )
-                page.wait_for_timeout(1500)
+                page.wait_for_function(  # and Gradio's progress overlays are gone
+                    "() => !document.body.innerText.includes('processing |')", timeout=300_000
+                )
+                page.wait_for_timeout(1000)
             page.screenshot(path=str(ROOT / "docs" / "app_ask.png"), full_page=True)
             page.get_by_role("tab", name="Evaluation").click()
             page.fill("#evaluation-folder textarea", str(Path(args.evaluation).resolve()))
@@ -69,7 +72,12 @@ def main() -> None:
                 timeout=60_000,
             )
             page.locator("#questions [role=row]:has([role=gridcell])").first.locator("[role=gridcell]").nth(1).click()
-            page.wait_for_timeout(2000)
+            page.wait_for_function(
+                "() => document.querySelector('#picked').innerText.trim() && "
+                "!document.body.innerText.includes('processing |')",
+                timeout=60_000,
+            )
+            page.wait_for_timeout(1000)
             page.screenshot(path=str(ROOT / "docs" / "app_evaluation.png"), full_page=True)
             browser.close()
     finally:

@@ -123,6 +123,7 @@ def test_an_evaluation_folder_reads_as_breakdown_classes_questions_and_both_resu
     assert f"{metrics['execution_accuracy']:.1%}" in run.summary() and "protocol" in run.summary()
     title, rows = run.breakdown()
     assert title == "hardness" and sum(r[1] for r in rows) == metrics["num_scored"]
+    assert all(r[3].endswith("of its errors)") for r in rows if r[2] != "100.0%")  # the most common error, named
     classes = run.classes()
     assert sum(c[1] for c in classes) == run.analysis["num_wrong"] > 0
     wrong = run.questions(None)

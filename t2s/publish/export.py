@@ -19,6 +19,7 @@ from __future__ import annotations
 from t2s.runtime import UserError
 
 import copy
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -114,11 +115,18 @@ def export(
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); the export is an ordinary folder
         shutil.move(str(tmp), out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return out, difference
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def greedy_sql(model, tokenizer, prompts: list[str], max_new_tokens: int = 64) -> list[str]:

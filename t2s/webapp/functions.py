@@ -89,7 +89,7 @@ class Session:
     def describe(self) -> str:
         tables = ", ".join(f"{t.name} ({len(t.columns)} columns)" for t in self.schema.tables)
         dialect = self.engine.display
-        text = f"**{self.engine.label}** ({dialect}): {len(self.schema.tables)} tables: {tables}"
+        text = f"**{self.schema.db_id}** ({dialect}): {len(self.schema.tables)} tables: {tables}"
         return text + (f"\n\n⚠️ {self.warning}" if self.warning else "")
 
     def close(self) -> None:
@@ -184,8 +184,7 @@ class Evaluation:
         for key, title in (("by_hardness", "hardness"), ("by_num_conditions", "gold conditions")):
             groups = self.analysis.get(key)
             if groups:
-                rows = [[name, g["n"], f"{1 - g['error_rate']:.1%}", g.get("top_error") or ""]
-                        for name, g in groups.items()]  # fmt: skip
+                rows = [[name, g["n"], f"{1 - g['error_rate']:.1%}", _top(g)] for name, g in groups.items()]
                 return title, rows
         return "group", []
 
@@ -219,6 +218,12 @@ class Evaluation:
             "gold_rows": record.get("gold_rows"),
             "prediction_rows": record.get("prediction_rows"),
         }
+
+
+def _top(group: dict[str, Any]) -> str:
+    if "top_category" not in group:
+        return ""
+    return f"{group['top_category']} ({group['top_share']:.0%} of its errors)"
 
 
 def open_evaluation(folder: str | Path) -> Evaluation:

@@ -159,7 +159,8 @@ def build(default_model: str = "embedded:smollm2-135m-instruct", default_databas
     with gr.Blocks(title="t2s: ask a database, read an evaluation") as page:
         gr.Markdown("# t2s\nAsk a database in plain language, and read how a model's SQL fares.", elem_id="t2s-title")
         with gr.Tab("Ask", id="ask-tab"):
-            session = gr.State(None)
+            # A visitor's database is closed when their session ends, not only when they open another.
+            session = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
             with gr.Row():
                 with gr.Column(scale=1, min_width=320):
                     database = gr.Textbox(
@@ -170,6 +171,7 @@ def build(default_model: str = "embedded:smollm2-135m-instruct", default_databas
                         label="…or upload a database file or CSV/Parquet files",
                         file_count="multiple",
                         type="filepath",
+                        height=110,
                         elem_id="uploads",
                     )
                     model_name = gr.Textbox(label="Model or adapter", value=default_model, elem_id="model")
@@ -206,6 +208,7 @@ def build(default_model: str = "embedded:smollm2-135m-instruct", default_databas
                 label="Wrong answers (select one to see both queries and both results)",
                 interactive=False,
                 wrap=True,
+                column_widths=["14%", "40%", "10%", "36%"],
                 elem_id="questions",
             )
             picked = gr.Markdown(elem_id="picked")
