@@ -1,10 +1,11 @@
 """The demo adapter as GGUF, run by llama.cpp itself: agreement with t2s's own greedy SQL, execution accuracy, speed.
 
-    pip install llama-cpp-python        # builds llama.cpp from its source distribution (about 10 min on 2 cores)
+    # builds llama.cpp from its source distribution (minutes on 2 cores); see docs/export.md for the CMAKE_ARGS
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF" pip install llama-cpp-python
     python -m bench.bench_gguf [--adapter outputs/demo_spider/adapter] [--limit 100]
 
 Exports the adapter with `t2s export --format gguf` in f16 and q8_0 (each file read back and checked by transformers
-first), then answers the same Spider dev questions (seed 42, the demo's subset) three ways: t2s's greedy decoding of
+first), then answers the same Spider dev questions (subset seed 42) three ways: t2s's greedy decoding of
 the merged model (transformers), and llama.cpp (`llama-cpp-python`, greedy, stop at the newline) on each file. Writes
 the agreement of each with t2s's SQL, the execution accuracy of each (Spider semantics), and their speed into the
 "GGUF in llama.cpp" section of docs/benchmarks.md.
@@ -95,7 +96,7 @@ def main() -> None:
         rows.append((f"llama.cpp, {gguf_type} ({check['bytes'] / 1e6:.0f} MB)", agreement, accuracy(answers), seconds,
                      generated / seconds))  # fmt: skip
     lines = [
-        f"{args.limit} Spider dev questions (seed 42, the `make demo-spider` subset), the demo adapter "
+        f"{args.limit} Spider dev questions (subset seed 42), the demo adapter "
         f"(`{args.adapter}`) merged; greedy, stop at the newline, 128 new tokens at most; {args.threads} CPU threads. "
         f"Command: `python -m bench.bench_gguf --limit {args.limit}` (llama-cpp-python {version}, built "
         "from its source distribution here). Agreement: the same SQL string as t2s's own greedy decoding of the "

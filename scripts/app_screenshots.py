@@ -3,7 +3,7 @@
     python scripts/app_screenshots.py [--adapter outputs/demo_spider/adapter] [--evaluation outputs/demo_spider/finetuned]
 
 Starts the page on a free local port, drives Debian's Chromium with Playwright (as tests/test_webapp.py does): opens
-the shop database, asks two questions, opens the evaluation and selects its first wrong answer; writes
+the shop database, asks a question, opens the evaluation and selects its first wrong answer; writes
 docs/app_ask.png and docs/app_evaluation.png.
 """
 
@@ -25,9 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", default="outputs/demo_spider/adapter")
     parser.add_argument("--evaluation", default="outputs/demo_spider/finetuned")
-    parser.add_argument(
-        "--questions", nargs="*", default=["Which customers live in Lyon?", "How many orders per status?"]
-    )
+    parser.add_argument("--question", default="How many orders are there for each status?")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -49,20 +47,15 @@ def main() -> None:
                 "() => document.querySelector('#database-description').innerText.includes('customers')",
                 timeout=300_000,
             )
-            for question in args.questions:
-                before = page.inner_text("#status")
-                page.fill("#question textarea", question)
-                page.click("#ask")
-                page.wait_for_function(  # the status line changes when the answer arrives
-                    "old => document.querySelector('#status').innerText.trim() && "
-                    "document.querySelector('#status').innerText !== old",
-                    arg=before,
-                    timeout=300_000,
-                )
-                page.wait_for_function(  # and Gradio's progress overlays are gone
-                    "() => !document.body.innerText.includes('processing |')", timeout=300_000
-                )
-                page.wait_for_timeout(1000)
+            page.fill("#question textarea", args.question)
+            page.click("#ask")
+            page.wait_for_function(  # the answer is in and Gradio's progress overlays are gone
+                "() => document.querySelector('#sql').innerText.includes('SELECT') && "
+                "document.querySelector('#status').innerText.trim() && "
+                "!document.body.innerText.includes('processing |')",
+                timeout=300_000,
+            )
+            page.wait_for_timeout(1500)
             page.screenshot(path=str(ROOT / "docs" / "app_ask.png"), full_page=True)
             page.get_by_role("tab", name="Evaluation").click()
             page.fill("#evaluation-folder textarea", str(Path(args.evaluation).resolve()))

@@ -171,7 +171,6 @@ def build(default_model: str = "embedded:smollm2-135m-instruct", default_databas
                         label="…or upload a database file or CSV/Parquet files",
                         file_count="multiple",
                         type="filepath",
-                        height=110,
                         elem_id="uploads",
                     )
                     model_name = gr.Textbox(label="Model or adapter", value=default_model, elem_id="model")
