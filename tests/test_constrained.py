@@ -110,6 +110,8 @@ def test_constrained_outputs_of_a_random_model_stay_in_the_schema(tiny, spider_l
         settings = GenerationSettings(max_new_tokens=48, batch_size=4, temperature=1.5)
         outputs = [c[0] for c in generate_sql(model, tokenizer, list(ds["prompt"]), settings, grammars=grammars)]
         for ex, grammar, sql in zip(ds, grammars, outputs):
+            if not sql:  # cut by the budget before any query was complete
+                continue
             assert sql[:6].lower() == "select", sql  # ASCII only: no Unicode case variants of the keyword
             matcher = compile_grammar(tokenizer, grammar)
             assert matcher.consume_tokens(tokenizer(sql, add_special_tokens=False)["input_ids"]), sql
@@ -210,3 +212,45 @@ def test_bitmask_application_matches_the_packed_bits():
         allowed[:, :width] = bits[:, :width]
         expected = torch.where(torch.from_numpy(allowed), logits, torch.tensor(float("-inf")))
         assert torch.equal(got, expected), vocab
+
+
+def test_budget_cut_constrained_answers_are_complete_queries(tiny, spider_layout):
+    """Whatever a random model writes under its grammar, every constrained answer is a complete query or no SQL:
+    one the token budget cut is returned as the longest complete query it contains, never an unfinished one."""
+    import torch
+
+    from t2s.decoding.constrained import complete_prefix
+    from t2s.decoding.generation import finish_cut_answers
+
+    model, tokenizer = tiny
+    ds = load_text2sql(str(spider_layout), "dev")
+    grammars = [grammar_for(ex) for ex in ds]
+    answered = 0
+    for seed in range(4):
+        torch.manual_seed(seed)
+        settings = GenerationSettings(max_new_tokens=24, batch_size=4, temperature=1.5)
+        outputs = [c[0] for c in generate_sql(model, tokenizer, list(ds["prompt"]), settings, grammars=grammars)]
+        for grammar, sql in zip(grammars, outputs):
+            if sql:
+                answered += 1
+                matcher = compile_grammar(tokenizer, grammar)
+                assert matcher.consume_tokens(tokenizer(sql, add_special_tokens=False)["input_ids"]), sql
+                assert matcher.is_accepting(), f"an unfinished query was returned: {sql!r}"
+    assert answered >= 2
+    # The rule on hand-made rows: a cut answer gives the query it had finished, or no SQL when it had finished none;
+    # an answer that ended on its own (end of sequence) is left as it is.
+    grammar = next(g for ex, g in zip(ds, grammars) if ex["db_id"] == "school")
+
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    cut = ids("SELECT name FROM student WHERE age >")
+    assert complete_prefix(tokenizer, grammar, cut) == "SELECT name FROM student"
+    assert complete_prefix(tokenizer, grammar, ids("SELECT name")) is None
+    ended = ids("SELECT name FROM student") + [tokenizer.eos_token_id]
+    width = max(len(cut), len(ended), len(ids("SELECT name")))
+    rows = [r + [tokenizer.eos_token_id] * (width - len(r)) if r is ended else r + [cut[-1]] * (width - len(r))
+            for r in (cut, ids("SELECT name"), ended)]  # fmt: skip
+    texts = ["SELECT name FROM student WHERE age >", "SELECT name", "SELECT name FROM student"]
+    finished = finish_cut_answers(tokenizer, torch.tensor(rows), texts, [grammar] * 3)
+    assert finished == ["SELECT name FROM student", "", "SELECT name FROM student"]

@@ -264,6 +264,24 @@ def compile_grammar(tokenizer, grammar: str):
     return matcher
 
 
+def complete_prefix(tokenizer, grammar: str, token_ids: Sequence[int]) -> str | None:
+    """The longest prefix of a constrained answer that is a complete query in its grammar, as text; None if none is.
+
+    An answer the token budget cuts mid-query is a syntax error however good its start; this returns the query it
+    had finished before (`SELECT name FROM singer WHERE age >` → `SELECT name FROM singer`), never an unfinished one.
+    """
+    matcher = compile_grammar(tokenizer, grammar)
+    last = 0 if matcher.is_accepting() else None
+    for i, token in enumerate(token_ids, 1):
+        if not matcher.consume_token(int(token)):
+            break
+        if matcher.is_accepting():
+            last = i
+    if last is None:
+        return None
+    return tokenizer.decode(list(token_ids[:last]), skip_special_tokens=True).split("\n", 1)[0].strip()
+
+
 def apply_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
     """Set to -inf, in place, every logit whose bit in llguidance's packed int32 bitmask is 0 (bit j of word i is
     token 32 i + j); tokens past the mask's width are disallowed.

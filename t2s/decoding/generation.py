@@ -84,11 +84,30 @@ def generate_sql(
                 extra["logits_processor"] = LogitsProcessorList([constraint])
             out = model.generate(**batch, **kwargs, **extra)
             new_tokens = out[:, batch["input_ids"].shape[1] :]
-            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            texts = [first_line(t) for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+            if grammars is not None:
+                texts = finish_cut_answers(tokenizer, new_tokens, texts, [grammars[i] for i in idx for _ in range(k)])
             for j, i in enumerate(idx):
-                results[i] = [first_line(t) for t in texts[j * k : (j + 1) * k]]
+                results[i] = texts[j * k : (j + 1) * k]
             if progress is not None:
                 progress(len(idx))
     finally:
         model.train(was_training)
     return results
+
+
+def finish_cut_answers(tokenizer, new_tokens, texts: list[str], grammars: Sequence[str]) -> list[str]:
+    """Constrained answers the token budget cut (no end of sequence, no newline) become the longest complete query
+    they contain (`t2s.decoding.constrained.complete_prefix`), or no SQL when they contain none; answers that ended
+    on their own are left alone."""
+    from t2s.decoding.constrained import complete_prefix
+
+    stops = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    out = []
+    for row, text, grammar in zip(new_tokens.tolist(), texts, grammars):
+        ended = any(t in stops for t in row) or "\n" in tokenizer.decode(row, skip_special_tokens=True)
+        if ended:
+            out.append(text)
+            continue
+        out.append(complete_prefix(tokenizer, grammar, row) or "")  # nothing finished: no SQL rather than a cut one
+    return out
