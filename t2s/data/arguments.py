@@ -48,6 +48,20 @@ class DatasetArguments:
         metadata={"help": "What the prompt shows of the schema.", "choices": list(SCHEMA_FORMATS)},
     )
     num_sample_rows: int = field(default=DEFAULT_SAMPLE_ROWS, metadata={"help": "Rows shown with schema_format=rows."})
+    link_values: bool = field(
+        default=False,
+        metadata={
+            "help": "Spider-layout data: show the stored values the question mentions under the schema "
+            "(t2s/data/linking.py). Changes the prompt: train and evaluate with the same setting."
+        },
+    )
+    prune_tables: int = field(
+        default=0,
+        metadata={
+            "help": "Spider-layout data: keep only the k tables the question refers to most, plus the tables on "
+            "foreign-key paths between them (0: every table). Changes the prompt: train and evaluate with the same k."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.schema_format not in SCHEMA_FORMATS:
@@ -63,6 +77,8 @@ class DatasetArguments:
             heldout_fraction=self.heldout_fraction,
             holdout_seed=self.holdout_seed,
             db_dir=self.db_dir,
+            link_values=self.link_values,
+            prune_tables=self.prune_tables,
         )
 
     def load(self, split: str, **options: Any):

@@ -34,6 +34,7 @@ from t2s.data.common import (
     subset_indices,
 )
 from t2s.data.hardness import hardness
+from t2s.data.linking import link, prune_schema, read_text_values, value_index, values_line
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, check_schema_format, fill_prompt, render_schema
 from t2s.data.schema import DatabaseSchema, SchemaError, from_engine, from_sqlite, from_tables_json
 from t2s.execution.databases import SQLITE_MAGIC
@@ -323,6 +324,8 @@ def load_spider(
     include_others: bool = False,
     require_database: bool = True,
     check_gold: bool = False,
+    link_values: bool = False,
+    prune_tables: int = 0,
     on_error: str = "raise",
     **load_kwargs: Any,
 ):
@@ -342,6 +345,9 @@ def load_spider(
             and cannot be scored.
         check_gold: run every gold query on its database (in the metric's sandbox) and treat one that
             fails as a bad example. For your own data: a query that does not run would be trained on.
+        link_values, prune_tables: schema and value linking (`t2s.data.linking`): show the stored values the
+            question mentions, and keep only the `prune_tables` tables it refers to most plus the foreign-key
+            paths between them (0: all). The prompt then depends on the question.
         on_error: `"raise"` stops at the first bad example with its location; `"skip"` drops bad
             examples and reports how many, and why.
         load_kwargs: passed to `datasets.load_dataset` for Hub sources (revision, data_files…).
@@ -364,6 +370,9 @@ def load_spider(
 
     records, skipped = [], Counter()
     per_database: dict = {}  # file checks and rendered schemas, once per database rather than per question
+    if prune_tables < 0:
+        raise ValueError(f"prune_tables={prune_tables} must be 0 (every table) or a number of tables")
+    per_database["linking"] = (bool(link_values), int(prune_tables))
     for item in raw_examples:
         try:
             record = make_record(item, schema_format, num_sample_rows, require_database, per_database)
@@ -442,12 +451,16 @@ def make_record(
             problem,
         )
     key = ("schema", db_path)  # db_path names the db_id, and the db_id the schema
-    if key not in per_database:
-        database = str(db_path) if problem is None else None
-        per_database[key] = render_schema(schema, schema_format, num_sample_rows, database=database)
+    database = str(db_path) if problem is None else None
+    question = " ".join(raw["question"].split())
+    if per_database.get("linking", (False, 0)) != (False, 0):
+        schema_text = linked_schema(schema, question, database, schema_format, num_sample_rows, per_database)
+    else:
+        if key not in per_database:
+            per_database[key] = render_schema(schema, schema_format, num_sample_rows, database=database)
+        schema_text = per_database[key]
     query = raw["query"]
     completion = normalize_whitespace(query)
-    question = " ".join(raw["question"].split())
     return {
         "example_id": item["example_id"],
         "question": question,
@@ -456,7 +469,7 @@ def make_record(
         "gold_sql": query,
         "hardness": hardness(completion),
         "caveat": item["caveat"] or ("database file not available" if problem else ""),
-        "prompt": fill_prompt(per_database[key], question),
+        "prompt": fill_prompt(schema_text, question),
         "completion": completion,
     }
 
@@ -473,13 +486,16 @@ def make_engine_record(
         )
     per_database = {} if per_database is None else per_database
     key = ("schema", databases[db_id])
-    if key not in per_database:
-        schema = item["schemas"].get(db_id)
-        engine = database_engine(databases[db_id])
-        per_database[key] = render_schema(schema, schema_format, num_sample_rows, database=engine)
+    question = " ".join(raw["question"].split())
+    schema, engine = item["schemas"].get(db_id), database_engine(databases[db_id])
+    if per_database.get("linking", (False, 0)) != (False, 0):
+        schema_text = linked_schema(schema, question, engine, schema_format, num_sample_rows, per_database)
+    else:
+        if key not in per_database:
+            per_database[key] = render_schema(schema, schema_format, num_sample_rows, database=engine)
+        schema_text = per_database[key]
     query = raw["query"]
     completion = normalize_whitespace(query)
-    question = " ".join(raw["question"].split())
     return {
         "example_id": item["example_id"],
         "question": question,
@@ -488,9 +504,27 @@ def make_engine_record(
         "gold_sql": query,
         "hardness": hardness(completion),
         "caveat": item["caveat"],
-        "prompt": fill_prompt(per_database[key], question),
+        "prompt": fill_prompt(schema_text, question),
         "completion": completion,
     }
+
+
+def linked_schema(schema, question: str, database, schema_format: str, num_sample_rows: int, per_database: dict):
+    """The schema text of one question with linking on: pruned to the tables it refers to (and their foreign-key
+    paths), with the stored values it mentions; each database's values are indexed once."""
+    link_values, prune_tables = per_database["linking"]
+    key = ("values", schema.db_id, str(database))
+    if key not in per_database:
+        index = {}
+        if database is not None:
+            engine = database if isinstance(database, Engine) else database_engine(str(database))
+            index = value_index(read_text_values(lambda sql: engine.run(sql).rows, schema))
+        per_database[key] = index
+    found = link(schema, question, per_database[key] if link_values or prune_tables else None)
+    shown = prune_schema(schema, found, prune_tables)
+    text = render_schema(shown, schema_format, num_sample_rows, database=database)
+    line = values_line(found, shown.table_names()) if link_values else ""
+    return f"{text}\n{line}" if line else text
 
 
 def check_gold_runs(record: Mapping[str, Any], where: str) -> None:

@@ -131,6 +131,8 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         **result,
         "protocol": dataset.info.description,
         "schema_format": args.schema_format,
+        **({"link_values": True} if args.link_values else {}),
+        **({"prune_tables": args.prune_tables} if args.prune_tables else {}),
         "decoding": args.decoding_label(),
         "dataset": dataset_reference(args.dataset_name, "spider" if sqlite else "wikisql"),
         "model": args.model,

@@ -195,6 +195,7 @@ def finish_run(
         "train_examples": len(train),
         "eval_examples": len(evals),
         "schema_format": script_args.schema_format,
+        **linking_record(script_args),
         "peft": peft,
         "quantization": quantization_config.to_dict() if quantization_config is not None else None,
         "precision": precision_label(trainer.args),
@@ -235,3 +236,13 @@ def _hardware(trainer) -> str:
     import os
 
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores) × {trainer.accelerator.num_processes} process(es)"
+
+
+def linking_record(args) -> dict:
+    """Schema and value linking, recorded only when on (a prompt built with it must be evaluated with it)."""
+    out = {}
+    if getattr(args, "link_values", False):
+        out["link_values"] = True
+    if getattr(args, "prune_tables", 0):
+        out["prune_tables"] = args.prune_tables
+    return out
