@@ -54,6 +54,14 @@ class DecodingArguments(DatasetArguments):
         default=False, metadata={"help": "Execution-guided decoding: beam candidates where the greedy query fails."}
     )
     num_candidates: int = field(default=4, metadata={"help": "Candidates for execution-guided decoding."})
+    num_samples: int = field(
+        default=1,
+        metadata={
+            "help": "Self-consistency: N candidates per question (the answer so far and N-1 samples) vote by "
+            "execution result; a failing query never wins over one that runs (t2s/decoding/voting.py). 1: off."
+        },
+    )
+    sample_temperature: float = field(default=0.7, metadata={"help": "Temperature of the self-consistency samples."})
     constrained_decoding: bool = field(
         default=False,
         metadata={
@@ -89,6 +97,10 @@ class DecodingArguments(DatasetArguments):
             self.batch_size = defaults["batch_size"]
         if self.max_new_tokens is None:
             self.max_new_tokens = defaults["max_new_tokens"]
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples={self.num_samples} must be at least 1 (1: no self-consistency)")
+        if self.num_samples > 1 and not self.sample_temperature > 0:
+            raise ValueError(f"sample_temperature={self.sample_temperature} must be above 0 to draw samples")
 
     def settings(self) -> GenerationSettings:
         return GenerationSettings(
@@ -105,9 +117,14 @@ class DecodingArguments(DatasetArguments):
         if self.constrained_decoding:
             base = f"schema-constrained {base}"
         if self.execution_guided:
-            return (
+            base = (
                 f"execution-guided ({base}; where that query fails or returns nothing, {self.num_candidates}-beam "
                 "search and the first candidate that executes and returns rows)"
+            )
+        if self.num_samples > 1:
+            base += (
+                f" + self-consistency ({self.num_samples} candidates: that answer and {self.num_samples - 1} samples "
+                f"at temperature {self.sample_temperature:g}, majority by execution result)"
             )
         return base
 

@@ -86,6 +86,8 @@ def predict(
     num_candidates: int = 4,
     greedy: list[str] | None = None,
     constrained: bool = False,
+    num_samples: int = 1,
+    sample_temperature: float = 0.7,
 ):
     """One record per example: question, db_id, prompt, prediction, gold_sql (see `prediction_record`).
 
@@ -95,6 +97,9 @@ def predict(
     returns rows, else the greedy query. Beams are only searched where the greedy query fails
     that check, so the rule costs extra generation only for those examples. `greedy` reuses
     greedy predictions generated earlier (same order as `dataset`).
+
+    `num_samples` > 1 adds self-consistency (`t2s.decoding.voting`): the answer so far and `num_samples - 1` samples
+    at `sample_temperature` vote by execution result.
     """
     prompts = list(dataset["prompt"])
     examples = list(dataset)
@@ -103,8 +108,37 @@ def predict(
         label = "Generating SQL (schema-constrained)" if constrained else "Generating SQL"
         greedy = [c[0] for c in generate_with_progress(model, tokenizer, prompts, settings, label, grammars)]
     records = [prediction_record(ex, pred) for ex, pred in zip(examples, greedy)]
-    if not execution_guided:
-        return records
+    if execution_guided:
+        execution_guide(model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars)
+    if num_samples > 1:
+        self_consistency(
+            model, tokenizer, records, examples, prompts, settings, num_samples, sample_temperature, grammars
+        )
+    return records
+
+
+def self_consistency(model, tokenizer, records, examples, prompts, settings, num_samples, temperature, grammars):
+    """Each record's prediction and `num_samples - 1` samples vote by execution result (in place)."""
+    from t2s.decoding.voting import vote
+
+    sample_settings = GenerationSettings(
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=max(1, settings.batch_size // (num_samples - 1)),
+        temperature=temperature,
+        num_candidates=num_samples - 1,
+        prefix_cache=settings.prefix_cache,
+    )
+    samples = generate_with_progress(
+        model, tokenizer, prompts, sample_settings, f"Sampling {num_samples - 1} more per question", grammars
+    )
+    for record, example, drawn in zip(records, examples, samples):
+        chosen, info = vote([record["prediction"], *drawn], example)
+        record["prediction"], record["vote"] = chosen, info
+        record["samples"] = list(drawn)
+
+
+def execution_guide(model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars):
+    """Execution-guided decoding over the greedy predictions (in place; see `predict`)."""
     failing = [i for i, pred in enumerate(greedy) if not executes_with_rows(pred, examples[i])]
     beam_settings = GenerationSettings(
         max_new_tokens=settings.max_new_tokens,
@@ -126,7 +160,6 @@ def predict(
         ordered = list(dict.fromkeys([greedy[i], *candidates]))
         records[i]["prediction"], records[i]["eg_choice"] = execution_guided_choice(ordered, examples[i])
         records[i]["candidates"] = ordered
-    return records
 
 
 def run_predictions(args, dataset=None, greedy: list[str] | None = None):
@@ -150,5 +183,7 @@ def run_predictions(args, dataset=None, greedy: list[str] | None = None):
         num_candidates=args.num_candidates,
         greedy=greedy,
         constrained=args.constrained_decoding,
+        num_samples=args.num_samples,
+        sample_temperature=args.sample_temperature,
     )
     return dataset, records, time.perf_counter() - start

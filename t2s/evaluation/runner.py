@@ -148,6 +148,9 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         metrics["eg_searched"] = sum("candidates" in r for r in records)
         metrics["eg_replaced_greedy"] = sum(c > 0 for c in chosen)
         metrics["eg_fallbacks_to_greedy"] = sum(c == -1 for c in chosen)
+    if args.num_samples > 1:
+        metrics["sc_chose_a_sample"] = sum(r.get("vote", {}).get("choice") == "sample" for r in records)
+        metrics["sc_no_candidate_ran"] = sum(r.get("vote", {}).get("choice", "").endswith("ran)") for r in records)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     other = None

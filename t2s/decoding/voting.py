@@ -1,0 +1,58 @@
+"""Self-consistency by execution: sample several queries per question, run each, answer with the largest group of
+queries that return the same result.
+
+Candidates are the greedy query (always one of them) and `num_samples - 1` sampled ones, generated together from the
+question's prompt. Each runs in the sandbox, as the metric would run it; candidates whose results are equal as bags of
+rows (the column order and the row order ignored, numbers by value) form one group. The answer is the largest group's
+most frequent query (the greedy one first on a tie), and a group's size breaks ties in favour of the greedy query's
+group. A query that fails, times out or is rejected never wins over one that runs; if none runs, the greedy query is
+kept. Composes with constrained decoding (the samples are drawn under the same grammar).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from t2s.execution.engines import connect_example, execute
+
+
+def result_key(rows: Sequence[Sequence[Any]]) -> tuple:
+    """A result as a bag of rows, each a bag of values: queries that differ only in column or row order agree."""
+
+    def value(v: Any) -> tuple:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return (0, round(float(v), 6))
+        return (1, repr(v))
+
+    return tuple(sorted(tuple(sorted(value(v) for v in row)) for row in rows))
+
+
+def vote(candidates: Sequence[str], example) -> tuple[str, dict[str, Any]]:
+    """The chosen query and what the vote saw (group sizes, failures) for `candidates[0]` = greedy."""
+    conn, semantics = connect_example(example)
+    groups: dict[tuple, list[int]] = {}
+    failed = 0
+    for i, sql in enumerate(candidates):
+        result = execute(conn, sql, rewrite_double_quotes=semantics == "wikisql")
+        if result.status != "ok":
+            failed += 1
+            continue
+        groups.setdefault(result_key(result.rows or []), []).append(i)
+    info = {
+        "num_candidates": len(candidates),
+        "failed": failed,
+        "groups": sorted(map(len, groups.values()), reverse=True),
+    }
+    if not groups:
+        info["choice"] = "greedy (no candidate ran)"
+        return candidates[0], info
+    best = max(groups.values(), key=lambda members: (len(members), 0 in members))
+    counts = Counter(candidates[i] for i in best)
+    chosen = max(
+        counts, key=lambda sql: (counts[sql], sql == candidates[0], -best[[candidates[i] for i in best].index(sql)])
+    )
+    info["choice"] = "greedy" if chosen == candidates[0] else "sample"
+    info["votes"] = len(best)
+    return chosen, info

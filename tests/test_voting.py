@@ -1,0 +1,76 @@
+"""Self-consistency by execution: the majority result wins, a failing query never wins over one that runs, and the
+whole path (greedy + samples, voting, records) runs with a seeded tiny model."""
+
+from __future__ import annotations
+
+import pytest
+
+from t2s.decoding.voting import result_key, vote
+
+from .conftest import ROOT
+
+SHOP = {"db_path": str(ROOT / "tests" / "fixtures" / "own_data" / "database" / "shop" / "shop.sqlite")}
+LYON = "SELECT name FROM customers WHERE city = 'Lyon'"
+MADRID = "SELECT name FROM customers WHERE city = 'Madrid'"
+
+
+def test_results_that_differ_only_in_order_share_a_key():
+    assert result_key([(1, "a"), (2, "b")]) == result_key([("b", 2.0), ("a", 1)])
+    assert result_key([(1, "a")]) != result_key([(1, "b")])
+
+
+def test_the_largest_group_wins_and_failures_never_do():
+    majority = [LYON, MADRID, "SELECT name FROM customers WHERE city = 'Madrid' ORDER BY name", MADRID]
+    chosen, info = vote(majority, SHOP)
+    assert chosen == MADRID and info["choice"] == "sample" and info["groups"] == [3, 1] and info["votes"] == 3
+    failing = [LYON, "SELECT nme FROM customers", "SELECT nme FROM customers", "SELECT nme FROM customers"]
+    chosen, info = vote(failing, SHOP)
+    assert chosen == LYON and info["failed"] == 3  # three identical failures lose to one query that runs
+    sample_runs = ["SELECT nme FROM customers", "DELETE FROM customers", MADRID]
+    assert vote(sample_runs, SHOP)[0] == MADRID  # even over the greedy query, when the greedy one fails
+    assert vote(["SELECT nme FROM customers", "DROP TABLE orders"], SHOP) == (
+        "SELECT nme FROM customers",
+        {"num_candidates": 2, "failed": 2, "groups": [], "choice": "greedy (no candidate ran)"},
+    )
+    tie = [LYON, MADRID]
+    assert vote(tie, SHOP)[0] == LYON  # equal groups: the greedy query's
+
+
+def test_self_consistency_through_predict_with_a_seeded_tiny_model(tmp_path):
+    import torch
+
+    from t2s.data import load_text2sql
+    from t2s.decoding.models import load_model_and_tokenizer
+    from t2s.decoding.predict import predict
+    from t2s.decoding.settings import GenerationSettings
+    from t2s.execution.engines import connect_example, execute
+
+    from .spider_fixture import build_spider_layout
+    from .tiny_model import save_tiny_model
+
+    model, tokenizer = load_model_and_tokenizer(str(save_tiny_model(tmp_path / "tiny", seed=3)))
+    ds = load_text2sql(str(build_spider_layout(tmp_path / "spider")), "dev")
+    settings = GenerationSettings(max_new_tokens=24, batch_size=4)
+
+    def run():
+        torch.manual_seed(0)
+        return predict(model, tokenizer, ds, settings, num_samples=4, sample_temperature=1.2, constrained=True)
+
+    records = run()
+    assert [r["prediction"] for r in records] == [r["prediction"] for r in run()]  # seeded: reproducible
+    for record, example in zip(records, ds):
+        candidates = [*record["samples"]]
+        assert record["vote"]["num_candidates"] == 4 and len(candidates) == 3
+        conn, _ = connect_example(example)
+        runs = [execute(conn, sql).status == "ok" for sql in candidates]
+        if any(runs):
+            assert execute(conn, record["prediction"]).status == "ok", record  # never a failure over a runner
+
+
+@pytest.mark.parametrize("options, message", [({"num_samples": 0}, "at least 1"),
+                                              ({"num_samples": 4, "sample_temperature": 0.0}, "above 0")])  # fmt: skip
+def test_bad_self_consistency_options_are_refused(options, message, tmp_path):
+    from t2s.decoding.arguments import DecodingArguments
+
+    with pytest.raises(ValueError, match=message):
+        DecodingArguments(dataset_name="spider", **options)
