@@ -36,7 +36,8 @@ class EvaluateArguments(DecodingArguments):
         default=None,
         metadata={
             "help": "Score this predictions.jsonl instead of generating (same dataset options). With "
-            "--execution_guided: its predictions are the greedy ones, and only the failing ones are searched again."
+            "--execution_guided: its predictions are the greedy ones, and only the failing ones are searched again; "
+            "with --num_samples: they are the answers the samples vote with."
         },
     )
     other_run: str | None = field(
@@ -95,7 +96,7 @@ def align_predictions(dataset, records: list[dict], path: str) -> list:
 
 def evaluate_run(args: EvaluateArguments) -> dict:
     out = Path(args.output_dir)
-    if args.predictions and args.execution_guided:
+    if args.predictions and (args.execution_guided or args.num_samples > 1):
         dataset = args.load_questions()
         greedy = align_predictions(dataset, read_jsonl(args.predictions), args.predictions)
         dataset, records, elapsed = run_predictions(args, dataset, greedy)
