@@ -89,7 +89,9 @@ def test_constrained_and_execution_guided_decoding_agree_with_the_cache(tiny, fi
         GenerationSettings(max_new_tokens=16, batch_size=5, prefix_cache=True),
         grammars=grammars,
     )
-    assert cached == plain and all(c[0].startswith("SELECT ") for c in cached)
+    assert cached == plain
+    # Every answer is a complete query, or no SQL where the budget ran out before one was complete.
+    assert all(c[0].startswith("SELECT ") or c[0] == "" for c in cached) and any(c[0] for c in cached)
     runs = [
         predict(model, tokenizer, fixture_dev, GenerationSettings(max_new_tokens=12, batch_size=8, prefix_cache=p),
                 execution_guided=True, num_candidates=2)
