@@ -450,15 +450,12 @@ def make_record(
             "pass require_database=False to train on its schema from tables.json.",
             problem,
         )
-    key = ("schema", db_path)  # db_path names the db_id, and the db_id the schema
     database = str(db_path) if problem is None else None
     question = " ".join(raw["question"].split())
-    if per_database.get("linking", (False, 0)) != (False, 0):
-        schema_text = linked_schema(schema, question, database, schema_format, num_sample_rows, per_database)
-    else:
-        if key not in per_database:
-            per_database[key] = render_schema(schema, schema_format, num_sample_rows, database=database)
-        schema_text = per_database[key]
+    # db_path names the db_id, and the db_id the schema
+    schema_text = schema_for_question(
+        schema, question, database, db_path, schema_format, num_sample_rows, per_database
+    )
     query = raw["query"]
     completion = normalize_whitespace(query)
     return {
@@ -485,15 +482,11 @@ def make_engine_record(
             "db_id not in databases.json",
         )
     per_database = {} if per_database is None else per_database
-    key = ("schema", databases[db_id])
     question = " ".join(raw["question"].split())
     schema, engine = item["schemas"].get(db_id), database_engine(databases[db_id])
-    if per_database.get("linking", (False, 0)) != (False, 0):
-        schema_text = linked_schema(schema, question, engine, schema_format, num_sample_rows, per_database)
-    else:
-        if key not in per_database:
-            per_database[key] = render_schema(schema, schema_format, num_sample_rows, database=engine)
-        schema_text = per_database[key]
+    schema_text = schema_for_question(
+        schema, question, engine, databases[db_id], schema_format, num_sample_rows, per_database
+    )
     query = raw["query"]
     completion = normalize_whitespace(query)
     return {
@@ -507,6 +500,17 @@ def make_engine_record(
         "prompt": fill_prompt(schema_text, question),
         "completion": completion,
     }
+
+
+def schema_for_question(
+    schema, question: str, database, key: Any, schema_format: str, num_sample_rows: int, per_database: dict
+) -> str:
+    """The schema slot of one question's prompt: rendered once per database (`key`), or per question with linking."""
+    if per_database.get("linking", (False, 0)) != (False, 0):
+        return linked_schema(schema, question, database, schema_format, num_sample_rows, per_database)
+    if ("schema", key) not in per_database:
+        per_database["schema", key] = render_schema(schema, schema_format, num_sample_rows, database=database)
+    return per_database["schema", key]
 
 
 def linked_schema(schema, question: str, database, schema_format: str, num_sample_rows: int, per_database: dict):

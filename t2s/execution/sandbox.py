@@ -286,6 +286,19 @@ _BOUNDED_FUNCTIONS = (
 )
 
 
+def check_text(sql: Any) -> Execution | None:
+    """What every engine refuses before looking at a query: no SQL, not a string, a NUL byte, too long."""
+    if sql is None:
+        return Execution("empty", error="no SQL")
+    if not isinstance(sql, str):
+        return Execution("rejected", error=f"prediction is a {type(sql).__name__}, not a string")
+    if "\x00" in sql:
+        return Execution("rejected", error="the query contains a NUL byte")
+    if len(sql) > MAX_SQL_CHARS:
+        return Execution("rejected", error=f"the query is {len(sql):,} characters long (limit {MAX_SQL_CHARS:,})")
+    return None
+
+
 def run_query(
     conn: sqlite3.Connection,
     sql: Any,
@@ -298,14 +311,9 @@ def run_query(
 
     `rewrite_double_quotes=False` leaves `"…"` to SQLite (an identifier if one exists, else a string).
     """
-    if sql is None:
-        return Execution("empty", error="no SQL")
-    if not isinstance(sql, str):
-        return Execution("rejected", error=f"prediction is a {type(sql).__name__}, not a string")
-    if "\x00" in sql:
-        return Execution("rejected", error="the query contains a NUL byte")
-    if len(sql) > MAX_SQL_CHARS:
-        return Execution("rejected", error=f"the query is {len(sql):,} characters long (limit {MAX_SQL_CHARS:,})")
+    refused = check_text(sql)
+    if refused is not None:
+        return refused
     scanned = scan_sql(sql, rewrite_double_quotes)
     if scanned.is_blank:
         return Execution("empty", error="no SQL")

@@ -129,7 +129,7 @@ class _Target:
         return '"' + name.replace('"', '""') + '"'
 
     def execute(self, sql: str, rows: list | None = None) -> None:
-        if self.kind == "mysql" or self.kind == "postgresql":
+        if self.kind in ("mysql", "postgresql"):
             with self.conn.cursor() as cursor:
                 cursor.executemany(sql, rows) if rows is not None else cursor.execute(sql)
         else:

@@ -93,9 +93,6 @@ class DuckDBEngine(ServerEngine):
         ]
         return tables
 
-    def readable_tables(self) -> list[str]:
-        return [t.name for t in self.catalogue()] + list(getattr(self, "_views", []))
-
     def _execute(self, sql: str, timeout_s: float, fetch_rows):
         conn = self.conn
         timer = threading.Timer(timeout_s, conn.interrupt)

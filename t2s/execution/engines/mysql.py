@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 
-from t2s.execution.engines.base import CatalogueColumn, CatalogueTable, EngineError, expand_env
-from t2s.execution.engines.server import ServerEngine
+from t2s.execution.engines.base import CatalogueTable, EngineError, expand_env
+from t2s.execution.engines.server import ServerEngine, inspector_catalogue
 
 
 class MySQLEngine(ServerEngine):
@@ -57,33 +57,8 @@ class MySQLEngine(ServerEngine):
         return "`" + name.replace("`", "``") + "`"
 
     def _read_catalogue(self) -> list[CatalogueTable]:
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(self._url, poolclass=sqlalchemy.pool.NullPool)
-        try:
-            inspector = sqlalchemy.inspect(engine)
-            dialect = engine.dialect
-            tables = []
-            for name in inspector.get_table_names():
-                columns = [
-                    CatalogueColumn(c["name"], c["type"].compile(dialect=dialect)) for c in inspector.get_columns(name)
-                ]
-                pk = inspector.get_pk_constraint(name).get("constrained_columns") or []
-                fks = [
-                    (child, fk["referred_table"], parent)
-                    for fk in inspector.get_foreign_keys(name)
-                    for child, parent in zip(fk["constrained_columns"], fk["referred_columns"])
-                ]
-                tables.append(CatalogueTable(name, columns, list(pk), fks))
-            self._views = list(inspector.get_view_names())
-        except sqlalchemy.exc.SQLAlchemyError as e:
-            raise EngineError(f"{self.label}: cannot read the catalogue ({str(e).splitlines()[0]})") from None
-        finally:
-            engine.dispose()
+        tables, self._views = inspector_catalogue(self, self._url, None)
         return tables
-
-    def readable_tables(self) -> list[str]:
-        return [t.name for t in self.catalogue()] + list(getattr(self, "_views", []))
 
     def _execute(self, sql: str, timeout_s: float, fetch_rows):
         if self.mariadb:

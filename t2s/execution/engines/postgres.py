@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import itertools
 
-from t2s.execution.engines.base import CatalogueColumn, CatalogueTable, EngineError, expand_env
-from t2s.execution.engines.server import ServerEngine
+from t2s.execution.engines.base import CatalogueTable, EngineError, expand_env
+from t2s.execution.engines.server import ServerEngine, inspector_catalogue
 
 _cursor_ids = itertools.count()
 
@@ -40,35 +40,8 @@ class PostgresEngine(ServerEngine):
         return '"' + name.replace('"', '""') + '"'
 
     def _read_catalogue(self) -> list[CatalogueTable]:
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(self._url, poolclass=sqlalchemy.pool.NullPool)
-        try:
-            inspector = sqlalchemy.inspect(engine)
-            dialect = engine.dialect
-            tables = []
-            for name in inspector.get_table_names(schema=self.schema_name):
-                columns = [
-                    CatalogueColumn(c["name"], c["type"].compile(dialect=dialect))
-                    for c in inspector.get_columns(name, schema=self.schema_name)
-                ]
-                pk = inspector.get_pk_constraint(name, schema=self.schema_name).get("constrained_columns") or []
-                fks = [
-                    (child, fk["referred_table"], parent)
-                    for fk in inspector.get_foreign_keys(name, schema=self.schema_name)
-                    for child, parent in zip(fk["constrained_columns"], fk["referred_columns"])
-                ]
-                tables.append(CatalogueTable(name, columns, list(pk), fks))
-            views = inspector.get_view_names(schema=self.schema_name)
-        except sqlalchemy.exc.SQLAlchemyError as e:
-            raise EngineError(f"{self.label}: cannot read the catalogue ({str(e).splitlines()[0]})") from None
-        finally:
-            engine.dispose()
-        self._views = list(views)
+        tables, self._views = inspector_catalogue(self, self._url, self.schema_name)
         return tables
-
-    def readable_tables(self) -> list[str]:
-        return [t.name for t in self.catalogue()] + list(getattr(self, "_views", []))
 
     def _execute(self, sql: str, timeout_s: float, fetch_rows) -> tuple[list[str], list[tuple], str | None]:
         conn = self.conn

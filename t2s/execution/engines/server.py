@@ -9,7 +9,7 @@ from typing import Any
 
 from t2s.execution.engines.base import CatalogueTable, Engine, capped_rows
 from t2s.execution.engines.gate import GateError, check_query
-from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, MAX_SQL_CHARS, Execution
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, check_text
 
 
 class ServerEngine(Engine):
@@ -20,6 +20,7 @@ class ServerEngine(Engine):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._catalogue: list[CatalogueTable] | None = None
+        self._views: list[str] = []  # read with the catalogue; queries may read them too
 
     def catalogue(self) -> list[CatalogueTable]:
         if self._catalogue is None:
@@ -27,7 +28,7 @@ class ServerEngine(Engine):
         return self._catalogue
 
     def readable_tables(self) -> list[str]:
-        return [t.name for t in self.catalogue()]
+        return [t.name for t in self.catalogue()] + self._views
 
     @abstractmethod
     def _read_catalogue(self) -> list[CatalogueTable]: ...
@@ -50,14 +51,9 @@ class ServerEngine(Engine):
         return result.rows or []
 
     def run(self, sql: Any, *, timeout_s: float = DEFAULT_TIMEOUT_S, max_rows: int = DEFAULT_MAX_ROWS) -> Execution:
-        if sql is None:
-            return Execution("empty", error="no SQL")
-        if not isinstance(sql, str):
-            return Execution("rejected", error=f"prediction is a {type(sql).__name__}, not a string")
-        if "\x00" in sql:
-            return Execution("rejected", error="the query contains a NUL byte")
-        if len(sql) > MAX_SQL_CHARS:
-            return Execution("rejected", error=f"the query is {len(sql):,} characters long (limit {MAX_SQL_CHARS:,})")
+        refused = check_text(sql)
+        if refused is not None:
+            return refused
         if not sql.strip().strip(";").strip():
             return Execution("empty", error="no SQL")
         try:
@@ -88,6 +84,37 @@ class ServerEngine(Engine):
         if cap:
             return Execution("timeout", error=cap)
         return Execution("ok", rows=rows, columns=columns)
+
+
+def inspector_catalogue(engine, url, schema: str | None) -> tuple[list[CatalogueTable], list[str]]:
+    """Tables (columns with their types as the dialect names them, primary and foreign keys) and views of `schema`
+    (None: the connection's own) through SQLAlchemy's inspector; an error names the database (password hidden)."""
+    import sqlalchemy
+
+    from t2s.execution.engines.base import CatalogueColumn, EngineError
+
+    sa_engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        inspector = sqlalchemy.inspect(sa_engine)
+        tables = []
+        for name in inspector.get_table_names(schema=schema):
+            columns = [
+                CatalogueColumn(c["name"], c["type"].compile(dialect=sa_engine.dialect))
+                for c in inspector.get_columns(name, schema=schema)
+            ]
+            pk = inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or []
+            fks = [
+                (child, fk["referred_table"], parent)
+                for fk in inspector.get_foreign_keys(name, schema=schema)
+                for child, parent in zip(fk["constrained_columns"], fk["referred_columns"])
+            ]
+            tables.append(CatalogueTable(name, columns, list(pk), fks))
+        views = list(inspector.get_view_names(schema=schema))
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        raise EngineError(f"{engine.label}: cannot read the catalogue ({str(e).splitlines()[0]})") from None
+    finally:
+        sa_engine.dispose()
+    return tables, views
 
 
 def _first_line(error: Exception) -> str:
