@@ -109,3 +109,54 @@ def test_the_evaluate_command_takes_linking_and_records_it(tmp_path, tiny_model)
     assert metrics["link_values"] is True and metrics["prune_tables"] == 2
     prompts = [json.loads(line)["prompt"] for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert any("-- values the question mentions:" in p for p in prompts)
+
+
+def test_a_character_budget_drops_the_least_referred_tables_first(tmp_path):
+    """`schema_max_chars` bounds the schema slot whatever the database's size: the tables the question refers to
+    least go first, the top one always stays, and a schema that fits is left as it is."""
+    from t2s.data import load_spider
+    from t2s.data.prompt import QUESTION_MARKER
+
+    from .spider_fixture import build_spider_layout
+
+    layout = build_spider_layout(tmp_path / "spider")
+
+    def schemas(**options):
+        return {
+            ex["question"]: ex["prompt"].split("### Database Schema:\n", 1)[1].split(QUESTION_MARKER, 1)[0].strip()
+            for ex in load_spider(layout, "dev", link_values=True, **options)
+        }
+
+    full = schemas()
+    question = "Titles of courses Ann takes."
+    assert all(f"CREATE TABLE {t}" in full[question] for t in ("student", "course", '"enrolled in"'))
+    budget = len(full[question]) - 1
+    cut = schemas(schema_max_chars=budget)
+    assert all(len(text) <= budget or text.count("CREATE TABLE") == 1 for text in cut.values())
+    assert cut[question].count("CREATE TABLE") < full[question].count("CREATE TABLE")
+    assert "CREATE TABLE student" in cut[question] or "CREATE TABLE course" in cut[question]  # the linked ones stay
+    roomy = schemas(schema_max_chars=10_000)
+    assert roomy == full
+    tiny = schemas(schema_max_chars=10)
+    assert all(text.count("CREATE TABLE") == 1 for text in tiny.values())  # never an empty schema
+    with pytest.raises(ValueError, match="schema_max_chars=-1"):
+        load_spider(layout, "dev", schema_max_chars=-1)
+
+
+def test_evaluating_an_adapter_with_other_prompts_than_it_learned_is_flagged(tmp_path):
+    import json
+
+    from t2s.evaluation.runner import EvaluateArguments, prompt_differences
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "t2s_run.json").write_text(
+        json.dumps({"schema_format": "types", "link_values": True, "prune_tables": 3})
+    )
+    same = EvaluateArguments(adapter=str(adapter), dataset_name="spider", link_values=True, prune_tables=3)
+    assert prompt_differences(same) == []
+    other = EvaluateArguments(adapter=str(adapter), dataset_name="spider")
+    assert prompt_differences(other) == [
+        "link_values: trained True, evaluated False",
+        "prune_tables: trained 3, evaluated 0",
+    ]

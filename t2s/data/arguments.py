@@ -62,6 +62,14 @@ class DatasetArguments:
             "foreign-key paths between them (0: every table). Changes the prompt: train and evaluate with the same k."
         },
     )
+    schema_max_chars: int = field(
+        default=0,
+        metadata={
+            "help": "Spider-layout data: a budget for the schema in the prompt, in characters (0: none). The tables "
+            "the question refers to least are dropped until it fits (the top one always stays), so databases of any "
+            "size fit the model's context. Changes the prompt: train and evaluate with the same budget."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.schema_format not in SCHEMA_FORMATS:
@@ -79,6 +87,7 @@ class DatasetArguments:
             db_dir=self.db_dir,
             link_values=self.link_values,
             prune_tables=self.prune_tables,
+            schema_max_chars=self.schema_max_chars,
         )
 
     def load(self, split: str, **options: Any):

@@ -30,7 +30,15 @@ DATASET_KINDS = ("wikisql", "spider")
 # heldout_fraction/holdout_seed only matter with table_split, so their defaults pass silently.
 WIKISQL_ONLY = ("table_split",)
 WIKISQL_DEFAULTED = ("heldout_fraction", "holdout_seed")
-SPIDER_ONLY = ("db_dir", "include_others", "require_database", "check_gold", "link_values", "prune_tables")
+SPIDER_ONLY = (
+    "db_dir",
+    "include_others",
+    "require_database",
+    "check_gold",
+    "link_values",
+    "prune_tables",
+    "schema_max_chars",
+)
 
 
 def dataset_kind(dataset_name: str | os.PathLike | None, kind: str | None = None) -> str:

@@ -326,6 +326,7 @@ def load_spider(
     check_gold: bool = False,
     link_values: bool = False,
     prune_tables: int = 0,
+    schema_max_chars: int = 0,
     on_error: str = "raise",
     **load_kwargs: Any,
 ):
@@ -348,6 +349,9 @@ def load_spider(
         link_values, prune_tables: schema and value linking (`t2s.data.linking`): show the stored values the
             question mentions, and keep only the `prune_tables` tables it refers to most plus the foreign-key
             paths between them (0: all). The prompt then depends on the question.
+        schema_max_chars: a budget for the schema slot (0: none): the lowest-ranked tables are dropped until the
+            schema text, values line included, fits (the top table always stays), so a database of any size fits
+            the model's context.
         on_error: `"raise"` stops at the first bad example with its location; `"skip"` drops bad
             examples and reports how many, and why.
         load_kwargs: passed to `datasets.load_dataset` for Hub sources (revision, data_files…).
@@ -372,7 +376,9 @@ def load_spider(
     per_database: dict = {}  # file checks and rendered schemas, once per database rather than per question
     if prune_tables < 0:
         raise ValueError(f"prune_tables={prune_tables} must be 0 (every table) or a number of tables")
-    per_database["linking"] = (bool(link_values), int(prune_tables))
+    if schema_max_chars < 0:
+        raise ValueError(f"schema_max_chars={schema_max_chars} must be 0 (no budget) or a number of characters")
+    per_database["linking"] = (bool(link_values), int(prune_tables), int(schema_max_chars))
     for item in raw_examples:
         try:
             record = make_record(item, schema_format, num_sample_rows, require_database, per_database)
@@ -506,7 +512,7 @@ def schema_for_question(
     schema, question: str, database, key: Any, schema_format: str, num_sample_rows: int, per_database: dict
 ) -> str:
     """The schema slot of one question's prompt: rendered once per database (`key`), or per question with linking."""
-    if per_database.get("linking", (False, 0)) != (False, 0):
+    if any(per_database.get("linking", ())):
         return linked_schema(schema, question, database, schema_format, num_sample_rows, per_database)
     if ("schema", key) not in per_database:
         per_database["schema", key] = render_schema(schema, schema_format, num_sample_rows, database=database)
@@ -515,8 +521,8 @@ def schema_for_question(
 
 def linked_schema(schema, question: str, database, schema_format: str, num_sample_rows: int, per_database: dict):
     """The schema text of one question with linking on: pruned to the tables it refers to (and their foreign-key
-    paths), with the stored values it mentions; each database's values are indexed once."""
-    link_values, prune_tables = per_database["linking"]
+    paths) and to the character budget, with the stored values it mentions; each database's values are indexed once."""
+    link_values, prune_tables, max_chars = per_database["linking"]
     key = ("values", schema.db_id, str(database))
     if key not in per_database:
         index = {}
@@ -524,11 +530,16 @@ def linked_schema(schema, question: str, database, schema_format: str, num_sampl
             engine = database if isinstance(database, Engine) else database_engine(str(database))
             index = value_index(read_text_values(lambda sql: engine.run(sql).rows, schema))
         per_database[key] = index
-    found = link(schema, question, per_database[key] if link_values or prune_tables else None)
-    shown = prune_schema(schema, found, prune_tables)
-    text = render_schema(shown, schema_format, num_sample_rows, database=database)
-    line = values_line(found, shown.table_names()) if link_values else ""
-    return f"{text}\n{line}" if line else text
+    found = link(schema, question, per_database[key])
+    keep = prune_tables or len(schema.tables)
+    while True:
+        shown = prune_schema(schema, found, keep)
+        text = render_schema(shown, schema_format, num_sample_rows, database=database)
+        line = values_line(found, shown.table_names()) if link_values else ""
+        text = f"{text}\n{line}" if line else text
+        if not max_chars or len(text) <= max_chars or keep <= 1:
+            return text
+        keep = min(keep, len(shown.tables)) - 1
 
 
 def check_gold_runs(record: Mapping[str, Any], where: str) -> None:

@@ -94,8 +94,34 @@ def align_predictions(dataset, records: list[dict], path: str) -> list:
     return [by_id[eid] for eid in dataset["example_id"]]
 
 
+LINKING_FIELDS = ("schema_format", "link_values", "prune_tables", "schema_max_chars")
+
+
+def prompt_differences(args: EvaluateArguments) -> list[str]:
+    """How this evaluation's prompt settings differ from those the adapter was trained with (its `t2s_run.json`):
+    an adapter asked with another prompt than it learned scores lower without any error, so the run says so."""
+    run = Path(args.adapter or "") / "t2s_run.json"
+    if not args.adapter or not run.is_file():
+        return []
+    trained = json.loads(run.read_text())
+    defaults = {"link_values": False, "prune_tables": 0, "schema_max_chars": 0}
+    return [
+        f"{name}: trained {trained.get(name, defaults.get(name))!r}, evaluated {getattr(args, name)!r}"
+        for name in LINKING_FIELDS
+        if name in trained or name in defaults
+        if trained.get(name, defaults.get(name)) != getattr(args, name)
+    ]
+
+
 def evaluate_run(args: EvaluateArguments) -> dict:
     out = Path(args.output_dir)
+    differences = prompt_differences(args)
+    if differences:
+        console.print(
+            "[bold yellow]warning:[/] the adapter was trained with other prompts: "
+            + "; ".join(differences)
+            + " (pass the training's settings to evaluate what it learned)"
+        )
     if args.predictions and (args.execution_guided or args.num_samples > 1):
         dataset = args.load_questions()
         greedy = align_predictions(dataset, read_jsonl(args.predictions), args.predictions)
@@ -134,7 +160,9 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         "schema_format": args.schema_format,
         **({"link_values": True} if args.link_values else {}),
         **({"prune_tables": args.prune_tables} if args.prune_tables else {}),
+        **({"schema_max_chars": args.schema_max_chars} if args.schema_max_chars else {}),
         "decoding": args.decoding_label(),
+        **({"prompt_differs_from_training": differences} if differences else {}),
         "dataset": dataset_reference(args.dataset_name, "spider" if sqlite else "wikisql"),
         "model": args.model,
         "adapter": args.adapter,
