@@ -1,5 +1,6 @@
-"""`T2S_MALLOC=mmap` pins glibc's mmap threshold when t2s is imported: freed tensors go back to the system instead of
-staying in a fragmented heap. Off by default (it slows training down; docs/benchmarks.md)."""
+"""`T2S_MALLOC=mmap` pins glibc's mmap threshold when t2s is imported, and `release_free_memory` (what
+`release_memory_steps` calls between training steps) trims the heap: either way freed tensors go back to the system
+instead of staying in a fragmented heap. The first is off by default (it slows training down; docs/benchmarks.md)."""
 
 import os
 import platform
@@ -11,6 +12,8 @@ import pytest
 from .conftest import ROOT
 
 PROBE = """
+import os
+
 import t2s  # noqa: F401  (applies T2S_MALLOC)
 import torch
 
@@ -27,6 +30,10 @@ for _ in range(100):
     keep.append(bytearray(100_000))  # long-lived small blocks between them pin the heap
 with_blocks = rss_mb()
 blocks.clear()
+if os.environ.get("PROBE_RELEASE"):
+    from t2s.runtime import release_free_memory
+
+    assert release_free_memory()
 print(with_blocks - rss_mb())
 """
 
@@ -49,6 +56,14 @@ def _returned_mb(**env) -> float:
 def test_t2s_malloc_mmap_returns_freed_tensor_memory_to_the_system():
     assert _returned_mb(T2S_MALLOC="mmap") > 300  # of the 400 MiB freed
     assert _returned_mb() < 100  # the default keeps glibc's behaviour: the heap keeps it
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_release_free_memory_returns_what_the_heap_kept():
+    """What `release_memory_steps` calls between training steps: the same 400 MiB, freed into the heap, go back to the
+    system without pinning the threshold."""
+    assert _returned_mb() < 100
+    assert _returned_mb(PROBE_RELEASE="1") > 300
 
 
 def test_the_threshold_is_left_alone_where_the_environment_decides(monkeypatch):

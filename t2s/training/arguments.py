@@ -85,6 +85,13 @@ class DataArguments(DatasetArguments):
         },
     )
     generation_max_new_tokens: int = field(default=96, metadata={"help": "Token budget of generated SQL."})
+    release_memory_steps: int = field(
+        default=0,
+        metadata={
+            "help": "CPU: give freed heap memory back to the system every this many optimizer steps, and after each "
+            "evaluation and save (0: never). Bounds what a long CPU run holds (docs/benchmarks.md, Memory)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.dataset_name:
@@ -93,6 +100,10 @@ class DataArguments(DatasetArguments):
                 "in either release layout, or a Hub id such as 'Salesforce/wikisql' or 'xlangai/spider'"
             )
         super().__post_init__()
+        if self.release_memory_steps < 0:
+            raise ValueError(
+                f"release_memory_steps={self.release_memory_steps} must be 0 (never) or a number of steps"
+            )
         if not self.heldout_tables and not self.dataset_eval_split:
             raise ValueError("dataset_eval_split is required unless heldout_tables: true")
 

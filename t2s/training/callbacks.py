@@ -8,6 +8,8 @@ slice's execution accuracy through the trainer's loggers as `eval_execution_accu
 
 from __future__ import annotations
 
+from t2s.runtime import release_free_memory
+
 import json
 from pathlib import Path
 
@@ -60,3 +62,25 @@ class SQLSamplesCallback(TrainerCallback):
             style = "green" if s["generated_sql"] == s["gold_sql"] else None
             table.add_row(s["question"], s["gold_sql"], s["generated_sql"], style=style)
         Console().print(table)
+
+
+class ReleaseMemoryCallback(TrainerCallback):
+    """Return freed heap pages to the system every `every` optimizer steps and after each evaluation and save.
+
+    On a CPU glibc keeps every block a step frees in its heap, and over a long run the heap fragments: the process
+    then holds far more than one step needs (docs/benchmarks.md, "Memory"). Trimming every step costs time for no
+    lower peak; every few dozen steps it bounds the growth.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            release_free_memory()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        release_free_memory()
+
+    def on_save(self, args, state, control, **kwargs):
+        release_free_memory()

@@ -35,12 +35,17 @@ HISTORY_KEYS = (
 EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
-def precision_label(args) -> str:
+def precision_label(args, weights_dtype: str | None = None) -> str:
+    """The compute precision, and the base weights' dtype when the recipe loads them in a half type."""
     if args.fp16:
-        return "fp16 mixed precision"
-    if args.bf16:
-        return "bf16 autocast on CPU" if args.use_cpu or not torch.cuda.is_available() else "bf16 mixed precision"
-    return "fp32"
+        label = "fp16 mixed precision"
+    elif args.bf16:
+        label = "bf16 autocast on CPU" if args.use_cpu or not torch.cuda.is_available() else "bf16 mixed precision"
+    else:
+        label = "fp32"
+    if weights_dtype in ("bfloat16", "float16"):
+        label += f", {'bf16' if weights_dtype == 'bfloat16' else 'fp16'} base weights"
+    return label
 
 
 def padding_label(args) -> str:
@@ -66,7 +71,7 @@ def _common_rows(trainer, model_args) -> dict:
     return {
         "model": model_args.model_name_or_path,
         "device": f"{trainer.args.device} × {trainer.accelerator.num_processes} process(es)",
-        "precision": precision_label(trainer.args),
+        "precision": precision_label(trainer.args, model_args.dtype),
         "quantisation": "4-bit nf4 (QLoRA)"
         if model_args.load_in_4bit
         else ("8-bit" if model_args.load_in_8bit else "none"),
@@ -198,7 +203,7 @@ def finish_run(
         **linking_record(script_args),
         "peft": peft,
         "quantization": quantization_config.to_dict() if quantization_config is not None else None,
-        "precision": precision_label(trainer.args),
+        "precision": precision_label(trainer.args, model_args.dtype),
         "padding": padding_label(trainer.args),
         "global_step": trainer.state.global_step,
         "resumed_from": resumed_from,
@@ -245,4 +250,6 @@ def linking_record(args) -> dict:
         out["link_values"] = True
     if getattr(args, "prune_tables", 0):
         out["prune_tables"] = args.prune_tables
+    if getattr(args, "schema_max_chars", 0):
+        out["schema_max_chars"] = args.schema_max_chars
     return out
