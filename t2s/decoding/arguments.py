@@ -69,6 +69,14 @@ class DecodingArguments(DatasetArguments):
             "tables and columns (t2s/decoding/constrained.py, llguidance). Composes with --execution_guided."
         },
     )
+    scoped_columns: bool = field(
+        default=False,
+        metadata={
+            "help": "With --constrained_decoding: a column qualified by a table or alias must belong to it, and an "
+            "unqualified one to a table in scope, checked on the likeliest tokens as the query is written "
+            "(t2s/decoding/scope.py)."
+        },
+    )
     prefix_cache: bool = field(
         default=True,
         metadata={
@@ -97,6 +105,8 @@ class DecodingArguments(DatasetArguments):
             self.batch_size = defaults["batch_size"]
         if self.max_new_tokens is None:
             self.max_new_tokens = defaults["max_new_tokens"]
+        if self.scoped_columns and not self.constrained_decoding:
+            raise ValueError("scoped_columns works inside constrained decoding: add --constrained_decoding")
         if self.num_samples < 1:
             raise ValueError(f"num_samples={self.num_samples} must be at least 1 (1: no self-consistency)")
         if self.num_samples > 1 and not self.sample_temperature > 0:
@@ -115,7 +125,7 @@ class DecodingArguments(DatasetArguments):
         """How the SQL was decoded, in words (metrics, model cards and reports carry it)."""
         base = "greedy" if self.temperature <= 0 else f"sampling (temperature {self.temperature})"
         if self.constrained_decoding:
-            base = f"schema-constrained {base}"
+            base = f"schema-constrained{', column-scoped' if self.scoped_columns else ''} {base}"
         if self.execution_guided:
             base = (
                 f"execution-guided ({base}; where that query fails or returns nothing, {self.num_candidates}-beam "

@@ -35,6 +35,7 @@ import torch
 from transformers import LogitsProcessor
 
 from t2s.data.schema import DatabaseSchema, dialect_quote, from_engine, from_sqlite
+from t2s.decoding.scope import ScopeChecker
 from t2s.execution.engines import cached_engine, engine_kind, is_url
 from t2s.execution.sql_text import quote_identifier
 from t2s.execution.tables import column_names, table_name
@@ -43,6 +44,10 @@ AGGREGATES = ("count", "sum", "avg", "min", "max")
 SCALAR_FUNCTIONS = ("abs", "lower", "upper", "length", "round", "substr", "strftime", "date", "julianday", "coalesce")
 # Table aliases: Spider's `T1`, `T2`… and the short lower-case ones people write (`customers AS c`).
 ALIAS_PATTERN = "/[Tt][0-9]{1,2}|[a-z][0-9]?/"
+# Column scoping keeps the SCOPE_TOP_K likeliest tokens the grammar allows that break no scoping rule, looking at
+# most SCOPE_SEARCH tokens down the ranking when the likeliest all fail (t2s.decoding.scope).
+SCOPE_TOP_K = 8
+SCOPE_SEARCH = 512
 
 
 def _lark_string(text: str) -> str:
@@ -233,6 +238,19 @@ def _database_grammar(db_path: str) -> str:
     return sqlite_grammar(from_engine(cached_engine(db_path), db_path))
 
 
+@functools.lru_cache(maxsize=256)
+def _database_scope(db_path: str) -> ScopeChecker:
+    if engine_kind(db_path) == "sqlite" and not is_url(db_path):
+        return ScopeChecker(from_sqlite(db_path))
+    return ScopeChecker(from_engine(cached_engine(db_path), db_path))
+
+
+def scope_for(example: Mapping[str, Any]) -> ScopeChecker | None:
+    """The column scoping of a record's database (`t2s.decoding.scope`); None for a WikiSQL table, whose grammar
+    already offers that one table's columns only."""
+    return _database_scope(str(example["db_path"])) if example.get("db_path") else None
+
+
 def grammar_for(example: Mapping[str, Any]) -> str:
     """The grammar of one dataset record: its WikiSQL table, or the database (any engine) it points at."""
     if example.get("db_path"):
@@ -264,22 +282,29 @@ def compile_grammar(tokenizer, grammar: str):
     return matcher
 
 
-def complete_prefix(tokenizer, grammar: str, token_ids: Sequence[int]) -> str | None:
-    """The longest prefix of a constrained answer that is a complete query in its grammar, as text; None if none is.
+def complete_prefix(
+    tokenizer, grammar: str, token_ids: Sequence[int], scope: ScopeChecker | None = None
+) -> str | None:
+    """The longest prefix of a constrained answer that is a complete query in its grammar (with `scope`, the longest
+    that also breaks no scoping rule, if one does), as text; None if none is complete.
 
     An answer the token budget cuts mid-query is a syntax error however good its start; this returns the query it
     had finished before (`SELECT name FROM singer WHERE age >` → `SELECT name FROM singer`), never an unfinished one.
     """
     matcher = compile_grammar(tokenizer, grammar)
-    last = 0 if matcher.is_accepting() else None
+    complete = [0] if matcher.is_accepting() else []
     for i, token in enumerate(token_ids, 1):
         if not matcher.consume_token(int(token)):
             break
         if matcher.is_accepting():
-            last = i
-    if last is None:
-        return None
-    return tokenizer.decode(list(token_ids[:last]), skip_special_tokens=True).split("\n", 1)[0].strip()
+            complete.append(i)
+    texts = [
+        tokenizer.decode(list(token_ids[:last]), skip_special_tokens=True).split("\n", 1)[0].strip()
+        for last in complete
+    ]
+    if scope is not None:  # the longest that also passes scoping; else the longest complete one (scoping may err)
+        texts = [t for t in texts if scope.consistent(t, finished=True)] or texts
+    return texts[-1] if texts else None
 
 
 def apply_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
@@ -305,12 +330,25 @@ class GrammarConstrainedLogits(LogitsProcessor):
     (num_return_sequences / beams), as `generate` lays them out.
     """
 
-    def __init__(self, tokenizer, grammars: Sequence[str], prompt_length: int, rows_per_prompt: int = 1) -> None:
+    def __init__(
+        self,
+        tokenizer,
+        grammars: Sequence[str],
+        prompt_length: int,
+        rows_per_prompt: int = 1,
+        scopes: Sequence[ScopeChecker | None] | None = None,
+        scope_top_k: int = SCOPE_TOP_K,
+    ) -> None:
         self.tokenizer = tokenizer
         self.templates = [compile_grammar(tokenizer, g) for g in grammars]
         self.prompt_length = prompt_length
         self.rows_per_prompt = rows_per_prompt
         self.states: list[tuple[tuple[int, ...], Any]] = []  # per row: (tokens consumed, matcher)
+        self.scopes = scopes
+        self.scope_top_k = scope_top_k
+        self.stops = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}
+        self._pieces: dict[int, str] = {}
+        self.dead_ends: set[int] = set()  # prompts (batch positions) where scoping had to let a row go unchecked
 
     def _state_for(self, row: int, generated: tuple[int, ...]):
         """The matcher that has consumed exactly `generated`: this row's own, else a sibling's (beam reordering)."""
@@ -345,4 +383,46 @@ class GrammarConstrainedLogits(LogitsProcessor):
                 llguidance.torch.fill_next_token_bitmask(matcher, bitmask, r)
         out = scores.clone()
         apply_bitmask_(out, bitmask.to(scores.device))
+        if self.scopes is not None:
+            self._apply_scopes(out, generated)
         return out
+
+    def _piece(self, token: int) -> str:
+        if token not in self._pieces:
+            self._pieces[token] = self.tokenizer.decode([token], skip_special_tokens=True)
+        return self._pieces[token]
+
+    def _apply_scopes(self, out: torch.Tensor, generated: list[tuple[int, ...]]) -> None:
+        """Keep, of each row's allowed tokens, the `scope_top_k` likeliest whose text breaks no scoping rule
+        (`ScopeChecker.consistent`), looking at most `SCOPE_SEARCH` tokens down the row's ranking. Greedy decoding
+        and beams thus take the likeliest consistent token, sampling draws among the likeliest consistent ones. A
+        row with no consistent token within reach (an earlier choice left no way out) is left as the grammar left
+        it, and counted in `dead_ends`."""
+        for r, (_, matcher) in enumerate(self.states):
+            checker = self.scopes[r // self.rows_per_prompt]
+            if checker is None or matcher.is_error() or matcher.is_stopped():
+                continue
+            prefix = self.tokenizer.decode(list(generated[r]), skip_special_tokens=True)
+            if not checker.consistent(prefix.split("\n", 1)[0]):  # already wrong: no token can make it right again
+                self.dead_ends.add(r // self.rows_per_prompt)
+                continue
+            kept: list[int] = []
+            seen = 0
+            for width in (2 * self.scope_top_k, SCOPE_SEARCH):  # the few likeliest first; further only if needed
+                values, ids = out[r].topk(min(width, out.shape[1]))
+                for value, token in list(zip(values.tolist(), ids.tolist()))[seen:]:
+                    if value == float("-inf") or len(kept) == self.scope_top_k:
+                        break
+                    text = prefix + self._piece(token)
+                    finished = token in self.stops or "\n" in text
+                    if checker.consistent(text.split("\n", 1)[0], finished=finished):
+                        kept.append(token)
+                seen = width
+                if kept:
+                    break
+            if not kept:
+                self.dead_ends.add(r // self.rows_per_prompt)
+                continue
+            row = torch.full_like(out[r], float("-inf"))
+            row[kept] = out[r, kept]
+            out[r] = row

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 
@@ -28,11 +29,13 @@ def generate_sql(
     settings: GenerationSettings | None = None,
     progress: Callable[[int], None] | None = None,
     grammars: Sequence[str] | None = None,
+    scopes: Sequence[Any] | None = None,
 ) -> list[list[str]]:
     """For each prompt, `settings.num_candidates` SQL strings (best first for beam search).
 
     `grammars` (one Lark grammar per prompt, `t2s.decoding.constrained`) constrains decoding to valid SQL over each prompt's
-    schema; without it decoding is unconstrained.
+    schema; without it decoding is unconstrained. `scopes` (one `t2s.decoding.scope.ScopeChecker` or None per prompt)
+    adds column scoping to the grammar.
     """
     if grammars is not None and len(grammars) != len(prompts):
         raise ValueError(f"{len(grammars)} grammars for {len(prompts)} prompts")
@@ -71,7 +74,7 @@ def generate_sql(
                 except PrefixCacheUnsupported as e:  # raised at the first batch: cached batches come first
                     warnings.warn(f"{e} has no plain key/value cache to share: plain batches instead", stacklevel=2)
                     return generate_sql(
-                        model, tokenizer, prompts, replace(settings, prefix_cache=False), progress, grammars
+                        model, tokenizer, prompts, replace(settings, prefix_cache=False), progress, grammars, scopes
                     )
             if grammars is not None:
                 from transformers import LogitsProcessorList
@@ -79,14 +82,24 @@ def generate_sql(
                 from t2s.decoding.constrained import GrammarConstrainedLogits
 
                 constraint = GrammarConstrainedLogits(
-                    tokenizer, [grammars[i] for i in idx], batch["input_ids"].shape[1], settings.num_candidates
+                    tokenizer,
+                    [grammars[i] for i in idx],
+                    batch["input_ids"].shape[1],
+                    settings.num_candidates,
+                    scopes=[scopes[i] for i in idx] if scopes is not None else None,
                 )
                 extra["logits_processor"] = LogitsProcessorList([constraint])
             out = model.generate(**batch, **kwargs, **extra)
             new_tokens = out[:, batch["input_ids"].shape[1] :]
             texts = [first_line(t) for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
             if grammars is not None:
-                texts = finish_cut_answers(tokenizer, new_tokens, texts, [grammars[i] for i in idx for _ in range(k)])
+                texts = finish_cut_answers(
+                    tokenizer,
+                    new_tokens,
+                    texts,
+                    [grammars[i] for i in idx for _ in range(k)],
+                    [scopes[i] for i in idx for _ in range(k)] if scopes is not None else None,
+                )
             for j, i in enumerate(idx):
                 results[i] = texts[j * k : (j + 1) * k]
             if progress is not None:
@@ -96,18 +109,21 @@ def generate_sql(
     return results
 
 
-def finish_cut_answers(tokenizer, new_tokens, texts: list[str], grammars: Sequence[str]) -> list[str]:
+def finish_cut_answers(
+    tokenizer, new_tokens, texts: list[str], grammars: Sequence[str], scopes: Sequence[Any] | None = None
+) -> list[str]:
     """Constrained answers the token budget cut (no end of sequence, no newline) become the longest complete query
-    they contain (`t2s.decoding.constrained.complete_prefix`), or no SQL when they contain none; answers that ended
-    on their own are left alone."""
+    they contain (`t2s.decoding.constrained.complete_prefix`; with `scopes`, preferably one that passes scoping),
+    or no SQL when they contain none; answers that ended on their own are left alone."""
     from t2s.decoding.constrained import complete_prefix
 
     stops = {tokenizer.eos_token_id, tokenizer.pad_token_id}
     out = []
-    for row, text, grammar in zip(new_tokens.tolist(), texts, grammars):
+    for i, (row, text, grammar) in enumerate(zip(new_tokens.tolist(), texts, grammars)):
         ended = any(t in stops for t in row) or "\n" in tokenizer.decode(row, skip_special_tokens=True)
         if ended:
             out.append(text)
             continue
-        out.append(complete_prefix(tokenizer, grammar, row) or "")  # nothing finished: no SQL rather than a cut one
+        scope = scopes[i] if scopes is not None else None
+        out.append(complete_prefix(tokenizer, grammar, row, scope) or "")  # nothing finished: no SQL, not a cut one
     return out

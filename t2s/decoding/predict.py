@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from t2s.decoding.constrained import grammar_for
+from t2s.decoding.constrained import grammar_for, scope_for
 from t2s.decoding.generation import generate_sql
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.decoding.settings import GenerationSettings
@@ -36,7 +36,7 @@ def progress_bar():
     )
 
 
-def generate_with_progress(model, tokenizer, prompts, settings, label, grammars=None):
+def generate_with_progress(model, tokenizer, prompts, settings, label, grammars=None, scopes=None):
     """A live bar on a terminal; elsewhere (a log file, CI) rich draws nothing until the end, so print a line per
     tenth of the work instead: a long generation must never look stalled."""
     with progress_bar() as progress:
@@ -52,7 +52,7 @@ def generate_with_progress(model, tokenizer, prompts, settings, label, grammars=
                 reported = done
                 progress.console.print(f"{label}: {done}/{len(prompts)} ({time.perf_counter() - start:.0f} s)")
 
-        return generate_sql(model, tokenizer, prompts, settings, progress=advance, grammars=grammars)
+        return generate_sql(model, tokenizer, prompts, settings, progress=advance, grammars=grammars, scopes=scopes)
 
 
 def executes_with_rows(sql: str, example) -> bool:
@@ -86,12 +86,14 @@ def predict(
     num_candidates: int = 4,
     greedy: list[str] | None = None,
     constrained: bool = False,
+    scoped: bool = False,
     num_samples: int = 1,
     sample_temperature: float = 0.7,
 ):
     """One record per example: question, db_id, prompt, prediction, gold_sql (see `prediction_record`).
 
-    `constrained` decodes under each example's schema grammar (`t2s.decoding.constrained`), greedy and beams alike.
+    `constrained` decodes under each example's schema grammar (`t2s.decoding.constrained`), greedy and beams alike;
+    `scoped` adds column scoping to it (`t2s.decoding.scope`).
 
     Execution-guided decoding keeps the first of [greedy, beam 1, …, beam N] that executes and
     returns rows, else the greedy query. Beams are only searched where the greedy query fails
@@ -103,21 +105,28 @@ def predict(
     """
     prompts = list(dataset["prompt"])
     examples = list(dataset)
+    if scoped and not constrained:
+        raise ValueError("column scoping works inside constrained decoding: turn constrained_decoding on")
     grammars = [grammar_for(ex) for ex in examples] if constrained else None
+    scopes = [scope_for(ex) for ex in examples] if scoped else None
     if greedy is None:
         label = "Generating SQL (schema-constrained)" if constrained else "Generating SQL"
-        greedy = [c[0] for c in generate_with_progress(model, tokenizer, prompts, settings, label, grammars)]
+        greedy = [c[0] for c in generate_with_progress(model, tokenizer, prompts, settings, label, grammars, scopes)]
     records = [prediction_record(ex, pred) for ex, pred in zip(examples, greedy)]
     if execution_guided:
-        execution_guide(model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars)
+        execution_guide(
+            model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars, scopes
+        )
     if num_samples > 1:
         self_consistency(
-            model, tokenizer, records, examples, prompts, settings, num_samples, sample_temperature, grammars
+            model, tokenizer, records, examples, prompts, settings, num_samples, sample_temperature, grammars, scopes
         )
     return records
 
 
-def self_consistency(model, tokenizer, records, examples, prompts, settings, num_samples, temperature, grammars):
+def self_consistency(
+    model, tokenizer, records, examples, prompts, settings, num_samples, temperature, grammars, scopes=None
+):
     """Each record's prediction and `num_samples - 1` samples vote by execution result (in place)."""
     from t2s.decoding.voting import vote
 
@@ -129,7 +138,7 @@ def self_consistency(model, tokenizer, records, examples, prompts, settings, num
         prefix_cache=settings.prefix_cache,
     )
     samples = generate_with_progress(
-        model, tokenizer, prompts, sample_settings, f"Sampling {num_samples - 1} more per question", grammars
+        model, tokenizer, prompts, sample_settings, f"Sampling {num_samples - 1} more per question", grammars, scopes
     )
     for record, example, drawn in zip(records, examples, samples):
         chosen, info = vote([record["prediction"], *drawn], example)
@@ -137,7 +146,9 @@ def self_consistency(model, tokenizer, records, examples, prompts, settings, num
         record["samples"] = list(drawn)
 
 
-def execution_guide(model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars):
+def execution_guide(
+    model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars, scopes=None
+):
     """Execution-guided decoding over the greedy predictions (in place; see `predict`)."""
     failing = [i for i, pred in enumerate(greedy) if not executes_with_rows(pred, examples[i])]
     beam_settings = GenerationSettings(
@@ -153,6 +164,7 @@ def execution_guide(model, tokenizer, records, examples, prompts, greedy, settin
         beam_settings,
         f"Beam search ({num_candidates}) on failing queries",
         [grammars[i] for i in failing] if grammars is not None else None,
+        [scopes[i] for i in failing] if scopes is not None else None,
     )
     for record in records:
         record["eg_choice"] = 0
@@ -183,6 +195,7 @@ def run_predictions(args, dataset=None, greedy: list[str] | None = None):
         num_candidates=args.num_candidates,
         greedy=greedy,
         constrained=args.constrained_decoding,
+        scoped=args.scoped_columns,
         num_samples=args.num_samples,
         sample_temperature=args.sample_temperature,
     )
