@@ -121,7 +121,9 @@ def test_gpu_recipe_on_cpu_fails_before_loading_anything():
     assert "Loading weights" not in out.stderr
 
 
-@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")))
+@pytest.mark.parametrize(
+    "recipe", sorted(str(p.relative_to(ROOT / "recipes")) for p in (ROOT / "recipes").rglob("*.yaml"))
+)
 def test_every_recipe_passes_the_recipe_check(recipe):
     """Every shipped recipe parses with its script's dataclasses (GRPO recipes: t2s/grpo.py; the others: t2s/sft.py):
     no unknown key, no wrong type (GPU precision overridden to parse it on a CPU)."""
