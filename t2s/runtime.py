@@ -84,34 +84,35 @@ M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 DEFAULT_THRESHOLD = 128 * 1024
 
 
+def _glibc(function: str, *argtypes):
+    """A glibc malloc function through ctypes; None off Linux or where the C library lacks it (musl has no mallopt
+    and no malloc_trim)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        found = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), function)
+    except (OSError, AttributeError):
+        return None
+    found.argtypes = list(argtypes)
+    return found
+
+
 def fix_mmap_threshold(threshold: int = DEFAULT_THRESHOLD) -> bool:
     """Pin glibc's mmap threshold; False where there is no glibc or `MALLOC_MMAP_THRESHOLD_` already decides."""
-    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_MMAP_THRESHOLD_"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
+    mallopt = None if os.environ.get("MALLOC_MMAP_THRESHOLD_") else _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, threshold))
 
 
 def release_free_memory() -> bool:
     """Give the pages of freed heap blocks back to the system (glibc's `malloc_trim`); False without glibc.
 
     Unlike a pinned mmap threshold this costs nothing per allocation: the blocks stay where they are and only their
-    unused pages are dropped, so a later step that reuses them takes page faults for them. Called every few dozen
-    training steps it keeps a long run from holding the high-water mark of a fragmented heap (docs/benchmarks.md,
-    "Memory").
+    unused pages are dropped, so a later step that reuses them takes page faults for them. It lowers what a process
+    holds between steps, not the peak a step itself reaches (docs/results.md, "Full recipes").
     """
-    if not sys.platform.startswith("linux"):
+    trim = _glibc("malloc_trim", ctypes.c_size_t)
+    if trim is None:
         return False
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes = [ctypes.c_size_t]
     trim(0)
     return True
 

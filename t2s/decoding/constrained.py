@@ -232,17 +232,21 @@ _o: / */
 
 
 @functools.lru_cache(maxsize=256)
-def _database_grammar(db_path: str) -> str:
+def _database_schema(db_path: str) -> DatabaseSchema:
+    """A database's catalogue, read once for its grammar and its column scoping."""
     if engine_kind(db_path) == "sqlite" and not is_url(db_path):
-        return sqlite_grammar(from_sqlite(db_path))
-    return sqlite_grammar(from_engine(cached_engine(db_path), db_path))
+        return from_sqlite(db_path)
+    return from_engine(cached_engine(db_path), db_path)
+
+
+@functools.lru_cache(maxsize=256)
+def _database_grammar(db_path: str) -> str:
+    return sqlite_grammar(_database_schema(db_path))
 
 
 @functools.lru_cache(maxsize=256)
 def _database_scope(db_path: str) -> ScopeChecker:
-    if engine_kind(db_path) == "sqlite" and not is_url(db_path):
-        return ScopeChecker(from_sqlite(db_path))
-    return ScopeChecker(from_engine(cached_engine(db_path), db_path))
+    return ScopeChecker(_database_schema(db_path))
 
 
 def scope_for(example: Mapping[str, Any]) -> ScopeChecker | None:
@@ -298,13 +302,18 @@ def complete_prefix(
             break
         if matcher.is_accepting():
             complete.append(i)
-    texts = [
-        tokenizer.decode(list(token_ids[:last]), skip_special_tokens=True).split("\n", 1)[0].strip()
-        for last in complete
-    ]
+    if not complete:
+        return None
+
+    def text(last: int) -> str:
+        return tokenizer.decode(list(token_ids[:last]), skip_special_tokens=True).split("\n", 1)[0].strip()
+
     if scope is not None:  # the longest that also passes scoping; else the longest complete one (scoping may err)
-        texts = [t for t in texts if scope.consistent(t, finished=True)] or texts
-    return texts[-1] if texts else None
+        passing = (t for t in map(text, reversed(complete)) if scope.consistent(t, finished=True))
+        found = next(passing, None)
+        if found is not None:
+            return found
+    return text(complete[-1])
 
 
 def apply_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:

@@ -278,11 +278,11 @@ class ScopeChecker:
             if nxt is not None and nxt.kind == "op" and nxt.text == ".":
                 col = toks[i + 2] if i + 2 < n else None
                 if col is not None and col.kind in ("name", "quoted"):
-                    if not self._qualified_fits(scope, name, col.text, col.closed, in_on):
+                    if not self._qualified_fits(scope, name, col.text, col.closed):
                         return False
                     i += 3
                     continue
-                if col is None and not self._qualified_fits(scope, name, "", False, in_on):
+                if col is None and not self._qualified_fits(scope, name, "", False):
                     return False  # `T2.` with nothing after it yet: T2 must already make sense
                 i += 2
                 continue
@@ -290,7 +290,7 @@ class ScopeChecker:
             if tok.kind == "quoted" and tok.closed and name not in self.all_columns:
                 i += 1
                 continue
-            if not self._unqualified_fits(scope, name, tok.closed, in_on):
+            if not self._unqualified_fits(scope, name, tok.closed):
                 return False
             i += 1
         if finished:
@@ -300,7 +300,7 @@ class ScopeChecker:
                 scope = scope.parent
         return True
 
-    def _qualified_fits(self, scope: _Scope, qualifier: str, column: str, complete: bool, in_on: bool) -> bool:
+    def _qualified_fits(self, scope: _Scope, qualifier: str, column: str, complete: bool) -> bool:
         table = scope.resolve(qualifier)
         if table is not None:
             return self._has(table, column, complete)
@@ -312,7 +312,7 @@ class ScopeChecker:
             scope.deferred.append((qualifier, column))
         return True
 
-    def _unqualified_fits(self, scope: _Scope, column: str, complete: bool, in_on: bool) -> bool:
+    def _unqualified_fits(self, scope: _Scope, column: str, complete: bool) -> bool:
         if not complete and self._may_qualify(scope, column):
             return True  # `T1` may still be followed by `.`
         if scope.from_done:

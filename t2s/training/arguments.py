@@ -89,7 +89,8 @@ class DataArguments(DatasetArguments):
         default=0,
         metadata={
             "help": "CPU: give freed heap memory back to the system every this many optimizer steps, and after each "
-            "evaluation and save (0: never). Bounds what a long CPU run holds (docs/benchmarks.md, Memory)."
+            "evaluation and save (0: never). Lowers what a long CPU run holds between steps, not a step's peak "
+            "(docs/results.md, Full recipes)."
         },
     )
 
