@@ -1,6 +1,6 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
 # gpu-check: every GPU code path of the recipes on a CUDA machine (scripts/gpu_check.py; docs/gpu.md).
-.PHONY: install test quality style gpu-check demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo bench clean
+.PHONY: install test quality style gpu-check demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo full-wikisql full-spider bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -55,6 +55,17 @@ demo-grpo: install
 # Schema-constrained decoding on the questions of finished demos, paired against their unconstrained runs.
 demo-constrained: install
 	bash scripts/demo_constrained.sh
+
+# The full CPU recipes (all WikiSQL training-table questions; all of Spider train), each about 1 to 2 hours on 2 cores,
+# under jemalloc (scripts/with_jemalloc.sh; docs/training.md). Interrupted, the same target resumes from the last
+# checkpoint.
+full-wikisql: install
+	bash scripts/with_jemalloc.sh $(BIN)/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py \
+		recipes/smollm2-135m/wikisql/sft_full_cpu.yaml
+
+full-spider: install
+	bash scripts/with_jemalloc.sh $(BIN)/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py \
+		recipes/smollm2-135m/spider/sft_full_cpu.yaml
 
 # Speed benchmarks; each writes its section of docs/benchmarks.md.
 bench: install

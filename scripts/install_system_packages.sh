@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The system packages the tests use, from Debian: the PostgreSQL and MariaDB servers the engine tests start
 # (tests/servers.py; not started or enabled as services: the tests start private instances on free loopback ports),
-# and Chromium, the browser the web page's test drives (tests/test_webapp.py). Run by `make install`. Installs only
-# what is missing; needs root or sudo for apt-get.
+# Chromium, the browser the web page's test drives (tests/test_webapp.py), and jemalloc, the allocator the full CPU
+# training recipes run with (scripts/with_jemalloc.sh). Run by `make install`. Installs only what is missing; needs
+# root or sudo for apt-get.
 set -euo pipefail
 
 missing=()
@@ -15,13 +16,17 @@ fi
 if ! [ -x /usr/bin/chromium ]; then
     missing+=(chromium)
 fi
+if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libjemalloc\.so\.2 '; then
+    missing+=(libjemalloc2)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "install_system_packages: PostgreSQL, MariaDB and Chromium are installed"
+    echo "install_system_packages: PostgreSQL, MariaDB, Chromium and jemalloc are installed"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install_system_packages: ${missing[*]} missing and no apt-get here: install PostgreSQL, MariaDB (or MySQL) and" \
-         "Chromium with your package manager, or deselect their tests with: pytest -m 'not servers and not browser'" >&2
+    echo "install_system_packages: ${missing[*]} missing and no apt-get here: install PostgreSQL, MariaDB (or MySQL)," \
+         "Chromium and jemalloc with your package manager, or deselect their tests with:" \
+         "pytest -m 'not servers and not browser and not jemalloc'" >&2
     exit 1
 fi
 sudo=""

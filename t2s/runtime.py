@@ -17,6 +17,10 @@
   sets before a process starts, `mallopt` after) keeps every larger block on mmap; every large tensor then costs
   fresh pages from the kernel, so it is off by default (docs/benchmarks.md, "Memory"). It changes where memory
   comes from, never a result.
+* Which allocator a run used. Over a long CPU training run glibc's heap fragments so far that malloc itself takes a
+  large share of each step, and the run slows down as it goes. jemalloc, preloaded by `scripts/with_jemalloc.sh`
+  (what the full CPU recipes' make targets run), avoids both the slowdown and most of the memory; `allocator()`
+  says which one served a process, and run records keep it (docs/training.md, "Memory allocator").
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import platform
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -108,13 +114,28 @@ def release_free_memory() -> bool:
 
     Unlike a pinned mmap threshold this costs nothing per allocation: the blocks stay where they are and only their
     unused pages are dropped, so a later step that reuses them takes page faults for them. It lowers what a process
-    holds between steps, not the peak a step itself reaches (docs/results.md, "Full recipes").
+    holds between steps, not the peak a step itself reaches (docs/results.md, "Full recipes"). False, doing nothing,
+    where another malloc serves the process (jemalloc returns freed pages by itself).
     """
     trim = _glibc("malloc_trim", ctypes.c_size_t)
-    if trim is None:
+    if trim is None or allocator() != "glibc":
         return False
     trim(0)
     return True
+
+
+def allocator() -> str:
+    """Which malloc serves this process: `jemalloc` or `tcmalloc` when one is preloaded (`scripts/with_jemalloc.sh`),
+    else the C library's own (`glibc`, or `system` where Python cannot tell). Run records keep it: on a CPU it decides
+    how a long run's speed and memory evolve (docs/training.md, "Memory allocator")."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        maps = ""
+    for name in ("jemalloc", "tcmalloc"):
+        if f"/lib{name}" in maps:
+            return name
+    return platform.libc_ver()[0] or "system"
 
 
 def apply_from_environment() -> bool:

@@ -1,6 +1,7 @@
 """`T2S_MALLOC=mmap` pins glibc's mmap threshold when t2s is imported, and `release_free_memory` (what
 `release_memory_steps` calls between training steps) trims the heap: either way freed tensors go back to the system
-instead of staying in a fragmented heap. The first is off by default (it slows training down; docs/benchmarks.md)."""
+instead of staying in a fragmented heap. The first is off by default (it slows training down; docs/benchmarks.md).
+`scripts/with_jemalloc.sh` runs a command on jemalloc instead, and `allocator()` says which malloc a process runs on."""
 
 import os
 import platform
@@ -73,3 +74,54 @@ def test_the_threshold_is_left_alone_where_the_environment_decides(monkeypatch):
     assert apply_from_environment() is False
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
     assert fix_mmap_threshold() is False
+
+
+ALLOCATOR_PROBE = "from t2s.runtime import allocator, release_free_memory; print(release_free_memory(), allocator())"
+WRAPPER = str(ROOT / "scripts" / "with_jemalloc.sh")
+
+
+def _without_preload() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "T2S_JEMALLOC")}
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="names glibc")
+def test_a_plain_process_runs_on_glibc():
+    out = subprocess.run(
+        [sys.executable, "-c", ALLOCATOR_PROBE],
+        cwd=ROOT,
+        env=_without_preload(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.split()[-2:] == ["True", "glibc"]
+
+
+@pytest.mark.jemalloc
+def test_with_jemalloc_runs_the_command_on_jemalloc():
+    """What `make full-wikisql` / `make full-spider` wrap the training in: libjemalloc2, which `make install` adds."""
+    out = subprocess.run(
+        ["bash", WRAPPER, sys.executable, "-c", ALLOCATOR_PROBE],
+        cwd=ROOT,
+        env=_without_preload(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["False", "jemalloc"]  # glibc's heap trim has nothing to do there
+
+
+def test_with_jemalloc_refuses_a_library_that_is_not_there_and_says_what_to_do(tmp_path):
+    missing = tmp_path / "libjemalloc.so.2"
+    out = subprocess.run(
+        ["bash", WRAPPER, sys.executable, "-c", ALLOCATOR_PROBE],
+        cwd=ROOT,
+        env={**_without_preload(), "T2S_JEMALLOC": str(missing)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and out.stdout == ""  # the command did not run
+    assert f"T2S_JEMALLOC={missing} is not a file" in out.stderr

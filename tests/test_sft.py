@@ -101,6 +101,9 @@ def test_run_logs_samples_and_execution_accuracy(trained):
     assert any("eval_execution_accuracy" in entry for entry in trainer.state.log_history)
     run = json.loads((out / "t2s_run.json").read_text())
     assert run["train_examples"] == 22 and run["global_step"] == 3 and run["precision"] == "fp32"
+    from t2s.runtime import allocator
+
+    assert run["allocator"] == allocator()  # the malloc this process runs on, as the run's speed depends on it
     card = (out / "README.md").read_text()
     assert "library_name: peft" in card and "LoRA r=4" in card
 

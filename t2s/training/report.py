@@ -8,6 +8,8 @@ GPU feature must never be read as if it had used it), data, padding, batch, and 
 
 from __future__ import annotations
 
+from t2s.runtime import allocator
+
 import json
 import platform
 import shutil
@@ -72,6 +74,7 @@ def _common_rows(trainer, model_args) -> dict:
         "model": model_args.model_name_or_path,
         "device": f"{trainer.args.device} × {trainer.accelerator.num_processes} process(es)",
         "precision": precision_label(trainer.args, model_args.dtype),
+        "memory allocator": allocator(),
         "quantisation": "4-bit nf4 (QLoRA)"
         if model_args.load_in_4bit
         else ("8-bit" if model_args.load_in_8bit else "none"),
@@ -107,6 +110,11 @@ def report_setup(trainer, train, evals, model_args, quantization_config) -> None
         * trainer.accelerator.num_processes,
     }
     _print_setup("t2s SFT run", rows, quantization_config)
+    if trainer.args.device.type == "cpu" and rows["memory allocator"] == "glibc":
+        console.print(
+            "[yellow]glibc's malloc: a long CPU run slows down and grows as its heap fragments. Run it under "
+            'scripts/with_jemalloc.sh (docs/training.md, "Memory allocator").[/]'
+        )
     if too_long:
         console.print(
             f"[yellow]{too_long} of {len(lengths)} training examples exceed max_length={max_length} tokens and are "
@@ -205,6 +213,7 @@ def finish_run(
         "quantization": quantization_config.to_dict() if quantization_config is not None else None,
         "precision": precision_label(trainer.args, model_args.dtype),
         "padding": padding_label(trainer.args),
+        "allocator": allocator(),
         "global_step": trainer.state.global_step,
         "resumed_from": resumed_from,
         "epochs": round(trainer.state.epoch or 0, 3),
