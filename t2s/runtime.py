@@ -19,7 +19,7 @@
   comes from, never a result.
 * Which allocator a run used. Over a long CPU training run glibc's heap fragments so far that malloc itself takes a
   large share of each step, and the run slows down as it goes. jemalloc, preloaded by `scripts/with_jemalloc.sh`
-  (what the full CPU recipes' make targets run), avoids both the slowdown and most of the memory; `allocator()`
+  (what the full CPU recipes' make targets run), spends no such time and holds less than half the memory; `allocator()`
   says which one served a process, and run records keep it (docs/training.md, "Memory allocator").
 """
 
