@@ -87,8 +87,9 @@ class DecodingArguments(DatasetArguments):
     continuous_batching: bool = field(
         default=True,
         metadata={
-            "help": "Greedy decoding: a question that stops leaves the batch and the next one joins it, instead of "
-            "the batch decoding until its longest answer ends; the same SQL as plain batches (docs/decoding.md)."
+            "help": "Greedy decoding and voting's samples (unconstrained): a question that stops leaves the batch and "
+            "the next one joins it, instead of the batch decoding until its longest answer ends; greedy: the same SQL "
+            "as plain batches (docs/decoding.md)."
         },
     )
     dtype: str = field(

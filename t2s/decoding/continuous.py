@@ -1,4 +1,4 @@
-"""Greedy SQL decoding with continuous batching: a row that stops is replaced by the next question at once.
+"""SQL decoding with continuous batching: a row that stops is replaced by the next question at once.
 
 Batched `generate()` decodes a batch until its last row stops. On Spider a few questions loop to the token budget, so
 most batches run all 128 steps for one or two live rows, and a CPU decoding step costs about the same with 2 live rows
@@ -15,8 +15,11 @@ SQL is the same up to float rounding of differently shaped matrix products (test
 SQL on a tiny model; docs/benchmarks.md counts identical answers on whole dev sets). When columns run out, the rows are
 compacted: each row's columns are moved, in order, to the right end of fresh buffers.
 
-Greedy, one candidate, unconstrained only: sampling, beam search (execution-guided decoding) and grammar-constrained
-decoding go through `generate()` (t2s.decoding.generation).
+Greedy answers and samples (self-consistency), unconstrained: a sampled question takes one slot per sample, and
+its samples share the database's prefix cache like any other question; each row draws its next token through
+transformers' own temperature, top-k and top-p warpers, in `generate()`'s order, so a sample follows the distribution
+`generate()` samples from (not its random stream: a seed gives other samples than `generate()` with that seed). Beam
+search (execution-guided decoding) and grammar-constrained decoding go through `generate()` (t2s.decoding.generation).
 """
 
 from __future__ import annotations
@@ -64,26 +67,77 @@ def newline_token_ids(tokenizer) -> set[int]:
     return {i for token, i in vocab.items() if "\n" in tokenizer.convert_tokens_to_string([token])}
 
 
-def continuous_greedy_sql(model, tokenizer, prompts: Sequence[str], settings, prefixes, plan, progress) -> list[str]:
-    """Greedy SQL for each prompt, decoded in `settings.batch_size` slots in the order of `plan` (batches of prompt
-    indices with their shared prefix, from `t2s.decoding.generation.plan_batches`)."""
-    queue = [(i, tokenizer(text=prompts[i])["input_ids"], prefix) for idx, prefix in plan for i in idx]
+def continuous_sql(model, tokenizer, prompts: Sequence[str], settings, prefixes, plan, progress) -> list[list[str]]:
+    """`settings.num_candidates` answers per prompt (greedy: one), decoded in `settings.batch_size` × candidates slots
+    (the rows of a `generate()` batch) in the order of `plan` (batches of prompt indices with their shared prefix, from
+    `t2s.decoding.generation.plan_batches`)."""
+    k = settings.num_candidates
+    if k > 1 and settings.temperature <= 0:
+        raise ValueError("several greedy answers per prompt are beam search, which continuous batching does not do")
+    queue = []
+    for idx, prefix in plan:
+        for i in idx:
+            ids = tokenizer(text=prompts[i])["input_ids"]
+            queue.extend((i * k + j, ids, prefix) for j in range(k))
     stop_ids = newline_token_ids(tokenizer) | {tokenizer.eos_token_id}
-    decoder = ContinuousGreedyDecoder(
-        model, tokenizer, settings.batch_size, settings.max_new_tokens, prefixes, stop_ids
-    )
-    generated = decoder.run(queue, progress)
-    return [first_line(tokenizer.decode(generated[i], skip_special_tokens=True)) for i in range(len(prompts))]
+    decoder = ContinuousDecoder(
+        model, tokenizer, settings.batch_size * k, settings.max_new_tokens, prefixes, stop_ids,
+        token_chooser(model, settings),
+    )  # fmt: skip
+    generated = decoder.run(queue, _per_prompt(progress, k))
+    texts = [first_line(tokenizer.decode(generated[r], skip_special_tokens=True)) for r in range(len(prompts) * k)]
+    return [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
 
 
-class ContinuousGreedyDecoder:
-    """Decodes prompts (token ids, each with the shared prefix it starts with, or None) in `slots` slots."""
+def _per_prompt(progress: Callable[[int], None] | None, k: int) -> Callable[[int], None] | None:
+    """Progress in prompts from progress in rows (k rows per prompt; whole prompts' worth of finished rows)."""
+    if progress is None or k == 1:
+        return progress
+    rows = [0, 0]  # finished rows, prompts reported
 
-    def __init__(self, model, tokenizer, slots: int, max_new_tokens: int, prefixes, stop_ids: set[int]):
+    def report(n: int) -> None:
+        rows[0] += n
+        if rows[0] // k > rows[1]:
+            progress(rows[0] // k - rows[1])
+            rows[1] = rows[0] // k
+
+    return report
+
+
+def token_chooser(model, settings) -> Callable[[torch.Tensor], torch.Tensor]:
+    """How each row's next token is picked from its last logits: the argmax when greedy; when sampling, transformers'
+    temperature, top-k (the model's generation config's when `settings.top_k` is None, as in `generate()`) and top-p
+    warpers, in `generate()`'s order, then one draw from torch's global generator (seeded by the commands)."""
+    if settings.temperature <= 0:
+        return lambda logits: logits.argmax(dim=-1)
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    top_k = settings.top_k if settings.top_k is not None else model.generation_config.top_k
+    warpers = LogitsProcessorList()
+    if settings.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(settings.temperature))
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k=top_k))
+    if settings.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=settings.top_p))
+
+    def sample(logits: torch.Tensor) -> torch.Tensor:
+        scores = warpers(None, logits.float())
+        return torch.multinomial(scores.softmax(dim=-1), num_samples=1).squeeze(1)
+
+    return sample
+
+
+class ContinuousDecoder:
+    """Decodes prompts (token ids, each with the shared prefix it starts with, or None) in `slots` slots; `choose`
+    picks each row's next token from its logits (default: the argmax, greedy decoding)."""
+
+    def __init__(self, model, tokenizer, slots: int, max_new_tokens: int, prefixes, stop_ids: set[int], choose=None):
         self.model, self.tokenizer = model, tokenizer
         self.slots, self.max_new_tokens = slots, max_new_tokens
         self.prefixes = prefixes  # t2s.decoding.prefix_cache.PrefixStore
         self.stop_ids = frozenset(stop_ids)
+        self.choose = choose or (lambda logits: logits.argmax(dim=-1))
         self.device = next(model.parameters()).device
         self.num_layers = plain_kv_layers(model)
 
@@ -93,7 +147,8 @@ class ContinuousGreedyDecoder:
         progress: Callable[[int], None] | None = None,
         capacity: int | None = None,
     ):
-        """{prompt index: generated token ids (ending with the stop token, if one came)}.
+        """{row index (the first item of its queue entry): generated token ids (ending with the stop token, if one
+        came)}.
 
         `capacity`: columns of the buffers; by default the longest prompt plus twice the budget, so that a
         compaction (a copy of every row) comes at most once per budget of steps; the buffers are the memory cost
@@ -168,7 +223,7 @@ class ContinuousGreedyDecoder:
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
         )
-        first = out.logits[:, -1].argmax(dim=-1)
+        first = self.choose(out.logits[:, -1])
         return [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers], mask.bool(), first
 
     @torch.no_grad()
@@ -188,7 +243,7 @@ class ContinuousGreedyDecoder:
         )
         self.cache.column = column + 1
         self.positions += 1
-        self.last = out.logits[:, -1].argmax(dim=-1)
+        self.last = self.choose(out.logits[:, -1])
         for slot, token in enumerate(self.last.tolist()):
             if self.owner[slot] is None:
                 self.mask[slot, : column + 1] = False

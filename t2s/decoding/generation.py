@@ -2,7 +2,7 @@
 
 One entry point, `generate_sql`, for every way t2s decodes: plain batches through transformers' `generate()` with
 preallocated key/value buffers (`t2s.decoding.kv_cache`), batches sharing their database's schema prefix
-(`t2s.decoding.prefix_cache`), continuous batching for greedy single answers (`t2s.decoding.continuous`), and
+(`t2s.decoding.prefix_cache`), continuous batching for greedy answers and samples (`t2s.decoding.continuous`), and
 grammar-constrained decoding (`t2s.decoding.constrained`). Each gives the SQL of plain batched generation (tests).
 """
 
@@ -49,7 +49,8 @@ def generate_sql(
     k = settings.num_candidates
     prefixes = PrefixStore(model) if settings.prefix_cache else None
     plan = plan_batches(tokenizer, prompts, settings.batch_size, settings.prefix_cache)
-    use_continuous = settings.continuous_batching and settings.temperature <= 0 and k == 1 and grammars is None
+    # greedy answers and samples; not beams (several greedy candidates) nor grammars
+    use_continuous = settings.continuous_batching and grammars is None and (k == 1 or settings.temperature > 0)
     if use_continuous and plain_kv_layers(model) is None:
         warnings.warn(
             f"{type(model).__name__} has no plain key/value cache: no continuous batching, plain batches", stacklevel=2
@@ -57,10 +58,9 @@ def generate_sql(
         use_continuous = False
     try:
         if use_continuous:
-            sql = continuous.continuous_greedy_sql(
+            return continuous.continuous_sql(
                 model, tokenizer, prompts, settings, prefixes or PrefixStore(model), plan, progress
             )
-            return [[s] for s in sql]
         for idx, prefix in plan:
             if prefix is None:
                 batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)

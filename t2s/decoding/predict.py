@@ -136,6 +136,7 @@ def self_consistency(
         temperature=temperature,
         num_candidates=num_samples - 1,
         prefix_cache=settings.prefix_cache,
+        continuous_batching=settings.continuous_batching,  # unconstrained samples; grammars keep generate()
     )
     samples = generate_with_progress(
         model, tokenizer, prompts, sample_settings, f"Sampling {num_samples - 1} more per question", grammars, scopes

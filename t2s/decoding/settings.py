@@ -28,7 +28,7 @@ class GenerationSettings:
     top_p: float = 1.0
     top_k: int | None = None  # sampling: None keeps the model's generation config (often 50); 0 turns it off
     prefix_cache: bool = False  # prefill each database's shared prompt prefix once (see the module docstring)
-    # greedy, one candidate, unconstrained: a row that stops is replaced by the next question (t2s.decoding.continuous)
+    # greedy or sampled, unconstrained: a row that stops is replaced by the next question (t2s.decoding.continuous)
     continuous_batching: bool = False
 
 
