@@ -36,8 +36,13 @@ def compare_main(argv: list[str]) -> dict:
     parser.add_argument("run_a", help="the first evaluation's output_dir (predictions.jsonl, metrics.json)")
     parser.add_argument("run_b", help="the second evaluation's output_dir, on the same questions")
     parser.add_argument("output_json", nargs="?", help="also write the comparison to this JSON file")
+    parser.add_argument(
+        "--shared_questions",
+        action="store_true",
+        help="runs on different questions (e.g. all of dev against a subset): compare on the questions both scored",
+    )
     args = parser.parse_args(argv)
-    result = compare(args.run_a, args.run_b)
+    result = compare(args.run_a, args.run_b, shared_questions=args.shared_questions)
     if args.output_json:
         Path(args.output_json).write_text(json.dumps(result, indent=2) + "\n")
     return result

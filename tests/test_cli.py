@@ -149,6 +149,24 @@ def test_compare_of_runs_on_other_questions_is_a_message(tmp_path):
     _assert_user_error(out, "scored different questions")
 
 
+def test_compare_on_shared_questions_pairs_only_those(tmp_path):
+    from t2s.evaluation.compare import compare
+
+    runs = {"all": {"q1": 1, "q2": 0, "q3": 1, "q4": 1}, "subset": {"q2": 1, "q3": 0, "q4": 0}}
+    for name, outcomes in runs.items():
+        (tmp_path / name).mkdir()
+        lines = [
+            json.dumps({"example_id": i, "outcome": "correct" if ok else "wrong_result"}) for i, ok in outcomes.items()
+        ]
+        (tmp_path / name / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+        meta = {"protocol": name, "execution_accuracy": sum(outcomes.values()) / len(outcomes), "decoding": "g"}
+        (tmp_path / name / "metrics.json").write_text(json.dumps(meta))
+    result = compare(str(tmp_path / "all"), str(tmp_path / "subset"), shared_questions=True)
+    assert (result["n"], result["fixed"], result["broken"], result["both_correct"]) == (3, 1, 2, 0)
+    assert (result["accuracy_a"], result["accuracy_b"]) == (2 / 3, 1 / 3)  # on q2–q4, not on each run's own set
+    assert result["protocol"] == "subset" and (result["questions_a"], result["questions_b"]) == (4, 3)
+
+
 def test_a_bug_still_shows_its_traceback(tmp_path):
     from t2s.runtime import run_command
 

@@ -33,40 +33,57 @@ def mcnemar_exact(fixed: int, broken: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def compare(run_a: str, run_b: str) -> dict:
-    """Paired comparison of two evaluations of the same questions."""
+def compare(run_a: str, run_b: str, shared_questions: bool = False) -> dict:
+    """Paired comparison of two evaluations of the same questions.
+
+    `shared_questions` compares two runs on different question sets (e.g. a full dev run against a demo's subset) on
+    the questions both scored, with both accuracies recomputed on those; without it such runs are an error.
+    """
     a = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_a) / "predictions.jsonl")}
     b = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_b) / "predictions.jsonl")}
-    if set(a) != set(b):
+    if set(a) != set(b) and not shared_questions:
         raise UserError(
             f"{run_a} and {run_b} scored different questions ({len(set(a) ^ set(b))} not shared): "
-            "a paired comparison needs the same dataset options for both"
+            "a paired comparison needs the same dataset options for both, or --shared_questions to compare them on "
+            "the questions both scored"
         )
-    fixed = sum(not a[k] and b[k] for k in a)
-    broken = sum(a[k] and not b[k] for k in a)
+    shared = [k for k in a if k in b]
+    if not shared:
+        raise UserError(f"{run_a} and {run_b} share no question: nothing to compare")
+    fixed = sum(not a[k] and b[k] for k in shared)
+    broken = sum(a[k] and not b[k] for k in shared)
     meta_a = json.loads((Path(run_a) / "metrics.json").read_text())
     meta_b = json.loads((Path(run_b) / "metrics.json").read_text())
+    subset = set(a) != set(b)
     result = {
         "a": run_a,
         "b": run_b,
-        "n": len(a),
-        "protocol": meta_a["protocol"],
-        "accuracy_a": meta_a["execution_accuracy"],
-        "accuracy_b": meta_b["execution_accuracy"],
+        "n": len(shared),
+        "protocol": meta_a["protocol"] if len(a) <= len(b) else meta_b["protocol"],
+        "accuracy_a": sum(a[k] for k in shared) / len(shared) if subset else meta_a["execution_accuracy"],
+        "accuracy_b": sum(b[k] for k in shared) / len(shared) if subset else meta_b["execution_accuracy"],
         "decoding_a": meta_a["decoding"],
         "decoding_b": meta_b["decoding"],
-        "both_correct": sum(a[k] and b[k] for k in a),
-        "both_wrong": sum(not a[k] and not b[k] for k in a),
+        "both_correct": sum(a[k] and b[k] for k in shared),
+        "both_wrong": sum(not a[k] and not b[k] for k in shared),
         "fixed": fixed,
         "broken": broken,
         "mcnemar_p": mcnemar_exact(fixed, broken),
     }
+    if subset:
+        result["questions_a"], result["questions_b"] = len(a), len(b)
+        result["shared_questions"] = (
+            f"compared on the {len(shared)} questions both scored (A scored {len(a)}, B {len(b)}); both accuracies "
+            "are on those"
+        )
     table = Table(title=f"{run_a} → {run_b} ({result['n']} questions; {result['protocol']})")
     for column in ("", "A", "B"):
         table.add_column(column)
     table.add_row("execution accuracy", f"{result['accuracy_a']:.1%}", f"{result['accuracy_b']:.1%}")
     table.add_row("decoding", result["decoding_a"], result["decoding_b"])
     console.print(table)
+    if subset:
+        console.print(result["shared_questions"])
     console.print(
         f"fixed (A wrong, B right) {fixed}, broken (A right, B wrong) {broken}, both right {result['both_correct']}, "
         f"both wrong {result['both_wrong']}; McNemar exact p = {result['mcnemar_p']:.3g}"
