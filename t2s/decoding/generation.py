@@ -3,7 +3,8 @@
 One entry point, `generate_sql`, for every way t2s decodes: plain batches through transformers' `generate()` with
 preallocated key/value buffers (`t2s.decoding.kv_cache`), batches sharing their database's schema prefix
 (`t2s.decoding.prefix_cache`), continuous batching for greedy answers and samples (`t2s.decoding.continuous`), and
-grammar-constrained decoding (`t2s.decoding.constrained`). Each gives the SQL of plain batched generation (tests).
+grammar-constrained decoding (`t2s.decoding.constrained`). Each gives the SQL of plain batched generation (tests);
+samples drawn with continuous batching follow `generate()`'s distribution, not its random stream.
 """
 
 from __future__ import annotations
