@@ -1,6 +1,6 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
 # gpu-check: every GPU code path of the recipes on a CUDA machine (scripts/gpu_check.py; docs/gpu.md).
-.PHONY: install test quality style gpu-check demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo full-wikisql full-spider bench clean
+.PHONY: install test test-slow quality style gpu-check demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo full-wikisql full-spider bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,6 +21,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml scripts/install_system_packages.sh
 
 test: install
 	$(BIN)/python -m pytest
+
+test-slow: install  # the tests marked slow, which `make test` (and CI) deselect
+	$(BIN)/python -m pytest -m slow
 
 quality: install
 	$(BIN)/ruff check $(CHECK_DIRS)

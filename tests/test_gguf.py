@@ -76,6 +76,7 @@ def test_a_gguf_export_reads_back_with_the_merged_weights_tokenizer_and_prompt(t
     assert "library_name: gguf" in card and name in card and "ollama create" in card
 
 
+@pytest.mark.slow  # about 3 minutes on 2 cores: the tiny-model export tests above cover the same code path
 def test_the_embedded_models_adapter_merge_exports_to_gguf_with_identical_greedy_sql(tmp_path):
     """The real model: its f16 GGUF file, read back, writes the same SQL as the merge in f16 on every check question
     (the export refuses otherwise) and as the full-precision merge on the questions recorded."""
