@@ -104,12 +104,16 @@ def _per_prompt(progress: Callable[[int], None] | None, k: int) -> Callable[[int
     return report
 
 
+def greedy_token(logits: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(dim=-1)
+
+
 def token_chooser(model, settings) -> Callable[[torch.Tensor], torch.Tensor]:
     """How each row's next token is picked from its last logits: the argmax when greedy; when sampling, transformers'
     temperature, top-k (the model's generation config's when `settings.top_k` is None, as in `generate()`) and top-p
     warpers, in `generate()`'s order, then one draw from torch's global generator (seeded by the commands)."""
     if settings.temperature <= 0:
-        return lambda logits: logits.argmax(dim=-1)
+        return greedy_token
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     top_k = settings.top_k if settings.top_k is not None else model.generation_config.top_k
@@ -137,7 +141,7 @@ class ContinuousDecoder:
         self.slots, self.max_new_tokens = slots, max_new_tokens
         self.prefixes = prefixes  # t2s.decoding.prefix_cache.PrefixStore
         self.stop_ids = frozenset(stop_ids)
-        self.choose = choose or (lambda logits: logits.argmax(dim=-1))
+        self.choose = choose or greedy_token
         self.device = next(model.parameters()).device
         self.num_layers = plain_kv_layers(model)
 

@@ -41,7 +41,8 @@ def compare(run_a: str, run_b: str, shared_questions: bool = False) -> dict:
     """
     a = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_a) / "predictions.jsonl")}
     b = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_b) / "predictions.jsonl")}
-    if set(a) != set(b) and not shared_questions:
+    subset = set(a) != set(b)
+    if subset and not shared_questions:
         raise UserError(
             f"{run_a} and {run_b} scored different questions ({len(set(a) ^ set(b))} not shared): "
             "a paired comparison needs the same dataset options for both, or --shared_questions to compare them on "
@@ -54,7 +55,6 @@ def compare(run_a: str, run_b: str, shared_questions: bool = False) -> dict:
     broken = sum(a[k] and not b[k] for k in shared)
     meta_a = json.loads((Path(run_a) / "metrics.json").read_text())
     meta_b = json.loads((Path(run_b) / "metrics.json").read_text())
-    subset = set(a) != set(b)
     result = {
         "a": run_a,
         "b": run_b,
