@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from t2s.cli import COMMANDS
+
 from .conftest import ROOT
 
 COMMANDS_BY_SCRIPT = [
@@ -25,22 +27,51 @@ T2S = str(Path(sys.executable).with_name("t2s"))
 
 
 def _run(args, cwd=ROOT, program=sys.executable, **env):
+    """A fresh Python process, as a user starts one: for what only a new process shows (entry points, import-time
+    warnings). Each costs seconds of imports, so the message checks below run in this process instead."""
     environment = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **env)
     environment.pop("T2S_TRACEBACK", None)
     return subprocess.run([program, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("command", COMMANDS_BY_SCRIPT, ids=lambda c: c[-1])
-def test_help_of_every_command_renders(command):
-    out = _run([*command, "--help"])
+@pytest.fixture
+def t2s_cli(capsys, monkeypatch):
+    """`t2s ARGS…` in this process, through the same `main` as the console command: (exit status, stdout, stderr)."""
+    from t2s.cli import main
+
+    monkeypatch.delenv("T2S_TRACEBACK", raising=False)
+    monkeypatch.chdir(ROOT)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            status = 0
+        except SystemExit as e:  # what the interpreter would do with it
+            status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), status, out.out, out.err)
+
+    return run
+
+
+def test_a_script_run_by_path_shows_help_without_library_noise():
+    out = _run(["t2s/sft.py", "--help"])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "usage:" in out.stdout
     assert "gemm_4bit_forward" not in out.stdout + out.stderr  # the known bitsandbytes warning is filtered
 
 
-def test_console_command_lists_and_runs_every_subcommand(tmp_path):
-    from t2s.cli import COMMANDS
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_help_of_every_command_renders(name, t2s_cli):
+    out = t2s_cli(name, "--help")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "usage:" in out.stdout + out.stderr
 
+
+def test_console_command_lists_every_subcommand(tmp_path):
     out = _run(["--help"], program=T2S, cwd=tmp_path)  # from any directory: no file paths needed
     assert out.returncode == 0, out.stderr[-2000:]
     for name in COMMANDS:
@@ -53,10 +84,6 @@ def test_console_command_lists_and_runs_every_subcommand(tmp_path):
         "copy-db",
         "transpile",
     }
-    for name in COMMANDS:
-        sub = _run([name, "--help"], program=T2S, cwd=tmp_path)
-        assert sub.returncode == 0, (name, sub.stderr[-2000:])
-        assert "usage:" in sub.stdout + sub.stderr, name
     unknown = _run(["trian"], program=T2S, cwd=tmp_path)
     assert unknown.returncode != 0 and "unknown command 'trian'" in unknown.stderr
 
@@ -70,7 +97,7 @@ def test_console_command_runs_the_script_it_names(tmp_path):
     _assert_user_error(_run(["compare", str(tmp_path / "a"), str(tmp_path / "b")], program=T2S), "different questions")
 
 
-def test_every_option_has_help():
+def test_every_option_has_help(t2s_cli):
     """Each option a user can pass says what it does; `--no_X` switches say so in one line."""
     from t2s.runtime import dataclass_parser
 
@@ -93,13 +120,13 @@ def test_every_option_has_help():
             assert action.help and action.help.strip(), action.option_strings
             if any(o.startswith("--no_") for o in action.option_strings):
                 assert action.help.startswith("Turn --"), action.help
-    evaluate_help = _run(["t2s/evaluate_sql.py", "--help"]).stdout
+    evaluate_help = t2s_cli("evaluate", "--help").stdout
     assert "--output " not in evaluate_help and "--output_dir" in evaluate_help  # no option without a meaning
     assert "evaluate_sql.py compare outputs/eval/zero_shot" in evaluate_help  # the compare mode is documented
-    for script in ("t2s/ask.py", "t2s/export.py", "t2s/push.py"):
-        text = _run([script, "--help"]).stdout
+    for name in ("ask", "export", "push"):
+        text = t2s_cli(name, "--help").stdout
         options = [line for line in text.splitlines() if line.strip().startswith("--")]
-        assert options and all(len(line.split(None, 2)) >= 2 for line in options), (script, options)
+        assert options and all(len(line.split(None, 2)) >= 2 for line in options), (name, options)
     assert parse_args(["--db", "x.sqlite"]).max_new_tokens == 128
 
 
@@ -109,43 +136,43 @@ def _assert_user_error(out, message):
     assert message in " ".join(out.stderr.split()), out.stderr[-2000:]
 
 
-def test_recipe_typo_is_a_message_not_a_traceback(tmp_path):
+def test_recipe_typo_is_a_message_not_a_traceback(tmp_path, t2s_cli):
     recipe = tmp_path / "r.yaml"
     recipe.write_text((ROOT / "recipes" / "smollm2-135m" / "wikisql" / "sft_cpu.yaml").read_text() + "lora_alpah: 8\n")
-    _assert_user_error(_run(["t2s/sft.py", str(recipe)]), "unknown key 'lora_alpah' (did you mean 'lora_alpha'?)")
+    _assert_user_error(t2s_cli("sft", str(recipe)), "unknown key 'lora_alpah' (did you mean 'lora_alpha'?)")
 
 
-def test_gpu_recipe_on_cpu_is_a_message(tmp_path):
+def test_gpu_recipe_on_cpu_is_a_message(t2s_cli):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    _assert_user_error(_run(["t2s/sft.py", "recipes/mistral_lora.yaml"]), "needs a CUDA GPU")
+    _assert_user_error(t2s_cli("sft", "recipes/mistral_lora.yaml"), "needs a CUDA GPU")
 
 
-def test_data_errors_are_messages(tmp_path):
+def test_data_errors_are_messages(tmp_path, t2s_cli):
     (tmp_path / "dev.jsonl").write_text("{not json\n")
     (tmp_path / "dev.tables.jsonl").write_text("")
-    out = _run(["t2s/generate.py", "--dataset_name", str(tmp_path), "--output", str(tmp_path / "p.jsonl")])
+    out = t2s_cli("generate", "--dataset_name", str(tmp_path), "--output", str(tmp_path / "p.jsonl"))
     _assert_user_error(out, "dev.jsonl:1: malformed JSON")
-    out = _run(["t2s/evaluate_sql.py", "--dataset_name", "spider", "--table_split", "heldout"])
+    out = t2s_cli("evaluate", "--dataset_name", "spider", "--table_split", "heldout")
     _assert_user_error(out, "table_split does not apply to spider")
 
 
-def test_a_missing_adapter_is_a_message_before_anything_loads(tmp_path):
-    _assert_user_error(_run(["t2s/evaluate_sql.py", "--adapter", str(tmp_path / "no_such_dir")]), "no such adapter")
+def test_a_missing_adapter_is_a_message_before_anything_loads(tmp_path, t2s_cli):
+    _assert_user_error(t2s_cli("evaluate", "--adapter", str(tmp_path / "no_such_dir")), "no such adapter")
     (tmp_path / "not_an_adapter").mkdir()
-    _assert_user_error(_run(["t2s/evaluate_sql.py", "--adapter", str(tmp_path / "not_an_adapter")]), "adapter_config")
+    _assert_user_error(t2s_cli("evaluate", "--adapter", str(tmp_path / "not_an_adapter")), "adapter_config")
 
 
-def test_compare_of_runs_on_other_questions_is_a_message(tmp_path):
+def test_compare_of_runs_on_other_questions_is_a_message(tmp_path, t2s_cli):
     for name, ids in (("a", ["q1", "q2"]), ("b", ["q1", "q3"])):
         run = tmp_path / name
         run.mkdir()
         lines = [json.dumps({"example_id": i, "outcome": "correct"}) for i in ids]
         (run / "predictions.jsonl").write_text("\n".join(lines) + "\n")
         (run / "metrics.json").write_text(json.dumps({"protocol": "p", "execution_accuracy": 1.0, "decoding": "g"}))
-    out = _run(["t2s/evaluate_sql.py", "compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    out = t2s_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"))
     _assert_user_error(out, "scored different questions")
 
 
