@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from t2s.decoding.voting import result_key, vote
+from t2s.decoding.voting import result_key, vote, votes_by_size
 
 from .conftest import ROOT
 
@@ -36,6 +36,14 @@ def test_the_largest_group_wins_and_failures_never_do():
     assert vote(tie, SHOP)[0] == LYON  # equal groups: the greedy query's
 
 
+def test_one_run_gives_every_smaller_vote():
+    candidates = [LYON, MADRID, "SELECT nme FROM customers", MADRID, "SELECT nme FROM customers"]
+    by_size = votes_by_size(candidates, SHOP, [1, 2, 4, 5])
+    assert by_size == {1: LYON, 2: LYON, 4: MADRID, 5: MADRID}  # a tie keeps greedy; two runners beat one
+    for k in (1, 2, 3, 4, 5):
+        assert votes_by_size(candidates, SHOP, [k])[k] == vote(candidates[:k], SHOP)[0]
+
+
 def test_self_consistency_through_predict_with_a_seeded_tiny_model(tmp_path):
     import torch
 
@@ -61,6 +69,7 @@ def test_self_consistency_through_predict_with_a_seeded_tiny_model(tmp_path):
     for record, example in zip(records, ds):
         candidates = [*record["samples"]]
         assert record["vote"]["num_candidates"] == 4 and len(candidates) == 3
+        assert record["prediction"] in [record["voted_with"], *candidates]  # what voted is kept, for bench_voting
         conn, _ = connect_example(example)
         runs = [execute(conn, sql).status == "ok" for sql in candidates]
         if any(runs):
@@ -74,3 +83,34 @@ def test_bad_self_consistency_options_are_refused(options, message, tmp_path):
 
     with pytest.raises(ValueError, match=message):
         DecodingArguments(dataset_name="spider", **options)
+
+
+def test_the_voting_curve_scores_each_vote_size_from_one_run(tmp_path):
+    """bench/bench_voting.py: a wrong first answer outvoted by two gold samples once the vote has three candidates."""
+    import json
+
+    from bench.bench_voting import main
+
+    from .spider_fixture import build_spider_layout
+
+    spider = build_spider_layout(tmp_path / "spider")
+    questions = json.loads((spider / "dev.json").read_text())
+    run = tmp_path / "run"
+    run.mkdir()
+    records = []
+    wrong = "SELECT 'no answer like this'"  # runs everywhere, matches no gold result
+    for i, q in enumerate(questions):
+        first, samples = (
+            (wrong, [q["query"], q["query"], wrong]) if i < 3 else (q["query"], [q["query"], wrong, q["query"]])
+        )
+        records.append({"example_id": f"dev[{i}]", "voted_with": first, "samples": samples})
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "metrics.json").write_text(json.dumps({"protocol": "p", "decoding": "greedy + 3 samples"}))
+    result = main([str(run), "--sizes", "1", "2", "3", "4", "--dataset_name", str(spider), "--split", "dev"])
+    n = len(questions)
+    rows = {row["num_candidates"]: row for row in result["sizes"]}
+    assert rows[1]["correct"] == rows[2]["correct"] == n - 3  # 1 against 1: a tie keeps the first answer's group
+    assert rows[3]["correct"] == n and rows[3]["vs_1"] == {"fixed": 3, "broken": 0, "mcnemar_p": 0.25}
+    assert rows[4]["correct"] == n - 3  # 2 against 2 again
+    assert rows[4]["vs_1"] == {"fixed": 0, "broken": 0, "mcnemar_p": 1.0}
+    assert all(row["by_hardness"] for row in result["sizes"]) and result["questions"] == n

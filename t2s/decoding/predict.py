@@ -143,6 +143,7 @@ def self_consistency(
     )
     for record, example, drawn in zip(records, examples, samples):
         chosen, info = vote([record["prediction"], *drawn], example)
+        record["voted_with"] = record["prediction"]  # greedy, or what execution-guided decoding chose
         record["prediction"], record["vote"] = chosen, info
         record["samples"] = list(drawn)
 

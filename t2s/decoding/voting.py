@@ -29,20 +29,25 @@ def result_key(rows: Sequence[Sequence[Any]]) -> tuple:
     return tuple(sorted(tuple(sorted(value(v) for v in row)) for row in rows))
 
 
-def vote(candidates: Sequence[str], example) -> tuple[str, dict[str, Any]]:
-    """The chosen query and what the vote saw (group sizes, failures) for `candidates[0]` = greedy."""
+def _result_keys(candidates: Sequence[str], example) -> list[tuple | None]:
+    """Each candidate's result key, None where it failed; a query text repeated among the candidates runs once."""
     conn, semantics = connect_example(example)
+    keys: dict[str, tuple | None] = {}
+    for sql in candidates:
+        if sql not in keys:
+            result = execute(conn, sql, rewrite_double_quotes=semantics == "wikisql")
+            keys[sql] = result_key(result.rows or []) if result.status == "ok" else None
+    return [keys[sql] for sql in candidates]
+
+
+def _choose(candidates: Sequence[str], keys: Sequence[tuple | None]) -> tuple[str, dict[str, Any]]:
     groups: dict[tuple, list[int]] = {}
-    failed = 0
-    for i, sql in enumerate(candidates):
-        result = execute(conn, sql, rewrite_double_quotes=semantics == "wikisql")
-        if result.status != "ok":
-            failed += 1
-            continue
-        groups.setdefault(result_key(result.rows or []), []).append(i)
+    for i, key in enumerate(keys):
+        if key is not None:
+            groups.setdefault(key, []).append(i)
     info = {
         "num_candidates": len(candidates),
-        "failed": failed,
+        "failed": sum(key is None for key in keys),
         "groups": sorted(map(len, groups.values()), reverse=True),
     }
     if not groups:
@@ -56,3 +61,18 @@ def vote(candidates: Sequence[str], example) -> tuple[str, dict[str, Any]]:
     info["choice"] = "greedy" if chosen == candidates[0] else "sample"
     info["votes"] = len(best)
     return chosen, info
+
+
+def vote(candidates: Sequence[str], example) -> tuple[str, dict[str, Any]]:
+    """The chosen query and what the vote saw (group sizes, failures) for `candidates[0]` = greedy."""
+    return _choose(candidates, _result_keys(candidates, example))
+
+
+def votes_by_size(candidates: Sequence[str], example, sizes: Sequence[int]) -> dict[int, str]:
+    """What a vote among the first k candidates chooses, for each k in `sizes` (each query runs once).
+
+    Samples are independent draws, so the first k − 1 samples of a run with more are a k-candidate vote's samples:
+    one run with N candidates gives the accuracy of every smaller vote (bench/bench_voting.py).
+    """
+    keys = _result_keys(candidates, example)
+    return {k: _choose(candidates[:k], keys[:k])[0] for k in sizes}

@@ -113,6 +113,20 @@ def prompt_differences(args: EvaluateArguments) -> list[str]:
     ]
 
 
+def score_predictions(dataset, predictions: list[str], args: EvaluateArguments) -> dict:
+    """The execution-accuracy metric's result for `predictions` in dataset order, with per-question details."""
+    sqlite = is_sqlite_dataset(dataset)
+    database = {"databases": list(dataset["db_path"])} if sqlite else {"tables": list(dataset["table"])}
+    return load_metric().compute(
+        predictions=predictions,
+        references=list(dataset["gold_sql"]),
+        timeout=args.timeout,
+        keep_distinct=args.keep_distinct,
+        return_details=True,
+        **database,
+    )
+
+
 def evaluate_run(args: EvaluateArguments) -> dict:
     out = Path(args.output_dir)
     differences = prompt_differences(args)
@@ -137,15 +151,7 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         predictions = [r["prediction"] for r in records]
 
     sqlite = is_sqlite_dataset(dataset)
-    database = {"databases": list(dataset["db_path"])} if sqlite else {"tables": list(dataset["table"])}
-    result = load_metric().compute(
-        predictions=predictions,
-        references=list(dataset["gold_sql"]),
-        timeout=args.timeout,
-        keep_distinct=args.keep_distinct,
-        return_details=True,
-        **database,
-    )
+    result = score_predictions(dataset, predictions, args)
     details = result.pop("details")
     for record, detail in zip(records, details):
         record["outcome"], record["error"] = detail["outcome"], detail["error"]
