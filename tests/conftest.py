@@ -1,4 +1,6 @@
 import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,17 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "wikisql"
 SHARED_WIKISQL = Path(os.environ.get("T2S_WIKISQL_DIR", ROOT.parent / "shared" / "wikisql"))
 SHARED_SPIDER = Path(os.environ.get("T2S_SPIDER_DIR", ROOT.parent / "shared" / "spider"))
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+def pytest_sessionstart(session):
+    """A terminated run (a CI time-out, `kill`) ends as Ctrl-C does: pytest still tears down its session fixtures, so
+    the PostgreSQL and MariaDB servers they started (tests/servers.py) stop and their folders go."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
 
 
 def _shared(path: Path, marker: str, name: str, env: str) -> Path:
