@@ -1,8 +1,10 @@
 """Real PostgreSQL and MariaDB servers for the engine tests, started from the binaries `make install` installs
 (Debian's `postgresql` and `mariadb-server`, scripts/install_system_packages.sh), each in a temporary folder on a free
-loopback port, and stopped at the end of the session, also when the run is terminated (tests/conftest.py). MariaDB runs with `lower_case_table_names=1` (table names
-compared in lower case, as on Windows and macOS servers), so SQLite queries' table names find their copies. No mocks: if a server cannot start, the tests that need it
-fail with the reason (deselect them with `-m "not servers"` on a machine without the packages)."""
+loopback port, and stopped at the end of the session, also when the run is terminated (tests/conftest.py). MariaDB
+runs with `lower_case_table_names=1` (table names compared in lower case, as on Windows and macOS servers), so SQLite
+queries' table names find their copies. No mocks: if a server cannot start, the tests that need it fail with the
+reason (deselect them with `-m "not servers and not slow"` on a machine without the packages; a `-m` replaces
+setup.cfg's default `-m "not slow"`)."""
 
 from __future__ import annotations
 
