@@ -49,7 +49,7 @@ def voting_curve(
         first = [r["voted_with"] for r in records]
     chosen = {k: [] for k in sizes}
     for example, record, answer in zip(dataset, records, first):
-        for k, sql in votes_by_size([answer, *record["samples"]], example, sizes).items():
+        for k, sql in votes_by_size([answer, *record["samples"]], example, sizes, args.vote_rows_first).items():
             chosen[k].append(sql)
     hardness = list(dataset["hardness"]) if "hardness" in dataset.column_names else None
     correct, rows = {}, []
@@ -64,7 +64,8 @@ def voting_curve(
             "num_candidates": k,
             "execution_accuracy": result["execution_accuracy"],
             "correct": sum(correct[k]),
-            "execution_errors": sum(d["outcome"] == "execution_error" for d in details),
+            "execution_accuracy_nonempty_gold": result["execution_accuracy_nonempty_gold"],
+            "outcomes": result["outcomes"],
             f"vs_{sizes[0]}": {"fixed": fixed, "broken": broken, "mcnemar_p": mcnemar_exact(fixed, broken)},
         }
         if hardness:
@@ -97,8 +98,10 @@ def main(argv=None) -> dict:
     dataset = args.load_questions()
     first = align_predictions(dataset, read_jsonl(own.first), own.first) if own.first else None
     result = voting_curve(own.run, dataset, args, sorted(set(own.sizes)), first)
+    result["first_answers"] = own.first or f"{own.run}/predictions.jsonl (voted_with)"
     table = Table(title=f"{result['protocol']}\nvotes from {own.run} ({result['decoding_of_run']})")
-    for column in ("candidates", "execution accuracy", f"vs {result['sizes'][0]['num_candidates']}", "exec errors"):
+    first = result["sizes"][0]["num_candidates"]
+    for column in ("candidates", "execution accuracy", f"vs {first}", "fail to run (error, time-out, rejected)"):
         table.add_column(column)
     for row in result["sizes"]:
         paired = next(v for key, v in row.items() if key.startswith("vs_"))
@@ -106,7 +109,7 @@ def main(argv=None) -> dict:
             str(row["num_candidates"]),
             f"{row['execution_accuracy']:.1%} ({row['correct']}/{result['questions']})",
             f"{paired['fixed']} fixed / {paired['broken']} broken, p = {paired['mcnemar_p']:.2g}",
-            str(row["execution_errors"]),
+            str(row["outcomes"]["exec_error"] + row["outcomes"]["timeout"] + row["outcomes"]["rejected"]),
         )
     Console().print(table)
     if own.output:

@@ -36,6 +36,16 @@ def test_the_largest_group_wins_and_failures_never_do():
     assert vote(tie, SHOP)[0] == LYON  # equal groups: the greedy query's
 
 
+def test_a_result_with_rows_wins_over_an_empty_majority():
+    nobody = "SELECT name FROM customers WHERE city = 'Atlantis'"
+    candidates = [nobody, "SELECT name FROM customers WHERE city = 'Nowhere'", MADRID]
+    chosen, info = vote(candidates, SHOP)
+    assert chosen == MADRID and info["empty_set_aside"] == 2 and info["choice"] == "sample"
+    assert vote(candidates, SHOP, rows_first=False)[0] == nobody  # the old rule: two empty results outvote one
+    assert vote([nobody, "SELECT nme FROM customers"], SHOP)[0] == nobody  # empty still beats a failure
+    assert votes_by_size(candidates, SHOP, [1, 2, 3]) == {1: nobody, 2: nobody, 3: MADRID}
+
+
 def test_one_run_gives_every_smaller_vote():
     candidates = [LYON, MADRID, "SELECT nme FROM customers", MADRID, "SELECT nme FROM customers"]
     by_size = votes_by_size(candidates, SHOP, [1, 2, 4, 5])
@@ -114,3 +124,4 @@ def test_the_voting_curve_scores_each_vote_size_from_one_run(tmp_path):
     assert rows[4]["correct"] == n - 3  # 2 against 2 again
     assert rows[4]["vs_1"] == {"fixed": 0, "broken": 0, "mcnemar_p": 1.0}
     assert all(row["by_hardness"] for row in result["sizes"]) and result["questions"] == n
+    assert rows[3]["outcomes"]["correct"] == n and rows[1]["outcomes"]["wrong_result"] == 3

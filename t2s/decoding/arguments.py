@@ -62,6 +62,14 @@ class DecodingArguments(DatasetArguments):
         },
     )
     sample_temperature: float = field(default=0.7, metadata={"help": "Temperature of the self-consistency samples."})
+    vote_rows_first: bool = field(
+        default=True,
+        metadata={
+            "help": "Self-consistency: a query that returns rows wins over one that returns none (as execution-guided "
+            "decoding prefers), then the largest group wins; --no_vote_rows_first counts an empty result as one "
+            "more group (the rule before 2026-11-29; docs/results.md)."
+        },
+    )
     constrained_decoding: bool = field(
         default=False,
         metadata={
@@ -135,7 +143,8 @@ class DecodingArguments(DatasetArguments):
         if self.num_samples > 1:
             base += (
                 f" + self-consistency ({self.num_samples} candidates: that answer and {self.num_samples - 1} samples "
-                f"at temperature {self.sample_temperature:g}, majority by execution result)"
+                f"at temperature {self.sample_temperature:g}, majority by execution result"
+                f"{', rows before empty results' if self.vote_rows_first else ''})"
             )
         return base
 

@@ -89,6 +89,7 @@ def predict(
     scoped: bool = False,
     num_samples: int = 1,
     sample_temperature: float = 0.7,
+    vote_rows_first: bool = True,
 ):
     """One record per example: question, db_id, prompt, prediction, gold_sql (see `prediction_record`).
 
@@ -101,7 +102,7 @@ def predict(
     greedy predictions generated earlier (same order as `dataset`).
 
     `num_samples` > 1 adds self-consistency (`t2s.decoding.voting`): the answer so far and `num_samples - 1` samples
-    at `sample_temperature` vote by execution result.
+    at `sample_temperature` vote by execution result (`vote_rows_first`: see `t2s.decoding.voting.vote`).
     """
     prompts = list(dataset["prompt"])
     examples = list(dataset)
@@ -119,13 +120,34 @@ def predict(
         )
     if num_samples > 1:
         self_consistency(
-            model, tokenizer, records, examples, prompts, settings, num_samples, sample_temperature, grammars, scopes
+            model,
+            tokenizer,
+            records,
+            examples,
+            prompts,
+            settings,
+            num_samples,
+            sample_temperature,
+            grammars,
+            scopes,
+            rows_first=vote_rows_first,
         )
     return records
 
 
 def self_consistency(
-    model, tokenizer, records, examples, prompts, settings, num_samples, temperature, grammars, scopes=None
+    model,
+    tokenizer,
+    records,
+    examples,
+    prompts,
+    settings,
+    num_samples,
+    temperature,
+    grammars,
+    scopes=None,
+    *,
+    rows_first: bool = True,
 ):
     """Each record's prediction and `num_samples - 1` samples vote by execution result (in place)."""
     from t2s.decoding.voting import vote
@@ -142,7 +164,7 @@ def self_consistency(
         model, tokenizer, prompts, sample_settings, f"Sampling {num_samples - 1} more per question", grammars, scopes
     )
     for record, example, drawn in zip(records, examples, samples):
-        chosen, info = vote([record["prediction"], *drawn], example)
+        chosen, info = vote([record["prediction"], *drawn], example, rows_first=rows_first)
         record["voted_with"] = record["prediction"]  # greedy, or what execution-guided decoding chose
         record["prediction"], record["vote"] = chosen, info
         record["samples"] = list(drawn)
@@ -200,5 +222,6 @@ def run_predictions(args, dataset=None, greedy: list[str] | None = None):
         scoped=args.scoped_columns,
         num_samples=args.num_samples,
         sample_temperature=args.sample_temperature,
+        vote_rows_first=args.vote_rows_first,
     )
     return dataset, records, time.perf_counter() - start

@@ -6,7 +6,10 @@ question's prompt. Each runs in the sandbox, as the metric would run it; candida
 rows (the column order and the row order ignored, numbers by value) form one group. The answer is the largest group's
 most frequent query (the greedy one first on a tie), and a group's size breaks ties in favour of the greedy query's
 group. A query that fails, times out or is rejected never wins over one that runs; if none runs, the greedy query is
-kept. Composes with constrained decoding (the samples are drawn under the same grammar).
+kept. Likewise, by default, a query that returns no rows never wins over one that returns rows (the rule
+execution-guided decoding applies): a small model's wrong queries often agree on an empty result, and counting that
+agreement as a majority made voting lose to greedy on WikiSQL (docs/results.md). Composes with constrained decoding
+(the samples are drawn under the same grammar) and with execution-guided decoding (its answer is the first candidate).
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ def _result_keys(candidates: Sequence[str], example) -> list[tuple | None]:
     return [keys[sql] for sql in candidates]
 
 
-def _choose(candidates: Sequence[str], keys: Sequence[tuple | None]) -> tuple[str, dict[str, Any]]:
+def _choose(
+    candidates: Sequence[str], keys: Sequence[tuple | None], rows_first: bool = True
+) -> tuple[str, dict[str, Any]]:
     groups: dict[tuple, list[int]] = {}
     for i, key in enumerate(keys):
         if key is not None:
@@ -50,6 +55,8 @@ def _choose(candidates: Sequence[str], keys: Sequence[tuple | None]) -> tuple[st
         "failed": sum(key is None for key in keys),
         "groups": sorted(map(len, groups.values()), reverse=True),
     }
+    if rows_first and len(groups) > 1 and () in groups:
+        info["empty_set_aside"] = len(groups.pop(()))  # an empty result only answers when nothing returns rows
     if not groups:
         info["choice"] = "greedy (no candidate ran)"
         return candidates[0], info
@@ -63,16 +70,20 @@ def _choose(candidates: Sequence[str], keys: Sequence[tuple | None]) -> tuple[st
     return chosen, info
 
 
-def vote(candidates: Sequence[str], example) -> tuple[str, dict[str, Any]]:
-    """The chosen query and what the vote saw (group sizes, failures) for `candidates[0]` = greedy."""
-    return _choose(candidates, _result_keys(candidates, example))
+def vote(candidates: Sequence[str], example, rows_first: bool = True) -> tuple[str, dict[str, Any]]:
+    """The chosen query and what the vote saw (group sizes, failures) for `candidates[0]` = greedy.
+
+    `rows_first`: queries that return no rows vote only when no candidate returns any, as execution-guided decoding
+    treats an empty result; otherwise the empty result is one more group.
+    """
+    return _choose(candidates, _result_keys(candidates, example), rows_first)
 
 
-def votes_by_size(candidates: Sequence[str], example, sizes: Sequence[int]) -> dict[int, str]:
+def votes_by_size(candidates: Sequence[str], example, sizes: Sequence[int], rows_first: bool = True) -> dict[int, str]:
     """What a vote among the first k candidates chooses, for each k in `sizes` (each query runs once).
 
     Samples are independent draws, so the first k − 1 samples of a run with more are a k-candidate vote's samples:
     one run with N candidates gives the accuracy of every smaller vote (bench/bench_voting.py).
     """
     keys = _result_keys(candidates, example)
-    return {k: _choose(candidates[:k], keys[:k])[0] for k in sizes}
+    return {k: _choose(candidates[:k], keys[:k], rows_first)[0] for k in sizes}
