@@ -120,34 +120,14 @@ def predict(
         )
     if num_samples > 1:
         self_consistency(
-            model,
-            tokenizer,
-            records,
-            examples,
-            prompts,
-            settings,
-            num_samples,
-            sample_temperature,
-            grammars,
-            scopes,
-            rows_first=vote_rows_first,
-        )
+            model, tokenizer, records, examples, prompts, settings, grammars, scopes,
+            num_samples=num_samples, temperature=sample_temperature, rows_first=vote_rows_first,
+        )  # fmt: skip
     return records
 
 
 def self_consistency(
-    model,
-    tokenizer,
-    records,
-    examples,
-    prompts,
-    settings,
-    num_samples,
-    temperature,
-    grammars,
-    scopes=None,
-    *,
-    rows_first: bool = True,
+    model, tokenizer, records, examples, prompts, settings, grammars, scopes, *, num_samples, temperature, rows_first
 ):
     """Each record's prediction and `num_samples - 1` samples vote by execution result (in place)."""
     from t2s.decoding.voting import vote
