@@ -28,7 +28,7 @@ from rich.table import Table  # noqa: E402
 from t2s.data.common import read_jsonl  # noqa: E402
 from t2s.decoding.voting import votes_by_size  # noqa: E402
 from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
-from t2s.evaluation.runner import EvaluateArguments, align_predictions, score_predictions  # noqa: E402
+from t2s.evaluation.runner import EvaluateArguments, align_predictions, breakdowns, score_predictions  # noqa: E402
 
 
 def voting_curve(
@@ -47,11 +47,11 @@ def voting_curve(
         if any("voted_with" not in r for r in records):
             raise UserError(f"{run}'s records do not say what the samples voted with: pass --first PREDICTIONS")
         first = [r["voted_with"] for r in records]
+    examples = list(dataset)
     chosen = {k: [] for k in sizes}
-    for example, record, answer in zip(dataset, records, first):
+    for example, record, answer in zip(examples, records, first):
         for k, sql in votes_by_size([answer, *record["samples"]], example, sizes, args.vote_rows_first).items():
             chosen[k].append(sql)
-    hardness = list(dataset["hardness"]) if "hardness" in dataset.column_names else None
     correct, rows = {}, []
     for k in sizes:
         result = score_predictions(dataset, chosen[k], args)
@@ -68,13 +68,7 @@ def voting_curve(
             "outcomes": result["outcomes"],
             f"vs_{sizes[0]}": {"fixed": fixed, "broken": broken, "mcnemar_p": mcnemar_exact(fixed, broken)},
         }
-        if hardness:
-            row["by_hardness"] = {
-                level: round(sum(c for c, h in zip(correct[k], hardness) if h == level) / hardness.count(level), 4)
-                for level in ("easy", "medium", "hard", "extra")
-                if level in hardness
-            }
-        rows.append(row)
+        rows.append({**row, **breakdowns(examples, details)})  # by hardness on Spider, as evaluate reports it
     metrics = json.loads((run / "metrics.json").read_text())
     return {
         "run": str(run),
@@ -100,11 +94,11 @@ def main(argv=None) -> dict:
     result = voting_curve(own.run, dataset, args, sorted(set(own.sizes)), first)
     result["first_answers"] = own.first or f"{own.run}/predictions.jsonl (voted_with)"
     table = Table(title=f"{result['protocol']}\nvotes from {own.run} ({result['decoding_of_run']})")
-    first = result["sizes"][0]["num_candidates"]
-    for column in ("candidates", "execution accuracy", f"vs {first}", "fail to run (error, time-out, rejected)"):
+    base = result["sizes"][0]["num_candidates"]
+    for column in ("candidates", "execution accuracy", f"vs {base}", "fail to run (error, time-out, rejected)"):
         table.add_column(column)
     for row in result["sizes"]:
-        paired = next(v for key, v in row.items() if key.startswith("vs_"))
+        paired = row[f"vs_{base}"]
         table.add_row(
             str(row["num_candidates"]),
             f"{row['execution_accuracy']:.1%} ({row['correct']}/{result['questions']})",
