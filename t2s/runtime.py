@@ -138,6 +138,27 @@ def allocator() -> str:
     return platform.libc_ver()[0] or "system"
 
 
+def _status_bytes(field: str) -> int | None:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def resident_memory() -> int | None:
+    """Bytes this process holds in memory now (VmRSS); None off Linux."""
+    return _status_bytes("VmRSS")
+
+
+def peak_rss() -> int | None:
+    """Bytes of this process's highest resident memory so far (VmHWM, what `getrusage` reports); None off Linux."""
+    return _status_bytes("VmHWM")
+
+
 def apply_from_environment() -> bool:
     """`T2S_MALLOC=mmap`: pin the threshold for this process (t2s/__init__ calls this at import)."""
     return os.environ.get("T2S_MALLOC") == "mmap" and fix_mmap_threshold()

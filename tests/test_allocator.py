@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,32 @@ def test_with_jemalloc_refuses_a_library_that_is_not_there_and_says_what_to_do(t
     )
     assert out.returncode == 2 and out.stdout == ""  # the command did not run
     assert f"T2S_JEMALLOC={missing} is not a file" in out.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmRSS and VmHWM are Linux's")
+def test_peak_memory_names_the_step_that_reached_it():
+    """A one-step spike (what a sampler every few seconds misses) is the run's peak, named by its step; the callback
+    only reads the kernel's figures, so what `/usr/bin/time -v` reports stays the process's whole peak."""
+    from t2s.runtime import peak_rss, resident_memory
+
+    from transformers import TrainerControl, TrainerState
+
+    from t2s.training.callbacks import PeakMemoryCallback
+
+    callback, state, control = PeakMemoryCallback(), TrainerState(), TrainerControl()
+    callback.on_train_begin(None, state, control)
+    spike_mib = (peak_rss() - resident_memory()) // 2**20 + 300  # past anything this process held before
+    for step, mib in ((1, 0), (2, spike_mib), (3, 0)):
+        spike = bytearray(mib * 2**20)  # zero-filled: every page is touched
+        del spike
+        state.global_step = step
+        callback.on_step_end(None, state, control)
+        state.log_history.append({"loss": 1.0, "step": step})
+        callback.on_log(None, state, control, logs={"loss": 1.0})
+    assert callback.highest["step"] == 2 and callback.highest["during"] == "training step"
+    first, second, third = state.log_history
+    assert second["peak_memory_gib"] - first["peak_memory_gib"] > 0.25  # GiB: the spike raised the peak
+    assert third["peak_memory_gib"] == second["peak_memory_gib"]  # and it stays the process's peak
+    assert third["memory_gib"] < second["peak_memory_gib"] - 0.25  # while what it holds fell back
+    assert callback.highest["gib"] == round(second["peak_memory_gib"], 2)
+    assert 0 < callback.highest["at_start_gib"] < callback.highest["gib"]

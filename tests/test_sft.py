@@ -104,6 +104,14 @@ def test_run_logs_samples_and_execution_accuracy(trained):
     from t2s.runtime import allocator
 
     assert run["allocator"] == allocator()  # the malloc this process runs on, as the run's speed depends on it
+    # the highest resident memory, which step or evaluation reached it, what was held at the start: a torch process
+    # holds well over 100 MB
+    peak = run["peak_memory"]
+    assert peak["during"] in ("training step", "evaluation") and 1 <= peak["step"] <= 3
+    assert 0.1 < peak["at_start_gib"] <= peak["gib"]
+    losses = [entry for entry in run["loss_history"] if "loss" in entry]
+    assert len(losses) == 3 and all(0.1 < entry["memory_gib"] <= entry["peak_memory_gib"] for entry in losses)
+    assert max(entry["peak_memory_gib"] for entry in losses) <= peak["gib"] + 0.01
     card = (out / "README.md").read_text()
     assert "library_name: peft" in card and "LoRA r=4" in card
 

@@ -8,7 +8,7 @@ slice's execution accuracy through the trainer's loggers as `eval_execution_accu
 
 from __future__ import annotations
 
-from t2s.runtime import release_free_memory
+from t2s.runtime import peak_rss, release_free_memory, resident_memory
 
 import json
 from pathlib import Path
@@ -85,3 +85,57 @@ class ReleaseMemoryCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         release_free_memory()
+
+
+GIB = 1024**3
+
+
+class PeakMemoryCallback(TrainerCallback):
+    """Say how much resident memory a run held, and which step, evaluation or save took it to its highest.
+
+    A long CPU run's peak is one step's working set or one evaluation, seconds long, which a sampler every few seconds
+    misses (docs/results.md, "Full recipes"). The kernel keeps the process's highest resident memory itself (VmHWM);
+    reading it after every step, evaluation and save tells which one raised it. The callback only reads, so
+    `/usr/bin/time -v` and `getrusage` still see the same peak. Each logged loss line in the trainer's history gets
+    `memory_gib` (held now) and `peak_memory_gib` (highest so far); `highest` keeps the run's peak, where it happened,
+    and what the process held when training began (model, data), for the run record. Off Linux it measures nothing
+    and `highest` stays None.
+    """
+
+    def __init__(self) -> None:
+        self.at_start: int | None = None
+        self.highest: dict | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.at_start = resident_memory()
+
+    def _note(self, during: str, step: int) -> None:
+        value = peak_rss()
+        if value is None or (self.highest is not None and value <= self.highest["bytes"]):
+            return
+        self.highest = {"bytes": value, "gib": round(value / GIB, 2), "during": during, "step": step}
+        if self.at_start is not None:
+            self.highest["at_start_gib"] = round(self.at_start / GIB, 2)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._note("training step", state.global_step)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._note("evaluation", state.global_step)
+
+    def on_save(self, args, state, control, **kwargs):
+        self._note("checkpoint save", state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # The trainer appended a copy of `logs` to its history before callbacks run: the figures go on that entry.
+        now, peak = resident_memory(), peak_rss()
+        if now is not None and peak is not None and state.log_history and "loss" in state.log_history[-1]:
+            state.log_history[-1].update(memory_gib=round(now / GIB, 3), peak_memory_gib=round(peak / GIB, 3))
+
+
+def run_peak_memory(trainer) -> dict | None:
+    """The highest resident memory a `PeakMemoryCallback` on this trainer saw, and during what (None without one)."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, PeakMemoryCallback) and callback.highest is not None:
+            return {k: v for k, v in callback.highest.items() if k != "bytes"}
+    return None

@@ -19,7 +19,7 @@ from t2s.decoding.models import adapter_base, has_tokenizer
 from t2s.decoding.settings import GenerationSettings
 from t2s.publish.hub import check_hub_access, push_folder
 from t2s.training.arguments import GRPOArguments
-from t2s.training.callbacks import ReleaseMemoryCallback
+from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.prompt_filter import keep_informative
 from t2s.training.report import finish_run, report_grpo_setup
@@ -106,9 +106,8 @@ def train_grpo(
         train_dataset=train,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[ReleaseMemoryCallback(script_args.release_memory_steps)]
-        if script_args.release_memory_steps
-        else None,
+        callbacks=[PeakMemoryCallback()]
+        + ([ReleaseMemoryCallback(script_args.release_memory_steps)] if script_args.release_memory_steps else []),
     )
     report_grpo_setup(trainer, train, model_args, script_args, quantization_config)
 

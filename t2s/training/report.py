@@ -22,10 +22,13 @@ from rich.table import Table
 from t2s.data.sources import dataset_kind, dataset_reference
 from t2s.decoding.embedded import EMBEDDED_MODELS, is_embedded
 from t2s.publish.card import save_run, write_model_card
+from t2s.training.callbacks import run_peak_memory
 
 console = Console()
 HISTORY_KEYS = (
     "loss",
+    "memory_gib",
+    "peak_memory_gib",
     "eval_loss",
     "eval_execution_accuracy",
     "reward",
@@ -195,6 +198,7 @@ def finish_run(
         else "full fine-tuning"
     )
     embedded_key = model_args.model_name_or_path.split(":", 1)[-1]
+    peak = run_peak_memory(trainer)
     run = {
         "stage": stage,
         "base_model": model_args.model_name_or_path,
@@ -218,6 +222,7 @@ def finish_run(
         "resumed_from": resumed_from,
         "epochs": round(trainer.state.epoch or 0, 3),
         "training_time_s": round(elapsed, 1),  # of this process: a resumed run counts from its checkpoint
+        "peak_memory": peak,  # resident, of this process (Linux): a resumed run's starts at its checkpoint
         "hardware": _hardware(trainer),
         "eval_loss": round(metrics["eval_loss"], 4) if "eval_loss" in metrics else None,
         "loss_history": [
@@ -234,6 +239,7 @@ def finish_run(
     console.print(
         f"[green]Saved the adapter, tokenizer, recipe and model card to {out}[/] "
         f"({elapsed / 60:.1f} min"
+        + (f", peak memory {peak['gib']} GiB ({peak['during']}, step {peak['step']})" if peak else "")
         + (f", final eval loss {run['eval_loss']})" if run["eval_loss"] is not None else ")")
     )
 

@@ -17,7 +17,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 from t2s.decoding.embedded import resolve_model_name
 from t2s.publish.hub import check_hub_access, push_folder
 from t2s.training.arguments import DataArguments
-from t2s.training.callbacks import ReleaseMemoryCallback, SQLSamplesCallback
+from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback, SQLSamplesCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.report import finish_run, report_setup
 from t2s.training.run_setup import (
@@ -69,7 +69,7 @@ def train_sft(
         num_exec=script_args.eval_execution_accuracy_samples,
         max_new_tokens=script_args.generation_max_new_tokens,
     )
-    callbacks = [samples]
+    callbacks = [samples, PeakMemoryCallback()]
     if script_args.release_memory_steps:
         callbacks.append(ReleaseMemoryCallback(script_args.release_memory_steps))
     if script_args.early_stopping_patience:
