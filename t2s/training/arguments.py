@@ -85,6 +85,14 @@ class DataArguments(DatasetArguments):
         },
     )
     generation_max_new_tokens: int = field(default=96, metadata={"help": "Token budget of generated SQL."})
+    activation_checkpointing_above_tokens: int = field(
+        default=0,
+        metadata={
+            "help": "Recompute the decoder layers' activations in the backward pass for training batches of more than "
+            "this many tokens (padding counted), and only those (0: never). Caps a run's peak memory, which its "
+            "longest batches set, for little time (docs/training.md, Memory)."
+        },
+    )
     release_memory_steps: int = field(
         default=0,
         metadata={
@@ -101,6 +109,11 @@ class DataArguments(DatasetArguments):
                 "in either release layout, or a Hub id such as 'Salesforce/wikisql' or 'xlangai/spider'"
             )
         super().__post_init__()
+        if self.activation_checkpointing_above_tokens < 0:
+            raise ValueError(
+                f"activation_checkpointing_above_tokens={self.activation_checkpointing_above_tokens} must be 0 (never) "
+                "or a number of tokens"
+            )
         if self.release_memory_steps < 0:
             raise ValueError(
                 f"release_memory_steps={self.release_memory_steps} must be 0 (never) or a number of steps"

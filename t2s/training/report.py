@@ -96,7 +96,7 @@ def _print_setup(title: str, rows: dict, quantization_config) -> None:
         )
 
 
-def report_setup(trainer, train, evals, model_args, quantization_config) -> None:
+def report_setup(trainer, train, evals, model_args, quantization_config, checkpoint_above: int = 0) -> None:
     if not trainer.accelerator.is_main_process:
         return
     lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
@@ -108,6 +108,9 @@ def report_setup(trainer, train, evals, model_args, quantization_config) -> None
         "eval": f"{len(evals):,} examples — {evals.info.description}",
         "tokens per example": f"mean {sum(lengths) / max(len(lengths), 1):.0f}, max {max(lengths, default=0)}",
         "padding": padding_label(trainer.args),
+        "activation checkpointing": "every batch"
+        if trainer.args.activation_checkpointing
+        else (f"batches over {checkpoint_above:,} tokens" if checkpoint_above else "off"),
         "effective batch": trainer.args.per_device_train_batch_size
         * trainer.args.gradient_accumulation_steps
         * trainer.accelerator.num_processes,

@@ -18,6 +18,7 @@ from t2s.decoding.embedded import resolve_model_name
 from t2s.publish.hub import check_hub_access, push_folder
 from t2s.training.arguments import DataArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback, SQLSamplesCallback
+from t2s.training.checkpointing import checkpoint_long_batches
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.report import finish_run, report_setup
 from t2s.training.run_setup import (
@@ -39,6 +40,11 @@ def train_sft(
         raise UserError(
             "early_stopping_patience needs load_best_model_at_end: true, metric_for_best_model: eval_loss and "
             "matching eval/save strategies in the recipe"
+        )
+    if script_args.activation_checkpointing_above_tokens and training_args.activation_checkpointing:
+        raise UserError(
+            "activation_checkpointing_above_tokens checkpoints the long batches only, but the recipe checkpoints every "
+            "batch (activation_checkpointing is true, TRL's default): set activation_checkpointing: false as well"
         )
     check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
     resume = resume_point(
@@ -84,7 +90,11 @@ def train_sft(
         callbacks=callbacks,
     )
     samples.trainer = trainer
-    report_setup(trainer, train, evals, model_args, quantization_config)
+    if script_args.activation_checkpointing_above_tokens:
+        checkpoint_long_batches(trainer.model, script_args.activation_checkpointing_above_tokens)
+    report_setup(
+        trainer, train, evals, model_args, quantization_config, script_args.activation_checkpointing_above_tokens
+    )
 
     check_continuation(trainer, resume)
     start = time.perf_counter()
