@@ -19,6 +19,7 @@ from t2s.publish.hub import check_hub_access, push_folder
 from t2s.training.arguments import DataArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback, SQLSamplesCallback
 from t2s.training.checkpointing import checkpoint_long_batches
+from t2s.training.lora_casts import skip_lora_input_casts_under_autocast
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.report import finish_run, report_setup
 from t2s.training.run_setup import (
@@ -90,6 +91,7 @@ def train_sft(
         callbacks=callbacks,
     )
     samples.trainer = trainer
+    skip_lora_input_casts_under_autocast(trainer.model)  # exact: autocast casts the LoRA inputs back anyway
     if script_args.activation_checkpointing_above_tokens:
         checkpoint_long_batches(trainer.model, script_args.activation_checkpointing_above_tokens)
     report_setup(
