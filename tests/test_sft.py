@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -114,6 +115,9 @@ def test_run_logs_samples_and_execution_accuracy(trained):
     assert max(entry["peak_memory_gib"] for entry in losses) <= peak["gib"] + 0.01
     card = (out / "README.md").read_text()
     assert "library_name: peft" in card and "LoRA r=4" in card
+    assert (
+        f"| peak memory | {peak['gib']} GiB resident, reached in a {peak['during']} at step {peak['step']} |" in card
+    )
 
 
 def _run_script(args, **kw):
@@ -278,7 +282,7 @@ def test_two_process_cpu_launch_shards_data_and_only_main_writes(tiny_model, tmp
         ]
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "× 2 process(es)" in result.stdout and "effective batch      │ 4" in result.stdout
+    assert "× 2 process(es)" in result.stdout and re.search(r"effective batch +│ 4 ", result.stdout)
     run = json.loads((out / "t2s_run.json").read_text())
     assert run["global_step"] == 2 and "2 process(es)" in run["hardware"]
     # one writer: each evaluation appended exactly one record

@@ -60,6 +60,13 @@ answers with one line of SQL; generate greedily and stop at the first newline:
 {{ gguf_note }}"""
 
 
+def _peak_memory(peak: dict | None) -> str | None:
+    """The run record's resident-memory peak, as the card shows it (a resumed run's covers its last process only)."""
+    if not peak:
+        return None
+    return f"{peak['gib']} GiB resident, reached in a {peak['during']} at step {peak['step']}"
+
+
 def record_scores(output_dir: str | Path, name: str, scores: dict[str, Any]) -> None:
     """Add (or replace) one named evaluation in the run record and re-render the model card."""
     run = load_run(output_dir)
@@ -141,6 +148,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         "precision": run.get("precision"),
         "steps / epochs": f"{run.get('global_step')} / {run.get('epochs')}",
         "training time": f"{run.get('training_time_s', 0) / 60:.1f} min on {run.get('hardware')}",
+        "peak memory": _peak_memory(run.get("peak_memory")),
         "final eval loss": run.get("eval_loss"),
         "continued from (SFT adapter)": run.get("sft_adapter") and f"`{_shown(run['sft_adapter'])}`",
         "reward": run.get("reward"),
