@@ -4,8 +4,8 @@ A CPU step's peak memory grows with the tokens of its batch: what autograd saves
 it (docs/benchmarks.md, "Activation memory of a LoRA step"). With length-grouped batches the longest batches are
 several times the median (the sampler puts the longest of all first, then the longest of each group of 50 batches),
 and a few of them set the whole run's peak. Checkpointing recomputes each decoder layer's forward pass during the
-backward pass instead of keeping its activations: on every batch that costs about a third more time, on the few
-long ones almost nothing over a run. The switch is transformers' own per-layer flag (`gradient_checkpointing` on
+backward pass instead of keeping its activations: on every batch that is one more forward pass per step, on the
+few long ones little over a run. The switch is transformers' own per-layer flag (`gradient_checkpointing` on
 each `GradientCheckpointingLayer`), set before each training forward pass by the batch's padded size. Gradients are
 the same either way (tests/test_checkpointing.py).
 """
