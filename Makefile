@@ -60,15 +60,14 @@ demo-constrained: install
 	bash scripts/demo_constrained.sh
 
 # The full CPU recipes (all WikiSQL training-table questions; all of Spider train), each about 1 to 2 hours on 2 cores,
-# under jemalloc (scripts/with_jemalloc.sh; docs/training.md). Interrupted, the same target resumes from the last
-# checkpoint.
+# under jemalloc (scripts/with_jemalloc.sh; docs/training.md), in one process: `t2s sft` trains in the process it
+# starts, without the 0.5 GiB `accelerate launch` parent a one-process CPU run does not need. Interrupted, the same
+# target resumes from the last checkpoint.
 full-wikisql: install
-	bash scripts/with_jemalloc.sh $(BIN)/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py \
-		recipes/smollm2-135m/wikisql/sft_full_cpu.yaml
+	bash scripts/with_jemalloc.sh $(BIN)/t2s sft recipes/smollm2-135m/wikisql/sft_full_cpu.yaml
 
 full-spider: install
-	bash scripts/with_jemalloc.sh $(BIN)/accelerate launch --config_file accelerate_configs/cpu.yaml t2s/sft.py \
-		recipes/smollm2-135m/spider/sft_full_cpu.yaml
+	bash scripts/with_jemalloc.sh $(BIN)/t2s sft recipes/smollm2-135m/spider/sft_full_cpu.yaml
 
 # Speed benchmarks; each writes its section of docs/benchmarks.md.
 bench: install
