@@ -1,7 +1,7 @@
 """The t2s part of a recipe: which data (WikiSQL, Spider), what the prompt shows, and what to watch while training.
 
-Training itself is configured by TRL's `SFTConfig`, the model and adapter by TRL's `ModelConfig`;
-a recipe YAML sets fields of all three (see `recipes/`).
+Training itself is configured by TRL's `SFTConfig`, the model and adapter by TRL's `ModelConfig` (with the one
+adapter field TRL lacks added by `ModelArguments`); a recipe YAML sets fields of all three (see `recipes/`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,27 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from trl import ModelConfig
+
 from t2s.data.arguments import DatasetArguments
+
+
+@dataclass
+class ModelArguments(ModelConfig):
+    """TRL's model and adapter fields, plus which decoder layers the LoRA adapter covers."""
+
+    lora_top_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA on the top N decoder layers only (PEFT's layers_to_transform; None: every layer). The "
+            "backward pass stops at the lowest adapted layer, so fewer layers train faster (docs/training.md)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lora_top_layers is not None and self.lora_top_layers < 1:
+            raise ValueError(f"lora_top_layers={self.lora_top_layers} must be a number of layers (1 or more) or unset")
 
 
 @dataclass

@@ -12,26 +12,31 @@ from t2s.runtime import UserError
 import time
 
 from transformers import AutoTokenizer, set_seed
-from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
+from trl import GRPOConfig, GRPOTrainer
 
 from t2s.decoding.embedded import resolve_model_name
 from t2s.decoding.models import adapter_base, has_tokenizer
 from t2s.decoding.settings import GenerationSettings
 from t2s.publish.hub import check_hub_access, push_folder
-from t2s.training.arguments import GRPOArguments
+from t2s.training.arguments import GRPOArguments, ModelArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.prompt_filter import keep_informative
 from t2s.training.report import finish_run, report_grpo_setup
 from t2s.training.rewards import ExecutionReward
-from t2s.training.run_setup import check_continuation, load_splits, model_init_kwargs, resume_point
+from t2s.training.run_setup import check_continuation, load_splits, model_init_kwargs, peft_config, resume_point
 
-DATACLASSES = (GRPOArguments, GRPOConfig, ModelConfig)
+DATACLASSES = (GRPOArguments, GRPOConfig, ModelArguments)
 
 
-def load_policy(model_args: ModelConfig, sft_adapter: str | None):
+def load_policy(model_args: ModelArguments, sft_adapter: str | None):
     """(model or model path, peft_config, model_init_kwargs, quantization_config, tokenizer source)."""
     if sft_adapter:
+        if getattr(model_args, "lora_top_layers", None) is not None:
+            raise UserError(
+                f"lora_top_layers shapes a new adapter, but the policy continues sft_adapter {sft_adapter}, whose "
+                "layers are fixed: remove lora_top_layers"
+            )
         base = adapter_base(sft_adapter)
         named = model_args.model_name_or_path
         if named and resolve_model_name(named) != resolve_model_name(base):
@@ -45,7 +50,7 @@ def load_policy(model_args: ModelConfig, sft_adapter: str | None):
     path = resolve_model_name(model_args.model_name_or_path)
     init, quantization_config = model_init_kwargs(model_args)
     if not sft_adapter:
-        return path, get_peft_config(model_args), init, quantization_config, path
+        return path, peft_config(model_args, path), init, quantization_config, path
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -56,7 +61,7 @@ def load_policy(model_args: ModelConfig, sft_adapter: str | None):
 
 
 def train_grpo(
-    script_args: GRPOArguments, training_args: GRPOConfig, model_args: ModelConfig, recipe: str | None = None
+    script_args: GRPOArguments, training_args: GRPOConfig, model_args: ModelArguments, recipe: str | None = None
 ):
     check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
     resume = resume_point(

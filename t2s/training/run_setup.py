@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from t2s.runtime import UserError
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -32,6 +33,35 @@ def model_init_kwargs(model_args) -> tuple[dict, object]:
         "device_map": {"": str(PartialState().device)} if quantization_config is not None else None,
     }
     return kwargs, quantization_config
+
+
+def peft_config(model_args, model_path: str):
+    """TRL's LoRA config for the recipe, covering only the top `lora_top_layers` decoder layers when it is set."""
+    from trl import get_peft_config
+
+    config = get_peft_config(model_args)
+    top = getattr(model_args, "lora_top_layers", None)
+    if config is None or top is None:
+        if top is not None:
+            raise UserError(
+                "lora_top_layers shapes a LoRA adapter, but use_peft is false: set use_peft: true or remove it"
+            )
+        return config
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(model_path)
+    layers = getattr(model_config.get_text_config(), "num_hidden_layers", None)
+    if layers is None:
+        raise UserError(
+            f"lora_top_layers: {model_args.model_name_or_path}'s config has no num_hidden_layers, so t2s cannot tell "
+            "which layers are the top ones; remove lora_top_layers"
+        )
+    if top > layers:
+        raise UserError(
+            f"lora_top_layers={top}, but {model_args.model_name_or_path} has {layers} decoder layers: set it to "
+            f"{layers} or fewer (or remove it for every layer)"
+        )
+    return dataclasses.replace(config, layers_to_transform=list(range(layers - top, layers)))
 
 
 def load_splits(args: DataArguments):

@@ -12,11 +12,11 @@ from t2s.runtime import UserError
 import time
 
 from transformers import AutoTokenizer, EarlyStoppingCallback, set_seed
-from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
+from trl import SFTConfig, SFTTrainer
 
 from t2s.decoding.embedded import resolve_model_name
 from t2s.publish.hub import check_hub_access, push_folder
-from t2s.training.arguments import DataArguments
+from t2s.training.arguments import DataArguments, ModelArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback, SQLSamplesCallback
 from t2s.training.checkpointing import checkpoint_long_batches
 from t2s.training.lora_casts import skip_lora_input_casts_under_autocast
@@ -28,14 +28,15 @@ from t2s.training.run_setup import (
     load_splits,
     longest_allowed,
     model_init_kwargs,
+    peft_config,
     resume_point,
 )
 
-DATACLASSES = (DataArguments, SFTConfig, ModelConfig)
+DATACLASSES = (DataArguments, SFTConfig, ModelArguments)
 
 
 def train_sft(
-    script_args: DataArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None
+    script_args: DataArguments, training_args: SFTConfig, model_args: ModelArguments, recipe: str | None = None
 ):
     if script_args.early_stopping_patience and not training_args.load_best_model_at_end:
         raise UserError(
@@ -87,7 +88,7 @@ def train_sft(
         train_dataset=train.select_columns(["prompt", "completion"]),
         eval_dataset=evals.select_columns(["prompt", "completion"]),
         processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
+        peft_config=peft_config(model_args, model_path),
         callbacks=callbacks,
     )
     samples.trainer = trainer
