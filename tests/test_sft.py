@@ -304,3 +304,15 @@ def test_padding_free_run_drops_what_max_length_would_cut_and_trains(tiny_model,
     assert 0 < run["train_examples"] < 22  # the fixture's longer prompts were dropped, not cut
     lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
     assert max(lengths) <= 120
+
+
+def test_padding_label_names_the_multiple_batches_are_padded_to():
+    from types import SimpleNamespace
+
+    from t2s.training.report import padding_label
+
+    args = dict(packing=False, padding_free=False, train_sampling_strategy="group_by_length")
+    assert padding_label(SimpleNamespace(**args, pad_to_multiple_of=64)) == (
+        "dynamic per-batch padding to a multiple of 64 tokens, sampler: group_by_length"
+    )
+    assert padding_label(SimpleNamespace(**args, pad_to_multiple_of=None)).startswith("dynamic per-batch padding,")

@@ -61,7 +61,9 @@ def padding_label(args) -> str:
     if args.padding_free:
         return "padding-free (sequences concatenated, position ids reset)"
     strategy = getattr(args, "train_sampling_strategy", "random")
-    return f"dynamic per-batch padding, sampler: {strategy}"
+    multiple = getattr(args, "pad_to_multiple_of", None)
+    to = f" to a multiple of {multiple} tokens" if multiple else ""
+    return f"dynamic per-batch padding{to}, sampler: {strategy}"
 
 
 def trainable_share(model) -> tuple[int, int]:
