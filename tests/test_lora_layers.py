@@ -63,6 +63,10 @@ def test_too_many_top_layers_names_the_model_s_layer_count(tiny_model):
         peft_config(_args(tiny_model, lora_top_layers=3), str(tiny_model))
     with pytest.raises(ValueError, match="lora_top_layers=0 must be"):
         _args(tiny_model, lora_top_layers=0)
+    all_linear = _args(tiny_model, lora_top_layers=1)
+    all_linear.lora_target_modules = "all-linear"
+    with pytest.raises(UserError, match="lora_top_layers needs lora_target_modules as a list"):
+        peft_config(all_linear, str(tiny_model))
     with pytest.raises(UserError, match="use_peft is false"):
         peft_config(ModelArguments(model_name_or_path=str(tiny_model), lora_top_layers=1), str(tiny_model))
 

@@ -47,6 +47,11 @@ def peft_config(model_args, model_path: str):
                 "lora_top_layers shapes a LoRA adapter, but use_peft is false: set use_peft: true or remove it"
             )
         return config
+    if isinstance(config.target_modules, str):
+        raise UserError(
+            f"lora_top_layers needs lora_target_modules as a list of module names (e.g. [q_proj, v_proj]), not "
+            f"{config.target_modules!r}: PEFT cannot pick layers by number when the targets are 'all-linear' or a regex"
+        )
     from transformers import AutoConfig
 
     model_config = AutoConfig.from_pretrained(model_path)
