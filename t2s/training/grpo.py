@@ -32,7 +32,7 @@ DATACLASSES = (GRPOArguments, GRPOConfig, ModelArguments)
 def load_policy(model_args: ModelArguments, sft_adapter: str | None):
     """(model or model path, peft_config, model_init_kwargs, quantization_config, tokenizer source)."""
     if sft_adapter:
-        if getattr(model_args, "lora_top_layers", None) is not None:
+        if model_args.lora_top_layers is not None:
             raise UserError(
                 f"lora_top_layers shapes a new adapter, but the policy continues sft_adapter {sft_adapter}, whose "
                 "layers are fixed: remove lora_top_layers"

@@ -199,7 +199,7 @@ def finish_run(
     peft = (
         f"LoRA r={model_args.lora_r}, alpha={model_args.lora_alpha}, dropout={model_args.lora_dropout}, "
         f"targets {', '.join(model_args.lora_target_modules or ['default'])}"
-        + (f", top {model_args.lora_top_layers} layers" if getattr(model_args, "lora_top_layers", None) else "")
+        + (f", top {model_args.lora_top_layers} layers" if model_args.lora_top_layers else "")
         if model_args.use_peft
         else "full fine-tuning"
     )

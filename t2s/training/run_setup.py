@@ -39,14 +39,14 @@ def peft_config(model_args, model_path: str):
     """TRL's LoRA config for the recipe, covering only the top `lora_top_layers` decoder layers when it is set."""
     from trl import get_peft_config
 
+    top = model_args.lora_top_layers
+    if top is None:
+        return get_peft_config(model_args)
+    if not model_args.use_peft:
+        raise UserError(
+            "lora_top_layers shapes a LoRA adapter, but use_peft is false: set use_peft: true or remove it"
+        )
     config = get_peft_config(model_args)
-    top = getattr(model_args, "lora_top_layers", None)
-    if config is None or top is None:
-        if top is not None:
-            raise UserError(
-                "lora_top_layers shapes a LoRA adapter, but use_peft is false: set use_peft: true or remove it"
-            )
-        return config
     if isinstance(config.target_modules, str):
         raise UserError(
             f"lora_top_layers needs lora_target_modules as a list of module names (e.g. [q_proj, v_proj]), not "
