@@ -100,15 +100,30 @@ def main() -> None:
             for path in databases:
                 cursor.execute(f"CREATE DATABASE `{Path(path).stem}` CHARACTER SET utf8mb4")
         my.close()
+        pg_reader, my_reader = postgres.reader_url.rsplit("/", 1)[0], mariadb.reader_url.rsplit("/", 1)[0]
         for path in databases:
             db = Path(path).stem
-            names[path]["postgresql"] = f"{pg_admin}/{db}"
-            names[path]["mysql"] = f"{my_admin}/{db}"
-            names[path]["duckdb"] = str(work / f"{db}.duckdb")
-            for kind, url in names[path].items():
+            targets = {
+                "postgresql": f"{pg_admin}/{db}",
+                "mysql": f"{my_admin}/{db}",
+                "duckdb": str(work / f"{db}.duckdb"),
+            }
+            for kind, url in targets.items():
                 report = copy_sqlite(path, url)
                 copy_notes[kind, "as_text"] += len(report.as_text)
                 copy_notes[kind, "dropped_keys"] += len(report.dropped_keys)
+            # Queries run as a read-only account, as t2s requires by default (docs/engines.md).
+            with psycopg.connect(targets["postgresql"], autocommit=True) as conn:
+                conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO t2s_reader")
+            my = pymysql.connect(host="127.0.0.1", port=int(my_admin.rsplit(":", 1)[1]), user="root", autocommit=True)
+            with my.cursor() as cursor:
+                cursor.execute(f"GRANT SELECT ON `{db}`.* TO 't2s_reader'@'%'")
+            my.close()
+            names[path] = {
+                "postgresql": f"{pg_reader}/{db}",
+                "mysql": f"{my_reader}/{db}",
+                "duckdb": targets["duckdb"],
+            }
         copy_seconds = time.perf_counter() - started
 
         sqlite_engines = {path: open_engine(path) for path in databases}

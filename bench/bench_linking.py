@@ -56,7 +56,8 @@ def main() -> None:
     from t2s.data.prompt import render_schema
     from t2s.data.schema import from_sqlite
     from t2s.decoding.embedded import DEFAULT_EMBEDDED, ensure_embedded_model
-    from t2s.execution.sandbox import cached_database, run_query
+    from t2s.execution.engines import database_for
+    from t2s.execution.sandbox import run_query
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model(DEFAULT_EMBEDDED))
     ds = load_spider(None, args.split, require_database=False)
@@ -74,7 +75,7 @@ def main() -> None:
         path = ex["db_path"]
         if path not in schemas:
             schemas[path] = from_sqlite(path, ex["db_id"])
-            conn = cached_database(path)
+            conn = database_for(path)
             indexes[path] = value_index(read_text_values(lambda sql, c=conn: run_query(c, sql).rows, schemas[path]))
         schema = schemas[path]
         gold_tables, gold_columns, literals = gold_names(ex["gold_sql"])

@@ -27,7 +27,12 @@ def parse_args(argv):
     )
     parser.add_argument("--database", default="", help="database the page starts with (path or URL)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=int, default=7860, help="port to listen on")
+    parser.add_argument(
+        "--allow_privileged",
+        action="store_true",
+        help="let the page open a server account that may do more than read (refused by default; docs/engines.md)",
+    )
     return parser.parse_args(argv)
 
 
@@ -39,7 +44,7 @@ def main(argv=None):
         raise UserError("the web page needs Gradio: pip install 't2s[app]'") from None
     from t2s.webapp.ui import build, launch
 
-    page = build(default_model=args.model, default_database=args.database)
+    page = build(default_model=args.model, default_database=args.database, allow_privileged=args.allow_privileged)
     launch(page, args.host, args.port)
     return page
 

@@ -64,13 +64,19 @@ def parse_args(argv):
     parser.add_argument("--schema_format", default="types", choices=SCHEMA_FORMATS, help="what the prompt shows")
     parser.add_argument("--max_new_tokens", type=int, default=128, help="token budget of the SQL")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds the query may run")
+    parser.add_argument(
+        "--allow_privileged",
+        action="store_true",
+        help="accept a server account that may do more than read (a superuser, FILE, any write privilege); refused "
+        "by default, since model-written SQL runs on it (docs/engines.md)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.db:
-        engine = open_engine(args.db)
+        engine = open_engine(args.db, allow_privileged=args.allow_privileged)
         name = engine.label if is_url(args.db) else Path(args.db).stem
     else:
         engine = duckdb_from_files([*(args.csv or []), *(args.parquet or [])])
@@ -80,7 +86,7 @@ def main(argv=None):
         raise UserError(f"{engine.label if args.db else args.csv or args.parquet}: the database has no tables")
     warning = engine.write_warning()
     if warning:
-        console.print(f"[yellow]{warning}[/]")
+        console.print(f"[bold red]{warning}[/]")
     model, tokenizer = load_model_and_tokenizer(args.model, args.adapter, merge=args.adapter is not None)
     asker = Asker(
         model,

@@ -56,3 +56,25 @@ def tiny_model(tmp_path_factory):
     from .tiny_model import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+# The engine tests' servers and databases (tests/engines_setup.py), shared by every test module that needs them.
+@pytest.fixture(scope="session")
+def postgres():
+    from .engines_setup import postgres_fixture
+
+    yield from postgres_fixture()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    from .engines_setup import mariadb_fixture
+
+    yield from mariadb_fixture(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory):
+    from .engines_setup import shop_fixture
+
+    return shop_fixture(tmp_path_factory)

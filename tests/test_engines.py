@@ -5,7 +5,6 @@ the training and evaluation commands, constrained decoding in the dialect."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -16,80 +15,9 @@ import pytest
 from t2s.execution.engines import EngineError, engine_kind, open_engine, redact
 
 from .conftest import ROOT
-from .servers import ServerUnavailable, start_mariadb, start_postgres
-
-OWN = ROOT / "tests" / "fixtures" / "own_data"
-SHOP = OWN / "database" / "shop" / "shop.sqlite"
-ENGINES = ("sqlite", "duckdb", "postgresql", "mysql")
-servers = pytest.mark.servers
-
-
-def _server(start, *args):
-    try:
-        return start(*args)
-    except ServerUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"{e}: CI installs the servers in `make install`")
-        pytest.skip(str(e))
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    server = _server(start_postgres)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def mariadb(tmp_path_factory):
-    server = _server(start_mariadb, tmp_path_factory.mktemp("mariadb"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def shop(request, tmp_path_factory):
-    """engine → (admin name, read-only name) of the shop database copied onto it."""
-    from t2s.execution.engines.copy import copy_sqlite
-
-    folder = tmp_path_factory.mktemp("shop")
-    names = {"sqlite": (str(SHOP), str(SHOP))}
-    duck = folder / "shop.duckdb"
-    copy_sqlite(SHOP, str(duck))
-    names["duckdb"] = (str(duck), str(duck))
-    return names, folder
-
-
-def _names(shop, kind, request):
-    names, _ = shop
-    if kind == "postgresql":
-        server = request.getfixturevalue("postgres")
-    elif kind == "mysql":
-        server = request.getfixturevalue("mariadb")
-    else:
-        return names[kind]
-    if kind not in names:
-        from t2s.execution.engines.copy import copy_sqlite
-
-        copy_sqlite(SHOP, server.admin_url)
-        if kind == "postgresql":  # tables created after the role: give it SELECT on them, as a DBA would
-            import psycopg
-
-            with psycopg.connect(server.admin_url.replace("postgresql://", "postgresql://", 1), autocommit=True) as c:
-                c.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO t2s_reader")
-        names[kind] = (server.admin_url, server.reader_url)
-    return names[kind]
-
-
-def _checksum(name: str) -> str:
-    """Every row of every shop table, in a fixed order, through a fresh engine."""
-    digest = hashlib.sha256()
-    with open_engine(name) as engine:
-        for table in sorted(t.name for t in engine.catalogue()):
-            rows = engine.run(f"SELECT * FROM {table}").rows
-            digest.update(repr((table, sorted(rows, key=repr))).encode())
-    return digest.hexdigest()
-
+from .engines_setup import ENGINES, OWN, SHOP, servers
+from .engines_setup import checksum as _checksum
+from .engines_setup import names_on as _names
 
 # --------------------------------------------------------------------------- names
 
@@ -271,6 +199,101 @@ ATTACKS = {
         "VACUUM INTO '{folder}/pwned.sqlite'",
     ],
 }
+# The bypass class: text that one parser reads as harmless and the server as something else (a query regenerated from
+# a tree, comment and quoting tricks, stacked statements), and the functions and keywords that tell who and where a
+# query runs. Each is refused or fails; none reads, writes or outlives its query (tests/test_engines.py checks).
+BYPASSES = {
+    "postgresql": [
+        """SELECT EXTRACT("EPOCH FROM NOW()) AS x, pg_read_file(lower('/ETC/PASSWD')) AS leak --" FROM NOW())""",
+        "SELECT 1; SELECT pg_read_file('/etc/passwd')",
+        "SELECT 1 /* */; SELECT pg_read_file('/etc/passwd')",
+        "SELECT U&\"\\0070g_read_file\"('/etc/passwd')",
+        """SELECT "PG_READ_FILE"('/etc/passwd')""",
+        "SELECT pg_stat_file('/etc/passwd')",
+        "SELECT current_user",
+        "SELECT session_user",
+        "SELECT current_schema",
+        "SELECT current_catalog",
+        "SELECT version()",
+        "SELECT current_database()",
+        "SELECT current_setting('data_directory')",
+        "SELECT inet_server_addr()",
+        "SELECT 'pg_authid'::regclass::oid",
+        "SELECT 'x'::pg_catalog.regproc",
+        "SELECT (SELECT rolpassword FROM pg_authid LIMIT 1)",
+        "TABLE pg_authid",
+        "SELECT * FROM ONLY pg_authid",
+        "SELECT * FROM orders, LATERAL pg_ls_dir('.') AS f",
+        "WITH x AS (SELECT pg_read_file('/etc/passwd')) SELECT * FROM x",
+        "VALUES (pg_read_file('/etc/passwd'))",
+        "SELECT xmlparse(document '<a/>')",
+        "SELECT order_id FROM orders FOR SHARE",
+        "SELECT pg_create_logical_replication_slot('t2s', 'test_decoding')",
+        "EXPLAIN ANALYZE SELECT 1",
+        "SELECT * FROM orders WHERE order_id = $1",
+        "SELECT public.pg_read_file('/etc/passwd')",
+        "SELECT 1 OPERATOR(public.+) 1",
+    ],
+    "mysql": [
+        "SELECT EXTRACT(`DAY FROM NOW()) AS x, LOAD_FILE('/etc/passwd') AS leak -- ` FROM NOW())",
+        "SELECT 'a' /*! , LOAD_FILE('/etc/passwd') */",
+        "SELECT 1 #\n, LOAD_FILE('/etc/passwd')",
+        "SELECT 1; SELECT LOAD_FILE('/etc/passwd')",
+        "SELECT `LOAD_FILE`('/etc/passwd')",
+        'SELECT "a\\\\" , LOAD_FILE(\'/etc/passwd\') -- "',
+        "SELECT CURRENT_USER()",
+        "SELECT USER()",
+        "SELECT DATABASE()",
+        "SELECT VERSION()",
+        "SELECT @@datadir",
+        "SELECT CONNECTION_ID()",
+        "SELECT LOCATE('a', name) FROM customers",
+        "SELECT REPLACE(name, 'a', 'b') FROM customers",
+        "SELECT INSTR(name, 'a') FROM customers",
+        "SELECT SUBSTRING_INDEX(name, 'a', 1) FROM customers",
+        "SELECT * FROM orders INTO @v",
+        "SELECT * FROM `mysql`.`user`",
+        "VALUES ROW(LOAD_FILE('/etc/passwd'))",
+        "SELECT * FROM orders WHERE order_id = ?",
+    ],
+    "duckdb": [
+        "SELECT 1; CREATE TEMP TABLE orders AS SELECT 1 AS order_id",
+        "SELECT 1; CREATE OR REPLACE TEMP MACRO lower(x) AS 'pwned'",
+        """SELECT EXTRACT("epoch FROM now()); CREATE TEMP TABLE orders AS SELECT 1; --" FROM now())""",
+        "SELECT current_setting('threads')",
+        "SELECT * FROM duckdb_tables()",
+        "SELECT * FROM pragma_database_list()",
+        "SELECT version()",
+        "SELECT current_database()",
+        "SELECT getvariable('x')",
+        "FROM read_text('/etc/passwd')",
+        'SELECT * FROM "/etc/passwd"',
+        "SUMMARIZE orders",
+        "DESCRIBE orders",
+        "PIVOT orders ON status USING count(*)",
+        "SELECT list_transform(range(3), x -> x)",
+        "SELECT * FROM main.duckdb_settings()",
+        "SELECT * FROM system.main.duckdb_settings()",
+        "SELECT * FROM temp.main.orders",
+        "SELECT $x",
+        "SELECT ?",
+        "SELECT 1 WHERE (SELECT count(*) FROM glob('/etc/*')) > 0",
+    ],
+}
+# Text the engine reads as one harmless query, although a careless reader could see a second statement or a call in
+# it: each runs and gives exactly this value.
+HARMLESS = {
+    "postgresql": [
+        ("SELECT 1 /* ; SELECT pg_read_file('/etc/passwd') */", [(1,)]),
+        ("SELECT 'a'' , pg_read_file(''/etc/passwd'') --'", [("a' , pg_read_file('/etc/passwd') --",)]),
+        ("SELECT $q$; SELECT pg_read_file('/etc/passwd') $q$", [("; SELECT pg_read_file('/etc/passwd') ",)]),
+    ],
+    "mysql": [
+        ('SELECT "a\\" , LOAD_FILE(\'/etc/passwd\') -- "', [("a\" , LOAD_FILE('/etc/passwd') -- ",)]),
+        ("SELECT name FROM customers WHERE name REGEXP '^Al' ORDER BY name", [("Alice Martin",)]),  # MariaDB's own
+    ],
+    "duckdb": [("SELECT 'x; CREATE TEMP TABLE orders AS SELECT 1'", [("x; CREATE TEMP TABLE orders AS SELECT 1",)])],
+}
 SLOW = {
     "postgresql": "SELECT count(*) FROM generate_series(1, 1000000000)",
     "mysql": "SELECT count(*) FROM orders a, orders b, orders c, orders d, orders e, orders f, orders g, orders h, "
@@ -281,17 +304,19 @@ SLOW = {
 
 
 @servers
+@pytest.mark.parametrize("role", ["admin", "reader"])
 @pytest.mark.parametrize("kind", ENGINES)
-def test_every_attack_is_refused_and_leaves_the_data_and_disk_unchanged(kind, shop, request, tmp_path):
-    admin, _ = _names(shop, kind, request)  # the worst case: the user passed an administrator's URL
+def test_every_attack_is_refused_and_leaves_the_data_and_disk_unchanged(kind, role, shop, request, tmp_path):
+    admin, reader = _names(shop, kind, request)  # admin: the worst case, a user who accepted a superuser's URL
     folder = tmp_path / "attacks"
     folder.mkdir(mode=0o777)
     folder.chmod(0o777)  # the servers run as their own users: let them write here, were they to try
     before = _checksum(admin)
-    with open_engine(admin) as engine:
-        for attack in COMMON_ATTACKS + ATTACKS[kind]:
+    with open_engine(admin if role == "admin" else reader, allow_privileged=role == "admin") as engine:
+        for attack in COMMON_ATTACKS + ATTACKS[kind] + BYPASSES.get(kind, []):
             result = engine.run(attack.format(folder=folder), timeout_s=1.0)
             assert result.status in ("rejected", "exec_error"), (attack, result)
+            assert "root:" not in repr(result), (attack, result)  # /etc/passwd never read, not even in an error
         started = time.monotonic()
         result = engine.run(SLOW[kind], timeout_s=1.0)
         assert result.status == "timeout" and time.monotonic() - started < 2.0, (kind, result)
@@ -302,26 +327,54 @@ def test_every_attack_is_refused_and_leaves_the_data_and_disk_unchanged(kind, sh
 
 
 @servers
-def test_mysql_executable_comments_are_not_executed(shop, request, tmp_path):
-    """MySQL runs the text of `/*! … */` comments; the gate sends its own rendering of the checked query, without
-    comments, so what the comment holds never reaches the server."""
+@pytest.mark.parametrize("kind", ["postgresql", "mysql", "duckdb"])
+def test_the_engine_runs_exactly_the_text_that_was_checked(kind, shop, request):
+    """Read as the engine reads it: a string, a comment or a dollar quote holding a second statement is what it is,
+    and the server is sent the text itself (MariaDB's own `REGEXP`, which sqlglot would write as REGEXP_LIKE)."""
+    _, reader = _names(shop, kind, request)
+    with open_engine(reader) as engine:
+        for sql, rows in HARMLESS[kind]:
+            result = engine.run(sql)
+            assert result.status == "ok" and result.rows == rows, (sql, result)
+
+
+@servers
+def test_mysql_comments_are_refused_since_mysql_runs_some_of_them(shop, request, tmp_path):
+    """MySQL runs the text of `/*! … */` comments, and `#` starts one: the server is sent the text as checked, so a
+    query with any comment is refused, and what the comment holds never reaches the server."""
     admin, _ = _names(shop, "mysql", request)
     target = tmp_path / "pwned"
     tmp_path.chmod(0o777)
-    with open_engine(admin) as engine:
-        result = engine.run("SELECT count(*) /*!, LOAD_FILE('/etc/passwd') */ FROM orders")
-        assert result.status == "ok" and result.rows == [(8,)] and result.columns == ["COUNT(*)"]
-        result = engine.run(f"SELECT count(*) FROM orders /*!50000 INTO OUTFILE '{target}' */")
-        assert result.status == "ok" and result.rows == [(8,)]
+    with open_engine(admin, allow_privileged=True) as engine:
+        for sql in [
+            "SELECT count(*) /*!, LOAD_FILE('/etc/passwd') */ FROM orders",
+            f"SELECT count(*) FROM orders /*!50000 INTO OUTFILE '{target}' */",
+            "SELECT count(*) FROM orders # a remark",
+            "SELECT count(*) FROM orders -- a remark",
+        ]:
+            result = engine.run(sql)
+            assert result.status == "rejected" and "comments" in result.error, (sql, result)
+        result = engine.run("SELECT count(*) FROM orders")
+        assert result.status == "ok" and result.rows == [(8,)] and result.columns == ["count(*)"]  # sent as written
     assert not target.exists()
 
 
 @servers
 @pytest.mark.parametrize("kind", ["postgresql", "mysql"])
-def test_a_writing_role_is_named_and_a_read_only_one_is_not(kind, shop, request):
+def test_a_privileged_account_is_refused_unless_allowed_and_a_read_only_one_is_not(kind, shop, request):
     admin, reader = _names(shop, kind, request)
-    with open_engine(admin) as engine:
-        assert "read-only" in engine.write_warning() or "SELECT only" in engine.write_warning()
+    with pytest.raises(EngineError) as refused:
+        open_engine(admin)
+    message = str(refused.value)
+    assert "privileged" in message and "allow_privileged" in message
+    assert ("superuser" in message) if kind == "postgresql" else ("ALL PRIVILEGES" in message)
+    create, *grants = [line.strip() for line in message.splitlines()[1:4]]  # the SQL that makes a reader
+    assert create.startswith(("CREATE ROLE", "CREATE USER")) and all("GRANT" in g or "FLUSH" in g for g in grants)
+    with (
+        pytest.warns(UserWarning, match="PRIVILEGED ACCOUNT ACCEPTED"),
+        open_engine(admin, allow_privileged=True) as e,
+    ):
+        assert "PRIVILEGED ACCOUNT ACCEPTED" in e.write_warning()
     with open_engine(reader) as engine:
         assert engine.write_warning() is None
 
@@ -438,12 +491,15 @@ def test_ask_answers_on_an_engine_and_leaves_it_unchanged(kind, shop, request, t
     before = _checksum(admin)
     rigged = iter(["SELECT name, city FROM customers WHERE city = 'Lyon'", "DELETE FROM customers"])
     monkeypatch.setattr("t2s.decoding.generation.generate_sql", lambda *a, **k: [[next(rigged)]])
-    sql, result = ask.main(["--model", str(tiny_model), "--db", admin, "Who lives in Lyon?"])
+    args = ["--model", str(tiny_model), "--db", admin, "--allow_privileged", "Who lives in Lyon?"]
+    sql, result = ask.main(args)
     assert result.status == "ok" and sorted(result.rows) == [("Alice Martin", "Lyon"), ("Chen Wei", "Lyon")]
     printed = capsys.readouterr().out
     assert "Alice Martin" in printed and "2 row(s)" in printed
     if kind == "postgresql":
-        assert "superuser" in printed  # an administrator's URL is pointed out
+        assert "PRIVILEGED" in printed and "superuser" in printed  # an administrator's URL is pointed out, loudly
+        with pytest.raises(EngineError, match="allow_privileged"):
+            ask.main(["--model", str(tiny_model), "--db", admin, "Who lives in Lyon?"])
     sql, result = ask.main(["--model", str(tiny_model), "--db", reader, "Delete everyone"])
     assert result.status == "rejected"
     assert _checksum(admin) == before
@@ -548,7 +604,7 @@ def test_copy_db_keeps_dirty_data_and_says_which_keys_it_left_out(kind, tmp_path
     assert report.as_text == ["team.founded"]
     assert any(k.startswith("player PRIMARY KEY") for k in report.dropped_keys)
     assert any(k.startswith("player.team_id → team.id") for k in report.dropped_keys)
-    with open_engine(str(source)) as sqlite, open_engine(target) as engine:
+    with open_engine(str(source)) as sqlite, open_engine(target, allow_privileged=True) as engine:
         sql = "SELECT * FROM player"
         assert spider_results_match(sqlite.run(sql).rows, engine.run(sql).rows, order_matters=False)
         # The mixed column is text there: its numbers arrive as SQLite writes them as text.

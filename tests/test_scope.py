@@ -148,7 +148,8 @@ def test_scoped_sampling_never_names_a_column_outside_its_scope(tiny, tmp_path):
     as soon as the grammar allows), every finished scoped query breaks no scoping rule and SQLite never answers it with
     `no such column`. The only exception allowed is a query scoping had to leave unchecked (`dead_ends`: an earlier
     token left no consistent way on), which is counted apart."""
-    from t2s.execution.sandbox import cached_database, run_query
+    from t2s.execution.engines import database_for
+    from t2s.execution.sandbox import run_query
 
     _, tokenizer = tiny
     root = build_spider_layout(tmp_path / "spider")
@@ -178,7 +179,7 @@ def test_scoped_sampling_never_names_a_column_outside_its_scope(tiny, tmp_path):
             continue
         sql = tokenizer.decode(ids, skip_special_tokens=True).strip()
         assert scope_for(ex).consistent(sql, finished=True), sql
-        result = run_query(cached_database(ex["db_path"]), sql, rewrite_double_quotes=False)
+        result = run_query(database_for(ex["db_path"]), sql, rewrite_double_quotes=False)
         assert not (result.error and "no such column" in result.error), (sql, result.error)
         checked += 1
     assert checked >= 15, (checked, dead)  # exercised on finished queries (18 with this seed)

@@ -72,6 +72,9 @@ class Execution:
     rows: list[tuple] | None = None
     error: str | None = None
     columns: list[str] | None = None  # the result's column names (for display)
+    # The server could not be reached, also after reconnecting once: says nothing about the query (not to be
+    # cached as its result; a gold query that failed so is tried again later).
+    lost_connection: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,6 +302,17 @@ def check_text(sql: Any) -> Execution | None:
     return None
 
 
+_CONNECTION_LOCKS: dict[int, threading.Lock] = {}
+_CONNECTION_LOCKS_GUARD = threading.Lock()
+
+
+def _connection_lock(conn: sqlite3.Connection) -> threading.Lock:
+    """One lock per connection: a connection shared by threads (a cached WikiSQL table) runs one query at a time,
+    so no thread's query ever runs under another's authorizer, or none."""
+    with _CONNECTION_LOCKS_GUARD:
+        return _CONNECTION_LOCKS.setdefault(id(conn), threading.Lock())
+
+
 def run_query(
     conn: sqlite3.Connection,
     sql: Any,
@@ -320,10 +334,10 @@ def run_query(
     if scanned.first_word not in READ_ONLY_STARTS:
         what = f"{scanned.first_word.upper()} statement" if scanned.first_word else "not an SQL statement"
         return Execution("rejected", error=f"{what}: only SELECT/WITH/VALUES queries are evaluated")
-    harden(conn)
     sandbox = _Sandbox(conn, timeout_s)
     try:
-        with sandbox:
+        with _connection_lock(conn), sandbox:  # the authorizer and budget belong to this query alone
+            harden(conn)
             cursor = conn.execute(scanned.sql)
             rows, size = _fetch_capped(cursor, max_rows, MAX_RESULT_BYTES)
             columns = [d[0] for d in cursor.description or ()]
@@ -392,9 +406,3 @@ def open_database(path: str) -> sqlite3.Connection:
     register_collation(conn)
     conn.execute("PRAGMA query_only = ON")
     return conn
-
-
-@functools.lru_cache(maxsize=64)
-def cached_database(path: str) -> sqlite3.Connection:
-    """One read-only connection per database file, reused (execution-guided decoding, rewards)."""
-    return open_database(path)

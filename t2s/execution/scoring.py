@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from t2s.execution.engines import engine_kind, execute, is_url, open_engine
+from t2s.execution.engines import EngineError, engine_kind, execute, is_url, open_engine
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, open_database, scan_sql
 from t2s.execution.semantics import (
     SEMANTICS,
@@ -156,8 +156,11 @@ def score_batch(
     keep_distinct: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
+    allow_privileged: bool = False,
 ) -> list[dict[str, Any]]:
-    """Per-example results for a batch; each example gets the pristine database (read-only, cached)."""
+    """Per-example results for a batch; each example gets the pristine database (read-only, cached). A database
+    that cannot be opened (a bad URL, a server that refuses, a privileged account) fails its own examples, as
+    gold errors that name it, never the batch."""
     opened: dict[str, Any] = {}
     results = []
     options = {"keep_distinct": keep_distinct, "timeout_s": timeout_s, "max_rows": max_rows}
@@ -172,30 +175,40 @@ def score_batch(
             else:
                 path = str(db_paths[i])
                 if path not in opened:
-                    opened[path] = _open(path)
+                    try:
+                        opened[path] = _open(path, allow_privileged)
+                    except (EngineError, OSError, sqlite3.Error) as e:
+                        opened[path] = e
+                if isinstance(opened[path], Exception):
+                    results.append(_unopened(opened[path]))
+                    continue
                 conn, semantics = opened[path], "spider"
             results.append(score_example(conn, prediction, reference, semantics=semantics, **options))
     finally:
         for conn in opened.values():
-            conn.close()
+            if not isinstance(conn, Exception):
+                conn.close()
     return results
 
 
-def _open(name: str) -> Any:
+def _open(name: str, allow_privileged: bool = False) -> Any:
     if engine_kind(name) == "sqlite" and not is_url(name):
         return open_database(name)
-    return open_engine(name)
+    return open_engine(name, allow_privileged=allow_privileged)
+
+
+def _unopened(error: Exception) -> dict[str, Any]:
+    """An example whose database cannot be opened: a data error, with the reason (its URL's password hidden)."""
+    return _data_error(f"the database cannot be opened: {error}")
 
 
 def _bad_database(index: int, why: str) -> dict[str, Any]:
+    return _data_error(f"{why}: a WikiSQL table needs 'id', 'header' and rows as wide as the header")
+
+
+def _data_error(why: str) -> dict[str, Any]:
     """A data error: like a gold query that fails, the example is left out of every denominator."""
-    return {
-        "outcome": "gold_error",
-        "error": f"{why}: a WikiSQL table needs 'id', 'header' and rows as wide as the header",
-        "gold_empty": None,
-        "prediction_rows": None,
-        "gold_rows": None,
-    }
+    return {"outcome": "gold_error", "error": why, "gold_empty": None, "prediction_rows": None, "gold_rows": None}
 
 
 def check_limits(timeout_s: Any, max_rows: Any) -> tuple[float, int]:
@@ -226,6 +239,7 @@ def score_all(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
     num_proc: int | None = None,
+    allow_privileged: bool = False,
 ) -> list[dict[str, Any]]:
     """`score_batch`, optionally split over `num_proc` worker processes.
 
@@ -248,7 +262,12 @@ def score_all(
                 f"{len(missing)} database file(s) do not exist (first: {missing[0]!r}); "
                 "databases must name SQLite or DuckDB files, or URLs"
             )
-    options = {"keep_distinct": keep_distinct, "timeout_s": timeout_s, "max_rows": max_rows}
+    options = {
+        "keep_distinct": keep_distinct,
+        "timeout_s": timeout_s,
+        "max_rows": max_rows,
+        "allow_privileged": allow_privileged,
+    }
     if not num_proc or num_proc <= 1 or n < 2 * num_proc:
         return score_batch(predictions, references, tables, db_paths, **options)
     import multiprocessing

@@ -17,14 +17,14 @@ one gold query: the gold result is computed once per example and cached, not onc
 
 from __future__ import annotations
 
-import functools
+import threading
 import warnings
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from t2s.decoding.settings import first_line
-from t2s.execution.engines import database_for
+from t2s.execution.engines import EngineError, database_for, redact
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
 from t2s.execution.scoring import GoldResult, compare_with_gold, run_gold
 from t2s.execution.tables import materialize_table, table_fingerprint
@@ -60,6 +60,7 @@ class ExecutionReward:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_rows: int = DEFAULT_MAX_ROWS,
         name: str = "execution_reward",
+        allow_privileged: bool = False,
     ) -> None:
         if not 0.0 <= partial_credit < 1.0:
             raise ValueError(f"partial_credit={partial_credit} must be in [0, 1): a wrong answer is worth less")
@@ -67,8 +68,11 @@ class ExecutionReward:
         self.keep_distinct = keep_distinct
         self.limits = {"timeout_s": timeout_s, "max_rows": max_rows}
         self.__name__ = name
-        self._gold = functools.lru_cache(maxsize=GOLD_CACHE_SIZE)(self._run_gold)
+        self.allow_privileged = allow_privileged
+        self._gold_cache: OrderedDict[tuple, GoldResult] = OrderedDict()
+        self._gold_lock = threading.Lock()
         self.gold_failures: Counter[str] = Counter()  # completions left without a reward, by gold query
+        self.database_failures: Counter[str] = Counter()  # completions whose database could not be opened
         self._tables: dict[tuple, Mapping[str, Any]] = {}
 
     def __call__(
@@ -94,7 +98,14 @@ class ExecutionReward:
         sql = completion_text(completion)
         if not sql:
             return "empty"
-        conn, gold = self._connection_and_gold(gold_sql, table, db_path)
+        try:
+            conn, gold = self._connection_and_gold(gold_sql, table, db_path)
+        except EngineError as e:
+            name = redact(str(db_path))
+            if not self.database_failures[name]:
+                warnings.warn(f"{e}: its completions get no reward", stacklevel=3)
+            self.database_failures[name] += 1
+            return "gold_error"
         return compare_with_gold(conn, sql, gold, **self.limits)["outcome"]
 
     def score_one(self, completion: Any, gold_sql: str, table=None, db_path: str | None = None) -> float | None:
@@ -102,6 +113,8 @@ class ExecutionReward:
         fails; such completions are counted in `gold_failures` and the first of each gold query is reported."""
         outcome = self.outcome(completion, gold_sql, table, db_path)
         if outcome == "gold_error":
+            if db_path and self.database_failures[redact(str(db_path))]:
+                return None
             if not self.gold_failures[gold_sql]:
                 gold = self._connection_and_gold(gold_sql, table, db_path)[1]
                 warnings.warn(
@@ -122,8 +135,25 @@ class ExecutionReward:
         return self._connect(key), self._gold(key, gold_sql)
 
     def _connect(self, key: tuple):
-        # Both are cached connections, read-only: one per database file, one per WikiSQL table.
-        return database_for(key[1]) if key[0] == "spider" else materialize_table(self._tables[key])
+        # Both are cached connections, read-only: one per database and thread, one per WikiSQL table.
+        if key[0] == "spider":
+            return database_for(key[1], allow_privileged=self.allow_privileged)
+        return materialize_table(self._tables[key])
+
+    def _gold(self, key: tuple, gold_sql: str) -> GoldResult:
+        """The gold result, computed once per example; not kept when the server could not be reached (tried again
+        with the next completion)."""
+        with self._gold_lock:
+            if (key, gold_sql) in self._gold_cache:
+                self._gold_cache.move_to_end((key, gold_sql))
+                return self._gold_cache[key, gold_sql]
+        gold = self._run_gold(key, gold_sql)
+        if not gold.execution.lost_connection:
+            with self._gold_lock:
+                self._gold_cache[key, gold_sql] = gold
+                while len(self._gold_cache) > GOLD_CACHE_SIZE:
+                    self._gold_cache.popitem(last=False)
+        return gold
 
     def _run_gold(self, key: tuple, gold_sql: str) -> GoldResult:
         gold = run_gold(

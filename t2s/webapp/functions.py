@@ -97,7 +97,11 @@ class Session:
 
 
 def open_session(
-    *, path_or_url: str | None = None, files: Sequence[str] | None = None, name: str | None = None
+    *,
+    path_or_url: str | None = None,
+    files: Sequence[str] | None = None,
+    name: str | None = None,
+    allow_privileged: bool = False,
 ) -> Session:
     """A database from a path or URL (SQLite, DuckDB, PostgreSQL, MySQL) or from data files (CSV, Parquet)."""
     from t2s.execution.engines.duckdb import from_files
@@ -108,13 +112,13 @@ def open_session(
     if files:
         sqlite_files = [f for f in files if Path(f).suffix.lower() not in DATA_SUFFIXES]
         if sqlite_files and len(files) == 1:
-            return open_session(path_or_url=files[0], name=name)
+            return open_session(path_or_url=files[0], name=name, allow_privileged=allow_privileged)
         if sqlite_files:
             raise UserError(f"{Path(sqlite_files[0]).name}: upload one database file, or CSV/Parquet files")
         engine = from_files(files)
         label = name or "files"
     elif path_or_url and path_or_url.strip():
-        engine = open_engine(path_or_url.strip())
+        engine = open_engine(path_or_url.strip(), allow_privileged=allow_privileged)
         label = name or (engine.label if is_url(path_or_url) else Path(path_or_url).stem)
     else:
         raise UserError("give a database: a file, a URL, or CSV/Parquet files")

@@ -57,7 +57,13 @@ def launch(page, host: str = "127.0.0.1", port: int = 7860, *, block: bool = Tru
     )
 
 
-def build(default_model: str = "embedded:smollm2-135m-instruct", default_database: str = "", loader=None):
+def build(
+    default_model: str = "embedded:smollm2-135m-instruct",
+    default_database: str = "",
+    loader=None,
+    *,
+    allow_privileged: bool = False,
+):
     """The Blocks of the page. `loader(name) -> (model, tokenizer)` replaces model loading (tests)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     # Gradio's queue calls pandas options that pandas 3 deprecates, once per event: noise in the app's console.
@@ -82,7 +88,7 @@ def build(default_model: str = "embedded:smollm2-135m-instruct", default_databas
     def open_database(text: str, files: list[str] | None, model_name: str, session: f.Session | None):
         if session is not None:
             session.close()
-        session = f.open_session(path_or_url=text or None, files=files or None)
+        session = f.open_session(path_or_url=text or None, files=files or None, allow_privileged=allow_privileged)
         model, tokenizer = load(model_name.strip())
         f.attach_model(session, model, tokenizer)
         return session, session.describe()

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
-import functools
+import atexit
+import contextlib
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from t2s.execution.engines.base import (
@@ -90,8 +93,11 @@ def sqlite_path(name: str) -> str:
     return str(Path(name).expanduser())
 
 
-def open_engine(name: str) -> Engine:
-    """The database `name` names, opened for querying in its engine's sandbox (the caller closes it)."""
+def open_engine(name: str, *, allow_privileged: bool = False) -> Engine:
+    """The database `name` names, opened for querying in its engine's sandbox (the caller closes it).
+
+    A server account that may do more than read its tables is refused unless `allow_privileged` (docs/engines.md).
+    """
     kind = engine_kind(name)
     try:
         if kind == "sqlite":
@@ -103,34 +109,75 @@ def open_engine(name: str) -> Engine:
         if kind == "duckdb":
             from t2s.execution.engines.duckdb import DuckDBEngine
 
-            return DuckDBEngine(name)
+            return DuckDBEngine(name, allow_privileged=allow_privileged)
         if kind == "postgresql":
             from t2s.execution.engines.postgres import PostgresEngine
 
-            return PostgresEngine(name)
+            return PostgresEngine(name, allow_privileged=allow_privileged)
         from t2s.execution.engines.mysql import MySQLEngine
 
-        return MySQLEngine(name)
+        return MySQLEngine(name, allow_privileged=allow_privileged)
     except ModuleNotFoundError as e:
         raise EngineError(
             f"{redact(name)}: the {kind} driver is not installed ({e.name}); pip install 't2s[{EXTRAS[kind]}]'"
         ) from None
 
 
-@functools.lru_cache(maxsize=64)
-def cached_engine(name: str) -> Engine:
-    """One open engine per database name, reused (scoring, rewards, execution-guided decoding)."""
-    return open_engine(name)
+class _ThreadCaches(threading.local):
+    """Each thread's own open databases: no connection, and no SQLite sandbox's authorizer, is shared by threads."""
+
+    def __init__(self) -> None:
+        self.open: OrderedDict[tuple, object] = OrderedDict()
+        with _ALL_LOCK:
+            _ALL.append(self.open)
 
 
-def database_for(name: str):
-    """What a record's `db_path` names, opened once and reused: a read-only `sqlite3.Connection` for an SQLite file
-    (the SQLite sandbox runs on it directly, as it always has), an `Engine` for anything else."""
+_ALL: list[OrderedDict] = []  # every thread's cache, to close them at exit
+_ALL_LOCK = threading.Lock()
+_CACHES = _ThreadCaches()
+CACHE_SIZE = 64  # open databases per thread; the least recently used is closed beyond it
+
+
+def _cached(key: tuple, opener):
+    cache = _CACHES.open
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    database = cache[key] = opener()
+    while len(cache) > CACHE_SIZE:
+        _close(cache.popitem(last=False)[1])
+    return database
+
+
+def _close(database) -> None:
+    with contextlib.suppress(Exception):  # closing what may already be broken
+        database.close()
+
+
+@atexit.register
+def close_cached() -> None:
+    """Close every thread's cached databases (at exit; tests call it too)."""
+    with _ALL_LOCK:
+        for cache in _ALL:
+            while cache:
+                _close(cache.popitem()[1])
+
+
+def cached_engine(name: str, *, allow_privileged: bool = False) -> Engine:
+    """This thread's open engine for a database name, reused (scoring, rewards, execution-guided decoding)."""
+    return _cached(
+        ("engine", str(name), allow_privileged), lambda: open_engine(str(name), allow_privileged=allow_privileged)
+    )
+
+
+def database_for(name: str, *, allow_privileged: bool = False):
+    """What a record's `db_path` names, opened once per thread and reused: a read-only `sqlite3.Connection` for an
+    SQLite file (the SQLite sandbox runs on it directly, as it always has), an `Engine` for anything else."""
     if engine_kind(name) == "sqlite" and not is_url(name):
-        from t2s.execution.sandbox import cached_database
+        from t2s.execution.sandbox import open_database
 
-        return cached_database(str(name))
-    return cached_engine(str(name))
+        return _cached(("sqlite", str(name)), lambda: open_database(str(name)))
+    return cached_engine(str(name), allow_privileged=allow_privileged)
 
 
 def execute(database, sql, *, rewrite_double_quotes: bool = False, **limits) -> Execution:
@@ -142,10 +189,10 @@ def execute(database, sql, *, rewrite_double_quotes: bool = False, **limits) -> 
     return run_query(database, sql, rewrite_double_quotes=rewrite_double_quotes, **limits)
 
 
-def connect_example(example) -> tuple[object, str]:
+def connect_example(example, *, allow_privileged: bool = False) -> tuple[object, str]:
     """The database a record's SQL runs on (connection or engine), and the semantics that scores it."""
     if example.get("db_path"):
-        return database_for(str(example["db_path"])), "spider"
+        return database_for(str(example["db_path"]), allow_privileged=allow_privileged), "spider"
     if example.get("table") is not None:
         from t2s.execution.tables import materialize_table
 

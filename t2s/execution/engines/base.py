@@ -54,27 +54,56 @@ def is_url(name: str) -> bool:
 
 
 def expand_env(url: str) -> str:
-    """`${VAR}` replaced by the environment's value; a missing variable is an error that names it."""
+    """`${VAR}` replaced by the environment's value, percent-encoded (a password with `@`, `/` or `:` stays one
+    field of the URL); a missing variable is an error that names it."""
+    from urllib.parse import quote
 
     def value(match: re.Match) -> str:
         name = match.group(1)
         if name not in os.environ:
             raise EngineError(f"{redact(url)}: the environment variable {name} is not set; export it first")
-        return os.environ[name]
+        return quote(os.environ[name], safe="")
 
     return _ENV_RE.sub(value, url)
 
 
+def parse_url(name: str, label: str | None = None):
+    """SQLAlchemy's URL of a database name, `${VAR}`s filled in; a malformed URL (a port that is not a number, no
+    host) is an error that names it, password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    label = label or redact(name)
+    try:
+        url = make_url(expand_env(name))
+        url.port  # noqa: B018 - SQLAlchemy reads the port lazily: a bad one fails here, not at connect time
+    except (ArgumentError, ValueError) as e:
+        raise EngineError(f"{label}: not a valid database URL ({_hide(str(e), name)}); write "
+                          "scheme://user:password@host:port/database, port a number") from None  # fmt: skip
+    return url
+
+
+def _hide(text: str, name: str) -> str:
+    """`text` with any piece of the URL's password removed (a parser's message may quote the URL)."""
+    hidden = redact(name)
+    return text.replace(name, hidden) if hidden != name else text
+
+
 def redact(name: str) -> str:
-    """A database name fit to show: a URL's password replaced by `***` (a `${VAR}` stays as written)."""
+    """A database name fit to show: a URL's password replaced by `***`, whatever characters it holds (a `${VAR}`
+    stays as written). The password runs from the first `:` after the user name to the last `@` before the host;
+    a URL without a user name or password is shown as it is."""
     name = str(name)
     if not is_url(name):
         return name
-    return re.sub(
-        r"^([^:/]+://[^:/@]*:)([^@]*)@",
-        lambda m: m.group(1) + ("***" if "${" not in m.group(2) else m.group(2)) + "@",
-        name,
-    )
+    scheme, rest = name.split("://", 1)
+    address, mark, query = rest.partition("?")
+    userinfo, at, host = address.rpartition("@")
+    if not at or ":" not in userinfo:
+        return name
+    user, _, password = userinfo.partition(":")
+    shown = password if password.startswith("${") and password.endswith("}") else "***"
+    return f"{scheme}://{user}:{shown}@{host}{mark}{query}"
 
 
 def normalize_value(value: Any) -> Any:
@@ -144,19 +173,32 @@ class Engine(ABC):
         return f"{type(self).__name__}({self.label!r})"
 
 
+BATCH_BYTES = 1_000_000  # what one fetch may bring at most, as far as the rows seen so far tell
+MAX_BATCH_ROWS = 1000
+
+
 def capped_rows(fetch, max_rows: int) -> tuple[list[tuple], str | None]:
-    """Normalised rows from `fetch(n)` batches until the row or byte cap is passed; the error says which."""
+    """Normalised rows from `fetch(n)` batches until the row or byte cap is passed; the error says which.
+
+    Batches are sized by bytes, not rows: the first fetch takes one row, and each next one takes as many rows as
+    `BATCH_BYTES` holds at the size of the largest row seen so far, so wide rows never arrive a thousand at a time.
+    """
     rows: list[tuple] = []
     size = 0
+    widest = 0
+    batch_rows = 1
     while True:
-        batch = fetch(min(1000, max_rows + 1 - len(rows)))
+        batch = fetch(min(batch_rows, max_rows + 1 - len(rows)))
         if not batch:
             return rows, None
         for row in batch:
             row = tuple(normalize_value(v) for v in row)
+            row_size = result_size(row)
             rows.append(row)
-            size += result_size(row)
+            size += row_size
+            widest = max(widest, row_size)
             if len(rows) > max_rows:
                 return rows, f"returned more than max_rows={max_rows:,} rows"
             if size > MAX_RESULT_BYTES:
                 return rows, f"returned more than {MAX_RESULT_BYTES:,} bytes"
+        batch_rows = max(1, min(MAX_BATCH_ROWS, BATCH_BYTES // max(widest, 1)))

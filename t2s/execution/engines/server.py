@@ -1,31 +1,115 @@
-"""What PostgreSQL, MySQL and DuckDB share: the gate before a query is sent, the driver's own guards around it, a
-client-side deadline and the row and byte caps while rows are fetched, and error text that says what went wrong."""
+"""What PostgreSQL, MySQL and DuckDB share: the gate before a query is sent, a watchdog that ends it at its deadline
+whatever it does, the row and byte caps while rows are fetched, one engine per thread (or a lock), one reconnection
+when the server went away, and error text that says what went wrong.
+
+The second wall does not depend on the parser: each engine refuses a privileged account unless told otherwise
+(`allow_privileged`), runs the query read-only under its own limits, and resets the session afterwards.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+import warnings
 from abc import abstractmethod
 from typing import Any
 
-from t2s.execution.engines.base import CatalogueTable, Engine, capped_rows
+from t2s.execution.engines.base import CatalogueTable, Engine, EngineError, capped_rows
 from t2s.execution.engines.gate import GateError, check_query
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, check_text
 
+# Past its budget a query is cancelled by the server's own means; past twice its budget and this much, its
+# connection is cut, so no query holds its caller longer than 2 x budget + 1 s.
+SEVER_AFTER_S = 0.5
+
+
+class LostConnection(Exception):
+    """The server closed the connection or cannot be reached: the query may be tried again on a new one."""
+
+
+class Watchdog:
+    """Ends one query from a second thread: `cancel()` at the deadline (the engine's own cancellation, on another
+    connection), `sever()` at twice the budget plus `SEVER_AFTER_S` if the query still has not returned."""
+
+    def __init__(self, budget_s: float, cancel, sever) -> None:
+        self.fired: str | None = None
+        self._done = threading.Event()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._watch, args=(budget_s, cancel, sever), daemon=True)
+        self._thread.start()
+
+    def _watch(self, budget_s: float, cancel, sever) -> None:
+        if self._done.wait(budget_s):
+            return
+        self.fired = "cancel"
+        with contextlib.suppress(Exception):  # the cut below still comes
+            cancel()
+        if self._done.wait(max(0.0, self._started + 2 * budget_s + SEVER_AFTER_S - time.monotonic())):
+            return
+        self.fired = "sever"
+        with contextlib.suppress(Exception):  # nothing more can be done from here
+            sever()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
 
 class ServerEngine(Engine):
-    """An engine whose queries pass `check_query` and then run in `_execute` under the server's limits."""
+    """An engine whose queries pass `check_query` and then run in `_execute` under the server's limits.
+
+    One engine may be shared between threads: its queries then run one at a time (`cached_engine` gives each thread
+    its own engine instead)."""
 
     schema_name: str | None = None
+    shadowed_functions: frozenset[str] = frozenset()  # allowlisted names the database defines itself
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, allow_privileged: bool = False) -> None:
         super().__init__(name)
+        self.allow_privileged = allow_privileged
         self._catalogue: list[CatalogueTable] | None = None
         self._views: list[str] = []  # read with the catalogue; queries may read them too
+        self._lock = threading.RLock()
+        self._privileges: list[str] = []
+        self._stale = False  # the connection was cut: reopen it before the next query
+
+    def check_privileges(self) -> None:
+        """Refuse a privileged account (what `privileges` lists) unless `allow_privileged`; then say what it risks."""
+        self._privileges = self.privileges()
+        if not self._privileges:
+            return
+        if not self.allow_privileged:
+            self.close()
+            raise EngineError(
+                f"{self.label}: the account is privileged ({'; '.join(self._privileges)}), and model-written SQL runs "
+                f"on it. t2s refuses such a URL by default. Give it a read-only account instead:\n"
+                + "\n".join(f"  {line}" for line in self.read_only_account_sql())
+                + "\nor accept the risk with allow_privileged=True (--allow_privileged; docs/engines.md)."
+            )
+        warnings.warn(self.write_warning(), stacklevel=3)
+
+    def privileges(self) -> list[str]:
+        """What the account may do beyond reading its tables (empty: a read-only account)."""
+        return []
+
+    def read_only_account_sql(self) -> list[str]:
+        return []
+
+    def write_warning(self) -> str | None:
+        if not self._privileges:
+            return None
+        return (
+            f"{self.label}: PRIVILEGED ACCOUNT ACCEPTED (allow_privileged): {'; '.join(self._privileges)}. Every query "
+            "still passes the statement gate and runs read-only under a time limit, but a flaw in either would run "
+            "with these privileges (docs/engines.md says what stays at risk). Use a read-only account."
+        )
 
     def catalogue(self) -> list[CatalogueTable]:
-        if self._catalogue is None:
-            self._catalogue = self._read_catalogue()
-        return self._catalogue
+        with self._lock:
+            if self._catalogue is None:
+                self._catalogue = self._read_catalogue()
+            return self._catalogue
 
     def readable_tables(self) -> list[str]:
         return [t.name for t in self.catalogue()] + self._views
@@ -34,12 +118,27 @@ class ServerEngine(Engine):
     def _read_catalogue(self) -> list[CatalogueTable]: ...
 
     @abstractmethod
-    def _execute(self, sql: str, timeout_s: float, fetch_rows) -> tuple[list[str], list[tuple], str | None]:
-        """Run `sql` under the server's guards; `fetch_rows(fetchmany)` reads the capped rows."""
+    def _execute(
+        self, sql: str, timeout_s: float, max_rows: int, fetch_rows
+    ) -> tuple[list[str], list[tuple], str | None]:
+        """Run `sql` under the server's guards; `fetch_rows(fetchmany)` reads the capped rows. Raises
+        `LostConnection` when the connection is gone."""
 
     @abstractmethod
-    def _timeout_message(self, error: Exception) -> bool:
+    def _is_timeout(self, error: Exception) -> bool:
         """Whether a driver error is the server's time limit or a cancellation by it."""
+
+    @abstractmethod
+    def _cancel(self) -> None:
+        """Cancel the running query from another thread, by the server's own means."""
+
+    @abstractmethod
+    def _sever(self) -> None:
+        """Cut the running query's connection from another thread (it is reopened before the next query)."""
+
+    @abstractmethod
+    def _reconnect(self) -> None:
+        """A fresh connection in place of the current one; `EngineError` when the server cannot be reached."""
 
     @abstractmethod
     def quote(self, name: str) -> str: ...
@@ -54,32 +153,61 @@ class ServerEngine(Engine):
         refused = check_text(sql)
         if refused is not None:
             return refused
-        if not sql.strip().strip(";").strip():
-            return Execution("empty", error="no SQL")
         try:
-            sql = check_query(sql, self.dialect, self.readable_tables(), self.schema_name)
+            tables = self.readable_tables()
+        except EngineError as e:
+            return Execution("exec_error", error=str(e), lost_connection=True)
+        try:
+            text = check_query(sql, self.dialect, tables, self.schema_name, denied_functions=self.shadowed_functions)
         except GateError as e:
             return Execution(e.status, error=str(e))
+        with self._lock:
+            lost = ""
+            for _ in range(2):  # once more on a new connection when the server went away
+                try:
+                    if self._stale:
+                        self._reconnect()
+                        self._stale = False
+                    return self._run_checked(text, timeout_s, max_rows)
+                except LostConnection as e:
+                    lost, self._stale = str(e), True
+                except EngineError as e:
+                    return Execution("exec_error", error=str(e), lost_connection=True)
+            return Execution(
+                "exec_error", error=f"{self.label}: the connection was lost twice ({lost})", lost_connection=True
+            )
+
+    def _run_checked(self, text: str, timeout_s: float, max_rows: int) -> Execution:
         deadline = time.monotonic() + timeout_s
-        state: dict[str, Any] = {}
+        late = False
 
         def fetch_rows(fetchmany):
             def timed(n: int):
+                nonlocal late
                 if time.monotonic() > deadline:
-                    state["late"] = True
+                    late = True
                     return []
                 return fetchmany(n)
 
-            rows, cap = capped_rows(timed, max_rows)
-            return rows, cap
+            return capped_rows(timed, max_rows)
 
+        watchdog = Watchdog(timeout_s, self._cancel, self._sever)
         try:
-            columns, rows, cap = self._execute(sql, timeout_s, fetch_rows)
+            columns, rows, cap = self._execute(text, timeout_s, max_rows, fetch_rows)
+        except LostConnection:
+            if watchdog.fired:  # the watchdog cut it: a new connection before the next query
+                self._stale = True
+                return Execution("timeout", error=f"ran past its {timeout_s:g} s budget")
+            raise
         except Exception as e:  # noqa: BLE001 - a driver error of any kind is the query's outcome
-            if self._timeout_message(e) or time.monotonic() > deadline:
+            if watchdog.fired or self._is_timeout(e) or time.monotonic() > deadline:
                 return Execution("timeout", error=f"ran past its {timeout_s:g} s budget")
             return Execution("exec_error", error=_first_line(e))
-        if state.get("late"):
+        finally:
+            watchdog.stop()
+            if watchdog.fired == "sever":
+                self._stale = True
+        if late or watchdog.fired:
             return Execution("timeout", error=f"ran past its {timeout_s:g} s budget")
         if cap:
             return Execution("timeout", error=cap)

@@ -67,6 +67,9 @@ Args:
     timeout (`float`, default 2.0): seconds each query may run.
     max_rows (`int`, default 100000): rows fetched per query; more counts as `timeout`.
     num_proc (`int`, optional): worker processes.
+    allow_privileged (`bool`, default False): accept a server URL whose account may do more than read (a
+        superuser, FILE, any write privilege). Refused by default: such a database's examples are scored as
+        gold errors, with the reason (docs/engines.md).
     return_details (`bool`, default False): add one dict per example under `details`.
 Returns:
     execution_accuracy (`float`): correct / scored examples, empty-gold examples included (official protocol).
@@ -121,6 +124,7 @@ class ExecutionAccuracy(evaluate.Metric):
         num_proc=None,
         return_details=False,
         keep_distinct=False,
+        allow_privileged=False,
     ):
         if databases is not None and db_paths is not None:
             raise ValueError("pass databases= or db_paths= (its older name), not both")
@@ -134,6 +138,7 @@ class ExecutionAccuracy(evaluate.Metric):
             timeout_s=timeout,
             max_rows=max_rows,
             num_proc=num_proc,
+            allow_privileged=allow_privileged,
         )
         result = summarise(details)
         result["semantics"] = "spider" if db_paths is not None else "wikisql"
