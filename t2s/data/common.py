@@ -64,8 +64,11 @@ def read_utf8(path: Path, error: type[Exception] = None) -> str:
         ) from None
 
 
-def require_examples(records: list, dataset: str, split: str, source: Any, skipped: Counter) -> None:
-    """An empty result is an error that says why: a file without examples, or every example skipped."""
+def require_examples(
+    records: list, dataset: str, split: str, source: Any, skipped: Counter, *, files: list[Path] | None = None
+) -> None:
+    """An empty result is an error that says why: a file without examples (named when known), or every example
+    skipped."""
     if records:
         return
     where = f"{dataset} {split} ({source_label(source) if source else 'the configured copy'})"
@@ -73,6 +76,8 @@ def require_examples(records: list, dataset: str, split: str, source: Any, skipp
         raise DataFormatError(
             f"{where}: every example was skipped as bad ({sum(skipped.values())}; counts above): nothing to use"
         )
+    if files:
+        raise DataFormatError(f"{where} has no examples: {', '.join(map(str, files))} holds none; add examples to it")
     raise DataFormatError(f"{where} has no examples: its file is empty")
 
 

@@ -403,7 +403,8 @@ def load_spider(
     if len(records) < total:
         label += f" (seed {seed})"
     info = datasets.DatasetInfo(description=label, features=features)
-    require_examples(records, "Spider", split, source, skipped)
+    files = [local / name for name in split_files(local, split)[0]] if local is not None else None
+    require_examples(records, "Spider", split, source, skipped, files=files)
     return datasets.Dataset.from_list(records, features=features, info=info)
 
 

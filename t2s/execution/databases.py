@@ -21,6 +21,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 def open_sqlite(path: str | Path) -> sqlite3.Connection:
     """Your SQLite file, read-only (`mode=ro`, `query_only`), after checking it is one."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not an SQLite database file")
     if not path.is_file():
         raise UserError(f"{path}: no such file; --db takes an SQLite database file")
     with path.open("rb") as f:

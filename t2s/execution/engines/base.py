@@ -74,6 +74,7 @@ def parse_url(name: str, label: str | None = None):
     from sqlalchemy.exc import ArgumentError
 
     label = label or redact(name)
+    check_password_spelling(name)
     try:
         url = make_url(expand_env(name))
         url.port  # noqa: B018 - SQLAlchemy reads the port lazily: a bad one fails here, not at connect time
@@ -89,21 +90,45 @@ def _hide(text: str, name: str) -> str:
     return text.replace(name, hidden) if hidden != name else text
 
 
+def _password_span(name: str) -> tuple[int, int] | None:
+    """Where a URL's password lies: from the first `:` after the user name to the last `@` (a host holds no `@`; a
+    password may hold any character). None when the URL has no password."""
+    if not is_url(name):
+        return None
+    start = name.index("://") + 3
+    at = name.rfind("@")
+    if at < start:
+        return None
+    colon = name.find(":", start, at)
+    return None if colon < 0 else (colon + 1, at)
+
+
 def redact(name: str) -> str:
     """A database name fit to show: a URL's password replaced by `***`, whatever characters it holds (a `${VAR}`
-    stays as written). The password runs from the first `:` after the user name to the last `@` before the host;
-    a URL without a user name or password is shown as it is."""
+    stays as written); a URL without a password is shown as it is."""
     name = str(name)
-    if not is_url(name):
+    span = _password_span(name)
+    if span is None:
         return name
-    scheme, rest = name.split("://", 1)
-    address, mark, query = rest.partition("?")
-    userinfo, at, host = address.rpartition("@")
-    if not at or ":" not in userinfo:
+    password = name[span[0] : span[1]]
+    if _ENV_RE.fullmatch(password):
         return name
-    user, _, password = userinfo.partition(":")
-    shown = password if password.startswith("${") and password.endswith("}") else "***"
-    return f"{scheme}://{user}:{shown}@{host}{mark}{query}"
+    return name[: span[0]] + "***" + name[span[1] :]
+
+
+def check_password_spelling(name: str) -> None:
+    """A literal password with `@`, `/`, `?` or `#` makes the URL mean something else to its parser (a piece of
+    the password read as the host): refused, with the two spellings that work."""
+    span = _password_span(str(name))
+    if span is None:
+        return
+    password = name[span[0] : span[1]]
+    if not _ENV_RE.fullmatch(password) and any(c in password for c in "@/?#"):
+        raise EngineError(
+            f"{redact(name)}: the password holds '@', '/', '?' or '#', which a URL reads as the end of the password: "
+            "percent-encode them (%40, %2F, %3F, %23), or put the password in an environment variable and write "
+            "${VAR} (t2s encodes it)"
+        )
 
 
 def normalize_value(value: Any) -> Any:

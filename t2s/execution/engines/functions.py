@@ -45,7 +45,7 @@ _PER_DIALECT = {
         regexp_extract regexp_full_match strftime strptime epoch datediff date_diff datesub date_sub dayname
         monthname dayofweek dayofmonth dayofyear weekofyear yearweek quarter last_day make_timestamp arg_max
         arg_min argmax argmin any_value first last histogram approx_count_distinct list_distinct unnest range
-        ascii chr instr lcase ucase ilike_escape like_escape hash if ifnull bit_count count_star to_years to_months to_days
+        ascii chr instr lcase ucase ilike_escape like_escape hash if ifnull bit_count count_star len strlen to_years to_months to_days
         to_hours to_minutes to_seconds to_milliseconds to_microseconds
         """,
 }
