@@ -266,6 +266,9 @@ BYPASSES = {
         "SELECT version()",
         "SELECT current_database()",
         "SELECT getvariable('x')",
+        "SELECT current_user",
+        "SELECT user",
+        "SELECT current_catalog",
         "FROM read_text('/etc/passwd')",
         'SELECT * FROM "/etc/passwd"',
         "SUMMARIZE orders",
@@ -324,6 +327,72 @@ def test_every_attack_is_refused_and_leaves_the_data_and_disk_unchanged(kind, ro
         assert engine.run("SELECT count(*) FROM orders", timeout_s=1.0).rows == [(8,)]
     assert _checksum(admin) == before
     assert list(folder.iterdir()) == []
+
+
+@servers
+@pytest.mark.parametrize(  # files have no accounts: one case each
+    ("kind", "role"),
+    [("sqlite", "admin"), ("duckdb", "admin"), ("postgresql", "admin"), ("postgresql", "reader"),
+     ("mysql", "admin"), ("mysql", "reader")],
+)  # fmt: skip
+def test_attacks_through_the_metric_the_reward_ask_and_the_page_change_and_read_nothing(
+    kind, role, shop, request, tmp_path, tiny_model, monkeypatch
+):
+    """Every attack as a model's answer, through each way t2s runs one: the `evaluate` metric, the GRPO reward, `t2s
+    ask` (interactive, one question per attack) and the page's functions. None scores, is rewarded, reads a file
+    or the server's catalogue, writes, or leaves anything on disk; an administrator's URL is accepted only with
+    allow_privileged."""
+    import builtins
+
+    import evaluate
+
+    from t2s import ask
+    from t2s.training.rewards import ExecutionReward
+    from t2s.webapp import functions as page
+
+    admin, reader = _names(shop, kind, request)
+    url, privileged = (admin, kind in ("postgresql", "mysql")) if role == "admin" else (reader, False)
+    folder = tmp_path / "attacks"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    attacks = [a.format(folder=folder) for a in COMMON_ATTACKS + ATTACKS[kind] + BYPASSES.get(kind, [])]
+    gold = "SELECT count(*) FROM orders"
+    before = _checksum(admin)
+
+    metric = evaluate.load(str(ROOT / "t2s" / "metrics" / "execution_accuracy"))
+    scored = metric.compute(predictions=attacks, references=[gold] * len(attacks), databases=[url] * len(attacks),
+                            allow_privileged=privileged, return_details=True, timeout=1.0)  # fmt: skip
+    outcomes = {a: d["outcome"] for a, d in zip(attacks, scored["details"])}
+    assert all(o in ("rejected", "exec_error") for o in outcomes.values()), outcomes
+    reward = ExecutionReward(allow_privileged=privileged, timeout_s=1.0)
+    assert reward(completions=attacks, gold_sql=[gold] * len(attacks), db_path=[url] * len(attacks)) == [0.0] * len(
+        attacks
+    )
+
+    answers = list(attacks)
+    monkeypatch.setattr("t2s.decoding.generation.generate_sql", lambda *a, **k: [[answers.pop(0)]])
+    questions = iter([f"question {i}" for i in range(len(attacks))])
+    monkeypatch.setattr(builtins, "input", lambda prompt="": next(questions, ""))
+    ask.main(["--model", str(tiny_model), "--db", url, "--timeout", "1"] + (["--allow_privileged"] * privileged))
+    assert answers == []  # every attack was asked
+
+    answers.extend(attacks)
+    session = page.open_session(path_or_url=url, allow_privileged=privileged)
+    from t2s.decoding.models import load_model_and_tokenizer
+
+    page.attach_model(session, *load_model_and_tokenizer(str(tiny_model)))
+    try:
+        for attack in attacks:
+            answer = page.ask(session, "question")
+            assert answer.sql == attack and answer.execution.status in ("rejected", "exec_error"), answer
+            assert "root:" not in repr(answer.execution)
+    finally:
+        session.engine.close()
+    assert _checksum(admin) == before
+    assert list(folder.iterdir()) == []
+    if kind in ("postgresql", "mysql"):
+        with pytest.raises(EngineError, match="allow_privileged"):
+            page.open_session(path_or_url=admin)
 
 
 @servers

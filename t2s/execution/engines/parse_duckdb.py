@@ -36,6 +36,8 @@ _CLASSES = frozenset(
 _TABLE_REFS = frozenset(["BASE_TABLE", "JOIN", "SUBQUERY", "EMPTY", "EXPRESSION_LIST", "TABLE_FUNCTION"])
 _QUERY_NODES = frozenset(["SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"])
 _MODIFIERS = frozenset(["ORDER_MODIFIER", "LIMIT_MODIFIER", "DISTINCT_MODIFIER", "LIMIT_PERCENT_MODIFIER"])
+# Bare names DuckDB's binder turns into functions when no column has them: they tell who and where the query runs.
+_WHO_AND_WHERE = {"current_user", "current_role", "session_user", "user", "current_schema", "current_catalog"}
 _PARSER_CONFIG = {"enable_external_access": False, "autoload_known_extensions": False,
                   "autoinstall_known_extensions": False, "lock_configuration": True}  # fmt: skip
 
@@ -97,6 +99,9 @@ def _expression(node: dict, reading: Reading) -> None:
     kind = node["class"]
     if kind not in _CLASSES:
         raise refuse(f"{kind.lower()} (DuckDB expression)")
+    names = node.get("column_names") or ()
+    if kind == "COLUMN_REF" and len(names) == 1 and names[0].lower() in _WHO_AND_WHERE:
+        raise refuse(names[0])
     if kind == "TYPE" and (node.get("schema") or node.get("catalog")):
         raise refuse(f"the type {node.get('schema')}.{node.get('type_name')}")
     if kind in ("FUNCTION", "WINDOW"):
