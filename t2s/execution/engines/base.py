@@ -182,7 +182,7 @@ class Engine(ABC):
         """The first `n` rows of one of the catalogue's tables (for `schema_format='rows'`)."""
 
     def write_warning(self) -> str | None:
-        """A sentence when the connection's role could write (the sandbox does not rely on it), else None."""
+        """A loud sentence when a privileged account was accepted (`allow_privileged`), else None."""
         return None
 
     def close(self) -> None:  # noqa: B027 - engines without resources need nothing
