@@ -322,3 +322,31 @@ def test_no_cached_connection_outlives_close_cached(tmp_path):
         conn.execute("SELECT 1")
     assert database_for(str(SHOP)) is not conn
     os.environ.pop("T2S_NOTHING", None)
+
+
+@servers
+def test_postgres_functions_an_extension_or_the_database_defines_are_never_allowed(postgres, tmp_path):
+    """With `dblink` installed, and `lower(text)` defined again in the public schema (which a search_path that
+    puts it first would call): dblink's functions stay off the allowlist, and `lower` is refused on this database
+    only, since it no longer means PostgreSQL's own."""
+    import psycopg
+
+    admin = postgres.admin_url.rsplit("/", 1)[0] + "/ext"
+    reader = postgres.reader_url.rsplit("/", 1)[0] + "/ext"
+    with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS ext")
+        conn.execute("CREATE DATABASE ext")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION dblink")
+        conn.execute("CREATE TABLE t (name text)")
+        conn.execute("INSERT INTO t VALUES ('Ann')")
+        conn.execute("CREATE FUNCTION public.lower(x text) RETURNS text LANGUAGE sql AS $$ SELECT 'pwned' $$")
+        conn.execute("GRANT SELECT ON t TO t2s_reader")
+    with open_engine(reader) as engine:
+        assert "lower" in engine.shadowed_functions
+        result = engine.run("SELECT lower(name) FROM t")
+        assert result.status == "rejected" and "defined by this database" in result.error
+        for sql in ["SELECT * FROM dblink('dbname=ext', 'DELETE FROM t') AS r(x int)",
+                    "SELECT dblink_exec('dbname=ext', 'DELETE FROM t')", "SELECT dblink_connect('x')"]:  # fmt: skip
+            assert engine.run(sql).status == "rejected", sql
+        assert engine.run("SELECT upper(name) FROM t").rows == [("ANN",)]
