@@ -187,7 +187,7 @@ def test_empty_or_fully_skipped_data_says_so(tmp_path):
     from t2s.data import DataFormatError, load_spider
 
     layout = _spider(tmp_path, [])
-    with pytest.raises(DataFormatError, match="has no examples: its file is empty"):
+    with pytest.raises(DataFormatError, match=r"has no examples: .*spider/dev\.json holds none"):
         load_spider(layout, "dev")
     _spider(tmp_path, [{"db_id": "school", "question": "q?"}])  # no query: skipped
     with pytest.raises(DataFormatError, match="every example was skipped"):

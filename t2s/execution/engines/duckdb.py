@@ -46,7 +46,7 @@ def duckdb_path(name: str) -> str:
     return name
 
 
-class _QueryProcess:
+class QueryProcess:
     """The child process that runs one database's queries (`duckdb_worker.py`)."""
 
     def __init__(self, path: str, label: str) -> None:
@@ -102,7 +102,7 @@ class DuckDBEngine(ServerEngine):
         self.path = str(path)
         self.schema_name = "main"
         self._owned_folder = owned_folder
-        self._worker: _QueryProcess | None = None
+        self._worker: QueryProcess | None = None
 
     def quote(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
@@ -141,7 +141,7 @@ class DuckDBEngine(ServerEngine):
     def _execute(self, sql: str, timeout_s: float, max_rows: int, fetch_rows):
         for _ in range(2):
             if self._worker is None:
-                self._worker = _QueryProcess(self.path, self.label)
+                self._worker = QueryProcess(self.path, self.label)
             answer = self._worker.query(sql, timeout_s, max_rows)
             if answer is None:  # the process is gone: killed by the watchdog, or by its memory limit
                 self._stale = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 
-from t2s.execution.engines.gate import GateError, Reading, refuse
+from t2s.execution.engines.reading import GateError, Reading, refuse
 
 _CLASSES = frozenset(
     [

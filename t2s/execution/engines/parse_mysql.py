@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from t2s.execution.engines.gate import GateError, Reading, refuse
+from t2s.execution.engines.reading import GateError, Reading, refuse
 
 # Nodes that write, lock, change session or server state, or reach files, whichever statement they appear in.
 _STATE_NODES = (

@@ -10,7 +10,7 @@ and casts to the `reg*` types, which look names up in the system catalogues.
 
 from __future__ import annotations
 
-from t2s.execution.engines.gate import GateError, Reading, refuse
+from t2s.execution.engines.reading import GateError, Reading, refuse
 
 # The node types a reading query is made of (pglast.ast class names).
 _NODES = frozenset(
