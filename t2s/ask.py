@@ -5,7 +5,8 @@
     python t2s/ask.py --adapter outputs/demo_spider/adapter --csv orders.csv --parquet customers.parquet "Top 3 customers?"
     python t2s/ask.py --model embedded:smollm2-135m-instruct --db shop.duckdb      # no question: interactive
 
-The prompt is built exactly as in training, from the database's own schema, in its engine's dialect. Generation is
+The prompt is built as the model learned it (its run record's schema format and linking; flags override them, with a
+warning), from the database's own schema, in its engine's dialect. Generation is
 greedy and stops at the first newline. The SQL runs in the engine's sandbox (docs/engines.md): your data is never
 modified. CSV and Parquet files are read by DuckDB's own readers (types inferred by the engine), one table per file,
 named after it.
@@ -18,16 +19,17 @@ from t2s.runtime import UserError, run_command
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
-from t2s.data.prompt import SCHEMA_FORMATS
+from t2s.data.prompt import SCHEMA_FORMATS, PromptSettings
 from t2s.data.schema import from_engine
 from t2s.decoding.asker import Asker
-from t2s.decoding.models import load_model_and_tokenizer
+from t2s.decoding.models import load_model_and_tokenizer, trained_prompt_settings
 from t2s.execution.engines import is_url, open_engine
 from t2s.execution.engines.duckdb import from_files as duckdb_from_files
 
@@ -61,7 +63,22 @@ def parse_args(argv):
     source.add_argument("--parquet", action="append", help="a Parquet file; repeat for several tables")
     parser.add_argument("--adapter", help="a t2s LoRA adapter folder or Hub id")
     parser.add_argument("--model", help="base or merged model (default: the adapter's base, else the embedded model)")
-    parser.add_argument("--schema_format", default="types", choices=SCHEMA_FORMATS, help="what the prompt shows")
+    parser.add_argument(
+        "--schema_format",
+        choices=SCHEMA_FORMATS,
+        help="what the prompt's schema shows (default: what the model learned, from its run record; else types)",
+    )
+    parser.add_argument(
+        "--link_values",
+        action=argparse.BooleanOptionalAction,
+        help="show the stored values the question mentions (default: as the model learned)",
+    )
+    parser.add_argument(
+        "--prune_tables", type=int, help="keep the N tables the question refers to most (default: as learned; 0: all)"
+    )
+    parser.add_argument(
+        "--schema_max_chars", type=int, help="the schema slot's character budget (default: as learned; 0: none)"
+    )
     parser.add_argument("--max_new_tokens", type=int, default=128, help="token budget of the SQL")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds the query may run")
     parser.add_argument(
@@ -71,6 +88,24 @@ def parse_args(argv):
         "by default, since model-written SQL runs on it (docs/engines.md)",
     )
     return parser.parse_args(argv)
+
+
+def prompt_settings(args) -> PromptSettings:
+    """The prompt the model learned (its run record), with what the user set on the command line over it; a
+    difference from what it learned is said, since it costs accuracy without any error."""
+    trained = trained_prompt_settings(args.model, args.adapter)
+    given = {
+        name: getattr(args, name)
+        for name in ("schema_format", "link_values", "prune_tables", "schema_max_chars")
+        if getattr(args, name) is not None
+    }
+    chosen = replace(trained or PromptSettings(), **given)
+    if trained is not None and trained != chosen:
+        console.print(
+            f"[yellow]The model learned other prompts than these ({'; '.join(trained.differences(chosen))}): "
+            "expect lower accuracy.[/]"
+        )
+    return chosen
 
 
 def main(argv=None):
@@ -87,16 +122,12 @@ def main(argv=None):
     warning = engine.write_warning()
     if warning:
         console.print(f"[bold red]{warning}[/]")
+    settings = prompt_settings(args)
     model, tokenizer = load_model_and_tokenizer(args.model, args.adapter, merge=args.adapter is not None)
     asker = Asker(
-        model,
-        tokenizer,
-        engine,
-        schema,
-        schema_format=args.schema_format,
-        max_new_tokens=args.max_new_tokens,
+        model, tokenizer, engine, schema, prompt_settings=settings, max_new_tokens=args.max_new_tokens,
         timeout_s=args.timeout,
-    )
+    )  # fmt: skip
     if args.question:
         question = " ".join(args.question)
         sql, result = asker.ask(question)

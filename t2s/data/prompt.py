@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -99,3 +100,37 @@ def build_prompt(
 def fill_prompt(schema_text: str, question: str) -> str:
     """The template around an already rendered schema: for callers that ask many questions about one database."""
     return PROMPT_TEMPLATE.format(schema=schema_text, question=str(question).strip())
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """How a model's prompts were built (recorded in its run record, `t2s_run.json`): what the schema slot shows,
+    and the linking that chose it (`t2s.data.linking`: stored values the question mentions, the `prune_tables`
+    tables it refers to most, a character budget). A model asked with other settings scores lower without any
+    error, so whatever asks it reads these first."""
+
+    schema_format: str = DEFAULT_SCHEMA_FORMAT
+    link_values: bool = False
+    prune_tables: int = 0
+    schema_max_chars: int = 0
+
+    @classmethod
+    def from_run(cls, run: Mapping[str, Any]) -> PromptSettings:
+        return cls(
+            schema_format=run.get("schema_format") or DEFAULT_SCHEMA_FORMAT,
+            link_values=bool(run.get("link_values", False)),
+            prune_tables=int(run.get("prune_tables", 0) or 0),
+            schema_max_chars=int(run.get("schema_max_chars", 0) or 0),
+        )
+
+    @property
+    def linking(self) -> bool:
+        return self.link_values or bool(self.prune_tables) or bool(self.schema_max_chars)
+
+    def differences(self, other: PromptSettings) -> list[str]:
+        """`name: self's value → other's` for each setting that differs."""
+        return [
+            f"{name}: {getattr(self, name)!r} → {getattr(other, name)!r}"
+            for name in ("schema_format", "link_values", "prune_tables", "schema_max_chars")
+            if getattr(self, name) != getattr(other, name)
+        ]

@@ -1,13 +1,18 @@
-"""Answer a question about a database: the canonical prompt from its own schema, greedy SQL, its result.
+"""Answer a question about a database: the prompt the model learned, from the database's own schema; its SQL; the
+result.
 
-The prompt is built exactly as in training, from the database's catalogue (tables, types, primary and foreign
-keys), in its engine's dialect; the SQL runs in the engine's sandbox.
+The prompt is built as in training: the schema slot in the model's recorded settings (`PromptSettings`, read from its
+run record), from the database's catalogue (tables, types, primary and foreign keys) in its engine's dialect, and,
+when the model learned linked prompts, linked to each question as training linked them (the stored values it
+mentions, the tables it refers to most, the character budget; `t2s.data.spider.linked_schema`). The SQL runs in the
+engine's sandbox.
 """
 
 from __future__ import annotations
 
-from t2s.data.prompt import fill_prompt, render_schema
+from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, PromptSettings, fill_prompt, render_schema
 from t2s.data.schema import DatabaseSchema
+from t2s.data.spider import linked_schema
 from t2s.execution.engines import Engine
 from t2s.execution.sandbox import Execution
 
@@ -22,21 +27,36 @@ class Asker:
         engine: Engine,
         schema: DatabaseSchema,
         *,
-        schema_format: str = "types",
+        prompt_settings: PromptSettings | None = None,
         max_new_tokens: int = 128,
         timeout_s: float = 5.0,
     ) -> None:
-        self.model, self.tokenizer, self.engine = model, tokenizer, engine
+        self.model, self.tokenizer, self.engine, self.schema = model, tokenizer, engine, schema
         self.max_new_tokens, self.timeout_s = max_new_tokens, timeout_s
-        # Rendered once for every question; sample rows (schema_format rows) come from the engine.
-        self.schema_text = render_schema(schema, schema_format, database=engine)
+        self.settings = prompt_settings or PromptSettings()
+        # Linking reads the database's text values once (per_database caches them), as data loading does.
+        s = self.settings
+        self._per_database: dict = {"linking": (s.link_values, s.prune_tables, s.schema_max_chars)}
+        # Without linking the schema slot is the same for every question: rendered once (sample rows from the engine).
+        self.schema_text = (
+            None if s.linking else render_schema(schema, s.schema_format, DEFAULT_SAMPLE_ROWS, database=engine)
+        )
+
+    def prompt(self, question: str) -> str:
+        """The model's input for `question`, exactly as its training data was built."""
+        text = self.schema_text
+        if text is None:
+            text = linked_schema(
+                self.schema, question, self.engine, self.settings.schema_format, DEFAULT_SAMPLE_ROWS,
+                self._per_database,
+            )  # fmt: skip
+        return fill_prompt(text, question)
 
     def ask(self, question: str) -> tuple[str, Execution]:
         # Looked up at call time: tests stand in for the model's answer by patching the generation module.
         from t2s.decoding import generation
         from t2s.decoding.settings import GenerationSettings
 
-        prompt = fill_prompt(self.schema_text, question)
         settings = GenerationSettings(max_new_tokens=self.max_new_tokens, batch_size=1)
-        sql = generation.generate_sql(self.model, self.tokenizer, [prompt], settings)[0][0]
+        sql = generation.generate_sql(self.model, self.tokenizer, [self.prompt(question)], settings)[0][0]
         return sql, self.engine.run(sql, timeout_s=self.timeout_s)

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import torch
 
+from t2s.data.prompt import PromptSettings
 from t2s.decoding.embedded import DEFAULT_EMBEDDED, resolve_model_name
+
+RUN_FILE = "t2s_run.json"  # the run record t2s writes beside an adapter (t2s.publish.card)
 
 
 def load_model_and_tokenizer(
@@ -64,12 +67,22 @@ def adapter_base(adapter: str) -> str:
     a dequantised GGUF copy, not the Hub checkpoint in adapter_config.json), else PEFT's config."""
     from peft import PeftConfig
 
-    run = Path(adapter) / "t2s_run.json"
+    run = Path(adapter) / RUN_FILE
     if run.exists():
         base = json.loads(run.read_text()).get("base_model")
         if base:
             return base
     return PeftConfig.from_pretrained(adapter).base_model_name_or_path
+
+
+def trained_prompt_settings(model: str | None = None, adapter: str | None = None) -> PromptSettings | None:
+    """The prompt settings a model learned, from the run record beside its adapter (or its merged export); None
+    when there is none to read (a base model, a Hub id)."""
+    for folder in (adapter, model):
+        run = Path(folder).expanduser() / RUN_FILE if folder else None
+        if run is not None and run.is_file():
+            return PromptSettings.from_run(json.loads(run.read_text()))
+    return None
 
 
 def has_tokenizer(adapter: str) -> bool:

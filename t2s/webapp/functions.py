@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from t2s.data.common import read_jsonl
+from t2s.data.prompt import PromptSettings
 from t2s.data.schema import DatabaseSchema, from_engine
 from t2s.decoding.asker import Asker
 from t2s.evaluation.compare import compare
@@ -133,10 +134,15 @@ def open_session(
     return Session(engine, schema, warning=warning)
 
 
-def attach_model(session: Session, model, tokenizer, *, schema_format: str = "types", max_new_tokens: int = 128):
+def attach_model(
+    session: Session, model, tokenizer, *, prompt_settings: PromptSettings | None = None, max_new_tokens: int = 128
+):
+    """The model answers the session's questions with the prompts it learned (`prompt_settings`, from its run
+    record; None: the canonical defaults)."""
     session.asker = Asker(
-        model, tokenizer, session.engine, session.schema, schema_format=schema_format, max_new_tokens=max_new_tokens
-    )
+        model, tokenizer, session.engine, session.schema, prompt_settings=prompt_settings,
+        max_new_tokens=max_new_tokens,
+    )  # fmt: skip
     return session
 
 

@@ -38,6 +38,13 @@ def _load_model(name: str):
     return load_model_and_tokenizer(name or None)
 
 
+def _trained_settings(name: str):
+    """The prompt settings the named model or adapter learned (its run record), or None."""
+    from t2s.decoding.models import trained_prompt_settings
+
+    return trained_prompt_settings(model=name) if name else None
+
+
 def launch(page, host: str = "127.0.0.1", port: int = 7860, *, block: bool = True):
     """Serve the page: no server-side rendering (it would start a Node.js server), no usage analytics and system
     fonts rather than Google's (t2s runs where the network may be closed), the page's own CSS."""
@@ -90,7 +97,7 @@ def build(
             session.close()
         session = f.open_session(path_or_url=text or None, files=files or None, allow_privileged=allow_privileged)
         model, tokenizer = load(model_name.strip())
-        f.attach_model(session, model, tokenizer)
+        f.attach_model(session, model, tokenizer, prompt_settings=_trained_settings(model_name.strip()))
         return session, session.describe()
 
     @errors
