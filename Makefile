@@ -1,6 +1,6 @@
 # Everything runs inside .venv, which `make install` creates from setup.cfg.
 # gpu-check: every GPU code path of the recipes on a CUDA machine (scripts/gpu_check.py; docs/gpu.md).
-.PHONY: install test test-slow quality style gpu-check demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo full-wikisql full-spider bench clean
+.PHONY: install test test-slow quality style gpu-check demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo full-wikisql full-spider ship-spider bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -68,6 +68,16 @@ full-wikisql: install
 
 full-spider: install
 	bash scripts/with_jemalloc.sh $(BIN)/t2s sft recipes/smollm2-135m/spider/sft_full_cpu.yaml
+
+# The shipped model (embedded:smollm2-135m-spider, the default of `t2s ask` and the page): after `make full-spider`,
+# score its adapter on all of Spider dev (greedy and column-scoped constrained, with the prompts it learned) and ship
+# it with those scores (scripts/ship_adapter.py; docs/shipped_model.md). About 40 minutes on 2 cores.
+SPIDER_RUN ?= outputs/smollm2-135m-spider-full-lora
+SPIDER_EVAL := --adapter $(SPIDER_RUN) --merge_adapter --dataset_name spider --split dev --link_values true --prune_tables 3 --schema_max_chars 1500
+ship-spider: install
+	test -f $(SPIDER_RUN)-eval-greedy/metrics.json || $(BIN)/t2s evaluate $(SPIDER_EVAL) --output_dir $(SPIDER_RUN)-eval-greedy
+	test -f $(SPIDER_RUN)-eval-scoped/metrics.json || $(BIN)/t2s evaluate $(SPIDER_EVAL) --constrained_decoding --scoped_columns --output_dir $(SPIDER_RUN)-eval-scoped
+	$(BIN)/python scripts/ship_adapter.py $(SPIDER_RUN) --eval $(SPIDER_RUN)-eval-greedy --eval $(SPIDER_RUN)-eval-scoped
 
 # Speed benchmarks; each writes its section of docs/benchmarks.md.
 bench: install

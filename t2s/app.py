@@ -2,7 +2,7 @@
 
     pip install 't2s[app]'
     t2s app --model outputs/demo_spider/adapter                      # http://127.0.0.1:7860
-    python t2s/app.py --model outputs/demo_spider/adapter --database shop.sqlite --port 8080
+    t2s app --model outputs/demo_spider/adapter --database shop.sqlite --port 8080
 
 *Ask*: a database (an SQLite or DuckDB file, a PostgreSQL/MySQL URL, or uploaded CSV/Parquet files) and a model or
 adapter; the SQL, its result and a chart when one fits; the same prompt and sandbox as `t2s ask`. *Evaluation*: a
@@ -19,11 +19,15 @@ from t2s.runtime import UserError, run_command
 import argparse
 import sys
 
+from t2s.decoding.embedded import DEFAULT_ASK_MODEL, default_ask_model
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--model", default="embedded:smollm2-135m-instruct", help="model or adapter the page starts with"
+        "--model",
+        default=default_ask_model(),
+        help=f"model or adapter the page starts with (default: {DEFAULT_ASK_MODEL}, shipped with t2s, when installed)",
     )
     parser.add_argument("--database", default="", help="database the page starts with (path or URL)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")

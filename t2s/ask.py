@@ -1,9 +1,10 @@
-"""Ask questions about your own database: canonical prompt from its schema → SQL → result, in the sandbox.
+"""Ask questions about your own database: the prompt the model learned, from its schema → SQL → result, in the
+sandbox.
 
-    python t2s/ask.py --adapter outputs/demo_spider/adapter --db 'postgresql://reader:${PGPASSWORD}@host/shop' "How many orders shipped in May?"
-    python t2s/ask.py --adapter outputs/demo_spider/adapter --db my.sqlite "How many orders shipped in May?"
-    python t2s/ask.py --adapter outputs/demo_spider/adapter --csv orders.csv --parquet customers.parquet "Top 3 customers?"
-    python t2s/ask.py --model embedded:smollm2-135m-instruct --db shop.duckdb      # no question: interactive
+    t2s ask --db shop.sqlite "How many orders shipped in May?"         # the shipped model: SmolLM2-135M on Spider
+    t2s ask --db 'postgresql://reader:${PGPASSWORD}@host/shop' "How many orders shipped in May?"
+    t2s ask --adapter outputs/my_run --csv orders.csv --parquet customers.parquet "Top 3 customers?"
+    t2s ask --model embedded:smollm2-135m-instruct --db shop.duckdb     # no question: interactive
 
 The prompt is built as the model learned it (its run record's schema format and linking; flags override them, with a
 warning), from the database's own schema, in its engine's dialect. Generation is
@@ -29,7 +30,8 @@ from rich.table import Table
 from t2s.data.prompt import SCHEMA_FORMATS, PromptSettings
 from t2s.data.schema import from_engine
 from t2s.decoding.asker import Asker
-from t2s.decoding.models import load_model_and_tokenizer, trained_prompt_settings
+from t2s.decoding.embedded import DEFAULT_ASK_MODEL, default_ask_model
+from t2s.decoding.models import check_adapter, check_model, load_model_and_tokenizer, trained_prompt_settings
 from t2s.execution.engines import is_url, open_engine
 from t2s.execution.engines.duckdb import from_files as duckdb_from_files
 
@@ -62,7 +64,11 @@ def parse_args(argv):
     source.add_argument("--csv", action="append", help="a CSV file with a header row; repeat for several tables")
     source.add_argument("--parquet", action="append", help="a Parquet file; repeat for several tables")
     parser.add_argument("--adapter", help="a t2s LoRA adapter folder or Hub id")
-    parser.add_argument("--model", help="base or merged model (default: the adapter's base, else the embedded model)")
+    parser.add_argument(
+        "--model",
+        help=f"base or merged model, or an embedded name (default: the adapter's base; without an adapter, "
+        f"{DEFAULT_ASK_MODEL}, SmolLM2-135M tuned on Spider, which ships with t2s)",
+    )
     parser.add_argument(
         "--schema_format",
         choices=SCHEMA_FORMATS,
@@ -110,6 +116,8 @@ def prompt_settings(args) -> PromptSettings:
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.question and not " ".join(args.question).strip():
+        raise UserError("the question is empty: ask something, or give no question for the interactive prompt")
     if args.db:
         engine = open_engine(args.db, allow_privileged=args.allow_privileged)
         name = engine.label if is_url(args.db) else Path(args.db).stem
@@ -122,14 +130,25 @@ def main(argv=None):
     warning = engine.write_warning()
     if warning:
         console.print(f"[bold red]{warning}[/]")
+    if args.model is None and args.adapter is None:
+        args.model = default_ask_model()
+    if args.model:
+        check_model(args.model)
+    if args.adapter:
+        check_adapter(args.adapter)
     settings = prompt_settings(args)
+    if trained_prompt_settings(args.model, args.adapter) is None and args.adapter is None:
+        console.print(
+            f"[yellow]{args.model} has no t2s run record: if it is a base model, it was not tuned to write SQL and "
+            f"will answer poorly. {DEFAULT_ASK_MODEL} (the default) is.[/]"
+        )
     model, tokenizer = load_model_and_tokenizer(args.model, args.adapter, merge=args.adapter is not None)
     asker = Asker(
         model, tokenizer, engine, schema, prompt_settings=settings, max_new_tokens=args.max_new_tokens,
         timeout_s=args.timeout,
     )  # fmt: skip
     if args.question:
-        question = " ".join(args.question)
+        question = " ".join(args.question).strip()
         sql, result = asker.ask(question)
         show(question, sql, result)
         return sql, result

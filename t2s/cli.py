@@ -16,6 +16,7 @@ import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
 from t2s.runtime import run_command
 
 import argparse
+import difflib
 import importlib
 import sys
 from collections.abc import Callable, Sequence
@@ -127,8 +128,17 @@ def main(argv: Sequence[str] | None = None):
         return None
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        raise SystemExit(f"t2s: unknown command {name!r}\n\n{usage()}")
-    return run_command(COMMANDS[name][1], rest)
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"t2s: unknown command {name!r}{hint}\n\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    # Each command's parser names itself after sys.argv[0]: `t2s ask`, not `t2s` or `ask.py`, in its usage line.
+    program = sys.argv[0]
+    sys.argv[0] = f"t2s {name}"
+    try:
+        return run_command(COMMANDS[name][1], rest)
+    finally:
+        sys.argv[0] = program
 
 
 def entry_point() -> None:

@@ -1,13 +1,13 @@
 r"""Score a model by executing its SQL, explain its errors, and compare two runs.
 
     # fine-tuned adapter on 500 questions from held-out dev tables (greedy), with error analysis
-    python t2s/evaluate_sql.py --adapter outputs/smollm2-135m-wikisql-lora --table_split heldout --limit 500 \
+    t2s evaluate --adapter outputs/smollm2-135m-wikisql-lora --table_split heldout --limit 500 \
         --output_dir outputs/eval/finetuned
     # the same questions, base model only (zero-shot baseline)
-    python t2s/evaluate_sql.py --model embedded:smollm2-135m-instruct --table_split heldout --limit 500 \
+    t2s evaluate --model embedded:smollm2-135m-instruct --table_split heldout --limit 500 \
         --output_dir outputs/eval/zero_shot
     # paired comparison: both accuracies, fixed/broken counts, McNemar's exact test
-    python t2s/evaluate_sql.py compare outputs/eval/zero_shot outputs/eval/finetuned [OUTPUT_JSON]
+    t2s compare outputs/eval/zero_shot outputs/eval/finetuned [OUTPUT_JSON]
 
 Each run writes `predictions.jsonl` (one line per question, with its outcome), `metrics.json` (scores
 and protocol), `analysis.{md,json,png}`, and records the score in the adapter's model card.
@@ -29,7 +29,7 @@ from t2s.evaluation.runner import EvaluateArguments, evaluate_run
 
 def compare_main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(
-        prog="evaluate_sql.py compare",
+        prog="t2s compare",
         description="Paired comparison of two evaluations of the same questions: both accuracies, fixed/broken "
         "counts and McNemar's exact test.",
     )

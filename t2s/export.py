@@ -1,8 +1,8 @@
 """Merge a LoRA adapter into its base and save a standalone model anyone can load with `from_pretrained`.
 
-    python t2s/export.py outputs/demo_spider/adapter --output exported/smollm2-135m-spider
-    python t2s/export.py outputs/demo_spider/adapter --output exported/x --push_to_hub --hub_model_id you/name
-    python t2s/export.py outputs/demo_spider/adapter --output exported/gguf --format gguf --gguf_type q8_0
+    t2s export outputs/demo_spider/adapter --output exported/smollm2-135m-spider
+    t2s export outputs/demo_spider/adapter --output exported/x --push_to_hub --hub_model_id you/name
+    t2s export outputs/demo_spider/adapter --output exported/gguf --format gguf --gguf_type q8_0
 
 The merged model's logits are checked against base + adapter before anything is written (t2s/publish/export.py);
 `t2s/ask.py --model DIR` and `t2s/evaluate_sql.py --model DIR` use the folder like any model. `--format gguf` writes

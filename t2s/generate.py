@@ -1,8 +1,8 @@
 r"""Generate SQL with a base model, a base model + LoRA adapter, or a merged model, for either dataset.
 
-    python t2s/generate.py --adapter outputs/smollm2-135m-wikisql-lora --table_split heldout --limit 500 \
+    t2s generate --adapter outputs/smollm2-135m-wikisql-lora --table_split heldout --limit 500 \
         --output predictions.jsonl
-    python t2s/generate.py --model embedded:smollm2-135m-instruct --dataset_name spider --limit 100 \
+    t2s generate --model embedded:smollm2-135m-instruct --dataset_name spider --limit 100 \
         --output zero_shot.jsonl
 
 Prompts come from the same builder as training (`t2s.data.prompt`, through the dataset readers); decoding is greedy

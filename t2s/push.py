@@ -1,6 +1,6 @@
 """Push a trained adapter folder (adapter, tokenizer, model card with its scores, run record) to the Hub.
 
-    python t2s/push.py outputs/smollm2-135m-wikisql-lora --hub_model_id you/smollm2-135m-wikisql-lora [--private]
+    t2s push outputs/smollm2-135m-wikisql-lora --hub_model_id you/smollm2-135m-wikisql-lora [--private]
 
 Run it after `t2s/evaluate_sql.py --adapter …`, so the card carries the execution accuracy and its protocol.
 Checkpoints and prediction files stay local. An exported (merged) model is pushed by `t2s/export.py --push_to_hub`.

@@ -122,7 +122,7 @@ def test_every_option_has_help(t2s_cli):
                 assert action.help.startswith("Turn --"), action.help
     evaluate_help = t2s_cli("evaluate", "--help").stdout
     assert "--output " not in evaluate_help and "--output_dir" in evaluate_help  # no option without a meaning
-    assert "evaluate_sql.py compare outputs/eval/zero_shot" in evaluate_help  # the compare mode is documented
+    assert "t2s compare outputs/eval/zero_shot" in evaluate_help  # the compare command is documented
     for name in ("ask", "export", "push"):
         text = t2s_cli(name, "--help").stdout
         options = [line for line in text.splitlines() if line.strip().startswith("--")]

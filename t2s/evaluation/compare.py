@@ -39,6 +39,11 @@ def compare(run_a: str, run_b: str, shared_questions: bool = False) -> dict:
     `shared_questions` compares two runs on different question sets (e.g. a full dev run against a demo's subset) on
     the questions both scored, with both accuracies recomputed on those; without it such runs are an error.
     """
+    for run in (run_a, run_b):
+        for name in ("predictions.jsonl", "metrics.json"):
+            if not (Path(run) / name).is_file():
+                what = "no such folder" if not Path(run).is_dir() else f"no {name} in it"
+                raise UserError(f"{run}: {what}; give the output_dir of a finished t2s evaluate")
     a = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_a) / "predictions.jsonl")}
     b = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_b) / "predictions.jsonl")}
     subset = set(a) != set(b)

@@ -77,7 +77,7 @@ def record_scores(output_dir: str | Path, name: str, scores: dict[str, Any]) -> 
 
 def _score_section(scores: dict[str, dict[str, Any]]) -> str:
     if not scores:
-        return "Not evaluated yet: run `python t2s/evaluate_sql.py --adapter <this folder>`."
+        return "Not evaluated yet: run `t2s evaluate --adapter <this folder>`."
     lines = [
         "| evaluation | execution accuracy | without empty-gold | examples | decoding | protocol |",
         "|---|---|---|---|---|---|",

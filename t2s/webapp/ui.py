@@ -65,13 +65,17 @@ def launch(page, host: str = "127.0.0.1", port: int = 7860, *, block: bool = Tru
 
 
 def build(
-    default_model: str = "embedded:smollm2-135m-instruct",
+    default_model: str | None = None,
     default_database: str = "",
     loader=None,
     *,
     allow_privileged: bool = False,
 ):
-    """The Blocks of the page. `loader(name) -> (model, tokenizer)` replaces model loading (tests)."""
+    """The Blocks of the page. `loader(name) -> (model, tokenizer)` replaces model loading (tests); the model box
+    starts with `default_model`, else the shipped SQL model (`default_ask_model`)."""
+    from t2s.decoding.embedded import default_ask_model
+
+    default_model = default_model or default_ask_model()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     # Gradio's queue calls pandas options that pandas 3 deprecates, once per event: noise in the app's console.
     for message in ("'future.no_silent_downcasting' is deprecated", "The copy keyword is deprecated"):

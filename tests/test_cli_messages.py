@@ -1,0 +1,43 @@
+"""What a person meets on the command line when they get something wrong: one line that names what is wrong and what
+to do, never a traceback, and usage lines that name `t2s <command>`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from .engines_setup import SHOP
+
+
+def _t2s(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "t2s.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evalute"], "unknown command 'evalute'; did you mean 'evaluate'?"),
+        (["ask", "--db", str(SHOP), "--model", "/no/such/model", "How many?"], "/no/such/model: no such model folder"),
+        (
+            ["ask", "--db", str(SHOP), "--adapter", "/no/such/adapter", "How many?"],
+            "/no/such/adapter: no such adapter",
+        ),
+        (["ask", "--db", str(SHOP), "  "], "the question is empty"),
+        (["ask", "--db", "/no/such.sqlite", "How many?"], "/no/such.sqlite: no such file"),
+        (["compare", "outputs/none-a", "/no/such"], "outputs/none-a: no such folder"),
+    ],
+)
+def test_a_mistake_gets_one_line_that_names_it(args, message):
+    done = _t2s(*args)
+    assert done.returncode == 2, done
+    assert message in done.stderr and "Traceback" not in done.stderr + done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["ask", "compare", "evaluate", "app", "copy-db"])
+def test_each_usage_line_names_t2s_and_its_command(command):
+    done = _t2s(command, "--help")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"usage: t2s {command} "), done.stdout[:200]
+    assert "python t2s/" not in done.stdout
