@@ -212,6 +212,14 @@ def test_the_page_asks_the_shop_and_opens_an_evaluation_in_a_real_browser(
         _wait_text(page, "#result", "Madrid")
         page.wait_for_selector("#chart", state="visible", timeout=30_000)
         page.screenshot(path=str(tmp_path / "ask.png"), full_page=True)
+        # A failed open shows its reason and leaves the open database as it was: the next question is answered.
+        page.fill("#database textarea", str(tmp_path / "no_such.sqlite"))
+        page.click("#open-database")
+        page.get_by_text("no_such.sqlite: no such file").first.wait_for(timeout=30_000)
+        rigged.append(LYON)
+        page.fill("#question textarea", "Who lives in Lyon?")
+        page.click("#ask")
+        _wait_text(page, "#result", "Alice Martin")
 
         a, b = evaluations
         page.get_by_role("tab", name="Evaluation").click()

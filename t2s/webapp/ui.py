@@ -7,9 +7,10 @@ open another.
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
+from t2s.runtime import UserError, user_error_types
 
 import functools
+import logging
 import os
 import warnings
 from typing import Any
@@ -86,23 +87,36 @@ def build(
     load = loader or _load_model
 
     def errors(fn):
+        """Every error as its text on the page, and one line on the server's console, never a traceback."""
+
         @functools.wraps(fn)
         def wrapped(*args):
             try:
                 return fn(*args)
-            except UserError as e:
+            except gr.Error:
+                raise
+            except user_error_types() as e:
                 raise gr.Error(str(e)) from None
+            except Exception as e:  # noqa: BLE001 - a library's error (a Hub id that is not one…): its text, said
+                text = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                logging.getLogger("t2s.app").warning("%s failed: %s", fn.__name__, text)
+                raise gr.Error(text) from None
 
         return wrapped
 
     @errors
     def open_database(text: str, files: list[str] | None, model_name: str, session: f.Session | None):
+        # The new database is opened first: a failure leaves the open one as it was, and the page with it.
+        opened = f.open_session(path_or_url=text or None, files=files or None, allow_privileged=allow_privileged)
+        try:
+            model, tokenizer = load(model_name.strip())
+            f.attach_model(opened, model, tokenizer, prompt_settings=_trained_settings(model_name.strip()))
+        except BaseException:
+            opened.close()
+            raise
         if session is not None:
             session.close()
-        session = f.open_session(path_or_url=text or None, files=files or None, allow_privileged=allow_privileged)
-        model, tokenizer = load(model_name.strip())
-        f.attach_model(session, model, tokenizer, prompt_settings=_trained_settings(model_name.strip()))
-        return session, session.describe()
+        return opened, opened.describe()
 
     @errors
     def ask(question: str, session: f.Session | None):
