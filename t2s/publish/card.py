@@ -181,11 +181,18 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         train_data=run.get("train_protocol") or "text-to-SQL data",
         method=_method(run),
         base_note=_base_note(run, base),
-        gguf_note=_gguf_note(gguf),
+        gguf_note=_gguf_note(gguf) + _licences_note(run.get("licences")),
     )
     path = Path(output_dir) / "README.md"
     card.save(path)
     return path
+
+
+def _licences_note(licences: dict[str, str] | None) -> str:
+    """The licences of what a model was made from (its base, its data), when the record names them."""
+    if not licences:
+        return ""
+    return "\n## Licences\n\n" + "\n".join(f"- {what}: {licence}" for what, licence in licences.items()) + "\n"
 
 
 def _gguf_note(gguf: dict[str, Any] | None) -> str:
