@@ -41,3 +41,22 @@ def test_each_usage_line_names_t2s_and_its_command(command):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith(f"usage: t2s {command} "), done.stdout[:200]
     assert "python t2s/" not in done.stdout
+
+
+def test_a_long_batch_says_it_is_still_generating(monkeypatch, capsys):
+    """Constrained decoding of long prompts can spend minutes on one batch: the log says so while it runs."""
+    import time
+
+    from t2s.decoding import predict
+
+    monkeypatch.setattr(predict, "HEARTBEAT_S", 0.3)
+
+    def slow(model, tokenizer, prompts, settings, progress=None, **kwargs):
+        time.sleep(1.2)  # one batch, four heartbeats long
+        progress(len(prompts))
+        return [["SELECT 1"] for _ in prompts]
+
+    monkeypatch.setattr(predict, "generate_sql", slow)
+    assert predict.generate_with_progress(None, None, ["q1", "q2"], None, "greedy") == [["SELECT 1"]] * 2
+    out = capsys.readouterr().out
+    assert out.count("greedy (batch after 0/2 still generating") >= 2 and "greedy: 2/2" in out

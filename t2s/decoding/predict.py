@@ -6,6 +6,7 @@ rows, else the greedy query; beams are searched only where the greedy query fail
 
 from __future__ import annotations
 
+import threading
 import time
 
 from t2s.decoding.constrained import grammar_for, scope_for
@@ -36,23 +37,51 @@ def progress_bar():
     )
 
 
+HEARTBEAT_S = 15.0  # the longest a generation stays silent: a batch that takes longer says it is still under way
+
+
 def generate_with_progress(model, tokenizer, prompts, settings, label, grammars=None, scopes=None):
     """A live bar on a terminal; elsewhere (a log file, CI) rich draws nothing until the end, so print a line per
-    tenth of the work instead: a long generation must never look stalled."""
+    tenth of the work instead. Either way, a batch that runs longer than `HEARTBEAT_S` (constrained decoding of long
+    prompts) says every `HEARTBEAT_S` seconds that it is still under way: a long generation never looks stalled."""
     with progress_bar() as progress:
         task = progress.add_task(label, total=len(prompts))
         step = max(1, len(prompts) // 10)
         start, done, reported = time.perf_counter(), 0, 0
+        last = [start]
+        finished = threading.Event()
 
         def advance(n: int) -> None:
             nonlocal done, reported
             progress.advance(task, n)
             done += n
+            last[0] = time.perf_counter()
+            progress.update(task, description=label)
             if not progress.console.is_terminal and (done - reported >= step or done == len(prompts)):
                 reported = done
                 progress.console.print(f"{label}: {done}/{len(prompts)} ({time.perf_counter() - start:.0f} s)")
 
-        return generate_sql(model, tokenizer, prompts, settings, progress=advance, grammars=grammars, scopes=scopes)
+        def heartbeat() -> None:
+            while not finished.wait(HEARTBEAT_S / 3):
+                quiet = time.perf_counter() - last[0]
+                if quiet < HEARTBEAT_S:
+                    continue
+                note = f"{label} (batch after {done}/{len(prompts)} still generating, {quiet:.0f} s)"
+                if progress.console.is_terminal:
+                    progress.update(task, description=note)
+                else:
+                    progress.console.print(f"{note}; {time.perf_counter() - start:.0f} s in all")
+                last[0] = time.perf_counter()
+
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
+        try:
+            return generate_sql(
+                model, tokenizer, prompts, settings, progress=advance, grammars=grammars, scopes=scopes
+            )
+        finally:
+            finished.set()
+            beat.join()
 
 
 def executes_with_rows(sql: str, example) -> bool:
