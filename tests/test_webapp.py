@@ -199,8 +199,7 @@ def test_the_page_asks_the_shop_and_opens_an_evaluation_in_a_real_browser(
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector("#open-database", timeout=60_000)
-        page.click("#open-database")
-        _wait_text(page, "#database-description", "customers")
+        _wait_text(page, "#database-description", "customers")  # --database opens it when the page loads
         page.fill("#question textarea", "Who lives in Lyon?")
         page.click("#ask")
         _wait_text(page, "#result", "Alice Martin")
@@ -208,7 +207,7 @@ def test_the_page_asks_the_shop_and_opens_an_evaluation_in_a_real_browser(
         assert "2 row(s)" in page.inner_text("#status")
         assert "SELECT name, city FROM customers" in page.inner_text("#sql")
         page.fill("#question textarea", "How many customers per city?")
-        page.click("#ask")
+        page.press("#question textarea", "Enter")  # Enter asks
         _wait_text(page, "#result", "Madrid")
         page.wait_for_selector("#chart", state="visible", timeout=30_000)
         page.screenshot(path=str(tmp_path / "ask.png"), full_page=True)

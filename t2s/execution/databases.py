@@ -24,10 +24,13 @@ def open_sqlite(path: str | Path) -> sqlite3.Connection:
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not an SQLite database file")
     if not path.is_file():
-        raise UserError(f"{path}: no such file; --db takes an SQLite database file")
+        raise UserError(f"{path}: no such file; give an SQLite database file (or a DuckDB file, or a URL)")
     with path.open("rb") as f:
         if f.read(16) != SQLITE_MAGIC:
-            raise UserError(f"{path}: not an SQLite database (its header is not 'SQLite format 3'); for CSV use --csv")
+            raise UserError(
+                f"{path}: not an SQLite database (its header is not 'SQLite format 3'); CSV and Parquet files are read "
+                "as data files (t2s ask --csv/--parquet, or uploaded on the page)"
+            )
     return open_database(str(path))
 
 

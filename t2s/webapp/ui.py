@@ -209,15 +209,19 @@ def build(
                     gr.Markdown(EXAMPLES_HINT, elem_classes="t2s-muted")
                     description = gr.Markdown(elem_id="database-description")
                 with gr.Column(scale=2):
-                    question = gr.Textbox(
-                        label="Question", placeholder="Which customers live in Lyon?", elem_id="question", lines=2
+                    question = gr.Textbox(  # one line: Enter asks
+                        label="Question", placeholder="Which customers live in Lyon?", elem_id="question", lines=1
                     )
                     ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
-                    sql = gr.Code(label="SQL", language="sql", elem_id="sql", interactive=False)
+                    sql = gr.Code(label="SQL", language="sql", elem_id="sql", interactive=False, wrap_lines=True)
                     status = gr.Markdown(elem_id="status")
                     result = gr.Dataframe(label="Result", elem_id="result", interactive=False, wrap=True)
                     chart = gr.BarPlot(visible=False, elem_id="chart")
-            open_button.click(open_database, [database, uploads, model_name, session], [session, description])
+            open_event = {"fn": open_database, "inputs": [database, uploads, model_name, session],
+                          "outputs": [session, description]}  # fmt: skip
+            open_button.click(**open_event)
+            if default_database:  # `t2s app --database X` opens it when the page loads
+                page.load(**open_event)
             ask_event = {"fn": ask, "inputs": [question, session], "outputs": [sql, status, result, chart]}
             ask_button.click(**ask_event)
             question.submit(**ask_event)
@@ -243,8 +247,12 @@ def build(
             )
             picked = gr.Markdown(elem_id="picked")
             with gr.Row():
-                gold_sql = gr.Code(label="Gold SQL", language="sql", interactive=False, elem_id="gold-sql")
-                predicted_sql = gr.Code(label="Predicted SQL", language="sql", interactive=False, elem_id="pred-sql")
+                gold_sql = gr.Code(
+                    label="Gold SQL", language="sql", interactive=False, elem_id="gold-sql", wrap_lines=True
+                )
+                predicted_sql = gr.Code(
+                    label="Predicted SQL", language="sql", interactive=False, elem_id="pred-sql", wrap_lines=True
+                )
             with gr.Row():
                 gold_rows = gr.Dataframe(label="Gold result (first rows)", interactive=False, elem_id="gold-rows")
                 predicted_rows = gr.Dataframe(
