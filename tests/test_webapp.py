@@ -219,6 +219,17 @@ def test_the_page_asks_the_shop_and_opens_an_evaluation_in_a_real_browser(
         page.fill("#question textarea", "Who lives in Lyon?")
         page.click("#ask")
         _wait_text(page, "#result", "Alice Martin")
+        # No rows: the real column names; an answer that does not run: no table, rather than made-up headers.
+        rigged.append("SELECT name, city FROM customers WHERE city = 'Nowhere'")
+        page.fill("#question textarea", "Who lives nowhere?")
+        page.click("#ask")
+        _wait_text(page, "#status", "0 row(s)")
+        assert "city" in page.inner_text("#result")
+        rigged.append("DELETE FROM customers")
+        page.fill("#question textarea", "Delete everyone")
+        page.click("#ask")
+        _wait_text(page, "#status", "rejected")
+        page.wait_for_selector("#result", state="hidden", timeout=30_000)
 
         a, b = evaluations
         page.get_by_role("tab", name="Evaluation").click()
@@ -240,6 +251,11 @@ def test_the_page_asks_the_shop_and_opens_an_evaluation_in_a_real_browser(
         page.click("#compare")
         _wait_text(page, "#comparison", "McNemar")
         page.screenshot(path=str(tmp_path / "evaluation.png"), full_page=True)
+        # Another evaluation: what belonged to the first (picked question, queries, comparison) goes with it.
+        page.fill("#evaluation-folder textarea", str(b))
+        page.click("#open-evaluation")
+        page.wait_for_function("() => !document.querySelector('#comparison').innerText.includes('McNemar')")
+        assert page.inner_text("#picked").strip() == "" and "SELECT" not in page.inner_text("#gold-sql")
     finally:
         page_app.close()
     assert _sha(db) == before

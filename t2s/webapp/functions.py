@@ -48,9 +48,8 @@ class Answer:
     def table(self) -> dict[str, Any]:
         """Headers and rows for a table widget (values as text, NULL shown as such)."""
         rows = (self.execution.rows or [])[:MAX_SHOWN_ROWS]
-        headers = _unique_headers(
-            self.execution.columns or [f"column {i + 1}" for i in range(len(rows[0]))] if rows else []
-        )
+        names = self.execution.columns or ([f"column {i + 1}" for i in range(len(rows[0]))] if rows else [])
+        headers = _unique_headers(names)  # a result without rows keeps its columns' names
         return {"headers": headers, "data": [["NULL" if v is None else str(v) for v in row] for row in rows]}
 
     def chart(self) -> dict[str, Any] | None:

@@ -125,7 +125,12 @@ def build(
         answer = f.ask(session, question)
         table = answer.table()
         chart = answer.chart()
-        frame = pd.DataFrame(table["data"], columns=table["headers"]) if table["headers"] else pd.DataFrame()
+        # No result (an error): no table at all, rather than an empty one with made-up headers.
+        frame = (
+            gr.Dataframe(value=pd.DataFrame(table["data"], columns=table["headers"]), visible=True)
+            if table["headers"]
+            else gr.Dataframe(value=None, visible=False)
+        )
         if chart:
             data = pd.DataFrame(chart["rows"]).rename(columns={"x": chart["x"], "y": chart["y"]})
             plot = gr.BarPlot(value=data, x=chart["x"], y=chart["y"], visible=True, label="Chart")
@@ -147,7 +152,9 @@ def build(
             classes,
             gr.Dropdown(choices=choices, value=choices[0]),
             _questions(evaluation, None),
-        )
+            # what belonged to the evaluation open before: its picked question, both queries and results, comparison
+            "", "", "", None, None, "",
+        )  # fmt: skip
 
     def _questions(evaluation: f.Evaluation, category: str | None):
         rows = evaluation.questions(None if category in (None, "all wrong answers") else category)
@@ -263,7 +270,12 @@ def build(
                     other = gr.Textbox(label="Other evaluation folder", scale=4, elem_id="other-folder")
                     compare_button = gr.Button("Compare", scale=1, elem_id="compare")
                 comparison = gr.Markdown(elem_id="comparison")
-            open_eval.click(open_evaluation, [folder], [evaluation, summary, breakdown, classes, category, questions])
+            open_eval.click(
+                open_evaluation,
+                [folder],
+                [evaluation, summary, breakdown, classes, category, questions,
+                 picked, gold_sql, predicted_sql, gold_rows, predicted_rows, comparison],
+            )  # fmt: skip
             category.change(pick_category, [category, evaluation], [questions])
             questions.select(
                 pick_question, [evaluation, questions], [picked, gold_sql, predicted_sql, gold_rows, predicted_rows]
