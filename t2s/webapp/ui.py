@@ -224,12 +224,16 @@ def build(
                     status = gr.Markdown(elem_id="status")
                     result = gr.Dataframe(label="Result", elem_id="result", interactive=False, wrap=True)
                     chart = gr.BarPlot(visible=False, elem_id="chart")
+            # Opening and asking share one queue (one at a time, in order, for every visitor: generation takes the
+            # CPU anyway): a question asked while a
+            # database is opening waits for it, and is answered by it.
+            queue = {"concurrency_id": "database", "concurrency_limit": 1}
             open_event = {"fn": open_database, "inputs": [database, uploads, model_name, session],
-                          "outputs": [session, description]}  # fmt: skip
+                          "outputs": [session, description], **queue}  # fmt: skip
             open_button.click(**open_event)
             if default_database:  # `t2s app --database X` opens it when the page loads
                 page.load(**open_event)
-            ask_event = {"fn": ask, "inputs": [question, session], "outputs": [sql, status, result, chart]}
+            ask_event = {"fn": ask, "inputs": [question, session], "outputs": [sql, status, result, chart], **queue}
             ask_button.click(**ask_event)
             question.submit(**ask_event)
 
