@@ -37,9 +37,9 @@ def test_the_shipped_adapter_is_small_bf16_and_names_where_it_came_from():
     dev = [s for s in run["scores"].values() if "Spider dev" in s["protocol"]]
     assert dev and all(s["num_scored"] >= 1024 and 0 < s["execution_accuracy"] < 1 for s in dev)
     card = (FOLDER / "README.md").read_text()
-    assert "CC BY-SA 4.0" in card and "Apache" in card and "Spider dev" in card
-    for name in run["scores"]:
-        assert f"{run['scores'][name]['execution_accuracy']:.1%}"[:-3] in card  # each score shows on the card
+    assert "## Licences" in card and "CC BY-SA 4.0" in card and "Apache License 2.0" in card
+    for name, score in run["scores"].items():
+        assert f"| {name} | {score['execution_accuracy']:.1%} |" in card  # each score shows on the card
 
 
 def test_the_shipped_outcomes_can_be_paired_with_any_later_run():

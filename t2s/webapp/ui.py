@@ -225,8 +225,7 @@ def build(
                     result = gr.Dataframe(label="Result", elem_id="result", interactive=False, wrap=True)
                     chart = gr.BarPlot(visible=False, elem_id="chart")
             # Opening and asking share one queue (one at a time, in order, for every visitor: generation takes the
-            # CPU anyway): a question asked while a
-            # database is opening waits for it, and is answered by it.
+            # CPU anyway): a question asked while a database is opening waits for it, and is answered by it.
             queue = {"concurrency_id": "database", "concurrency_limit": 1}
             open_event = {"fn": open_database, "inputs": [database, uploads, model_name, session],
                           "outputs": [session, description], **queue}  # fmt: skip
