@@ -178,6 +178,8 @@ def dataclass_parser(dataclass_types, description: str | None = None):
         def _get_help_string(self, action):
             if any(o.startswith("--no_") for o in action.option_strings):
                 return action.help  # "(default: False)" would read as the opposite of what it means
+            if action.default is None or "default" in (action.help or "").lower():
+                return action.help  # nothing to add, or the help already says it ("(default $T2S_SPIDER_DIR)")
             return super()._get_help_string(action)
 
     parser = HfArgumentParser(dataclass_types, description=description, formatter_class=Formatter)

@@ -60,3 +60,11 @@ def test_a_long_batch_says_it_is_still_generating(monkeypatch, capsys):
     assert predict.generate_with_progress(None, None, ["q1", "q2"], None, "greedy") == [["SELECT 1"]] * 2
     out = capsys.readouterr().out
     assert out.count("greedy (batch after 0/2 still generating") >= 2 and "greedy: 2/2" in out
+
+
+def test_help_says_each_default_once():
+    done = _t2s("evaluate", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "(default: None)" not in text and "(default $T2S_SPIDER_DIR)." in text
+    assert "$T2S_SPIDER_DIR). (default" not in text
