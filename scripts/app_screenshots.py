@@ -1,6 +1,7 @@
 """Screenshots of both tabs of the web page for docs/app.md, with a real model and a real evaluation.
 
-    python scripts/app_screenshots.py [--adapter outputs/demo_spider/adapter] [--evaluation outputs/demo_spider/finetuned]
+    python scripts/app_screenshots.py [--model embedded:smollm2-135m-spider] \
+        [--evaluation outputs/smollm2-135m-spider-full-lora-shipped-greedy]
 
 Starts the page on a free local port, drives Debian's Chromium with Playwright (as tests/test_webapp.py does): opens
 the shop database, asks a question, opens the evaluation and selects its first wrong answer; writes
@@ -23,8 +24,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adapter", default="outputs/demo_spider/adapter")
-    parser.add_argument("--evaluation", default="outputs/demo_spider/finetuned")
+    parser.add_argument("--model", default="embedded:smollm2-135m-spider", help="model or adapter (default: shipped)")
+    parser.add_argument("--evaluation", default="outputs/smollm2-135m-spider-full-lora-shipped-greedy")
     parser.add_argument("--question", default="How many orders are there for each status?")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -34,15 +35,14 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    page_app = build(default_model=args.adapter, default_database=str(SHOP))
+    page_app = build(default_model=args.model, default_database=str(SHOP.relative_to(ROOT)))  # run from the root
     launch(page_app, port=port, block=False)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector("#open-database", timeout=60_000)
-            page.click("#open-database")
+            page.wait_for_selector("#open-database", timeout=60_000)  # the database opens as the page loads
             page.wait_for_function(
                 "() => document.querySelector('#database-description').innerText.includes('customers')",
                 timeout=300_000,
@@ -58,7 +58,7 @@ def main() -> None:
             page.wait_for_timeout(1500)
             page.screenshot(path=str(ROOT / "docs" / "app_ask.png"), full_page=True)
             page.get_by_role("tab", name="Evaluation").click()
-            page.fill("#evaluation-folder textarea", str(Path(args.evaluation).resolve()))
+            page.fill("#evaluation-folder textarea", str(args.evaluation))  # as given: run from the root
             page.click("#open-evaluation")
             page.wait_for_function(
                 "() => document.querySelector('#evaluation-summary').innerText.includes('execution accuracy')",

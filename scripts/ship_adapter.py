@@ -88,6 +88,9 @@ def package(run_dir: Path, name: str) -> Path:
             (tmp / "t2s_recipe.yaml").write_text(trained_recipe)
         save_run(tmp, run)
         write_model_card(tmp)
+        tmp.chmod(0o755)  # mkdtemp's folder is private; an installed package is read by everyone
+        for path in tmp.iterdir():
+            path.chmod(0o644)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
