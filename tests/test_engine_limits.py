@@ -341,3 +341,22 @@ def test_postgres_functions_an_extension_or_the_database_defines_are_never_allow
                     "SELECT dblink_exec('dbname=ext', 'DELETE FROM t')", "SELECT dblink_connect('x')"]:  # fmt: skip
             assert engine.run(sql).status == "rejected", sql
         assert engine.run("SELECT upper(name) FROM t").rows == [("ANN",)]
+
+
+@servers
+def test_a_role_that_may_create_objects_is_refused_with_the_revoke_that_fixes_it(postgres, shop, request):
+    """PostgreSQL 14 and older let every role create objects in `public`: such a role is privileged here, and the
+    message adds the REVOKE that takes it away."""
+    import psycopg
+
+    admin, reader = names_on(shop, "postgresql", request)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        try:
+            with pytest.raises(EngineError, match="can create objects in its schema") as refused:
+                open_engine(reader)
+            assert 'REVOKE CREATE ON SCHEMA "public" FROM PUBLIC;' in str(refused.value)
+        finally:
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    with open_engine(reader) as engine:
+        assert engine.run("SELECT count(*) FROM orders").rows == [(8,)]

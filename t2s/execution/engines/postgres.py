@@ -95,11 +95,14 @@ class PostgresEngine(ServerEngine):
 
     def read_only_account_sql(self) -> list[str]:
         schema = self.quote(self.schema_name or "public")
-        return [
+        lines = [
             "CREATE ROLE t2s_reader LOGIN PASSWORD '<a password>';",
             f"GRANT USAGE ON SCHEMA {schema} TO t2s_reader;",
             f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO t2s_reader;",
         ]
+        if "can create objects in its schema" in self._privileges:  # PostgreSQL 14 and older grant it to PUBLIC
+            lines.append(f"REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC;  -- if every role may create objects there")
+        return lines
 
     def quote(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
