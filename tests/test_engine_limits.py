@@ -7,7 +7,6 @@ password. The servers are the suite's own (tests/servers.py); each limit is atta
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
@@ -312,7 +311,6 @@ def test_no_cached_connection_outlives_close_cached(tmp_path):
     with pytest.raises(sqlite3.ProgrammingError):
         conn.execute("SELECT 1")
     assert database_for(str(SHOP)) is not conn
-    os.environ.pop("T2S_NOTHING", None)
 
 
 @servers
