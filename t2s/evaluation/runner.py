@@ -22,6 +22,7 @@ from t2s.data import HARDNESS_LEVELS, is_sqlite_dataset
 from t2s.data.common import read_jsonl, write_jsonl
 from t2s.data.sources import dataset_reference, is_folder
 from t2s.decoding.arguments import DecodingArguments
+from t2s.decoding.embedded import DEFAULT_EMBEDDED
 from t2s.decoding.predict import prediction_record, run_predictions
 from t2s.evaluation.analysis import analyse, print_summary, write_reports
 from t2s.publish.card import record_scores
@@ -159,7 +160,7 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         record["prediction_rows"], record["gold_rows"] = detail["prediction_rows"], detail["gold_rows"]
     write_jsonl(out / "predictions.jsonl", records)
 
-    model_label = args.adapter or args.model or "embedded:smollm2-135m-instruct"
+    model_label = args.adapter or args.model or DEFAULT_EMBEDDED
     metrics = {
         **result,
         "protocol": dataset.info.description,
