@@ -2,7 +2,8 @@
 
 A database file is opened `read_only` with external access off (no files, no network, no extensions loaded or
 installed) and the configuration locked, so no query can switch those back on. Untrusted queries run in a child
-process (`duckdb_worker.py`) with an address-space limit of `QUERY_MEMORY_MB` and `interrupt()` at the budget; the
+process (`duckdb_worker.py`) that may add at most `QUERY_MEMORY_MB` of writable memory to what it holds once DuckDB is
+loaded (RLIMIT_DATA), with DuckDB's own `max_memory` below that and `interrupt()` at the budget; the
 watchdog kills that process at twice the budget, for the functions that heed neither (DuckDB's list functions). The
 parent keeps its own read-only connection for the catalogue and DuckDB's parser for the gate. CSV and Parquet files
 (`from_files`) are read by DuckDB's own readers into a private temporary database file, which is then opened the same
@@ -31,8 +32,7 @@ LOCKED_CONFIG = {
     "max_memory": "256MB",
     "threads": 2,
 }
-QUERY_MEMORY_MB = 400  # the query process's address space beyond what it holds once DuckDB is loaded
-START_TIMEOUT_S = 60
+QUERY_MEMORY_MB = 400  # writable memory the query process may add to what it holds once DuckDB is loaded
 
 
 def duckdb_path(name: str) -> str:
