@@ -19,14 +19,13 @@ from t2s.runtime import UserError, run_command
 import argparse
 import sys
 
-from t2s.decoding.embedded import DEFAULT_ASK_MODEL, default_ask_model
+from t2s.decoding.embedded import DEFAULT_ASK_MODEL
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--model",
-        default=default_ask_model(),
         help=f"model or adapter the page starts with (default: {DEFAULT_ASK_MODEL}, shipped with t2s, when installed)",
     )
     parser.add_argument("--database", default="", help="database the page starts with (path or URL)")

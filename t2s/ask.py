@@ -20,7 +20,7 @@ from t2s.runtime import UserError, run_command
 
 import argparse
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -98,19 +98,19 @@ def parse_args(argv):
 
 def prompt_settings(args) -> PromptSettings:
     """The prompt the model learned (its run record), with what the user set on the command line over it; a
-    difference from what it learned is said, since it costs accuracy without any error."""
+    difference from what it learned is said, since it costs accuracy without any error, and so is a model without a
+    record, which is likely a base model never tuned to write SQL."""
     trained = trained_prompt_settings(args.model, args.adapter)
-    given = {
-        name: getattr(args, name)
-        for name in ("schema_format", "link_values", "prune_tables", "schema_max_chars")
-        if getattr(args, name) is not None
-    }
+    if trained is None and args.adapter is None:
+        console.print(
+            f"[yellow]{args.model} has no t2s run record: if it is a base model, it was not tuned to write SQL and "
+            f"will answer poorly. {DEFAULT_ASK_MODEL} (the default) is.[/]"
+        )
+    given = {f.name: getattr(args, f.name) for f in fields(PromptSettings) if getattr(args, f.name) is not None}
     chosen = replace(trained or PromptSettings(), **given)
     if trained is not None and trained != chosen:
-        console.print(
-            f"[yellow]The model learned other prompts than these ({'; '.join(trained.differences(chosen))}): "
-            "expect lower accuracy.[/]"
-        )
+        changed = "; ".join(f"{name}: {a!r} → {b!r}" for name, a, b in trained.differences(chosen))
+        console.print(f"[yellow]The model learned other prompts than these ({changed}): expect lower accuracy.[/]")
     return chosen
 
 
@@ -137,11 +137,6 @@ def main(argv=None):
     if args.adapter:
         check_adapter(args.adapter)
     settings = prompt_settings(args)
-    if trained_prompt_settings(args.model, args.adapter) is None and args.adapter is None:
-        console.print(
-            f"[yellow]{args.model} has no t2s run record: if it is a base model, it was not tuned to write SQL and "
-            f"will answer poorly. {DEFAULT_ASK_MODEL} (the default) is.[/]"
-        )
     model, tokenizer = load_model_and_tokenizer(args.model, args.adapter, merge=args.adapter is not None)
     asker = Asker(
         model, tokenizer, engine, schema, prompt_settings=settings, max_new_tokens=args.max_new_tokens,

@@ -90,15 +90,20 @@ def _pg_nodes(node):
             stack.extend(getattr(node, slot) for slot in node.__slots__)
 
 
-@pytest.fixture(scope="module")
-def duckdb_shop(shop, request):
+def _read_only_shop(kind: str, shop, request):
+    """The shop database on `kind` through its read-only name, its contents checked unchanged at the end."""
     from t2s.execution.engines import open_engine
 
-    path, _ = names_on(shop, "duckdb", request)
-    before = checksum(path)
-    with open_engine(path) as engine:
+    admin, reader = names_on(shop, kind, request)
+    before = checksum(admin)
+    with open_engine(reader) as engine:
         yield engine
-    assert checksum(path) == before
+    assert checksum(admin) == before
+
+
+@pytest.fixture(scope="module")
+def duckdb_shop(shop, request):
+    yield from _read_only_shop("duckdb", shop, request)
 
 
 @seed(SEED)
@@ -131,13 +136,7 @@ def _inside_string(text: str, word: str) -> bool:
 
 @pytest.fixture(scope="module")
 def mysql_reader(shop, request):
-    from t2s.execution.engines import open_engine
-
-    admin, reader = names_on(shop, "mysql", request)
-    before = checksum(admin)
-    with open_engine(reader) as engine:
-        yield engine
-    assert checksum(admin) == before
+    yield from _read_only_shop("mysql", shop, request)
 
 
 @servers

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -127,10 +127,10 @@ class PromptSettings:
     def linking(self) -> bool:
         return self.link_values or bool(self.prune_tables) or bool(self.schema_max_chars)
 
-    def differences(self, other: PromptSettings) -> list[str]:
-        """`name: self's value → other's` for each setting that differs."""
+    def differences(self, other: PromptSettings) -> list[tuple[str, Any, Any]]:
+        """(name, self's value, other's value) for each setting that differs."""
         return [
-            f"{name}: {getattr(self, name)!r} → {getattr(other, name)!r}"
-            for name in ("schema_format", "link_values", "prune_tables", "schema_max_chars")
-            if getattr(self, name) != getattr(other, name)
+            (f.name, getattr(self, f.name), getattr(other, f.name))
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
         ]

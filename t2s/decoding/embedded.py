@@ -74,8 +74,11 @@ def shipped_adapter(name: str | None) -> Path | None:
 def default_ask_model() -> str:
     """What `t2s ask` and the page answer with when no model is named: the shipped SQL model when this install has
     its weights, else the embedded base (its callers say so)."""
-    folder = SHIPPED_DIR / DEFAULT_ASK_MODEL.removeprefix(EMBEDDED_PREFIX)
-    return DEFAULT_ASK_MODEL if (folder / "adapter_model.safetensors").is_file() else DEFAULT_EMBEDDED
+    try:
+        shipped_adapter(DEFAULT_ASK_MODEL)
+    except FileNotFoundError:
+        return DEFAULT_EMBEDDED
+    return DEFAULT_ASK_MODEL
 
 
 def shipped_base(name: str) -> str:

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from t2s.data import HARDNESS_LEVELS, is_sqlite_dataset
 from t2s.data.common import read_jsonl, write_jsonl
+from t2s.data.prompt import PromptSettings
 from t2s.data.sources import dataset_reference, is_folder
 from t2s.decoding.arguments import DecodingArguments
 from t2s.decoding.embedded import DEFAULT_EMBEDDED
@@ -95,23 +96,15 @@ def align_predictions(dataset, records: list[dict], path: str) -> list:
     return [by_id[eid] for eid in dataset["example_id"]]
 
 
-LINKING_FIELDS = ("schema_format", "link_values", "prune_tables", "schema_max_chars")
-
-
 def prompt_differences(args: EvaluateArguments) -> list[str]:
     """How this evaluation's prompt settings differ from those the adapter was trained with (its `t2s_run.json`):
     an adapter asked with another prompt than it learned scores lower without any error, so the run says so."""
     run = Path(args.adapter or "") / "t2s_run.json"
     if not args.adapter or not run.is_file():
         return []
-    trained = json.loads(run.read_text())
-    defaults = {"link_values": False, "prune_tables": 0, "schema_max_chars": 0}
-    return [
-        f"{name}: trained {trained.get(name, defaults.get(name))!r}, evaluated {getattr(args, name)!r}"
-        for name in LINKING_FIELDS
-        if name in trained or name in defaults
-        if trained.get(name, defaults.get(name)) != getattr(args, name)
-    ]
+    trained = PromptSettings.from_run(json.loads(run.read_text()))
+    evaluated = PromptSettings(args.schema_format, args.link_values, args.prune_tables, args.schema_max_chars)
+    return [f"{name}: trained {a!r}, evaluated {b!r}" for name, a, b in trained.differences(evaluated)]
 
 
 def score_predictions(dataset, predictions: list[str], args: EvaluateArguments) -> dict:

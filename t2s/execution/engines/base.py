@@ -90,40 +90,32 @@ def _hide(text: str, name: str) -> str:
     return text.replace(name, hidden) if hidden != name else text
 
 
-def _password_span(name: str) -> tuple[int, int] | None:
-    """Where a URL's password lies: from the first `:` after the user name to the last `@` (a host holds no `@`; a
-    password may hold any character). None when the URL has no password."""
+def _literal_password_span(name: str) -> tuple[int, int] | None:
+    """Where a URL's password lies, written out (not a `${VAR}`): from the first `:` after the user name to the last
+    `@` (a host holds no `@`; a password may hold any character). None when the URL has no literal password."""
     if not is_url(name):
         return None
     start = name.index("://") + 3
     at = name.rfind("@")
-    if at < start:
+    colon = name.find(":", start, at) if at >= start else -1
+    if colon < 0 or _ENV_RE.fullmatch(name[colon + 1 : at]):
         return None
-    colon = name.find(":", start, at)
-    return None if colon < 0 else (colon + 1, at)
+    return colon + 1, at
 
 
 def redact(name: str) -> str:
     """A database name fit to show: a URL's password replaced by `***`, whatever characters it holds (a `${VAR}`
     stays as written); a URL without a password is shown as it is."""
     name = str(name)
-    span = _password_span(name)
-    if span is None:
-        return name
-    password = name[span[0] : span[1]]
-    if _ENV_RE.fullmatch(password):
-        return name
-    return name[: span[0]] + "***" + name[span[1] :]
+    span = _literal_password_span(name)
+    return name if span is None else name[: span[0]] + "***" + name[span[1] :]
 
 
 def check_password_spelling(name: str) -> None:
     """A literal password with `@`, `/`, `?` or `#` makes the URL mean something else to its parser (a piece of
     the password read as the host): refused, with the two spellings that work."""
-    span = _password_span(str(name))
-    if span is None:
-        return
-    password = name[span[0] : span[1]]
-    if not _ENV_RE.fullmatch(password) and any(c in password for c in "@/?#"):
+    span = _literal_password_span(str(name))
+    if span is not None and any(c in name[span[0] : span[1]] for c in "@/?#"):
         raise EngineError(
             f"{redact(name)}: the password holds '@', '/', '?' or '#', which a URL reads as the end of the password: "
             "percent-encode them (%40, %2F, %3F, %23), or put the password in an environment variable and write "

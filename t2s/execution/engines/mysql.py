@@ -70,11 +70,6 @@ class MySQLEngine(ServerEngine):
         except pymysql.Error as e:
             raise EngineError(f"{self.label}: cannot connect to MySQL ({e})") from None
 
-    def _reconnect(self) -> None:
-        with contextlib.suppress(Exception):  # closing a broken connection
-            self.conn.close()
-        self.conn = self._connect()
-
     def privileges(self) -> list[str]:
         with self.conn.cursor() as cursor:
             cursor.execute("SHOW GRANTS")

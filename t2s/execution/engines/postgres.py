@@ -17,7 +17,6 @@ connection's current schema (normally `public`).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import socket
@@ -62,11 +61,6 @@ class PostgresEngine(ServerEngine):
             raise EngineError(
                 f"{self.label}: cannot connect to PostgreSQL ({_without(str(e).strip(), self)})"
             ) from None
-
-    def _reconnect(self) -> None:
-        with contextlib.suppress(Exception):  # closing a broken connection
-            self.conn.close()
-        self.conn = self._connect()
 
     def privileges(self) -> list[str]:
         row = self.conn.execute(

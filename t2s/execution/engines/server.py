@@ -136,9 +136,16 @@ class ServerEngine(Engine):
     def _sever(self) -> None:
         """Cut the running query's connection from another thread (it is reopened before the next query)."""
 
-    @abstractmethod
+    def _connect(self):
+        """A new connection to the server; `EngineError` when it cannot be reached."""
+        raise NotImplementedError
+
     def _reconnect(self) -> None:
-        """A fresh connection in place of the current one; `EngineError` when the server cannot be reached."""
+        """A fresh connection in place of the current one (`self.conn`); `EngineError` when the server cannot be
+        reached."""
+        with contextlib.suppress(Exception):  # closing a broken connection
+            self.conn.close()
+        self.conn = self._connect()
 
     @abstractmethod
     def quote(self, name: str) -> str: ...
