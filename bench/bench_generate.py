@@ -17,23 +17,24 @@ import torch  # noqa: E402
 
 from bench.report import write_section  # noqa: E402
 from t2s.data import load_wikisql  # noqa: E402
+from t2s.decoding.answer import answer_sql  # noqa: E402
 from t2s.decoding.models import load_model_and_tokenizer  # noqa: E402
-from t2s.decoding.settings import GenerationSettings, first_line, generate_kwargs, prepare_tokenizer  # noqa: E402
+from t2s.decoding.settings import GenerationSettings, generate_kwargs, prepare_tokenizer  # noqa: E402
 
 
 @torch.no_grad()
 def run(model, tokenizer, prompts, batch_size, settings):
-    kwargs = generate_kwargs(tokenizer, settings)
     outputs, tokens = [], 0
     start = time.perf_counter()
     for i in range(0, len(prompts), batch_size):
         batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True)
+        kwargs = generate_kwargs(tokenizer, settings, batch["input_ids"].shape[1])
         out = model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1] :]
         # generated tokens per row: everything before the padding that fills rows which stopped early
         for row in out:
             real = (row != tokenizer.pad_token_id).nonzero()
             tokens += int(real[-1]) + 1 if len(real) else 0
-        outputs += [first_line(t) for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+        outputs += [answer_sql(t) for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
     return outputs, tokens, time.perf_counter() - start
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from t2s.data import load_text2sql
-from t2s.decoding.continuous import ContinuousDecoder, newline_token_ids, token_chooser
+from t2s.decoding.answer import newline_token_ids
+from t2s.decoding.continuous import ContinuousDecoder, token_chooser
 from t2s.decoding.generation import generate_sql
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.decoding.prefix_cache import PrefixStore, plan_batches

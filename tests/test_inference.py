@@ -11,7 +11,7 @@ from t2s.decoding.arguments import DecodingArguments
 from t2s.decoding.generation import generate_sql
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.decoding.predict import execution_guided_choice
-from t2s.decoding.settings import GenerationSettings, first_line, generate_kwargs, prepare_tokenizer
+from t2s.decoding.settings import GenerationSettings, generate_kwargs, prepare_tokenizer
 from t2s.evaluate_sql import main as evaluate_main
 from t2s.evaluation.analysis import analyse
 from t2s.evaluation.analysis.wikisql import classify
@@ -55,28 +55,21 @@ def _constant_model(model, tokenizer, token_id):
     return model
 
 
-@pytest.mark.parametrize("stop", ["newline", "eos"])
-def test_generation_stops_at_newline_or_eos(tiny, stop):
+def test_generation_stops_at_eos_and_runs_to_the_budget_without_an_answer(tiny):
+    """EOS ends a row at once; a model that writes only newlines (no answer: `t2s.decoding.answer`) or never stops
+    runs to the token budget. Where an answer ends is tested in tests/test_answer.py."""
     _, model, tokenizer = tiny
     prepare_tokenizer(tokenizer)
-    token_id = tokenizer.convert_tokens_to_ids("Ċ") if stop == "newline" else tokenizer.eos_token_id
-    rigged = _constant_model(model, tokenizer, token_id)
     batch = tokenizer(["SELECT"], return_tensors="pt")
+    length = batch["input_ids"].shape[1]
     settings = GenerationSettings(max_new_tokens=20)
-    out = rigged.generate(**batch, **generate_kwargs(tokenizer, settings))
-    assert out.shape[1] == batch["input_ids"].shape[1] + 1  # stopped after one token, not 20
-    assert generate_sql(rigged, tokenizer, ["SELECT"], settings) == [[""]]
-    # and a model that never stops runs to the budget
-    runaway = _constant_model(model, tokenizer, tokenizer.convert_tokens_to_ids("SELECT"))
-    assert (
-        runaway.generate(**batch, **generate_kwargs(tokenizer, settings)).shape[1] == batch["input_ids"].shape[1] + 20
-    )
-
-
-def test_first_line_is_the_only_post_processing():
-    assert first_line("  SELECT 1  \nSELECT 2") == "SELECT 1"
-    assert first_line("SELECT 1") == "SELECT 1"
-    assert first_line("\nSELECT 1") == ""
+    kwargs = generate_kwargs(tokenizer, settings, length)
+    for token, steps in [(tokenizer.eos_token_id, 1), ("Ċ", 20), ("SELECT", 20)]:
+        token_id = tokenizer.convert_tokens_to_ids(token) if isinstance(token, str) else token
+        rigged = _constant_model(model, tokenizer, token_id)
+        assert rigged.generate(**batch, **kwargs).shape[1] == length + steps, token
+        if steps == 1 or token == "Ċ":
+            assert generate_sql(rigged, tokenizer, ["SELECT"], settings) == [[""]]
 
 
 def test_batched_and_one_by_one_greedy_generation_agree(tiny):

@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from t2s.decoding.answer import answer_complete, answer_sql, newline_token_ids
 from t2s.decoding.kv_cache import PreallocatedCache, plain_kv_layers
-from t2s.decoding.settings import first_line
 
 
 class SlotLayer(DynamicLayer):
@@ -61,12 +61,6 @@ class SlotCache(DynamicCache):
         self.column = 0
 
 
-def newline_token_ids(tokenizer) -> set[int]:
-    """Tokens whose text holds a newline: generating one ends the SQL (the stop rule of `t2s.decoding.generation`)."""
-    vocab = tokenizer.get_vocab()
-    return {i for token, i in vocab.items() if "\n" in tokenizer.convert_tokens_to_string([token])}
-
-
 def continuous_sql(model, tokenizer, prompts: Sequence[str], settings, prefixes, plan, progress) -> list[list[str]]:
     """`settings.num_candidates` answers per prompt (greedy: one), decoded in `settings.batch_size` × candidates slots
     (the rows of a `generate()` batch) in the order of `plan` (batches of prompt indices with their shared prefix, from
@@ -79,13 +73,12 @@ def continuous_sql(model, tokenizer, prompts: Sequence[str], settings, prefixes,
         for i in idx:
             ids = tokenizer(text=prompts[i])["input_ids"]
             queue.extend((i * k + j, ids, prefix) for j in range(k))
-    stop_ids = newline_token_ids(tokenizer) | {tokenizer.eos_token_id}
     decoder = ContinuousDecoder(
-        model, tokenizer, settings.batch_size * k, settings.max_new_tokens, prefixes, stop_ids,
-        token_chooser(model, settings),
+        model, tokenizer, settings.batch_size * k, settings.max_new_tokens, prefixes, {tokenizer.eos_token_id},
+        token_chooser(model, settings), newline_token_ids(tokenizer),
     )  # fmt: skip
     generated = decoder.run(queue, _per_prompt(progress, k))
-    texts = [first_line(tokenizer.decode(generated[r], skip_special_tokens=True)) for r in range(len(prompts) * k)]
+    texts = [answer_sql(tokenizer.decode(generated[r], skip_special_tokens=True)) for r in range(len(prompts) * k)]
     return [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
 
 
@@ -134,13 +127,19 @@ def token_chooser(model, settings) -> Callable[[torch.Tensor], torch.Tensor]:
 
 class ContinuousDecoder:
     """Decodes prompts (token ids, each with the shared prefix it starts with, or None) in `slots` slots; `choose`
-    picks each row's next token from its logits (default: the argmax, greedy decoding)."""
+    picks each row's next token from its logits (default: the argmax, greedy decoding). A row ends at one of
+    `stop_ids`, or at one of `newline_ids` once its answer is complete (`t2s.decoding.answer.answer_complete`, the
+    stop rule of `generate()` batches)."""
 
-    def __init__(self, model, tokenizer, slots: int, max_new_tokens: int, prefixes, stop_ids: set[int], choose=None):
+    def __init__(
+        self, model, tokenizer, slots: int, max_new_tokens: int, prefixes, stop_ids: set[int], choose=None,
+        newline_ids: set[int] = frozenset(),
+    ):  # fmt: skip
         self.model, self.tokenizer = model, tokenizer
         self.slots, self.max_new_tokens = slots, max_new_tokens
         self.prefixes = prefixes  # t2s.decoding.prefix_cache.PrefixStore
         self.stop_ids = frozenset(stop_ids)
+        self.newline_ids = frozenset(newline_ids)
         self.choose = choose or greedy_token
         self.device = next(model.parameters()).device
         self.num_layers = plain_kv_layers(model)
@@ -257,7 +256,14 @@ class ContinuousDecoder:
 
     def _finish_if_done(self, slot: int, generated: dict, progress) -> None:
         tokens = generated[self.owner[slot]]
-        if tokens[-1] in self.stop_ids or len(tokens) >= self.max_new_tokens:
+        if (
+            tokens[-1] in self.stop_ids
+            or len(tokens) >= self.max_new_tokens
+            or (
+                tokens[-1] in self.newline_ids
+                and answer_complete(self.tokenizer.decode(tokens, skip_special_tokens=True))
+            )
+        ):
             self.owner[slot] = None
             self.mask[slot] = False
             if progress is not None:

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from t2s.decoding import continuous
+from t2s.decoding.answer import answer_sql
 from t2s.decoding.kv_cache import plain_kv_layers, preallocated_cache
 from t2s.decoding.prefix_cache import PrefixCacheUnsupported, PrefixStore, plan_batches
-from t2s.decoding.settings import GenerationSettings, first_line, generate_kwargs, prepare_tokenizer
+from t2s.decoding.settings import GenerationSettings, generate_kwargs, prepare_tokenizer
 
 
 @torch.no_grad()
@@ -45,7 +46,6 @@ def generate_sql(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    kwargs = generate_kwargs(tokenizer, settings)
     results: list[list[str]] = [[] for _ in prompts]
     k = settings.num_candidates
     prefixes = PrefixStore(model) if settings.prefix_cache else None
@@ -90,9 +90,10 @@ def generate_sql(
                     scopes=[scopes[i] for i in idx] if scopes is not None else None,
                 )
                 extra["logits_processor"] = LogitsProcessorList([constraint])
+            kwargs = generate_kwargs(tokenizer, settings, batch["input_ids"].shape[1])
             out = model.generate(**batch, **kwargs, **extra)
             new_tokens = out[:, batch["input_ids"].shape[1] :]
-            texts = [first_line(t) for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+            texts = [answer_sql(t) for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
             if grammars is not None:
                 texts = finish_cut_answers(
                     tokenizer,
@@ -116,12 +117,13 @@ def finish_cut_answers(
     """Constrained answers the token budget cut (no end of sequence, no newline) become the longest complete query
     they contain (`t2s.decoding.constrained.complete_prefix`; with `scopes`, preferably one that passes scoping),
     or no SQL when they contain none; answers that ended on their own are left alone."""
+    from t2s.decoding.answer import answer_complete
     from t2s.decoding.constrained import complete_prefix
 
     stops = {tokenizer.eos_token_id, tokenizer.pad_token_id}
     out = []
     for i, (row, text, grammar) in enumerate(zip(new_tokens.tolist(), texts, grammars)):
-        ended = any(t in stops for t in row) or "\n" in tokenizer.decode(row, skip_special_tokens=True)
+        ended = any(t in stops for t in row) or answer_complete(tokenizer.decode(row, skip_special_tokens=True))
         if ended:
             out.append(text)
             continue

@@ -1,16 +1,17 @@
-"""How SQL is decoded, and the two rules every decoder shares: left padding, and the answer is the first line.
+"""How SQL is decoded, and the two rules every decoder shares: left padding, and where the answer ends.
 
 Prompts are tokenized exactly as TRL tokenizes them for training (`tokenizer(text=prompt)`, special tokens
-included), so the model sees at inference the token sequence it was trained on. Generation stops at the first
-newline or EOS; the only post-processing is cutting at that newline and trimming whitespace, so scores reflect what
-the model wrote.
+included), so the model sees at inference the token sequence it was trained on. Generation stops at EOS or at the
+newline that completes the answer, and the answer's SQL is read by one rule (`t2s.decoding.answer`: the first line,
+or a Markdown fence's content), so scores reflect what the model wrote.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-STOP_STRINGS = ["\n"]
+from t2s.decoding.answer import AnswerEnd
+
 # Per dataset, the batch size and token budget every command and demo uses unless told otherwise (docs/decoding.md):
 # Spider's answers are longer (joins, nesting) and its prompts several times longer than WikiSQL's.
 DATASET_DEFAULTS = {
@@ -32,11 +33,6 @@ class GenerationSettings:
     continuous_batching: bool = False
 
 
-def first_line(text: str) -> str:
-    """The generated SQL: everything before the first newline, trimmed."""
-    return text.split("\n", 1)[0].strip()
-
-
 def prepare_tokenizer(tokenizer):
     """Left padding (generation appends on the right) and a pad token (many causal LMs have none)."""
     tokenizer.padding_side = "left"
@@ -45,11 +41,13 @@ def prepare_tokenizer(tokenizer):
     return tokenizer
 
 
-def generate_kwargs(tokenizer, settings: GenerationSettings) -> dict:
+def generate_kwargs(tokenizer, settings: GenerationSettings, prompt_length: int) -> dict:
+    """transformers' `generate()` arguments for a batch whose prompts fill its first `prompt_length` columns."""
+    from transformers import StoppingCriteriaList
+
     kwargs = {
         "max_new_tokens": settings.max_new_tokens,
-        "stop_strings": STOP_STRINGS,
-        "tokenizer": tokenizer,
+        "stopping_criteria": StoppingCriteriaList([AnswerEnd(tokenizer, prompt_length)]),
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }

@@ -23,13 +23,17 @@ def normalize_whitespace(sql: str) -> str:
     are, a model would spend tokens on spaces and could not stop at the newline that ends its answer;
     outside quotes whitespace means nothing to SQLite, so this changes no query's result.
     """
-    out, pos = [], 0
+    out, pos, blank = [], 0, ""
     for match in SQL_TOKEN_RE.finditer(sql):
-        out.append(re.sub(r"\s+", " ", sql[pos : match.start()]))
         token = match.group(0)
-        out.append(" " if token.startswith("--") else token)  # a line comment would swallow the rest
+        blank += sql[pos : match.start()]
         pos = match.end()
-    out.append(re.sub(r"\s+", " ", sql[pos:]))
+        if token.startswith("--"):  # a line comment would swallow the rest of a one-line query: a blank instead
+            blank += " "
+            continue
+        out += [re.sub(r"\s+", " ", blank), token]
+        blank = ""
+    out.append(re.sub(r"\s+", " ", blank + sql[pos:]))
     text = "".join(out).strip()
     while text.endswith(";"):
         text = text[:-1].rstrip()

@@ -10,8 +10,8 @@ A completion with more than one statement is rejected (0.0) for every dataset, a
 official evaluator keeps only the first statement (so `SELECT …; DROP TABLE t` would score as `SELECT …`); a reward
 that allowed this would teach a model to append statements (docs/metric.md lists this difference).
 
-A completion is scored on its first line, trimmed: generation stops at the first newline at evaluation
-(`t2s.decoding.generation`), so the reward sees what the metric will see. A group of `num_generations` completions shares
+A completion is read by the rule every command reads answers with (`t2s.decoding.answer`: its first line, or the
+content of a Markdown fence), so the reward sees what the metric will see. A group of `num_generations` completions shares
 one gold query: the gold result is computed once per example and cached, not once per completion.
 """
 
@@ -23,7 +23,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from t2s.decoding.settings import first_line
+from t2s.decoding.answer import answer_sql
 from t2s.execution.engines import EngineError, database_for, redact
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
 from t2s.execution.scoring import GoldResult, compare_with_gold, run_gold
@@ -42,7 +42,7 @@ def completion_text(completion: Any) -> str:
         text = str(completion[-1].get("content") or "")
     else:
         text = str(completion or "")
-    return first_line(text)
+    return answer_sql(text)
 
 
 class ExecutionReward:
