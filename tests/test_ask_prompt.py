@@ -49,7 +49,7 @@ def test_ask_builds_the_prompt_evaluate_builds_for_the_same_question(settings, r
         seen.extend(prompts)
         return [["SELECT 1"]]
 
-    monkeypatch.setattr("t2s.decoding.generation.generate_sql", record)
+    monkeypatch.setattr("t2s.decoding.predict.generate_sql", record)
     model = recorded_model(settings)
     for ex in dev:
         ask.main(["--model", str(model), "--db", str(SHOP), ex["question"]])
@@ -60,7 +60,7 @@ def test_a_setting_other_than_the_learned_one_is_used_and_said(recorded_model, m
     from t2s import ask
 
     seen: list[str] = []
-    monkeypatch.setattr("t2s.decoding.generation.generate_sql", lambda m, t, p, *a, **k: seen.extend(p) or [["x"]])
+    monkeypatch.setattr("t2s.decoding.predict.generate_sql", lambda m, t, p, *a, **k: seen.extend(p) or [["x"]])
     model = recorded_model(PromptSettings(link_values=True, prune_tables=2))
     question = "Which customers live in Lyon?"
     ask.main(["--model", str(model), "--db", str(SHOP), "--no-link_values", "--prune_tables", "0", question])

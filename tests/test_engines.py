@@ -370,7 +370,7 @@ def test_attacks_through_the_metric_the_reward_ask_and_the_page_change_and_read_
     )
 
     answers = list(attacks)
-    monkeypatch.setattr("t2s.decoding.generation.generate_sql", lambda *a, **k: [[answers.pop(0)]])
+    monkeypatch.setattr("t2s.decoding.predict.generate_sql", lambda *a, **k: [[answers.pop(0)]])
     questions = iter([f"question {i}" for i in range(len(attacks))])
     monkeypatch.setattr(builtins, "input", lambda prompt="": next(questions, ""))
     ask.main(["--model", str(tiny_model), "--db", url, "--timeout", "1"] + (["--allow_privileged"] * privileged))
@@ -559,7 +559,7 @@ def test_ask_answers_on_an_engine_and_leaves_it_unchanged(kind, shop, request, t
     admin, reader = _names(shop, kind, request)
     before = _checksum(admin)
     rigged = iter(["SELECT name, city FROM customers WHERE city = 'Lyon'", "DELETE FROM customers"])
-    monkeypatch.setattr("t2s.decoding.generation.generate_sql", lambda *a, **k: [[next(rigged)]])
+    monkeypatch.setattr("t2s.decoding.predict.generate_sql", lambda *a, **k: [[next(rigged)]])
     args = ["--model", str(tiny_model), "--db", admin, "--allow_privileged", "Who lives in Lyon?"]
     sql, result = ask.main(args)
     assert result.status == "ok" and sorted(result.rows) == [("Alice Martin", "Lyon"), ("Chen Wei", "Lyon")]

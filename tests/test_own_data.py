@@ -236,7 +236,7 @@ def test_ask_runs_the_sql_read_only_and_prints_the_result(tiny_model, tmp_path, 
     shutil.copy(OWN / "database" / "shop" / "shop.sqlite", db)
     before = _sha(db)
     rigged = iter(["SELECT name, city FROM customers WHERE city = 'Lyon'", "DELETE FROM customers"])
-    monkeypatch.setattr("t2s.decoding.generation.generate_sql", lambda *a, **k: [[next(rigged)]])
+    monkeypatch.setattr("t2s.decoding.predict.generate_sql", lambda *a, **k: [[next(rigged)]])
     sql, result = ask.main(["--model", str(tiny_model), "--db", str(db), "Who lives in Lyon?"])
     assert result.status == "ok" and sorted(result.rows) == [("Alice Martin", "Lyon"), ("Chen Wei", "Lyon")]
     printed = capsys.readouterr().out

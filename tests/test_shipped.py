@@ -64,3 +64,15 @@ def test_ask_uses_the_shipped_model_with_the_prompt_it_learned_and_answers_with_
     assert sql.upper().startswith("SELECT") and result.status == "ok", (sql, result)
     assert result.rows == [(6,)], (sql, result.rows)
     assert "not tuned" not in capsys.readouterr().out
+
+
+def test_evaluating_the_shipped_adapter_leaves_its_card_alone_unless_asked():
+    """Its card holds the scores `make ship-spider` measured on all of Spider dev: an evaluation of a sample (or of
+    the package installed in site-packages) must not add itself beside them."""
+    from t2s.evaluation.runner import EvaluateArguments, card_decision
+
+    args = EvaluateArguments(adapter=str(FOLDER), dataset_name="spider", split="dev", limit=20)
+    record, why = card_decision(args)
+    assert not record and "ships with t2s" in why
+    args.record_in_card = "always"  # what scripts/ship_adapter.py asks
+    assert card_decision(args)[0]

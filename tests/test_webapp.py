@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def tiny(tmp_path_factory):
 def rigged(monkeypatch):
     """The model's answers, in order (the page's code path is the real one; only the generated text is fixed)."""
     answers: list[str] = []
-    monkeypatch.setattr("t2s.decoding.generation.generate_sql", lambda *a, **k: [[answers.pop(0)]])
+    monkeypatch.setattr("t2s.decoding.predict.generate_sql", lambda *a, **k: [[answers.pop(0)]])
     return answers
 
 
@@ -139,7 +140,15 @@ def test_an_evaluation_folder_reads_as_breakdown_classes_questions_and_both_resu
     right = next(r for r in gold_run.records if r["outcome"] == "correct")
     example = gold_run.example(right["example_id"])
     assert example["gold_rows"] == example["prediction_rows"] and example["gold_rows"]
-    assert f.rows_table(example["gold_rows"])["data"]
+    gold = f.rows_table(example["gold_rows"], example["gold_columns"])
+    assert gold["data"] and gold["headers"] == example["gold_columns"] and all(gold["headers"])  # the result's names
+    with sqlite3.connect(f"file:{SHOP}?mode=ro", uri=True) as conn:
+        names = [d[0] for d in conn.execute(example["gold_sql"]).description]
+    assert gold["headers"] == names, example["gold_sql"]
+    # a run recorded without column names: blank headers, never "column 1"
+    old = f.rows_table([[1, 2], [3, 4]])
+    assert old["data"] == [["1", "2"], ["3", "4"]] and not any(h.strip() for h in old["headers"])
+    assert len(set(old["headers"])) == 2
     text = f.compare_evaluations(a, b)
     assert "McNemar" in text and "fixed" in text
     with pytest.raises(UserError, match="not an evaluation folder"):

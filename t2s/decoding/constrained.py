@@ -251,12 +251,18 @@ def _database_scope(db_path: str) -> ScopeChecker:
 
 def scope_for(example: Mapping[str, Any]) -> ScopeChecker | None:
     """The column scoping of a record's database (`t2s.decoding.scope`); None for a WikiSQL table, whose grammar
-    already offers that one table's columns only."""
+    already offers that one table's columns only. A record may carry its database's `schema` (a question asked of a
+    user's database)."""
+    if isinstance(example.get("schema"), DatabaseSchema):
+        return ScopeChecker(example["schema"])
     return _database_scope(str(example["db_path"])) if example.get("db_path") else None
 
 
 def grammar_for(example: Mapping[str, Any]) -> str:
-    """The grammar of one dataset record: its WikiSQL table, or the database (any engine) it points at."""
+    """The grammar of one dataset record: its WikiSQL table, or the database (any engine) it points at or carries the
+    `schema` of."""
+    if isinstance(example.get("schema"), DatabaseSchema):
+        return sqlite_grammar(example["schema"])
     if example.get("db_path"):
         return _database_grammar(str(example["db_path"]))
     if example.get("table") is not None:

@@ -87,9 +87,10 @@ def generate_with_progress(model, tokenizer, prompts, settings, label, grammars=
 def executes_with_rows(sql: str, example) -> bool:
     """Runs (in the sandbox, as the metric would run it) and returns at least one non-NULL value.
 
-    `example` is a dataset record (its WikiSQL `table` or SQLite `db_path`), or a bare WikiSQL table dict.
+    `example` is a dataset record (its WikiSQL `table`, its `db_path`, or the open `engine` of an asked question), or
+    a bare WikiSQL table dict.
     """
-    record = example if ("db_path" in example or "table" in example) else {"table": example}
+    record = example if any(key in example for key in ("db_path", "table", "engine")) else {"table": example}
     conn, semantics = connect_example(record)
     result = execute(conn, sql, rewrite_double_quotes=semantics == "wikisql")
     return result.status == "ok" and not is_empty_result(result.rows)
@@ -119,6 +120,7 @@ def predict(
     num_samples: int = 1,
     sample_temperature: float = 0.7,
     vote_rows_first: bool = True,
+    show_progress: bool = True,
 ):
     """One record per example: question, db_id, prompt, prediction, gold_sql (see `prediction_record`).
 
@@ -132,32 +134,43 @@ def predict(
 
     `num_samples` > 1 adds self-consistency (`t2s.decoding.voting`): the answer so far and `num_samples - 1` samples
     at `sample_temperature` vote by execution result (`vote_rows_first`: see `t2s.decoding.voting.vote`).
+
+    `dataset` is a `datasets.Dataset` or a list of records; `show_progress=False` generates without progress lines
+    (one question asked at the terminal or on the page).
     """
-    prompts = list(dataset["prompt"])
     examples = list(dataset)
+    prompts = [ex["prompt"] for ex in examples]
+    generate = generate_with_progress if show_progress else _generate_quietly
     if scoped and not constrained:
         raise ValueError("column scoping works inside constrained decoding: turn constrained_decoding on")
     grammars = [grammar_for(ex) for ex in examples] if constrained else None
     scopes = [scope_for(ex) for ex in examples] if scoped else None
     if greedy is None:
         label = "Generating SQL (schema-constrained)" if constrained else "Generating SQL"
-        greedy = [c[0] for c in generate_with_progress(model, tokenizer, prompts, settings, label, grammars, scopes)]
+        greedy = [c[0] for c in generate(model, tokenizer, prompts, settings, label, grammars, scopes)]
     records = [prediction_record(ex, pred) for ex, pred in zip(examples, greedy)]
     if execution_guided:
         execution_guide(
-            model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars, scopes
-        )
+            model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars, scopes,
+            generate=generate,
+        )  # fmt: skip
     if num_samples > 1:
         self_consistency(
             model, tokenizer, records, examples, prompts, settings, grammars, scopes,
-            num_samples=num_samples, temperature=sample_temperature, rows_first=vote_rows_first,
+            num_samples=num_samples, temperature=sample_temperature, rows_first=vote_rows_first, generate=generate,
         )  # fmt: skip
     return records
 
 
+def _generate_quietly(model, tokenizer, prompts, settings, label, grammars=None, scopes=None):
+    """`generate_with_progress` without the progress."""
+    return generate_sql(model, tokenizer, prompts, settings, grammars=grammars, scopes=scopes)
+
+
 def self_consistency(
-    model, tokenizer, records, examples, prompts, settings, grammars, scopes, *, num_samples, temperature, rows_first
-):
+    model, tokenizer, records, examples, prompts, settings, grammars, scopes, *, num_samples, temperature, rows_first,
+    generate=generate_with_progress,
+):  # fmt: skip
     """Each record's prediction and `num_samples - 1` samples vote by execution result (in place)."""
     from t2s.decoding.voting import vote
 
@@ -169,7 +182,7 @@ def self_consistency(
         prefix_cache=settings.prefix_cache,
         continuous_batching=settings.continuous_batching,  # unconstrained samples; grammars keep generate()
     )
-    samples = generate_with_progress(
+    samples = generate(
         model, tokenizer, prompts, sample_settings, f"Sampling {num_samples - 1} more per question", grammars, scopes
     )
     for record, example, drawn in zip(records, examples, samples):
@@ -180,8 +193,9 @@ def self_consistency(
 
 
 def execution_guide(
-    model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars, scopes=None
-):
+    model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars, scopes=None,
+    generate=generate_with_progress,
+):  # fmt: skip
     """Execution-guided decoding over the greedy predictions (in place; see `predict`)."""
     failing = [i for i, pred in enumerate(greedy) if not executes_with_rows(pred, examples[i])]
     beam_settings = GenerationSettings(
@@ -190,7 +204,7 @@ def execution_guide(
         num_candidates=num_candidates,
         prefix_cache=settings.prefix_cache,
     )
-    beams = generate_with_progress(
+    beams = generate(
         model,
         tokenizer,
         [prompts[i] for i in failing],

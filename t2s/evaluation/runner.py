@@ -23,7 +23,7 @@ from t2s.data.common import read_jsonl, write_jsonl
 from t2s.data.prompt import PromptSettings
 from t2s.data.sources import dataset_reference, is_folder
 from t2s.decoding.arguments import DecodingArguments
-from t2s.decoding.embedded import DEFAULT_EMBEDDED
+from t2s.decoding.embedded import DEFAULT_EMBEDDED, SHIPPED_DIR
 from t2s.decoding.predict import prediction_record, run_predictions
 from t2s.evaluation.analysis import analyse, print_summary, write_reports
 from t2s.publish.card import record_scores
@@ -150,7 +150,8 @@ def evaluate_run(args: EvaluateArguments) -> dict:
     for record, detail in zip(records, details):
         record["outcome"], record["error"] = detail["outcome"], detail["error"]
         # Both results (their first rows), so a reader of the run sees what each query returned without a database.
-        record["prediction_rows"], record["gold_rows"] = detail["prediction_rows"], detail["gold_rows"]
+        for key in ("prediction_rows", "gold_rows", "prediction_columns", "gold_columns"):
+            record[key] = detail[key]
     write_jsonl(out / "predictions.jsonl", records)
 
     model_label = args.adapter or args.model or DEFAULT_EMBEDDED
@@ -224,6 +225,9 @@ def card_decision(args: EvaluateArguments) -> tuple[bool, str]:
         return False, "not a local adapter folder"
     if args.record_in_card != "auto":
         return args.record_in_card == "always", f"--record_in_card {args.record_in_card}"
+    if Path(args.adapter).resolve().is_relative_to(SHIPPED_DIR):
+        # Its card holds the scores `make ship-spider` measured; a partial or other run would stand beside them.
+        return False, "the model that ships with t2s: --record_in_card always to record it"
     if is_folder(args.dataset_name):
         return False, "data from a folder you named: --record_in_card always to record it"
     return True, "a public benchmark: --record_in_card never to keep it out"

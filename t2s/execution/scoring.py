@@ -100,13 +100,7 @@ def compare_with_gold(
 ) -> dict[str, Any]:
     """One prediction's outcome against a gold result from `run_gold` on the same connection."""
     if not gold.ok:
-        return {
-            "outcome": "gold_error",
-            "error": f"gold query failed ({gold.execution.status}): {gold.execution.error}",
-            "gold_empty": None,
-            "prediction_rows": None,
-            "gold_rows": None,
-        }
+        return _data_error(f"gold query failed ({gold.execution.status}): {gold.execution.error}")
     spider = gold.semantics == "spider"
     if spider and isinstance(prediction, str):
         prediction = spider_normalize(prediction, gold.keep_distinct)
@@ -128,6 +122,8 @@ def compare_with_gold(
         "gold_empty": gold.empty,
         "prediction_rows": _capped(pred.rows),
         "gold_rows": _capped(gold_rows),
+        "prediction_columns": pred.columns,
+        "gold_columns": gold.execution.columns,
     }
 
 
@@ -208,7 +204,10 @@ def _bad_database(index: int, why: str) -> dict[str, Any]:
 
 def _data_error(why: str) -> dict[str, Any]:
     """A data error: like a gold query that fails, the example is left out of every denominator."""
-    return {"outcome": "gold_error", "error": why, "gold_empty": None, "prediction_rows": None, "gold_rows": None}
+    return {
+        "outcome": "gold_error", "error": why, "gold_empty": None, "prediction_rows": None, "gold_rows": None,
+        "prediction_columns": None, "gold_columns": None,
+    }  # fmt: skip
 
 
 def check_limits(timeout_s: Any, max_rows: Any) -> tuple[float, int]:

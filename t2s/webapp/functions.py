@@ -1,8 +1,8 @@
 """What the web page does, as plain functions: open a database, ask it a question, read an evaluation, compare two.
 
 The page (`t2s.webapp.ui`) only lays these out; they are tested without a browser. Asking uses exactly what
-`t2s ask` uses (the canonical prompt from the database's catalogue, greedy SQL, the engine's sandbox), so the page
-answers as the terminal does. Uploaded files are only read: an SQLite file is opened read-only and immutable, CSV and
+`t2s ask` uses (the prompt the model learned, from the database's catalogue; the same decoding choices; the engine's
+sandbox), so the page answers as the terminal does. Uploaded files are only read: an SQLite file is opened read-only and immutable, CSV and
 Parquet files are read by DuckDB into a private copy.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 from t2s.data.common import read_jsonl
 from t2s.data.prompt import PromptSettings
 from t2s.data.schema import DatabaseSchema, from_engine
-from t2s.decoding.asker import Asker
+from t2s.decoding.asker import ASK_CHOICES, Asker
 from t2s.evaluation.compare import compare
 from t2s.execution.engines import Engine, is_url, open_engine
 from t2s.execution.sandbox import Execution
@@ -48,8 +48,10 @@ class Answer:
     def table(self) -> dict[str, Any]:
         """Headers and rows for a table widget (values as text, NULL shown as such)."""
         rows = (self.execution.rows or [])[:MAX_SHOWN_ROWS]
-        names = self.execution.columns or ([f"column {i + 1}" for i in range(len(rows[0]))] if rows else [])
-        headers = _unique_headers(names)  # a result without rows keeps its columns' names
+        if self.execution.columns is not None:
+            headers = _unique_headers(self.execution.columns)  # a result without rows keeps its columns' names
+        else:
+            headers = _unique_headers([""] * len(rows[0]), blank=" ") if rows else []
         return {"headers": headers, "data": [["NULL" if v is None else str(v) for v in row] for row in rows]}
 
     def chart(self) -> dict[str, Any] | None:
@@ -66,13 +68,18 @@ class Answer:
         return {"x": headers[0], "y": headers[1], "rows": [{"x": str(a), "y": float(b)} for a, b in rows]}
 
 
-def _unique_headers(headers: Sequence[str]) -> list[str]:
+def _unique_headers(headers: Sequence[str], blank: str = "?") -> list[str]:
+    """Headers a table widget can hold (distinct): a repeated name gets its rank, and blank ones stay blank (runs of
+    spaces of different lengths) when `blank` is a space."""
     seen: dict[str, int] = {}
     out = []
     for h in headers:
-        name = str(h) or "?"
+        name = str(h) or blank
         seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+        if seen[name] == 1:
+            out.append(name)
+        else:
+            out.append(blank * seen[name] if name == blank == " " else f"{name} ({seen[name]})")
     return out
 
 
@@ -145,11 +152,16 @@ def attach_model(
     return session
 
 
-def ask(session: Session, question: str) -> Answer:
+def ask(session: Session, question: str, decoding: str | None = None) -> Answer:
+    """`decoding`: one of `ASK_CHOICES` by name (None: as the session's asker was made, the default)."""
     if not question or not question.strip():
         raise UserError("ask a question")
     if session.asker is None:
         raise UserError("no model is loaded")
+    if decoding is not None:
+        if decoding not in ASK_CHOICES:
+            raise UserError(f"{decoding!r} is not a decoding the page offers: {', '.join(ASK_CHOICES)}")
+        session.asker.decoding = ASK_CHOICES[decoding]
     started = time.perf_counter()
     sql, execution = session.asker.ask(question.strip())
     answer = Answer(question.strip(), sql, execution, time.perf_counter() - started)
@@ -226,6 +238,8 @@ class Evaluation:
             "error": record.get("error"),
             "gold_rows": record.get("gold_rows"),
             "prediction_rows": record.get("prediction_rows"),
+            "gold_columns": record.get("gold_columns"),
+            "prediction_columns": record.get("prediction_columns"),
         }
 
 
@@ -259,11 +273,13 @@ def compare_evaluations(a: str | Path, b: str | Path) -> str:
     return "\n".join(lines)
 
 
-def rows_table(rows: list | None) -> dict[str, Any]:
-    """A result's first rows (as the run recorded them) for a table widget."""
+def rows_table(rows: list | None, columns: Sequence[str] | None = None) -> dict[str, Any]:
+    """A result's first rows (as the run recorded them) for a table widget, headed by the result's column names;
+    a run recorded before t2s kept them has none, and its columns get blank headers rather than made-up ones."""
     rows = rows or []
-    width = max((len(r) for r in rows), default=0)
+    width = max((len(r) for r in rows), default=len(columns or ()))
+    names = list(columns) if columns is not None and len(columns) == width else [""] * width
     return {
-        "headers": [f"column {i + 1}" for i in range(width)],
+        "headers": _unique_headers(names, blank=" "),
         "data": [["NULL" if v is None else str(v) for v in r] for r in rows],
     }

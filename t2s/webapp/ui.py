@@ -15,6 +15,7 @@ import os
 import warnings
 from typing import Any
 
+from t2s.decoding.asker import ASK_CHOICES
 from t2s.webapp import functions as f
 
 CSS = """
@@ -119,10 +120,10 @@ def build(
         return opened, opened.describe()
 
     @errors
-    def ask(question: str, session: f.Session | None):
+    def ask(question: str, decoding: str, session: f.Session | None):
         if session is None:
             raise UserError("open a database first")
-        answer = f.ask(session, question)
+        answer = f.ask(session, question, decoding)
         table = answer.table()
         chart = answer.chart()
         # No result (an error): no table at all, rather than an empty one with made-up headers.
@@ -171,7 +172,8 @@ def build(
             raise UserError("open an evaluation folder first")
         row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
         example = evaluation.example(str(frame.iloc[row, 0]))
-        gold, predicted = f.rows_table(example["gold_rows"]), f.rows_table(example["prediction_rows"])
+        gold = f.rows_table(example["gold_rows"], example["gold_columns"])
+        predicted = f.rows_table(example["prediction_rows"], example["prediction_columns"])
         heading = f"**{example['question']}** ({example['db_id']}): {example['outcome']}"
         if example["error"]:
             heading += f": {example['error']}"
@@ -219,7 +221,12 @@ def build(
                     question = gr.Textbox(  # one line: Enter asks
                         label="Question", placeholder="Which customers live in Lyon?", elem_id="question", lines=1
                     )
-                    ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
+                    with gr.Row():
+                        decoding = gr.Dropdown(
+                            label="Decoding (docs/decoding.md: accuracy and time of each)", choices=list(ASK_CHOICES),
+                            value=next(iter(ASK_CHOICES)), elem_id="decoding", scale=3,
+                        )  # fmt: skip
+                        ask_button = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
                     sql = gr.Code(label="SQL", language="sql", elem_id="sql", interactive=False, wrap_lines=True)
                     status = gr.Markdown(elem_id="status")
                     result = gr.Dataframe(label="Result", elem_id="result", interactive=False, wrap=True)
@@ -232,7 +239,12 @@ def build(
             open_button.click(**open_event)
             if default_database:  # `t2s app --database X` opens it when the page loads
                 page.load(**open_event)
-            ask_event = {"fn": ask, "inputs": [question, session], "outputs": [sql, status, result, chart], **queue}
+            ask_event = {
+                "fn": ask,
+                "inputs": [question, decoding, session],
+                "outputs": [sql, status, result, chart],
+                **queue,
+            }
             ask_button.click(**ask_event)
             question.submit(**ask_event)
 

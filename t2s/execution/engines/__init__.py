@@ -190,7 +190,10 @@ def execute(database, sql, *, rewrite_double_quotes: bool = False, **limits) -> 
 
 
 def connect_example(example, *, allow_privileged: bool = False) -> tuple[object, str]:
-    """The database a record's SQL runs on (connection or engine), and the semantics that scores it."""
+    """The database a record's SQL runs on (connection or engine), and the semantics that scores it. A record may
+    carry its open `engine` (a question asked of a user's database, `t2s.decoding.asker`)."""
+    if isinstance(example.get("engine"), Engine):
+        return example["engine"], "spider"
     if example.get("db_path"):
         return database_for(str(example["db_path"]), allow_privileged=allow_privileged), "spider"
     if example.get("table") is not None:

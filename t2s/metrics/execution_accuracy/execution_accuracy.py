@@ -78,7 +78,8 @@ Returns:
     outcomes (`dict`): counts of correct, wrong_result, exec_error, timeout, rejected, empty.
     num_examples, num_scored, num_empty_gold, gold_errors (`int`): gold queries that fail are data errors,
         left out of every denominator.
-    details (`list`, with return_details=True): outcome, error, gold_empty, prediction_rows, gold_rows (20 rows at most).
+    details (`list`, with return_details=True): outcome, error, gold_empty, prediction_rows, gold_rows (20 rows at most),
+        prediction_columns, gold_columns (the column names of each result, for display).
 Examples:
     >>> metric = evaluate.load("t2s/metrics/execution_accuracy")
     >>> table = {"id": "1-1-1", "header": ["Player", "No."], "types": ["text", "real"], "rows": [["Ann", "7"]]}
