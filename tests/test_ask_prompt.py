@@ -68,3 +68,40 @@ def test_a_setting_other_than_the_learned_one_is_used_and_said(recorded_model, m
     assert "learned other prompts" in printed and "link_values: True → False" in printed
     plain = load_spider(OWN, "dev")
     assert seen[0].split("### Question:")[0] == plain[0]["prompt"].split("### Question:")[0]  # the whole schema
+
+
+@pytest.mark.parametrize("settings", SETTINGS[1:], ids=["linked-pruned", "rows-budget"])
+def test_evaluate_builds_the_prompts_the_model_learned_unless_told_otherwise(
+    settings, recorded_model, monkeypatch, tmp_path
+):
+    """With no prompt option, `t2s evaluate` reads the model's run record as `ask` does; an option given overrides it,
+    and the run says that it differs from what the model learned."""
+    from t2s.evaluate_sql import main as evaluate_main
+
+    monkeypatch.setattr("t2s.decoding.predict.generate_sql", lambda m, t, p, *a, **k: [["SELECT 1"]] * len(p))
+    model = recorded_model(settings)
+    base = ["--model", str(model), "--dataset_name", str(OWN), "--split", "dev"]
+    metrics = evaluate_main([*base, "--output_dir", str(tmp_path / "learned")])
+    prompts = [json.loads(line)["prompt"] for line in (tmp_path / "learned" / "predictions.jsonl").open()]
+    learned = load_spider(
+        OWN, "dev", schema_format=settings.schema_format, link_values=settings.link_values,
+        prune_tables=settings.prune_tables, schema_max_chars=settings.schema_max_chars,
+    )  # fmt: skip
+    assert prompts == list(learned["prompt"])
+    assert (
+        metrics.get("link_values", False) == settings.link_values
+        and metrics["schema_format"] == settings.schema_format
+    )
+    assert "prompt_differs_from_training" not in metrics
+
+    metrics = evaluate_main(
+        [*base, "--link_values", "false", "--prune_tables", "0", "--output_dir", str(tmp_path / "o")]
+    )
+    prompts = [json.loads(line)["prompt"] for line in (tmp_path / "o" / "predictions.jsonl").open()]
+    overridden = load_spider(
+        OWN, "dev", schema_format=settings.schema_format, schema_max_chars=settings.schema_max_chars
+    )
+    assert prompts == list(overridden["prompt"]) and prompts != list(learned["prompt"])
+    assert "link_values" not in metrics and "prune_tables" not in metrics
+    if settings.link_values:
+        assert "link_values: trained True, evaluated False" in metrics["prompt_differs_from_training"]

@@ -155,7 +155,9 @@ def test_evaluating_an_adapter_with_other_prompts_than_it_learned_is_flagged(tmp
     )
     same = EvaluateArguments(adapter=str(adapter), dataset_name="spider", link_values=True, prune_tables=3)
     assert prompt_differences(same) == []
-    other = EvaluateArguments(adapter=str(adapter), dataset_name="spider")
+    learned = EvaluateArguments(adapter=str(adapter), dataset_name="spider")  # nothing given: what it learned
+    assert prompt_differences(learned) == [] and (learned.link_values, learned.prune_tables) == (True, 3)
+    other = EvaluateArguments(adapter=str(adapter), dataset_name="spider", link_values=False, prune_tables=0)
     assert prompt_differences(other) == [
         "link_values: trained True, evaluated False",
         "prune_tables: trained 3, evaluated 0",

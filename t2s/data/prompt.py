@@ -127,6 +127,9 @@ class PromptSettings:
     def linking(self) -> bool:
         return self.link_values or bool(self.prune_tables) or bool(self.schema_max_chars)
 
+    def describe(self) -> str:
+        return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+
     def differences(self, other: PromptSettings) -> list[tuple[str, Any, Any]]:
         """(name, self's value, other's value) for each setting that differs."""
         return [

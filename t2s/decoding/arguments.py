@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from t2s.data.arguments import DatasetArguments
+from t2s.data.prompt import SCHEMA_FORMATS, PromptSettings
 from t2s.data.sources import dataset_kind
 from t2s.decoding.settings import DATASET_DEFAULTS, GenerationSettings
 
@@ -21,6 +22,37 @@ class DecodingArguments(DatasetArguments):
         metadata={"help": "Base or merged model (Hub id, folder, embedded:…); default: the adapter's base."},
     )
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder or Hub id."})
+    # The prompt's settings: by default what the model learned (its run record), so that an adapter is scored on the
+    # prompts it was trained on; a value given here overrides that (and the evaluation warns that it differs).
+    schema_format: str | None = field(
+        default=None,
+        metadata={
+            "help": "What the prompt shows of the schema (default: what the model learned, from its run record; "
+            "else 'types').",
+            "choices": list(SCHEMA_FORMATS),
+        },
+    )
+    link_values: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Spider-layout data: show the stored values the question mentions under the schema "
+            "(t2s/data/linking.py; default: as the model learned, else off)."
+        },
+    )
+    prune_tables: int | None = field(
+        default=None,
+        metadata={
+            "help": "Spider-layout data: keep only the k tables the question refers to most, plus the tables on "
+            "foreign-key paths between them (default: as the model learned, else 0: every table)."
+        },
+    )
+    schema_max_chars: int | None = field(
+        default=None,
+        metadata={
+            "help": "Spider-layout data: the schema's character budget; the tables the question refers to least are "
+            "dropped until it fits (default: as the model learned, else 0: none)."
+        },
+    )
     merge_adapter: bool = field(default=False, metadata={"help": "Merge the adapter into the base before generating."})
     split: str = field(
         default="dev",
@@ -106,10 +138,12 @@ class DecodingArguments(DatasetArguments):
     )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.dataset_name is None:
             self.dataset_name = "local"
-        defaults = DATASET_DEFAULTS[dataset_kind(self.dataset_name, self.dataset_kind)]
+        kind = dataset_kind(self.dataset_name, self.dataset_kind)
+        self.learned_prompt = self._fill_prompt_settings(kind)
+        super().__post_init__()
+        defaults = DATASET_DEFAULTS[kind]
         if self.batch_size is None:
             self.batch_size = defaults["batch_size"]
         if self.max_new_tokens is None:
@@ -120,6 +154,25 @@ class DecodingArguments(DatasetArguments):
             raise ValueError(f"num_samples={self.num_samples} must be at least 1 (1: no self-consistency)")
         if self.num_samples > 1 and not self.sample_temperature > 0:
             raise ValueError(f"sample_temperature={self.sample_temperature} must be above 0 to draw samples")
+
+    def _fill_prompt_settings(self, kind: str) -> PromptSettings | None:
+        """Set the prompt settings left unset to what the model learned (its run record), else to the canonical
+        defaults; returns what it learned (None: no record). On WikiSQL data only the schema format carries over:
+        linking, pruning and the budget read a Spider-layout database."""
+        from t2s.decoding.models import trained_prompt_settings
+
+        learned = trained_prompt_settings(self.model, self.adapter)
+        base = learned or PromptSettings()
+        for name in ("schema_format", "link_values", "prune_tables", "schema_max_chars"):
+            if getattr(self, name) is None:
+                value = getattr(base, name)
+                if kind == "wikisql" and name != "schema_format":
+                    value = getattr(PromptSettings(), name)
+                setattr(self, name, value)
+        return learned
+
+    def prompt_settings(self) -> PromptSettings:
+        return PromptSettings(self.schema_format, self.link_values, self.prune_tables, self.schema_max_chars)
 
     def settings(self) -> GenerationSettings:
         return GenerationSettings(

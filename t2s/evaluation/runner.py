@@ -20,7 +20,6 @@ from rich.table import Table
 
 from t2s.data import HARDNESS_LEVELS, is_sqlite_dataset
 from t2s.data.common import read_jsonl, write_jsonl
-from t2s.data.prompt import PromptSettings
 from t2s.data.sources import dataset_reference, is_folder
 from t2s.decoding.arguments import DecodingArguments
 from t2s.decoding.embedded import DEFAULT_EMBEDDED, SHIPPED_DIR
@@ -99,12 +98,10 @@ def align_predictions(dataset, records: list[dict], path: str) -> list:
 def prompt_differences(args: EvaluateArguments) -> list[str]:
     """How this evaluation's prompt settings differ from those the adapter was trained with (its `t2s_run.json`):
     an adapter asked with another prompt than it learned scores lower without any error, so the run says so."""
-    run = Path(args.adapter or "") / "t2s_run.json"
-    if not args.adapter or not run.is_file():
+    trained = args.learned_prompt
+    if trained is None:
         return []
-    trained = PromptSettings.from_run(json.loads(run.read_text()))
-    evaluated = PromptSettings(args.schema_format, args.link_values, args.prune_tables, args.schema_max_chars)
-    return [f"{name}: trained {a!r}, evaluated {b!r}" for name, a, b in trained.differences(evaluated)]
+    return [f"{name}: trained {a!r}, evaluated {b!r}" for name, a, b in trained.differences(args.prompt_settings())]
 
 
 def score_predictions(dataset, predictions: list[str], args: EvaluateArguments) -> dict:
@@ -126,10 +123,12 @@ def evaluate_run(args: EvaluateArguments) -> dict:
     differences = prompt_differences(args)
     if differences:
         console.print(
-            "[bold yellow]warning:[/] the adapter was trained with other prompts: "
+            "[bold yellow]warning:[/] the model was trained with other prompts: "
             + "; ".join(differences)
-            + " (pass the training's settings to evaluate what it learned)"
+            + " (the settings given override what it learned; leave them out to evaluate what it learned)"
         )
+    elif args.learned_prompt is not None:
+        console.print(f"Prompts as the model learned them (its run record): {args.prompt_settings().describe()}")
     if args.predictions and (args.execution_guided or args.num_samples > 1):
         dataset = args.load_questions()
         greedy = align_predictions(dataset, read_jsonl(args.predictions), args.predictions)
