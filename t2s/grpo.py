@@ -16,7 +16,7 @@ from t2s.training.recipe import parse_training_command
 
 
 def cli(argv=None):
-    recipe, (script_args, training_args, model_args) = parse_training_command(DATACLASSES, argv)
+    recipe, (script_args, training_args, model_args) = parse_training_command(DATACLASSES, argv, description=__doc__)
     return train_grpo(script_args, training_args, model_args, recipe)
 
 

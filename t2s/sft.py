@@ -15,7 +15,7 @@ from t2s.training.sft import DATACLASSES, train_sft
 
 
 def cli(argv=None):
-    recipe, (script_args, training_args, model_args) = parse_training_command(DATACLASSES, argv)
+    recipe, (script_args, training_args, model_args) = parse_training_command(DATACLASSES, argv, description=__doc__)
     return train_sft(script_args, training_args, model_args, recipe)
 
 

@@ -68,3 +68,22 @@ def test_help_says_each_default_once():
     text = " ".join(done.stdout.split())
     assert "(default: None)" not in text and "(default $T2S_SPIDER_DIR)." in text
     assert "$T2S_SPIDER_DIR). (default" not in text
+
+
+@pytest.mark.parametrize("command", ["sft", "grpo"])
+def test_training_help_shows_t2s_options_first_and_names_the_rest(command):
+    """Several hundred TRL and transformers options would bury t2s's own: those come in full, the others by name, and
+    --help_all gives all of them in full."""
+    done = _t2s(command, "--help")
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = done.stdout
+    assert text.startswith(f"usage: t2s {command} RECIPE.yaml")
+    assert len(text.splitlines()) < 250
+    own = text.index("t2s's options")
+    assert own < text.index("--dataset_name DATASET_NAME") < text.index("--lora_top_layers LORA_TOP_LAYERS")
+    config = "SFTConfig" if command == "sft" else "GRPOConfig"
+    trl = text.index(f"{config}'s options")
+    assert own < trl and "--learning_rate" in text[trl:] and "--learning_rate LEARNING_RATE" not in text
+    assert "ModelConfig's options" in text and "--help_all" in text
+    everything = _t2s(command, "--help_all")
+    assert everything.returncode == 0 and "--learning_rate LEARNING_RATE" in everything.stdout

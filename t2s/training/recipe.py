@@ -186,9 +186,12 @@ def parse_recipe(
         raise RecipeError(f"{recipe or 'command line'}: {e}") from None
 
 
-def parse_training_command(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
+def parse_training_command(
+    dataclass_types: Sequence[type], argv: Sequence[str] | None = None, description: str | None = None
+) -> tuple:
     """(recipe path, parsed dataclasses) for a training script: GPU settings on a machine without CUDA and missing
-    optional kernels stop it before the dataclasses are built (help needs no device check)."""
+    optional kernels stop it before the dataclasses are built (help needs no device check). `--help` shows t2s's
+    own options and names TRL's and transformers' (`training_help`); `--help_all` gives every option's help."""
     from t2s.training.device import check_device_support, check_optional_kernels
 
     def preflight(settings: dict[str, Any], recipe: str | None) -> None:
@@ -196,6 +199,66 @@ def parse_training_command(dataclass_types: Sequence[type], argv: Sequence[str] 
         check_optional_kernels(settings)
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--help_all" in argv:
+        argv = ["--help" if a == "--help_all" else a for a in argv]
+    elif any(a in ("-h", "--help") for a in argv):
+        print(training_help(dataclass_types, description))
+        raise SystemExit(0)
     recipe, _ = split_recipe_argument(argv)
     wants_help = any(a in ("-h", "--help") for a in argv)
     return recipe, parse_recipe(dataclass_types, argv, check=None if wants_help else preflight)
+
+
+def own_fields(dataclass_types: Sequence[type]) -> set[str]:
+    """The fields t2s itself declares (in its own classes), as opposed to those it inherits from TRL or transformers."""
+    names: set[str] = set()
+    for cls in dataclass_types:
+        for klass in cls.__mro__:
+            if klass.__module__.startswith("t2s.") and "__annotations__" in vars(klass):
+                names.update(vars(klass)["__annotations__"])
+    return names
+
+
+def training_help(dataclass_types: Sequence[type], description: str | None = None, width: int = 100) -> str:
+    """A training command's help a reader can finish: t2s's own options in full, then TRL's and transformers' by
+    name only (several hundred of them, each documented upstream); `--help_all` prints all of them in full."""
+    import argparse
+    import textwrap
+
+    from trl import TrlParser
+
+    parser = shorten_negated_help(TrlParser(dataclass_types))
+    own = own_fields(dataclass_types)
+    prog = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else sys.argv[0]
+    short = argparse.ArgumentParser(
+        prog=prog,
+        usage=f"{prog} RECIPE.yaml [--FIELD VALUE ...]",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    group = short.add_argument_group("t2s's options (data, prompt, LoRA layers, training extras)")
+    others: dict[str, list[str]] = {}
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "config"):
+            continue
+        if action.dest in own:
+            group._add_action(action)
+        else:
+            owner = next(  # the upstream class a t2s class extends: ModelConfig for t2s's ModelArguments
+                (
+                    next(k.__name__ for k in c.__mro__ if not k.__module__.startswith("t2s."))
+                    for c in dataclass_types
+                    if action.dest in getattr(c, "__dataclass_fields__", {})
+                ),
+                "other",
+            )
+            others.setdefault(owner, []).append(action.option_strings[0])
+    text = short.format_help().rstrip()
+    for owner, options in others.items():
+        listed = textwrap.fill(" ".join(options), width=width, initial_indent="  ", subsequent_indent="  ")
+        text += f"\n\n{owner}'s options ({len(options)}; TRL's and transformers' documentation):\n{listed}"
+    return text + (
+        "\n\nAny option may be set in the recipe or on the command line (the command line wins). "
+        f"{prog} --help_all gives every option's help."
+    )
