@@ -38,11 +38,24 @@ def tiny(tmp_path_factory):
     return load_model_and_tokenizer(str(save_tiny_model(tmp_path_factory.mktemp("webapp") / "model", seed=2)))
 
 
+class Answers(list):
+    """The rigged model's answers, in order; `constrained` says, for each answer given, whether it was asked under a
+    grammar (the decoding chosen on the page)."""
+
+    constrained: list[bool]
+
+
 @pytest.fixture()
 def rigged(monkeypatch):
     """The model's answers, in order (the page's code path is the real one; only the generated text is fixed)."""
-    answers: list[str] = []
-    monkeypatch.setattr("t2s.decoding.predict.generate_sql", lambda *a, **k: [[answers.pop(0)]])
+    answers = Answers()
+    answers.constrained = []
+
+    def generate(*args, **kwargs):
+        answers.constrained.append(kwargs.get("grammars") is not None)
+        return [[answers.pop(0)]]
+
+    monkeypatch.setattr("t2s.decoding.predict.generate_sql", generate)
     return answers
 
 
@@ -224,6 +237,16 @@ def test_the_page_asks_the_shop_and_opens_an_evaluation_in_a_real_browser(
         page.press("#question textarea", "Enter")  # Enter asks
         _wait_text(page, "#result", "Madrid")
         page.wait_for_selector("#chart", state="visible", timeout=30_000)
+        assert rigged.constrained == [True, True]  # the default decoding: under the database's grammar
+        # Plain greedy, chosen on the page, decodes without the grammar.
+        page.locator("#decoding input").click()
+        page.get_by_role("option", name="greedy", exact=True).click()
+        rigged.append(LYON)
+        page.fill("#question textarea", "Who lives in Lyon?")
+        page.click("#ask")
+        page.wait_for_function("() => !document.querySelector('#result').innerText.includes('Madrid')")
+        _wait_text(page, "#result", "Alice Martin")
+        assert rigged.constrained == [True, True, False]
         page.screenshot(path=str(tmp_path / "ask.png"), full_page=True)
         # A failed open shows its reason and leaves the open database as it was: the next question is answered.
         page.fill("#database textarea", str(tmp_path / "no_such.sqlite"))
@@ -260,6 +283,9 @@ def test_the_page_asks_the_shop_and_opens_an_evaluation_in_a_real_browser(
             json.loads(x)["example_id"]: json.loads(x) for x in (a / "predictions.jsonl").read_text().splitlines()
         }
         assert records[first_wrong["example_id"]]["gold_sql"] in page.inner_text("#gold-sql")
+        gold_columns = records[first_wrong["example_id"]]["gold_columns"]
+        assert gold_columns and all(name in page.inner_text("#gold-rows") for name in gold_columns)
+        assert "column 1" not in page.inner_text("#gold-rows")
         page.get_by_text("Compare with another run").click()
         page.fill("#other-folder textarea", str(b))
         page.click("#compare")
