@@ -33,7 +33,13 @@ from t2s.data.prompt import SCHEMA_FORMATS, PromptSettings
 from t2s.data.schema import from_engine
 from t2s.decoding.asker import DEFAULT_ASK_DECODING, AskDecoding, Asker
 from t2s.decoding.embedded import DEFAULT_ASK_MODEL, default_ask_model
-from t2s.decoding.models import check_adapter, check_model, load_model_and_tokenizer, trained_prompt_settings
+from t2s.decoding.models import (
+    check_adapter,
+    check_model,
+    load_model_and_tokenizer,
+    trained_prompt_settings,
+    untuned_note,
+)
 from t2s.execution.engines import is_url, open_engine
 from t2s.execution.engines.duckdb import from_files as duckdb_from_files
 
@@ -135,10 +141,7 @@ def prompt_settings(args) -> PromptSettings:
     record, which is likely a base model never tuned to write SQL."""
     trained = trained_prompt_settings(args.model, args.adapter)
     if trained is None and args.adapter is None:
-        console.print(
-            f"[yellow]{args.model} has no t2s run record: if it is a base model, it was not tuned to write SQL and "
-            f"will answer poorly. {DEFAULT_ASK_MODEL} (the default) is.[/]"
-        )
+        console.print(f"[yellow]{untuned_note(args.model)}[/]")
     given = {f.name: getattr(args, f.name) for f in fields(PromptSettings) if getattr(args, f.name) is not None}
     chosen = replace(trained or PromptSettings(), **given)
     if trained is not None and trained != chosen:

@@ -231,6 +231,9 @@ def test_the_page_asks_the_shop_and_opens_an_evaluation_in_a_real_browser(
         page.click("#ask")  # at once: --database is still opening it as the page loads
         _wait_text(page, "#result", "Alice Martin")
         assert "Chen Wei" in page.inner_text("#result") and "customers" in page.inner_text("#database-description")
+        # the tiny model has no run record: the page says it may be an untuned base, and names the shipped model
+        assert "not tuned to write SQL" in page.inner_text("#database-description")
+        assert "embedded:smollm2-135m-spider" in page.inner_text("#database-description")
         assert "2 row(s)" in page.inner_text("#status")
         assert "SELECT name, city FROM customers" in page.inner_text("#sql")
         page.fill("#question textarea", "How many customers per city?")

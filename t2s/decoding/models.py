@@ -106,6 +106,16 @@ def trained_prompt_settings(model: str | None = None, adapter: str | None = None
     return None
 
 
+def untuned_note(model: str) -> str:
+    """What `ask` and the page say about a model without a t2s run record, most likely a base model."""
+    from t2s.decoding.embedded import DEFAULT_ASK_MODEL
+
+    return (
+        f"{model} has no t2s run record: if it is a base model, it was not tuned to write SQL and will answer poorly. "
+        f"{DEFAULT_ASK_MODEL} (the default) is."
+    )
+
+
 def has_tokenizer(adapter: str) -> bool:
     """Whether an adapter carries its own tokenizer (a Hub id is assumed to: its files are not local)."""
     path = Path(adapter)

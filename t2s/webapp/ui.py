@@ -111,7 +111,12 @@ def build(
         opened = f.open_session(path_or_url=text or None, files=files or None, allow_privileged=allow_privileged)
         try:
             model, tokenizer = load(model_name.strip())
-            f.attach_model(opened, model, tokenizer, prompt_settings=_trained_settings(model_name.strip()))
+            learned = _trained_settings(model_name.strip())
+            f.attach_model(opened, model, tokenizer, prompt_settings=learned)
+            if learned is None:
+                from t2s.decoding.models import untuned_note
+
+                opened.warning = "\n\n".join(filter(None, [opened.warning, untuned_note(model_name.strip())]))
         except BaseException:
             opened.close()
             raise
