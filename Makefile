@@ -1,4 +1,4 @@
-# Everything runs inside .venv, which `make install` creates from setup.cfg.
+# Everything runs inside .venv, which `make install` creates from pyproject.toml.
 # gpu-check: every GPU code path of the recipes on a CUDA machine (scripts/gpu_check.py; docs/gpu.md).
 .PHONY: install test test-slow quality style gpu-check demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo full-wikisql full-spider ship-spider bench clean
 
@@ -9,7 +9,7 @@ CHECK_DIRS := t2s tests bench scripts
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml scripts/install_system_packages.sh
+$(VENV)/.installed: pyproject.toml scripts/install_system_packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

@@ -21,8 +21,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from t2s.runtime import run_command  # noqa: E402
-
 from rich.console import Console  # noqa: E402
 
 from bench.report import write_section  # noqa: E402
@@ -35,6 +33,7 @@ from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
 from t2s.execution.sandbox import open_database  # noqa: E402
 from t2s.execution.scoring import score_example  # noqa: E402
+from t2s.runtime import run_command  # noqa: E402
 
 console = Console()
 ROOT = Path(__file__).resolve().parents[1]

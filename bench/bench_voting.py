@@ -20,8 +20,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from t2s.runtime import UserError, dataclass_parser, run_command  # noqa: E402
-
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -29,6 +27,7 @@ from t2s.data.common import read_jsonl  # noqa: E402
 from t2s.decoding.voting import votes_by_size  # noqa: E402
 from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
 from t2s.evaluation.runner import EvaluateArguments, align_predictions, breakdowns, score_predictions  # noqa: E402
+from t2s.runtime import UserError, dataclass_parser, run_command  # noqa: E402
 
 
 def voting_curve(

@@ -7,7 +7,3 @@ GRPO). The modules directly in `t2s/` are the commands; `t2s.cli` is the `t2s` c
 """
 
 __version__ = "0.1.0.dev0"
-
-from t2s.runtime import apply_from_environment as _apply_malloc_choice  # noqa: E402  (also filters one warning)
-
-_apply_malloc_choice()  # T2S_MALLOC=mmap: less memory held, slower (t2s/runtime.py)

@@ -13,13 +13,11 @@ can ask the database questions.
 
 from __future__ import annotations
 
-import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
-from t2s.runtime import UserError, run_command
-
 import argparse
 import sys
 
 from t2s.decoding.embedded import DEFAULT_ASK_MODEL
+from t2s.runtime import UserError, run_command
 
 
 def parse_args(argv):

@@ -17,9 +17,6 @@ named after it.
 
 from __future__ import annotations
 
-import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
-from t2s.runtime import UserError, run_command
-
 import argparse
 import sys
 from dataclasses import fields, replace
@@ -42,6 +39,7 @@ from t2s.decoding.models import (
 )
 from t2s.execution.engines import is_url, open_engine
 from t2s.execution.engines.duckdb import from_files as duckdb_from_files
+from t2s.runtime import UserError, run_command
 
 MAX_SHOWN_ROWS = 50
 console = Console()

@@ -12,9 +12,6 @@ Each subcommand takes exactly the arguments of the script it stands for (`t2s sf
 
 from __future__ import annotations
 
-import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
-from t2s.runtime import run_command
-
 import argparse
 import difflib
 import importlib
@@ -23,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import t2s
+from t2s.runtime import run_command
 
 
 def _script(target: str) -> Callable[[list[str]], object]:

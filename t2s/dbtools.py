@@ -11,9 +11,6 @@ another dialect with sqlglot; with `--db`, double-quoted strings are first read 
 
 from __future__ import annotations
 
-import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
-from t2s.runtime import UserError, run_command
-
 import argparse
 import sys
 from pathlib import Path
@@ -22,6 +19,7 @@ from rich.console import Console
 
 from t2s.execution.engines import open_engine, redact
 from t2s.execution.engines.copy import TARGET_DIALECTS, copy_sqlite, transpile
+from t2s.runtime import UserError, run_command
 
 console = Console()
 

@@ -15,9 +15,6 @@ and protocol), `analysis.{md,json,png}`, and records the score in the adapter's 
 
 from __future__ import annotations
 
-import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
-from t2s.runtime import dataclass_parser, run_command
-
 import argparse
 import json
 import sys
@@ -25,6 +22,7 @@ from pathlib import Path
 
 from t2s.evaluation.compare import compare
 from t2s.evaluation.runner import EvaluateArguments, evaluate_run
+from t2s.runtime import dataclass_parser, run_command
 
 
 def compare_main(argv: list[str]) -> dict:

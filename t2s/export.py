@@ -11,9 +11,6 @@ one GGUF file for llama.cpp/Ollama/LM Studio and an Ollama `Modelfile`, read bac
 
 from __future__ import annotations
 
-import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
-from t2s.runtime import run_command
-
 import argparse
 import sys
 
@@ -21,6 +18,7 @@ from t2s.publish.card import load_run
 from t2s.publish.export import FORMATS, export
 from t2s.publish.gguf import GGUF_TYPES
 from t2s.publish.hub import check_hub_access, push_folder
+from t2s.runtime import run_command
 
 
 def main(argv=None):

@@ -12,15 +12,13 @@ by default and stops at the first newline or EOS (`t2s.decoding`). To score the 
 
 from __future__ import annotations
 
-import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
-from t2s.runtime import dataclass_parser, run_command
-
 import sys
 from dataclasses import dataclass, field
 
 from t2s.data.common import write_jsonl
 from t2s.decoding.arguments import DecodingArguments
 from t2s.decoding.predict import run_predictions
+from t2s.runtime import dataclass_parser, run_command
 
 
 @dataclass

@@ -8,14 +8,14 @@ r"""Reinforcement learning after SFT: TRL's GRPOTrainer with execution accuracy 
 A recipe YAML sets fields of t2s's GRPOArguments, TRL's GRPOConfig and TRL's ModelConfig (recipes/README.md).
 """
 
-import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
 from t2s.runtime import run_command
-
-from t2s.training.grpo import DATACLASSES, train_grpo
-from t2s.training.recipe import parse_training_command
 
 
 def cli(argv=None):
+    # Imported here, after run_command has prepared the process: TRL and PEFT import bitsandbytes (t2s/runtime.py).
+    from t2s.training.grpo import DATACLASSES, train_grpo
+    from t2s.training.recipe import parse_training_command
+
     recipe, (script_args, training_args, model_args) = parse_training_command(DATACLASSES, argv, description=__doc__)
     return train_grpo(script_args, training_args, model_args, recipe)
 

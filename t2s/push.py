@@ -6,13 +6,11 @@ Run it after `t2s/evaluate_sql.py --adapter …`, so the card carries the execut
 Checkpoints and prediction files stay local. An exported (merged) model is pushed by `t2s/export.py --push_to_hub`.
 """
 
-import t2s.runtime  # noqa: F401  (first: before bitsandbytes is imported)
-from t2s.runtime import UserError, run_command
-
 import argparse
 
 from t2s.publish.card import load_run
 from t2s.publish.hub import check_hub_access, push_folder
+from t2s.runtime import UserError, run_command
 
 
 def main(argv=None):

@@ -7,8 +7,10 @@
 * Harmless library messages dropped. peft imports bitsandbytes at import time, and bitsandbytes on a CPU with AVX-512
   BF16 then tries to fetch an optional 4-bit GEMM kernel through the `kernels` package and logs "Failed to load CPU
   gemm_4bit_forward from kernels-community". Nothing is wrong: 4-bit layers fall back to bitsandbytes' own CPU
-  code. This module is imported before anything else (`t2s/__init__`; commands import it first, see ruff's isort
-  section in pyproject.toml) and filters that one message; every other bitsandbytes message still shows.
+  code. A command filters that one message (and three library deprecation warnings, below) when it starts
+  (`prepare_process`, called by `run_command` before the command imports anything heavy, and by the training entry
+  points); every other message still shows. Importing t2s changes nothing in the importing process: no filter, no
+  allocator setting (tests/test_layout.py checks it).
 * An opt-in for CPU runs short of memory (`T2S_MALLOC=mmap`): keep resident memory close to what the tensors use,
   at a cost in speed. glibc's malloc serves blocks above its mmap threshold with mmap (returned to the system when
   freed) and smaller ones from its heap; the threshold starts at 128 KiB but rises, up to 32 MiB, each time a large
@@ -46,7 +48,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def run_command(main: Callable[..., Any], argv: list[str] | None = None) -> Any:
-    """Run a command's `main`, turning user errors into one line on stderr and exit status 2."""
+    """Run a command's `main` in a prepared process (`prepare_process`), turning user errors into one line on stderr
+    and exit status 2."""
+    prepare_process()
     try:
         return main(argv)
     except user_error_types() as e:
@@ -66,7 +70,7 @@ class _DropMissingKernelsWarning(logging.Filter):
         return "gemm_4bit_forward" not in record.getMessage()
 
 
-logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMissingKernelsWarning())
+_KERNELS_FILTER = _DropMissingKernelsWarning()
 
 # transformers 5 renamed gradient checkpointing to activation checkpointing; PEFT 0.21 (`PeftModel.__init__`) and
 # TRL 1.16 (`trl/models/utils.py`) still call the old model methods, so every adapter load and training run would print
@@ -76,12 +80,20 @@ LIBRARY_DEPRECATIONS = ("is_gradient_checkpointing", "gradient_checkpointing_ena
 
 
 def drop_library_warnings() -> None:
-    """Install the filter (at import; again wherever warnings filters are reset, e.g. per test)."""
+    """Install the filter (at a command's start; again wherever warnings filters are reset, e.g. per test)."""
     for method in LIBRARY_DEPRECATIONS:
         warnings.filterwarnings("ignore", message=f"`{method}` is deprecated", category=FutureWarning)
 
 
-drop_library_warnings()
+def prepare_process() -> None:
+    """What a t2s command sets in its own process, first: the two message filters above and the `T2S_MALLOC`
+    choice below. Called by `run_command` and the training entry points, never at import: a library that changed
+    the allocator, the logging or the warnings of the program importing it would surprise its users. Idempotent."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if _KERNELS_FILTER not in logger.filters:
+        logger.addFilter(_KERNELS_FILTER)
+    drop_library_warnings()
+    apply_from_environment()
 
 
 # --------------------------------------------------------------------------- T2S_MALLOC=mmap
@@ -160,7 +172,7 @@ def peak_rss() -> int | None:
 
 
 def apply_from_environment() -> bool:
-    """`T2S_MALLOC=mmap`: pin the threshold for this process (t2s/__init__ calls this at import)."""
+    """`T2S_MALLOC=mmap`: pin the threshold for this process (`prepare_process` calls this)."""
     return os.environ.get("T2S_MALLOC") == "mmap" and fix_mmap_threshold()
 
 

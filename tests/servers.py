@@ -4,7 +4,7 @@ loopback port, and stopped at the end of the session, also when the run is termi
 runs with `lower_case_table_names=1` (table names compared in lower case, as on Windows and macOS servers), so SQLite
 queries' table names find their copies. No mocks: if a server cannot start, the tests that need it fail with the
 reason (deselect them with `-m "not servers and not slow"` on a machine without the packages; a `-m` replaces
-setup.cfg's default `-m "not slow"`)."""
+pyproject.toml's default `-m "not slow"`)."""
 
 from __future__ import annotations
 

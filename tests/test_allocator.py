@@ -1,4 +1,4 @@
-"""`T2S_MALLOC=mmap` pins glibc's mmap threshold when t2s is imported, and `release_free_memory` (what
+"""`T2S_MALLOC=mmap` pins glibc's mmap threshold when a t2s command starts (`t2s.runtime.prepare_process`), and `release_free_memory` (what
 `release_memory_steps` calls between training steps) trims the heap: either way freed tensors go back to the system
 instead of staying in a fragmented heap. The first is off by default (it slows training down; docs/benchmarks.md).
 `scripts/with_jemalloc.sh` runs a command on jemalloc instead, and `allocator()` says which malloc a process runs on."""
@@ -16,8 +16,11 @@ from .conftest import ROOT
 PROBE = """
 import os
 
-import t2s  # noqa: F401  (applies T2S_MALLOC)
 import torch
+
+from t2s.runtime import prepare_process
+
+prepare_process()  # what a command does first: applies T2S_MALLOC
 
 def rss_mb():
     for line in open("/proc/self/status"):
@@ -132,10 +135,9 @@ def test_with_jemalloc_refuses_a_library_that_is_not_there_and_says_what_to_do(t
 def test_peak_memory_names_the_step_that_reached_it():
     """A one-step spike (what a sampler every few seconds misses) is the run's peak, named by its step; the callback
     only reads the kernel's figures, so what `/usr/bin/time -v` reports stays the process's whole peak."""
-    from t2s.runtime import peak_rss, resident_memory
-
     from transformers import TrainerControl, TrainerState
 
+    from t2s.runtime import peak_rss, resident_memory
     from t2s.training.callbacks import PeakMemoryCallback
 
     callback, state, control = PeakMemoryCallback(), TrainerState(), TrainerControl()

@@ -3,9 +3,9 @@ default, plain greedy, execution-guided decoding and voting, each run on the use
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import pytest
+
+from t2s.runtime import UserError
 
 from .engines_setup import SHOP
 

@@ -66,7 +66,6 @@ def test_long_batches_are_recomputed_short_ones_are_not_and_gradients_agree(tiny
 
 def test_it_refuses_a_model_that_already_checkpoints_every_batch(tiny_model):
     from t2s.runtime import UserError
-
     from t2s.training.checkpointing import checkpoint_long_batches
 
     model = _lora_model(tiny_model)
@@ -77,7 +76,6 @@ def test_it_refuses_a_model_that_already_checkpoints_every_batch(tiny_model):
 
 def test_a_recipe_run_checkpoints_its_long_batches(tiny_model, tmp_path, capsys):
     from t2s.runtime import UserError
-
     from t2s.sft import cli
 
     out = tmp_path / "run"

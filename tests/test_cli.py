@@ -22,7 +22,7 @@ COMMANDS_BY_SCRIPT = [
     ["t2s/export.py"],
     ["t2s/app.py"],
 ]
-# The installed console command (setup.cfg entry point), beside the interpreter of this virtualenv.
+# The installed console command (pyproject.toml entry point), beside the interpreter of this virtualenv.
 T2S = str(Path(sys.executable).with_name("t2s"))
 
 
@@ -99,13 +99,12 @@ def test_console_command_runs_the_script_it_names(tmp_path):
 
 def test_every_option_has_help(t2s_cli):
     """Each option a user can pass says what it does; `--no_X` switches say so in one line."""
-    from t2s.runtime import dataclass_parser
-
     import argparse
 
     from t2s.ask import parse_args
     from t2s.evaluation.runner import EvaluateArguments
     from t2s.generate import GenerateArguments
+    from t2s.runtime import dataclass_parser
     from t2s.training.arguments import GRPOArguments
 
     parsers = [

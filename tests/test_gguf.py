@@ -93,11 +93,10 @@ def test_the_embedded_models_adapter_merge_exports_to_gguf_with_identical_greedy
 
 
 def test_unsupported_models_and_types_are_refused_with_what_to_do(tmp_path):
-    from t2s.runtime import UserError
-
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from t2s.publish.gguf import write_gguf
+    from t2s.runtime import UserError
 
     from .tiny_model import build_tokenizer
 

@@ -271,18 +271,16 @@ def test_grpo_from_an_sft_adapter_writes_an_adapter_only_that_reloads(grpo_run, 
 
 
 def test_grpo_refuses_a_base_other_than_the_adapters(sft_adapter, tmp_path):
-    from t2s.runtime import UserError
-
     from t2s.grpo import cli
+    from t2s.runtime import UserError
 
     with pytest.raises(UserError, match="was trained on"):
         cli([str(TINY_GRPO_RECIPE), "--sft_adapter", str(sft_adapter), "--model_name_or_path", str(tmp_path)])
 
 
 def test_prescoring_that_finds_nothing_informative_stops_before_training(sft_adapter, tmp_path):
-    from t2s.runtime import UserError
-
     from t2s.grpo import cli
+    from t2s.runtime import UserError
 
     # a random tiny model never writes a runnable query: every pre-score is 0.0
     with pytest.raises(UserError, match="no training question is informative"):

@@ -1,7 +1,5 @@
 """Inference, evaluation, error analysis, execution-guided decoding and the paired comparison."""
 
-from t2s.runtime import UserError
-
 import json
 
 import pytest
@@ -16,6 +14,7 @@ from t2s.evaluate_sql import main as evaluate_main
 from t2s.evaluation.analysis import analyse
 from t2s.evaluation.analysis.wikisql import classify
 from t2s.evaluation.compare import compare, mcnemar_exact
+from t2s.runtime import UserError
 
 from .conftest import FIXTURES
 from .tiny_model import save_tiny_model

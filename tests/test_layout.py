@@ -107,3 +107,63 @@ def test_relative_links_resolve():
                 broken.append(f"{page.relative_to(ROOT)} → {target}")
     assert len(pages) >= 5
     assert not broken, broken
+
+
+IMPORT_PROBE = r"""
+import ctypes, json, logging, pkgutil, importlib, sys, warnings
+# third-party libraries may set filters of their own when imported: imported first, they are not counted
+import torch, transformers, datasets, peft, trl, evaluate, sqlglot, rich, accelerate  # noqa
+
+opened = []
+class Spy(ctypes.CDLL):
+    def __init__(self, name, *args, **kwargs):
+        opened.append(str(name))
+        super().__init__(name, *args, **kwargs)
+ctypes.CDLL = Spy
+
+def loggers():
+    return {n: list(l.filters) for n, l in logging.Logger.manager.loggerDict.items() if isinstance(l, logging.Logger)}
+
+filters, before = list(warnings.filters), loggers()
+import t2s
+names = [m.name for m in pkgutil.walk_packages(t2s.__path__, "t2s.") if not m.name.startswith("t2s.metrics.execution_accuracy.app")]
+for name in names:
+    importlib.import_module(name)
+after = loggers()
+print(json.dumps({
+    "modules": len(names),
+    "warning_filters_added": [str(f) for f in warnings.filters if f not in filters],
+    "logger_filters_added": sorted(n for n, f in after.items() if f and f != before.get(n)),
+    "libraries_opened": opened,
+}))
+"""
+
+
+def test_importing_t2s_changes_nothing_in_the_host_process():
+    """Importing every t2s module (commands included) adds no warning filter, no logging filter, and opens no C
+    library (the allocator choice is made by a command when it starts, `t2s.runtime.prepare_process`), even with
+    T2S_MALLOC=mmap set."""
+    env = {**os.environ, "T2S_MALLOC": "mmap", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["modules"] > 80
+    assert seen == {**seen, "warning_filters_added": [], "logger_filters_added": [], "libraries_opened": []}
+
+
+def test_a_command_prepares_its_process_when_it_starts():
+    """What importing must not do, starting a command does: the library warnings and the bitsandbytes message are
+    filtered once `run_command` runs a command's main."""
+    probe = (
+        "import logging, warnings; from t2s.runtime import run_command, LIBRARY_DEPRECATIONS\n"
+        "run_command(lambda argv: None, [])\n"
+        "assert logging.getLogger('bitsandbytes.backends.cpu.ops').filters\n"
+        "messages = [str(f[1].pattern) for f in warnings.filters if f[1] is not None]\n"
+        "assert all(any(m in p for p in messages) for m in LIBRARY_DEPRECATIONS), messages\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]

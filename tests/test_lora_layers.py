@@ -1,12 +1,11 @@
 """`lora_top_layers`: LoRA on the top decoder layers only, and the backward pass that stops at the lowest of them."""
 
-from t2s.runtime import UserError
-
 import json
 
 import pytest
 import torch
 
+from t2s.runtime import UserError
 from t2s.training.arguments import ModelArguments
 from t2s.training.run_setup import peft_config
 

@@ -129,9 +129,8 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, tmp_path, monkeypatc
     for name in straight:
         assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
 
-    from t2s.runtime import UserError
-
     from t2s.publish.card import load_run, record_scores
+    from t2s.runtime import UserError
 
     run = load_run(tmp_path / "resumed")
     assert run["resumed_from"].endswith("checkpoint-2") and run["global_step"] == 4
@@ -199,12 +198,11 @@ def test_4bit_qlora_step_through_the_gpu_recipes_code_path(tmp_path):
 
 
 def test_export_merges_and_gives_the_same_logits(tiny_model, tmp_path):
-    from t2s.runtime import UserError
-
     from transformers import AutoModelForCausalLM
 
     from t2s.decoding.models import load_model_and_tokenizer
     from t2s.export import main as export_main
+    from t2s.runtime import UserError
 
     adapter = tmp_path / "adapter"
     _train(tiny_model, adapter, "--max_steps", "2", "--learning_rate", "0.05")

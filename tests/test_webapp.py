@@ -3,8 +3,6 @@ Playwright: no browser download), asking the shop database a question and openin
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import hashlib
 import json
 import os
@@ -15,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from t2s.runtime import UserError
 
 from .conftest import ROOT
 

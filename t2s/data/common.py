@@ -3,14 +3,14 @@ JSON Lines files (predictions) read with line numbers in errors and written atom
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import json
 import os
 import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from t2s.runtime import UserError
 
 
 class DataFormatError(UserError, ValueError):

@@ -13,8 +13,6 @@ trained on Spider sees the same words when it is later asked about a user's data
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -26,6 +24,7 @@ from t2s.execution.engines import Engine
 from t2s.execution.engines.sqlite import sqlite_catalogue
 from t2s.execution.sandbox import database_uri
 from t2s.execution.sql_text import SQLITE_KEYWORDS, quote_identifier
+from t2s.runtime import UserError
 
 DIALECT_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MySQL", "duckdb": "DuckDB"}
 

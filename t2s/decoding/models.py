@@ -6,8 +6,6 @@ dequantised GGUF copy it was trained on, not the Hub checkpoint `adapter_config.
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import json
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import torch
 
 from t2s.data.prompt import PromptSettings
 from t2s.decoding.embedded import DEFAULT_EMBEDDED, is_embedded, resolve_model_name, shipped_adapter, shipped_base
+from t2s.runtime import UserError
 
 RUN_FILE = "t2s_run.json"  # the run record t2s writes beside an adapter (t2s.publish.card)
 

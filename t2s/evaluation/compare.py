@@ -6,8 +6,6 @@ gets right and the other wrong. McNemar's exact test is a binomial test on those
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import json
 import math
 from pathlib import Path
@@ -16,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from t2s.data.common import read_jsonl
+from t2s.runtime import UserError
 
 console = Console()
 

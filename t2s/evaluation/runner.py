@@ -8,8 +8,6 @@ the numbers anyone loading that metric gets.
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import json
 import re
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from t2s.decoding.embedded import DEFAULT_EMBEDDED, SHIPPED_DIR
 from t2s.decoding.predict import prediction_record, run_predictions
 from t2s.evaluation.analysis import analyse, print_summary, write_reports
 from t2s.publish.card import record_scores
+from t2s.runtime import UserError
 
 console = Console()
 

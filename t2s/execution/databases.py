@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import csv
 import re
 import sqlite3
@@ -14,6 +12,7 @@ from pathlib import Path
 
 from t2s.execution.sandbox import open_database
 from t2s.execution.sql_text import SQLITE_KEYWORDS
+from t2s.runtime import UserError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 

@@ -16,8 +16,6 @@ and so is `q8_0`'s, which must reach `min_agreement`.
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import copy
 import os
 import shutil
@@ -29,6 +27,7 @@ import torch
 from t2s.data.prompt import fill_prompt
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.publish.card import load_run, save_run, write_model_card
+from t2s.runtime import UserError
 
 CHECK_PROMPT = "You are an expert SQL generator.\n\n### Question:\nHow many rows are there?\n\n### SQL:\n"
 FORMATS = ("safetensors", "gguf")

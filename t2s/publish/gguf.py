@@ -14,8 +14,6 @@ anything else is refused with what to use instead.
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from t2s.data.prompt import PROMPT_TEMPLATE
+from t2s.runtime import UserError
 
 GGUF_TYPES = ("f16", "q8_0")
 ARCHITECTURES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}

@@ -6,12 +6,11 @@ One upload function serves the trainers (`push_to_hub` in a recipe), `t2s/push.p
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import os
 from pathlib import Path
 
 from t2s.publish.card import write_model_card
+from t2s.runtime import UserError
 
 
 class HubAccessError(UserError, RuntimeError):

@@ -8,8 +8,6 @@ slice's execution accuracy through the trainer's loggers as `eval_execution_accu
 
 from __future__ import annotations
 
-from t2s.runtime import peak_rss, release_free_memory, resident_memory
-
 import json
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from transformers import TrainerCallback
 from t2s.decoding.generation import generate_sql
 from t2s.decoding.settings import GenerationSettings
 from t2s.execution.scoring import score_records, summarise
+from t2s.runtime import peak_rss, release_free_memory, resident_memory
 
 
 class SQLSamplesCallback(TrainerCallback):

@@ -12,10 +12,10 @@ the same either way (tests/test_checkpointing.py).
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import torch
 from transformers.modeling_layers import GradientCheckpointingLayer
+
+from t2s.runtime import UserError
 
 
 def checkpoint_long_batches(model, above_tokens: int) -> list[GradientCheckpointingLayer]:

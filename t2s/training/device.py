@@ -8,11 +8,11 @@ before argument parsing, where transformers would raise its own less helpful err
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import importlib.util
 from collections.abc import Mapping
 from typing import Any
+
+from t2s.runtime import UserError
 
 
 class DeviceSupportError(UserError, RuntimeError):
@@ -66,7 +66,7 @@ def check_optional_kernels(settings: Mapping[str, Any]) -> None:
     """flash-attn and vLLM are not dependencies: say how to get them instead of failing at model load."""
     if _truthy(settings.get("use_vllm", False)) and importlib.util.find_spec("vllm") is None:
         raise DeviceSupportError(
-            "use_vllm: true needs vLLM in a version TRL supports: pip install -e '.[vllm]' (see setup.cfg), "
+            "use_vllm: true needs vLLM in a version TRL supports: pip install -e '.[vllm]' (see pyproject.toml), "
             "or set use_vllm: false to generate with transformers."
         )
     if settings.get("attn_implementation") == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:

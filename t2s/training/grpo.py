@@ -7,8 +7,6 @@ training; the output is that adapter, on the same base, with its run record and 
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import time
 
 from transformers import AutoTokenizer, set_seed
@@ -18,6 +16,7 @@ from t2s.decoding.embedded import resolve_model_name
 from t2s.decoding.models import adapter_base, has_tokenizer
 from t2s.decoding.settings import GenerationSettings
 from t2s.publish.hub import check_hub_access, push_folder
+from t2s.runtime import UserError, prepare_process
 from t2s.training.arguments import GRPOArguments, ModelArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
@@ -63,6 +62,7 @@ def load_policy(model_args: ModelArguments, sft_adapter: str | None):
 def train_grpo(
     script_args: GRPOArguments, training_args: GRPOConfig, model_args: ModelArguments, recipe: str | None = None
 ):
+    prepare_process()  # the message filters and allocator choice of a t2s process (t2s/runtime.py)
     check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
     resume = resume_point(
         training_args.output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir

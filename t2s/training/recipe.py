@@ -8,8 +8,6 @@ type (`lora_r: 8.5`, `learning_rate: [1]`) not at all. Errors name the recipe fi
 
 from __future__ import annotations
 
-from t2s.runtime import UserError, shorten_negated_help
-
 import dataclasses
 import difflib
 import sys
@@ -18,6 +16,8 @@ import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from t2s.runtime import UserError, shorten_negated_help
 
 
 class RecipeError(UserError, ValueError):

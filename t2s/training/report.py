@@ -8,8 +8,6 @@ GPU feature must never be read as if it had used it), data, padding, batch, and 
 
 from __future__ import annotations
 
-from t2s.runtime import allocator
-
 import json
 import platform
 import shutil
@@ -22,6 +20,7 @@ from rich.table import Table
 from t2s.data.sources import dataset_kind, dataset_reference
 from t2s.decoding.embedded import EMBEDDED_MODELS, is_embedded
 from t2s.publish.card import save_run, write_model_card
+from t2s.runtime import allocator
 from t2s.training.callbacks import run_peak_memory
 
 console = Console()

@@ -5,12 +5,11 @@ Kept out of `t2s/sft.py` so that the script stays a screenful; `t2s/grpo.py` and
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import dataclasses
 import shutil
 from pathlib import Path
 
+from t2s.runtime import UserError
 from t2s.training.arguments import DataArguments
 
 

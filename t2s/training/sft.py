@@ -7,8 +7,6 @@ the model card beside the adapter, and pushes once if the recipe asks.
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import time
 
 from transformers import AutoTokenizer, EarlyStoppingCallback, set_seed
@@ -16,6 +14,7 @@ from trl import SFTConfig, SFTTrainer
 
 from t2s.decoding.embedded import resolve_model_name
 from t2s.publish.hub import check_hub_access, push_folder
+from t2s.runtime import UserError, prepare_process
 from t2s.training.arguments import DataArguments, ModelArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback, SQLSamplesCallback
 from t2s.training.checkpointing import checkpoint_long_batches
@@ -38,6 +37,7 @@ DATACLASSES = (DataArguments, SFTConfig, ModelArguments)
 def train_sft(
     script_args: DataArguments, training_args: SFTConfig, model_args: ModelArguments, recipe: str | None = None
 ):
+    prepare_process()  # the message filters and allocator choice of a t2s process (t2s/runtime.py)
     if script_args.early_stopping_patience and not training_args.load_best_model_at_end:
         raise UserError(
             "early_stopping_patience needs load_best_model_at_end: true, metric_for_best_model: eval_loss and "

@@ -8,8 +8,6 @@ Parquet files are read by DuckDB into a private copy.
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import json
 import time
 from collections.abc import Sequence
@@ -24,6 +22,7 @@ from t2s.decoding.asker import ASK_CHOICES, Asker
 from t2s.evaluation.compare import compare
 from t2s.execution.engines import Engine, is_url, open_engine
 from t2s.execution.sandbox import Execution
+from t2s.runtime import UserError
 
 MAX_SHOWN_ROWS = 200
 MAX_CHART_ROWS = 50

@@ -7,8 +7,6 @@ open another.
 
 from __future__ import annotations
 
-from t2s.runtime import UserError, user_error_types
-
 import functools
 import logging
 import os
@@ -16,6 +14,7 @@ import warnings
 from typing import Any
 
 from t2s.decoding.asker import ASK_CHOICES
+from t2s.runtime import UserError, user_error_types
 from t2s.webapp import functions as f
 
 CSS = """

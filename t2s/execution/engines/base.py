@@ -12,8 +12,6 @@ compares results on every engine (docs/metric.md).
 
 from __future__ import annotations
 
-from t2s.runtime import UserError
-
 import datetime as dt
 import decimal
 import json
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, MAX_RESULT_BYTES, Execution
+from t2s.runtime import UserError
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
