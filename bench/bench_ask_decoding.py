@@ -62,7 +62,7 @@ def run(args) -> dict:
             t0 = time.perf_counter()
             sql, _ = asker.ask(ex["question"])
             seconds[name].append(time.perf_counter() - t0)
-            outcomes[name].append(score_example(golds[path], sql, ex["gold_sql"], semantics="spider")["outcome"])
+            outcomes[name].append(score_example(golds[path], sql, ex["gold_sql"], semantics="spider").outcome.value)
         console.print(
             f"{i + 1}/{len(dev)} " + " ".join(f"{n[:12]}: {seconds[n][-1]:.1f} s {outcomes[n][-1]};" for n in choices)
         )

@@ -71,9 +71,9 @@ def main() -> None:
     prompts, metric = list(ds["prompt"]), evaluate.load(EXECUTION_ACCURACY)
 
     def accuracy(predictions: list[str]) -> float:
-        return metric.compute(predictions=predictions, references=list(ds["gold_sql"]), databases=list(ds["db_path"]))[
-            "execution_accuracy"
-        ]
+        return metric.compute(
+            predictions=predictions, references=list(ds["gold_sql"]), databases=list(ds["db_path"]), semantics="spider"
+        )["execution_accuracy"]
 
     merged, tokenizer = load_model_and_tokenizer(adapter=args.adapter, merge=True)
     started = time.perf_counter()

@@ -42,7 +42,9 @@ def main() -> None:
             clear_table_cache()
             clear_scan_cache()
             start = time.perf_counter()
-            result = metric.compute(predictions=refs, references=refs, tables=tables, num_proc=num_proc)
+            result = metric.compute(
+                predictions=refs, references=refs, tables=tables, num_proc=num_proc, semantics="wikisql"
+            )
             speeds.append(len(refs) / (time.perf_counter() - start))
         assert result["execution_accuracy"] == 1.0, result
         rows.append((num_proc or 1, max(speeds), min(speeds)))
@@ -57,7 +59,7 @@ def main() -> None:
             clear_scan_cache()
             start = time.perf_counter()
             spider_result = metric.compute(
-                predictions=spider_refs, references=spider_refs, db_paths=paths, num_proc=num_proc
+                predictions=spider_refs, references=spider_refs, db_paths=paths, num_proc=num_proc, semantics="spider"
             )
             speeds.append(len(spider_refs) / (time.perf_counter() - start))
         assert spider_result["execution_accuracy"] == 1.0, spider_result

@@ -45,12 +45,14 @@ PATHOLOGICAL = [
 
 def test_pathological_predictions_get_an_outcome_and_are_not_fatal(db):
     start = time.perf_counter()
-    details = score_all(PATHOLOGICAL, [GOLD] * len(PATHOLOGICAL), db_paths=[db] * len(PATHOLOGICAL))
+    details = score_all(
+        PATHOLOGICAL, [GOLD] * len(PATHOLOGICAL), db_paths=[db] * len(PATHOLOGICAL), semantics="spider"
+    )
     assert time.perf_counter() - start < 30
-    outcomes = [d["outcome"] for d in details]
+    outcomes = [d.outcome for d in details]
     assert outcomes == ["exec_error", "exec_error", "exec_error", "rejected", "correct"]
-    assert "parser stack overflow" in details[0]["error"] and "too large" in details[1]["error"]  # SQLite's own limits
-    assert "characters long" in details[3]["error"]
+    assert "parser stack overflow" in details[0].error and "too large" in details[1].error  # SQLite's own limits
+    assert "characters long" in details[3].error
 
 
 def test_the_reward_scores_pathological_completions_without_raising(db):
@@ -110,11 +112,17 @@ def test_denied_actions_are_named_for_what_they_are(db, sql, message):
 @pytest.mark.parametrize("keep_distinct", [False, True])
 def test_a_second_statement_is_rejected_under_both_spider_modes(db, keep_distinct):
     [detail] = score_all(
-        ["SELECT count(*) FROM singer; DROP TABLE singer"], [GOLD], db_paths=[db], keep_distinct=keep_distinct
+        ["SELECT count(*) FROM singer; DROP TABLE singer"],
+        [GOLD],
+        db_paths=[db],
+        keep_distinct=keep_distinct,
+        semantics="spider",
     )
-    assert detail["outcome"] == "rejected" and "more than one statement" in detail["error"]
-    [trailing] = score_all(["SELECT count(*) FROM singer;"], [GOLD], db_paths=[db], keep_distinct=keep_distinct)
-    assert trailing["outcome"] == "correct"
+    assert detail.outcome == "rejected" and "more than one statement" in detail.error
+    [trailing] = score_all(
+        ["SELECT count(*) FROM singer;"], [GOLD], db_paths=[db], keep_distinct=keep_distinct, semantics="spider"
+    )
+    assert trailing.outcome == "correct"
 
 
 def test_results_are_capped_in_bytes_not_only_in_rows(db):
@@ -124,11 +132,11 @@ def test_results_are_capped_in_bytes_not_only_in_rows(db):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = run_query(open_database(db), huge, timeout_s=10)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert result.status == "timeout" and "bytes" in result.error
+    assert result.status == "too_large" and "bytes" in result.error
     assert grown_mib < 200, grown_mib  # a cap on rows alone lets this reach gigabytes
     assert run_query(open_database(db), "SELECT zeroblob(9000000)").error == "string or blob too big"  # 1 MB values
-    [detail] = score_all(["SELECT zeroblob(900000) FROM singer LIMIT 1"], [GOLD], db_paths=[db])
-    assert detail["outcome"] == "wrong_result" and len(str(detail["prediction_rows"])) < 2000  # details stay small
+    [detail] = score_all(["SELECT zeroblob(900000) FROM singer LIMIT 1"], [GOLD], db_paths=[db], semantics="spider")
+    assert detail.outcome == "wrong_result" and len(str(detail.prediction_rows)) < 2000  # details stay small
 
 
 def test_validation_is_the_hub_name_of_spider_dev(tmp_path):
@@ -157,13 +165,14 @@ def test_the_metric_takes_any_prediction_and_bad_tables_are_data_errors():
         tables=[table, table, table, table, {"id": "1-2", "rows": [["x"]]}, {**table, "rows": [["a", "b"]]}],
         timeout="2",
         return_details=True,
+        semantics="wikisql",
     )
     outcomes = [d["outcome"] for d in result["details"]]
     assert outcomes == ["rejected", "empty", "rejected", "correct", "gold_error", "gold_error"]
     assert "table 4 cannot be built" in result["details"][4]["error"]
     assert result["num_scored"] == 4 and result["gold_errors"] == 2
     with pytest.raises(ValueError, match="max_rows=0 must be at least 1"):
-        metric.compute(predictions=[gold], references=[gold], tables=[table], max_rows=0)
+        metric.compute(predictions=[gold], references=[gold], tables=[table], max_rows=0, semantics="wikisql")
 
 
 # --------------------------------------------------------------------------- bad data: messages, not tracebacks

@@ -144,7 +144,8 @@ def test_analysis_reports_rates_confusion_and_systematic_checks(fixture_dev, tmp
     from t2s.execution.scoring import score_all
 
     preds = [sql.replace("MAX(", "MIN(").replace("= 'Kenya'", "= 'kenya republic'") for sql in fixture_dev["gold_sql"]]
-    details = score_all(preds, list(fixture_dev["gold_sql"]), list(fixture_dev["table"]))
+    scored = score_all(preds, list(fixture_dev["gold_sql"]), list(fixture_dev["table"]), semantics="wikisql")
+    details = [d.as_dict() for d in scored]  # the metric's details, what the analysis reads
     result = analyse(
         list(fixture_dev), preds, details, other_outcomes={e: "correct" for e in fixture_dev["example_id"]}
     )

@@ -34,7 +34,9 @@ def table(fixture_dev):
 
 
 def outcome_of(metric, table, prediction, reference):
-    result = metric.compute(predictions=[prediction], references=[reference], tables=[table], return_details=True)
+    result = metric.compute(
+        predictions=[prediction], references=[reference], tables=[table], return_details=True, semantics="wikisql"
+    )
     return result["details"][0]["outcome"], result["details"][0]["error"]
 
 
@@ -43,7 +45,10 @@ def outcome_of(metric, table, prediction, reference):
 
 def test_gold_vs_gold_is_perfect_on_fixtures(metric, fixture_dev):
     result = metric.compute(
-        predictions=fixture_dev["gold_sql"], references=fixture_dev["gold_sql"], tables=list(fixture_dev["table"])
+        predictions=fixture_dev["gold_sql"],
+        references=fixture_dev["gold_sql"],
+        tables=list(fixture_dev["table"]),
+        semantics="wikisql",
     )
     assert result["execution_accuracy"] == 1.0
     assert result["outcomes"]["correct"] == len(fixture_dev)
@@ -181,7 +186,7 @@ ADVERSARIAL = [
     ("CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1; END", "rejected"),
     ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT COUNT(*) FROM r", "timeout"),
     (f"SELECT COUNT(*) FROM {T} a, {T} b, {T} c, {T} d, {T} e, {T} f, {T} g, {T} h, {T} i, {T} j", "timeout"),
-    ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r", "timeout"),  # row cap
+    ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r", "too_large"),  # row cap
     ("SELECT randomblob(1000000000)", "exec_error"),
     ("SELECT 'a\x00b'", "rejected"),
     ("SELECT '" + "x" * 200_000 + "'", "rejected"),
@@ -207,9 +212,14 @@ def test_adversarial_predictions_get_the_right_outcome_and_change_nothing(predic
     conn = materialize_table(table)
     before = conn.execute(f"SELECT * FROM {T}").fetchall()
     details = score_all(
-        [prediction], [f'SELECT "Player" FROM {T} WHERE "No." = 7'], tables=[table], timeout_s=0.5, max_rows=10_000
+        [prediction],
+        [f'SELECT "Player" FROM {T} WHERE "No." = 7'],
+        tables=[table],
+        timeout_s=0.5,
+        max_rows=10_000,
+        semantics="wikisql",
     )
-    assert details[0]["outcome"] == expected, details[0]
+    assert details[0].outcome == expected, details[0]
     assert conn.execute(f"SELECT * FROM {T}").fetchall() == before
     assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("table_1_1000_1",)]
     assert not os.path.exists("/tmp/t2s_attack.db") and not os.path.exists("/tmp/t2s_attack_copy.db")
@@ -231,13 +241,16 @@ def test_evaluation_goes_on_after_a_timeout(metric, table):
         references=[gold, gold],
         tables=[table, table],
         timeout=0.3,
+        semantics="wikisql",
     )
     assert result["outcomes"]["timeout"] == 1 and result["outcomes"]["correct"] == 1
 
 
 def test_non_string_predictions_never_crash(table):
-    details = score_all([7, b"SELECT 1", ["SELECT 1"], 3.5], [f'SELECT "Player" FROM {T}'] * 4, tables=[table] * 4)
-    assert [d["outcome"] for d in details] == ["rejected"] * 4
+    details = score_all(
+        [7, b"SELECT 1", ["SELECT 1"], 3.5], [f'SELECT "Player" FROM {T}'] * 4, tables=[table] * 4, semantics="wikisql"
+    )
+    assert [d.outcome for d in details] == ["rejected"] * 4
 
 
 def test_db_paths_are_opened_read_only_and_left_byte_identical(metric, tmp_path):
@@ -262,7 +275,11 @@ def test_db_paths_are_opened_read_only_and_left_byte_identical(metric, tmp_path)
         "SELECT 'joe', 2 UNION ALL SELECT 'ana', 1",  # exact text comparison for files: 'joe' != 'Joe'
     ]
     result = metric.compute(
-        predictions=predictions, references=[gold] * 6, db_paths=[str(path)] * 6, return_details=True
+        predictions=predictions,
+        references=[gold] * 6,
+        db_paths=[str(path)] * 6,
+        return_details=True,
+        semantics="spider",
     )
     assert [d["outcome"] for d in result["details"]] == [
         "correct",
@@ -279,7 +296,10 @@ def test_db_paths_are_opened_read_only_and_left_byte_identical(metric, tmp_path)
 def test_gold_errors_are_reported_apart_and_left_out(metric, table):
     good = f'SELECT "Player" FROM {T} WHERE "No." = 7'
     result = metric.compute(
-        predictions=[good, good, "SELECT 1"], references=[good, 'SELECT "Nope" FROM nowhere', good], tables=[table] * 3
+        predictions=[good, good, "SELECT 1"],
+        references=[good, 'SELECT "Nope" FROM nowhere', good],
+        tables=[table] * 3,
+        semantics="wikisql",
     )
     assert result["gold_errors"] == 1 and result["num_scored"] == 2
     assert result["execution_accuracy"] == 0.5
@@ -289,7 +309,10 @@ def test_accuracy_with_and_without_empty_gold(metric, table):
     empty_gold = f'SELECT "Player" FROM {T} WHERE "Player" = \'Nobody\''
     gold = f'SELECT "Player" FROM {T} WHERE "No." = 7'
     result = metric.compute(
-        predictions=["SELECT 1 WHERE 0", "SELECT 1 WHERE 0"], references=[empty_gold, gold], tables=[table] * 2
+        predictions=["SELECT 1 WHERE 0", "SELECT 1 WHERE 0"],
+        references=[empty_gold, gold],
+        tables=[table] * 2,
+        semantics="wikisql",
     )
     assert result["execution_accuracy"] == 0.5
     assert result["execution_accuracy_nonempty_gold"] == 0.0
@@ -298,15 +321,17 @@ def test_accuracy_with_and_without_empty_gold(metric, table):
 
 def test_argument_errors_are_clear(metric, table):
     with pytest.raises(ValueError, match="exactly one of tables"):
-        metric.compute(predictions=["SELECT 1"], references=["SELECT 1"])
+        metric.compute(predictions=["SELECT 1"], references=["SELECT 1"], semantics="spider")
     with pytest.raises(ValueError, match="2 tables for 1 references"):
-        metric.compute(predictions=["SELECT 1"], references=["SELECT 1"], tables=[table, table])
+        metric.compute(predictions=["SELECT 1"], references=["SELECT 1"], tables=[table, table], semantics="wikisql")
 
 
 def test_num_proc_gives_the_same_details(fixture_dev):
     preds = [sql.replace("=", ">") for sql in fixture_dev["gold_sql"]]
     refs, tables = list(fixture_dev["gold_sql"]), list(fixture_dev["table"])
-    assert score_all(preds, refs, tables, num_proc=2) == score_all(preds, refs, tables)
+    assert score_all(preds, refs, tables, num_proc=2, semantics="wikisql") == score_all(
+        preds, refs, tables, semantics="wikisql"
+    )
 
 
 # --------------------------------------------------------------------------- the real dev split
@@ -315,7 +340,7 @@ def test_num_proc_gives_the_same_details(fixture_dev):
 def test_gold_vs_gold_on_all_dev_questions_matches_official_answers(metric, shared_wikisql):
     ds = load_wikisql(shared_wikisql, "dev")
     refs, tables = list(ds["gold_sql"]), list(ds["table"])
-    result = metric.compute(predictions=refs, references=refs, tables=tables, return_details=True)
+    result = metric.compute(predictions=refs, references=refs, tables=tables, return_details=True, semantics="wikisql")
     assert result["execution_accuracy"] == 1.0 and result["num_scored"] == 8421 and result["gold_errors"] == 0
     answers = json.loads((shared_wikisql / "dev.answers.json").read_text())
     seen = Counter()
@@ -335,7 +360,7 @@ def test_metric_loads_offline_from_any_directory_by_folder_and_by_file(tmp_path)
         "m = evaluate.load(EXECUTION_ACCURACY)  # the documented call, from another directory\n"
         f"f = evaluate.load({str(METRIC_DIR / 'execution_accuracy.py')!r})\n"
         "t = {'id': '1-1-1', 'header': ['a'], 'types': ['text'], 'rows': [['X']]}\n"
-        "r = f.compute(predictions=['SELECT a FROM table_1_1_1'], references=['SELECT \"a\" FROM \"table_1_1_1\"'], tables=[t])\n"
+        "r = f.compute(predictions=['SELECT a FROM table_1_1_1'], references=['SELECT \"a\" FROM \"table_1_1_1\"'], tables=[t], semantics='wikisql')\n"
         "print(type(m).__name__, r['execution_accuracy'])\n"
     )
     env = dict(

@@ -144,7 +144,7 @@ def test_every_recipe_passes_the_recipe_check(recipe):
     no unknown key, no wrong type (GPU precision overridden to parse it on a CPU)."""
     import yaml
 
-    from t2s import grpo, sft
+    from t2s.training import grpo, sft
     from t2s.training.recipe import parse_recipe
 
     path = ROOT / "recipes" / recipe

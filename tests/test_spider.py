@@ -213,7 +213,7 @@ CASES = [
 def test_metric_verdicts_equal_the_official_exec_match(layout, prediction, gold):
     db = str(layout / "database" / "school" / "school.sqlite")
     expected = official_exec_match(db, prediction, gold)
-    got = score_all([prediction], [gold], db_paths=[db])[0]["outcome"] == "correct"
+    got = score_all([prediction], [gold], db_paths=[db], semantics="spider")[0].outcome == "correct"
     assert got == expected
 
 
@@ -229,10 +229,10 @@ def test_spider_semantics_keep_distinct_and_the_evaluate_module(layout):
     db = str(layout / "database" / "school" / "school.sqlite")
     conn = open_database(db)
     pred, gold = "SELECT DISTINCT age FROM student", "SELECT age FROM student"
-    assert score_example(conn, pred, gold, semantics="spider")["outcome"] == "correct"
-    assert score_example(conn, pred, gold, semantics="spider", keep_distinct=True)["outcome"] == "wrong_result"
+    assert score_example(conn, pred, gold, semantics="spider").outcome == "correct"
+    assert score_example(conn, pred, gold, semantics="spider", keep_distinct=True).outcome == "wrong_result"
     metric = evaluate.load(str(ROOT / "t2s" / "metrics" / "execution_accuracy"))
-    result = metric.compute(predictions=[pred, pred], references=[gold, gold], db_paths=[db, db])
+    result = metric.compute(predictions=[pred, pred], references=[gold, gold], db_paths=[db, db], semantics="spider")
     assert result["execution_accuracy"] == 1.0 and result["semantics"] == "spider"
 
 
@@ -240,10 +240,12 @@ def test_sandbox_is_the_same_for_sqlite_files(layout):
     db = layout / "database" / "school" / "school.sqlite"
     before = db.read_bytes()
     for attack in ("DROP TABLE student", "DELETE FROM student", "ATTACH 'x.db' AS x", "PRAGMA writable_schema=1"):
-        outcome = score_all([attack], ["SELECT 1"], db_paths=[str(db)])[0]["outcome"]
+        outcome = score_all([attack], ["SELECT 1"], db_paths=[str(db)], semantics="spider")[0].outcome
         assert outcome == "rejected", attack
     slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
-    assert score_all([slow], ["SELECT 1"], db_paths=[str(db)], timeout_s=0.2)[0]["outcome"] == "timeout"
+    assert (
+        score_all([slow], ["SELECT 1"], db_paths=[str(db)], timeout_s=0.2, semantics="spider")[0].outcome == "timeout"
+    )
     assert db.read_bytes() == before
 
 

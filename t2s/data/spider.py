@@ -40,10 +40,13 @@ from t2s.data.schema import DatabaseSchema, SchemaError, from_engine, from_sqlit
 from t2s.execution.databases import SQLITE_MAGIC
 from t2s.execution.engines import Engine, EngineError, database_for, engine_kind, execute, is_url, redact
 from t2s.execution.engines.sqlite import SQLiteEngine
+from t2s.execution.semantics import Semantics
 from t2s.execution.sql_text import normalize_whitespace
 
 ENV_SPIDER_DIR = "T2S_SPIDER_DIR"
 LOCAL_SOURCES = (None, "", "spider")
+# Every Spider-layout folder (Spider itself, your own databases) is scored by Spider's official execution match.
+SEMANTICS = Semantics.SPIDER.value
 # split → (question files, tables file, databases folder)
 SPLIT_FILES = {
     "dev": (("dev.json",), "tables.json", "database"),
@@ -475,6 +478,7 @@ def make_record(
         "caveat": item["caveat"] or ("database file not available" if problem else ""),
         "prompt": fill_prompt(schema_text, question),
         "completion": completion,
+        "semantics": SEMANTICS,
     }
 
 
@@ -506,6 +510,7 @@ def make_engine_record(
         "caveat": item["caveat"],
         "prompt": fill_prompt(schema_text, question),
         "completion": completion,
+        "semantics": SEMANTICS,
     }
 
 
@@ -570,6 +575,7 @@ def spider_features():
                 "caveat",
                 "prompt",
                 "completion",
+                "semantics",
             )
         }
     )

@@ -34,10 +34,12 @@ from t2s.data.common import (
 )
 from t2s.data.gold_sql import AGG_OPS, COND_OPS, GoldSQLError, render_gold_sql
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, build_prompt, check_schema_format
+from t2s.execution.semantics import Semantics
 from t2s.execution.tables import COLUMN_TYPES
 
 ENV_DATA_DIR = "T2S_WIKISQL_DIR"
 LOCAL_SOURCES = (None, "", "local")
+SEMANTICS = Semantics.WIKISQL.value  # the official evaluator's comparison (t2s.execution.semantics)
 # The seed notebook's dataset: instruction/input/output pairs without tables and with SQL
 # such as `SELECT SUM Week FROM table WHERE Attendance > 55,767`, which cannot be executed.
 UNEXECUTABLE_LAYOUT_COLUMNS = {"instruction", "input", "output"}
@@ -372,6 +374,7 @@ def make_record(raw: Mapping[str, Any], schema_format: str, num_sample_rows: int
         "gold_sql": gold,
         "prompt": build_prompt(table, question, schema_format, num_sample_rows),
         "completion": gold,
+        "semantics": SEMANTICS,
     }
 
 
@@ -404,6 +407,7 @@ def wikisql_features():
             "gold_sql": string,
             "prompt": string,
             "completion": string,
+            "semantics": string,
         }
     )
 

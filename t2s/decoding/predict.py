@@ -91,8 +91,8 @@ def executes_with_rows(sql: str, example) -> bool:
     a bare WikiSQL table dict.
     """
     record = example if any(key in example for key in ("db_path", "table", "engine")) else {"table": example}
-    conn, semantics = connect_example(record)
-    result = execute(conn, sql, rewrite_double_quotes=semantics == "wikisql")
+    conn, rewrite = connect_example(record)
+    result = execute(conn, sql, rewrite_double_quotes=rewrite)
     return result.status == "ok" and not is_empty_result(result.rows)
 
 

@@ -23,6 +23,7 @@ from t2s.decoding.arguments import DecodingArguments
 from t2s.decoding.embedded import DEFAULT_EMBEDDED, SHIPPED_DIR
 from t2s.decoding.predict import prediction_record, run_predictions
 from t2s.evaluation.analysis import analyse, print_summary, write_reports
+from t2s.execution.scoring import dataset_semantics
 from t2s.publish.card import record_scores
 from t2s.runtime import UserError
 
@@ -110,6 +111,7 @@ def score_predictions(dataset, predictions: list[str], args: EvaluateArguments) 
     return load_metric().compute(
         predictions=predictions,
         references=list(dataset["gold_sql"]),
+        semantics=dataset_semantics(dataset["semantics"]),  # what the dataset's reader declared
         timeout=args.timeout,
         keep_distinct=args.keep_distinct,
         return_details=True,
@@ -168,7 +170,7 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         "generation_seconds": round(elapsed, 1) if elapsed is not None else None,
         "prefix_cache": args.prefix_cache,  # speed only: the SQL is that of plain batched generation
         "continuous_batching": args.continuous_batching,  # speed; the SQL up to float rounding (docs/benchmarks.md)
-        "headline": HEADLINES["spider" if sqlite else "wikisql"],
+        "headline": HEADLINES[result["semantics"]],
         **breakdowns(records, details),
     }
     if args.execution_guided:

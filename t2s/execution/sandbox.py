@@ -24,6 +24,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,25 @@ _WORD_RE = re.compile(r"[A-Za-z_]+")
 _ORDER_BY_RE = re.compile(r"\border\s+by\b", re.IGNORECASE)
 
 
+class Status(str, Enum):
+    """What running one query gave. A `str` enum: it compares, prints and reads in JSON as its value."""
+
+    OK = "ok"
+    EXEC_ERROR = "exec_error"  # the engine refused or failed it
+    TIMEOUT = "timeout"  # it ran past its time budget
+    TOO_LARGE = "too_large"  # its result passed the row or byte cap, or its work the memory limit (DuckDB)
+    REJECTED = "rejected"  # the gate refused it before it ran: not a single read-only query
+    EMPTY = "empty"  # there was no SQL to run
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class Execution:
-    """What running one query gave: `status` is ok, exec_error, timeout, rejected or empty."""
+    """What running one query gave: its `Status`, and its rows or its error."""
 
-    status: str
+    status: Status
     rows: list[tuple] | None = None
     error: str | None = None
     columns: list[str] | None = None  # the result's column names (for display)
@@ -292,13 +307,13 @@ _BOUNDED_FUNCTIONS = (
 def check_text(sql: Any) -> Execution | None:
     """What every engine refuses before looking at a query: no SQL, not a string, a NUL byte, too long."""
     if sql is None:
-        return Execution("empty", error="no SQL")
+        return Execution(Status.EMPTY, error="no SQL")
     if not isinstance(sql, str):
-        return Execution("rejected", error=f"prediction is a {type(sql).__name__}, not a string")
+        return Execution(Status.REJECTED, error=f"prediction is a {type(sql).__name__}, not a string")
     if "\x00" in sql:
-        return Execution("rejected", error="the query contains a NUL byte")
+        return Execution(Status.REJECTED, error="the query contains a NUL byte")
     if len(sql) > MAX_SQL_CHARS:
-        return Execution("rejected", error=f"the query is {len(sql):,} characters long (limit {MAX_SQL_CHARS:,})")
+        return Execution(Status.REJECTED, error=f"the query is {len(sql):,} characters long (limit {MAX_SQL_CHARS:,})")
     return None
 
 
@@ -330,10 +345,10 @@ def run_query(
         return refused
     scanned = scan_sql(sql, rewrite_double_quotes)
     if scanned.is_blank:
-        return Execution("empty", error="no SQL")
+        return Execution(Status.EMPTY, error="no SQL")
     if scanned.first_word not in READ_ONLY_STARTS:
         what = f"{scanned.first_word.upper()} statement" if scanned.first_word else "not an SQL statement"
-        return Execution("rejected", error=f"{what}: only SELECT/WITH/VALUES queries are evaluated")
+        return Execution(Status.REJECTED, error=f"{what}: only SELECT/WITH/VALUES queries are evaluated")
     sandbox = _Sandbox(conn, timeout_s)
     try:
         with _connection_lock(conn), sandbox:  # the authorizer and budget belong to this query alone
@@ -344,27 +359,27 @@ def run_query(
             cursor.close()
     except sqlite3.ProgrammingError as e:
         if "one statement" in str(e):
-            return Execution("rejected", error="more than one statement")
-        return Execution("exec_error", error=str(e))
+            return Execution(Status.REJECTED, error="more than one statement")
+        return Execution(Status.EXEC_ERROR, error=str(e))
     except sqlite3.Error as e:
         if sandbox.denied:
-            return Execution("rejected", error=sandbox.denied)
+            return Execution(Status.REJECTED, error=sandbox.denied)
         if sandbox.timed_out:
-            return Execution("timeout", error=f"ran past its {timeout_s:g} s budget")
+            return Execution(Status.TIMEOUT, error=f"ran past its {timeout_s:g} s budget")
         if "user-defined function raised exception" in str(e):  # one of the bounded functions above refused
             return Execution(
-                "exec_error",
+                Status.EXEC_ERROR,
                 error=f"a function's arguments are too large for the sandbox (printf/format width or precision over "
                 f"{MAX_PRINTF_WIDTH:,}, or instr/replace/trim over more than {MAX_SEARCH_PAIRS:,} character pairs)",
             )
-        return Execution("exec_error", error=str(e))
+        return Execution(Status.EXEC_ERROR, error=str(e))
     except (OverflowError, MemoryError, ValueError, RecursionError) as e:
-        return Execution("exec_error", error=f"{type(e).__name__}: {e}")
+        return Execution(Status.EXEC_ERROR, error=f"{type(e).__name__}: {e}")
     if len(rows) > max_rows:
-        return Execution("timeout", error=f"returned more than max_rows={max_rows:,} rows")
+        return Execution(Status.TOO_LARGE, error=f"returned more than max_rows={max_rows:,} rows")
     if size > MAX_RESULT_BYTES:
-        return Execution("timeout", error=f"returned more than {MAX_RESULT_BYTES:,} bytes")
-    return Execution("ok", rows=rows, columns=columns)
+        return Execution(Status.TOO_LARGE, error=f"returned more than {MAX_RESULT_BYTES:,} bytes")
+    return Execution(Status.OK, rows=rows, columns=columns)
 
 
 def _fetch_capped(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int) -> tuple[list[tuple], int]:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from t2s.execution.engines import EngineError, engine_kind, execute, is_url, open_engine
-from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, open_database, scan_sql
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, Status, open_database, scan_sql
 from t2s.execution.semantics import (
-    SEMANTICS,
+    Semantics,
     is_empty_result,
     results_match,
     spider_normalize,
@@ -25,7 +26,43 @@ from t2s.execution.semantics import (
 )
 from t2s.execution.tables import materialize_table
 
-OUTCOMES = ("correct", "wrong_result", "exec_error", "timeout", "rejected", "empty")
+
+class Outcome(str, Enum):
+    """One prediction's outcome against its gold query. A `str` enum: it reads in JSON and compares as its value."""
+
+    CORRECT = "correct"
+    WRONG_RESULT = "wrong_result"
+    EXEC_ERROR = "exec_error"
+    TIMEOUT = "timeout"
+    TOO_LARGE = "too_large"  # the result passed the row or byte cap (or DuckDB's memory limit)
+    REJECTED = "rejected"
+    EMPTY = "empty"  # no SQL
+    GOLD_ERROR = "gold_error"  # the gold query (or its database) failed: the example is left out of every denominator
+
+    def __str__(self) -> str:
+        return self.value
+
+
+OUTCOMES = tuple(o.value for o in Outcome if o is not Outcome.GOLD_ERROR)  # the outcomes that are scored
+
+
+@dataclass
+class ScoredExample:
+    """One example's outcome under its semantics, with both results (their first rows, capped) for analysis."""
+
+    outcome: Outcome
+    error: str | None = None
+    gold_empty: bool | None = None
+    prediction_rows: list[list[Any]] | None = None
+    gold_rows: list[list[Any]] | None = None
+    prediction_columns: list[str] | None = None
+    gold_columns: list[str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The metric's `details` entry: plain JSON values."""
+        return {**asdict(self), "outcome": self.outcome.value}
+
+
 DETAIL_ROWS = 20
 DETAIL_CHARS = 500
 
@@ -50,44 +87,48 @@ def _shown_value(value: Any) -> Any:
 class GoldResult:
     """A gold query run once on its database, ready to be compared with any number of predictions."""
 
-    semantics: str
+    semantics: Semantics
     sql: str  # as run (Spider: normalised like the official evaluator)
     execution: Execution
     order_matters: bool
     keep_distinct: bool
+    rewrite_double_quotes: bool  # WikiSQL tables: "name" is a name (`t2s.execution.sandbox.run_query`)
 
     @property
     def ok(self) -> bool:
-        return self.execution.status == "ok"
+        return self.execution.status == Status.OK
 
     @property
     def empty(self) -> bool | None:
         if not self.ok:
             return None
         rows = self.execution.rows
-        return not rows if self.semantics == "spider" else is_empty_result(rows)
+        return not rows if self.semantics == Semantics.SPIDER else is_empty_result(rows)
 
 
 def run_gold(
     conn: Any,
     reference: str,
     *,
-    semantics: str = "wikisql",
+    semantics: Semantics | str,
     keep_distinct: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
+    rewrite_double_quotes: bool = False,
 ) -> GoldResult:
-    """Run the gold query under the dataset's semantics (a reward scores many completions against one gold run).
+    """Run the gold query under `semantics` (a reward scores many completions against one gold run).
 
-    `conn` is an SQLite connection or an `Engine` (t2s.execution.engines); Spider's semantics apply on every engine.
+    `conn` is an SQLite connection or an `Engine` (t2s.execution.engines); either semantics applies on any of them.
+    `rewrite_double_quotes` belongs to the input, not to the semantics: t2s renders WikiSQL's tables and gold SQL with
+    double-quoted names, which SQLite must not read as strings (`t2s.execution.sandbox`).
     """
-    if semantics not in SEMANTICS:
-        raise ValueError(f"semantics={semantics!r} must be one of {SEMANTICS}")
-    spider = semantics == "spider"
+    semantics = Semantics.parse(semantics)
+    spider = semantics == Semantics.SPIDER
     sql = spider_normalize(reference, keep_distinct) if spider else reference
-    execution = execute(conn, sql, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=not spider)
+    limits = {"timeout_s": timeout_s, "max_rows": max_rows, "rewrite_double_quotes": rewrite_double_quotes}
+    execution = execute(conn, sql, **limits)
     order_matters = "order by" in sql.lower() if spider else scan_sql(reference).has_order_by
-    return GoldResult(semantics, sql, execution, order_matters, keep_distinct)
+    return GoldResult(semantics, sql, execution, order_matters, keep_distinct, rewrite_double_quotes)
 
 
 def compare_with_gold(
@@ -97,34 +138,29 @@ def compare_with_gold(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
-) -> dict[str, Any]:
+) -> ScoredExample:
     """One prediction's outcome against a gold result from `run_gold` on the same connection."""
     if not gold.ok:
-        return _data_error(f"gold query failed ({gold.execution.status}): {gold.execution.error}")
-    spider = gold.semantics == "spider"
+        return data_error(f"gold query failed ({gold.execution.status}): {gold.execution.error}")
+    spider = gold.semantics == Semantics.SPIDER
     if spider and isinstance(prediction, str):
         prediction = spider_normalize(prediction, gold.keep_distinct)
-    pred = execute(conn, prediction, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=not spider)
+    limits = {"timeout_s": timeout_s, "max_rows": max_rows, "rewrite_double_quotes": gold.rewrite_double_quotes}
+    pred = execute(conn, prediction, **limits)
     gold_rows = gold.execution.rows
-    if pred.status != "ok":
-        outcome = pred.status
+    if pred.status != Status.OK:
+        outcome = Outcome(pred.status.value)
     elif spider:
         same = spider_results_match(gold_rows, pred.rows, order_matters=gold.order_matters)
-        outcome = "correct" if same else "wrong_result"
+        outcome = Outcome.CORRECT if same else Outcome.WRONG_RESULT
     elif gold.empty and is_empty_result(pred.rows):
-        outcome = "correct"
+        outcome = Outcome.CORRECT
     else:
         same = results_match(pred.rows, gold_rows, ordered=gold.order_matters, casefold=True)
-        outcome = "correct" if same else "wrong_result"
-    return {
-        "outcome": outcome,
-        "error": pred.error,
-        "gold_empty": gold.empty,
-        "prediction_rows": _capped(pred.rows),
-        "gold_rows": _capped(gold_rows),
-        "prediction_columns": pred.columns,
-        "gold_columns": gold.execution.columns,
-    }
+        outcome = Outcome.CORRECT if same else Outcome.WRONG_RESULT
+    return ScoredExample(
+        outcome, pred.error, gold.empty, _capped(pred.rows), _capped(gold_rows), pred.columns, gold.execution.columns
+    )
 
 
 def score_example(
@@ -132,15 +168,25 @@ def score_example(
     prediction: Any,
     reference: str,
     *,
-    semantics: str = "wikisql",
+    semantics: Semantics | str,
     keep_distinct: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
-) -> dict[str, Any]:
-    """One example's outcome under the dataset's semantics, with both result sets (capped) for analysis."""
+    rewrite_double_quotes: bool = False,
+) -> ScoredExample:
+    """One example's outcome under `semantics`, with both result sets (capped) for analysis."""
     limits = {"timeout_s": timeout_s, "max_rows": max_rows}
-    gold = run_gold(conn, reference, semantics=semantics, keep_distinct=keep_distinct, **limits)
+    gold = run_gold(
+        conn, reference, semantics=semantics, keep_distinct=keep_distinct, rewrite_double_quotes=rewrite_double_quotes,
+        **limits,
+    )  # fmt: skip
     return compare_with_gold(conn, prediction, gold, **limits)
+
+
+def default_semantics(tables: Any, db_paths: Any) -> Semantics:
+    """The metric's documented default, kept for callers that name none: WikiSQL's rules for WikiSQL tables, Spider's
+    for databases. Deprecated: a user's own databases would silently get Spider's rules (pass `semantics`)."""
+    return Semantics.WIKISQL if tables is not None else Semantics.SPIDER
 
 
 def score_batch(
@@ -149,14 +195,16 @@ def score_batch(
     tables: Sequence[Mapping[str, Any]] | None = None,
     db_paths: Sequence[str] | None = None,
     *,
+    semantics: Semantics | str,
     keep_distinct: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
     allow_privileged: bool = False,
-) -> list[dict[str, Any]]:
-    """Per-example results for a batch; each example gets the pristine database (read-only, cached). A database
-    that cannot be opened (a bad URL, a server that refuses, a privileged account) fails its own examples, as
-    gold errors that name it, never the batch."""
+) -> list[ScoredExample]:
+    """Per-example results for a batch under `semantics`; each example gets the pristine database (read-only,
+    cached). A database that cannot be opened (a bad URL, a server that refuses, a privileged account) fails its own
+    examples, as gold errors that name it, never the batch."""
+    semantics = Semantics.parse(semantics)
     opened: dict[str, Any] = {}
     results = []
     options = {"keep_distinct": keep_distinct, "timeout_s": timeout_s, "max_rows": max_rows}
@@ -164,7 +212,7 @@ def score_batch(
         for i, (prediction, reference) in enumerate(zip(predictions, references)):
             if tables is not None:
                 try:
-                    conn, semantics = materialize_table(tables[i]), "wikisql"
+                    conn = materialize_table(tables[i])
                 except (KeyError, TypeError, ValueError, IndexError, sqlite3.Error) as e:
                     results.append(_bad_database(i, f"table {i} cannot be built ({type(e).__name__}: {e})"))
                     continue
@@ -178,8 +226,13 @@ def score_batch(
                 if isinstance(opened[path], Exception):
                     results.append(_unopened(opened[path]))
                     continue
-                conn, semantics = opened[path], "spider"
-            results.append(score_example(conn, prediction, reference, semantics=semantics, **options))
+                conn = opened[path]
+            results.append(
+                score_example(
+                    conn, prediction, reference, semantics=semantics, rewrite_double_quotes=tables is not None,
+                    **options,
+                )
+            )  # fmt: skip
     finally:
         for conn in opened.values():
             if not isinstance(conn, Exception):
@@ -193,21 +246,18 @@ def _open(name: str, allow_privileged: bool = False) -> Any:
     return open_engine(name, allow_privileged=allow_privileged)
 
 
-def _unopened(error: Exception) -> dict[str, Any]:
+def _unopened(error: Exception) -> ScoredExample:
     """An example whose database cannot be opened: a data error, with the reason (its URL's password hidden)."""
-    return _data_error(f"the database cannot be opened: {error}")
+    return data_error(f"the database cannot be opened: {error}")
 
 
-def _bad_database(index: int, why: str) -> dict[str, Any]:
-    return _data_error(f"{why}: a WikiSQL table needs 'id', 'header' and rows as wide as the header")
+def _bad_database(index: int, why: str) -> ScoredExample:
+    return data_error(f"{why}: a WikiSQL table needs 'id', 'header' and rows as wide as the header")
 
 
-def _data_error(why: str) -> dict[str, Any]:
+def data_error(why: str) -> ScoredExample:
     """A data error: like a gold query that fails, the example is left out of every denominator."""
-    return {
-        "outcome": "gold_error", "error": why, "gold_empty": None, "prediction_rows": None, "gold_rows": None,
-        "prediction_columns": None, "gold_columns": None,
-    }  # fmt: skip
+    return ScoredExample(Outcome.GOLD_ERROR, why)
 
 
 def check_limits(timeout_s: Any, max_rows: Any) -> tuple[float, int]:
@@ -223,7 +273,7 @@ def check_limits(timeout_s: Any, max_rows: Any) -> tuple[float, int]:
     return timeout_s, max_rows
 
 
-def _score_chunk(args: tuple) -> list[dict[str, Any]]:
+def _score_chunk(args: tuple) -> list[ScoredExample]:
     predictions, references, tables, db_paths, options = args
     return score_batch(predictions, references, tables, db_paths, **options)
 
@@ -234,16 +284,18 @@ def score_all(
     tables: Sequence[Mapping[str, Any]] | None = None,
     db_paths: Sequence[str] | None = None,
     *,
+    semantics: Semantics | str,
     keep_distinct: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
     num_proc: int | None = None,
     allow_privileged: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[ScoredExample]:
     """`score_batch`, optionally split over `num_proc` worker processes.
 
     `db_paths` name each example's database: an SQLite file, a DuckDB file or a URL (t2s.execution.engines).
     """
+    semantics = Semantics.parse(semantics)
     timeout_s, max_rows = check_limits(timeout_s, max_rows)
     n = len(references)
     if len(predictions) != n:
@@ -262,6 +314,7 @@ def score_all(
                 "databases must name SQLite or DuckDB files, or URLs"
             )
     options = {
+        "semantics": semantics,
         "keep_distinct": keep_distinct,
         "timeout_s": timeout_s,
         "max_rows": max_rows,
@@ -291,8 +344,9 @@ def score_all(
         return [r for part in pool.map(_score_chunk, chunks) for r in part]
 
 
-def score_records(predictions: Sequence[Any], examples, **options: Any) -> list[dict[str, Any]]:
-    """Score predictions against dataset records of any kind (WikiSQL `table` or SQLite `db_path`).
+def score_records(predictions: Sequence[Any], examples, **options: Any) -> list[ScoredExample]:
+    """Score predictions against dataset records of any kind (WikiSQL `table` or a database's `db_path`), under the
+    semantics their reader declared (their `semantics` column) unless `options` name one.
 
     `examples` is a `datasets.Dataset` or a list of record dicts.
     """
@@ -305,25 +359,38 @@ def score_records(predictions: Sequence[Any], examples, **options: Any) -> list[
         def column(name):
             return [e[name] for e in examples] if examples and name in examples[0] else None
 
+    if "semantics" not in options:
+        options["semantics"] = dataset_semantics(column("semantics"))
     paths = column("db_path")
     if paths is not None:
         return score_all(predictions, column("gold_sql"), db_paths=paths, **options)
     return score_all(predictions, column("gold_sql"), tables=column("table"), **options)
 
 
-def summarise(details: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def dataset_semantics(column: Sequence[str] | None) -> Semantics:
+    """The one semantics a dataset's records declare (their `semantics` column, set by each reader)."""
+    found = set(column or ())
+    if len(found) != 1:
+        raise ValueError(
+            f"records declare {sorted(found) or 'no'} semantics: a dataset is scored under one, which its reader sets "
+            "in the 'semantics' column (or pass semantics=)"
+        )
+    return Semantics.parse(found.pop())
+
+
+def summarise(details: Sequence[ScoredExample]) -> dict[str, Any]:
     """Accuracy with and without empty-gold examples, outcome counts, gold errors."""
     outcomes = dict.fromkeys(OUTCOMES, 0)
     gold_errors = 0
     nonempty_total = nonempty_correct = 0
     for d in details:
-        if d["outcome"] == "gold_error":
+        if d.outcome == Outcome.GOLD_ERROR:
             gold_errors += 1
             continue
-        outcomes[d["outcome"]] += 1
-        if not d["gold_empty"]:
+        outcomes[d.outcome.value] += 1
+        if not d.gold_empty:
             nonempty_total += 1
-            nonempty_correct += d["outcome"] == "correct"
+            nonempty_correct += d.outcome == Outcome.CORRECT
     scored = len(details) - gold_errors
     return {
         "execution_accuracy": outcomes["correct"] / scored if scored else 0.0,

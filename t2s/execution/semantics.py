@@ -24,12 +24,32 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 from t2s.execution.sandbox import MAX_SQL_CHARS
 from t2s.execution.sql_text import SQL_TOKEN_RE
 
-SEMANTICS = ("wikisql", "spider")
+
+class Semantics(str, Enum):
+    """Which dataset's official rules decide that two results are the same answer (the module docstring). A `str`
+    enum: it reads in JSON and compares as its value."""
+
+    WIKISQL = "wikisql"
+    SPIDER = "spider"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: Semantics | str) -> Semantics:
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"semantics={value!r} must be one of {[s.value for s in cls]}") from None
+
+
+SEMANTICS = tuple(s.value for s in Semantics)
 REL_TOL, ABS_TOL = 1e-6, 1e-9
 
 

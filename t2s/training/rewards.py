@@ -4,7 +4,8 @@ TRL calls a reward function as `f(prompts=..., completions=..., completion_ids=.
 generated completion, with every dataset column except `prompt` and `completion` repeated for each completion,
 plus TRL's own keywords (`trainer_state`, `log_extra`, `log_metric`). The gold query therefore travels as
 `gold_sql` (a column named `completion` never reaches a reward), and the database as `table` (WikiSQL) or
-`db_path` (SQLite), exactly as `t2s.execution.scoring.score_records` reads them.
+`db_path` (a database), exactly as `t2s.execution.scoring.score_records` reads them, and the results are compared
+under the semantics the dataset's reader declared (its `semantics` column) or the one the reward was made with.
 
 A completion with more than one statement is rejected (0.0) for every dataset, as the metric rejects it. Spider's
 official evaluator keeps only the first statement (so `SELECT …; DROP TABLE t` would score as `SELECT …`); a reward
@@ -25,8 +26,9 @@ from typing import Any
 
 from t2s.decoding.answer import answer_sql
 from t2s.execution.engines import EngineError, database_for, redact
-from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
-from t2s.execution.scoring import GoldResult, compare_with_gold, run_gold
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Status
+from t2s.execution.scoring import GoldResult, Outcome, compare_with_gold, run_gold
+from t2s.execution.semantics import Semantics
 from t2s.execution.tables import materialize_table, table_fingerprint
 
 DEFAULT_PARTIAL_CREDIT = 0.1  # Arctic-Text2SQL-R1's value: a query that runs is better than one that does not
@@ -61,7 +63,11 @@ class ExecutionReward:
         max_rows: int = DEFAULT_MAX_ROWS,
         name: str = "execution_reward",
         allow_privileged: bool = False,
+        semantics: Semantics | str | None = None,
     ) -> None:
+        """`semantics`: the comparison rules for every completion; None reads each example's `semantics` column
+        (t2s's readers set it), and without one falls back to the metric's deprecated default (WikiSQL's rules for a
+        `table`, Spider's for a `db_path`) with a warning."""
         if not 0.0 <= partial_credit < 1.0:
             raise ValueError(f"partial_credit={partial_credit} must be in [0, 1): a wrong answer is worth less")
         self.partial_credit = partial_credit
@@ -69,6 +75,7 @@ class ExecutionReward:
         self.limits = {"timeout_s": timeout_s, "max_rows": max_rows}
         self.__name__ = name
         self.allow_privileged = allow_privileged
+        self.semantics = None if semantics is None else Semantics.parse(semantics)
         self._gold_cache: OrderedDict[tuple, GoldResult] = OrderedDict()
         self._gold_lock = threading.Lock()
         self.gold_failures: Counter[str] = Counter()  # completions left without a reward, by gold query
@@ -82,6 +89,7 @@ class ExecutionReward:
         gold_sql: Sequence[str] | None = None,
         table: Sequence[Mapping[str, Any]] | None = None,
         db_path: Sequence[str] | None = None,
+        semantics: Sequence[str] | None = None,
         **columns: Any,
     ) -> list[float]:
         if gold_sql is None:
@@ -89,34 +97,55 @@ class ExecutionReward:
         if (table is None) == (db_path is None):
             raise ValueError("execution_reward needs exactly one of the columns table (WikiSQL) or db_path (SQLite)")
         return [
-            self.score_one(completion, gold, table[i] if table is not None else None, db_path and db_path[i])
+            self.score_one(
+                completion, gold, table[i] if table is not None else None, db_path and db_path[i],
+                semantics=semantics[i] if semantics is not None else None,
+            )
             for i, (completion, gold) in enumerate(zip(completions, gold_sql, strict=True))
-        ]
+        ]  # fmt: skip
 
-    def outcome(self, completion: Any, gold_sql: str, table=None, db_path: str | None = None) -> str:
-        """The metric's outcome for one completion (correct, wrong_result, exec_error, timeout, rejected, empty)."""
+    def _semantics(self, given: str | None, table) -> Semantics:
+        if self.semantics is not None:
+            return self.semantics
+        if given:
+            return Semantics.parse(given)
+        fallback = Semantics.WIKISQL if table is not None else Semantics.SPIDER
+        warnings.warn(
+            f"execution_reward: the examples have no 'semantics' column and the reward was made without semantics=, "
+            f"so {fallback.value!r} applies (the metric's deprecated default)",
+            FutureWarning,
+            stacklevel=4,
+        )
+        return fallback
+
+    def outcome(
+        self, completion: Any, gold_sql: str, table=None, db_path: str | None = None, *, semantics: str | None = None
+    ) -> Outcome:
+        """The metric's outcome for one completion (`t2s.execution.scoring.Outcome`)."""
         sql = completion_text(completion)
         if not sql:
-            return "empty"
+            return Outcome.EMPTY
         try:
-            conn, gold = self._connection_and_gold(gold_sql, table, db_path)
+            conn, gold = self._connection_and_gold(gold_sql, table, db_path, self._semantics(semantics, table))
         except EngineError as e:
             name = redact(str(db_path))
             if not self.database_failures[name]:
                 warnings.warn(f"{e}: its completions get no reward", stacklevel=3)
             self.database_failures[name] += 1
-            return "gold_error"
-        return compare_with_gold(conn, sql, gold, **self.limits)["outcome"]
+            return Outcome.GOLD_ERROR
+        return compare_with_gold(conn, sql, gold, **self.limits).outcome
 
-    def score_one(self, completion: Any, gold_sql: str, table=None, db_path: str | None = None) -> float | None:
+    def score_one(
+        self, completion: Any, gold_sql: str, table=None, db_path: str | None = None, *, semantics: str | None = None
+    ) -> float | None:
         """The reward, or None (TRL's "no reward": the completion adds no gradient) when the gold query itself
         fails; such completions are counted in `gold_failures` and the first of each gold query is reported."""
-        outcome = self.outcome(completion, gold_sql, table, db_path)
-        if outcome == "gold_error":
+        outcome = self.outcome(completion, gold_sql, table, db_path, semantics=semantics)
+        if outcome == Outcome.GOLD_ERROR:
             if db_path and self.database_failures[redact(str(db_path))]:
                 return None
             if not self.gold_failures[gold_sql]:
-                gold = self._connection_and_gold(gold_sql, table, db_path)[1]
+                gold = self._connection_and_gold(gold_sql, table, db_path, self._semantics(semantics, table))[1]
                 warnings.warn(
                     f"gold query {gold_sql!r} failed on its database ({gold.execution.status}: {gold.execution.error}), "
                     "also with a longer budget: its completions get no reward (check the example, e.g. check_gold)",
@@ -124,45 +153,49 @@ class ExecutionReward:
                 )
             self.gold_failures[gold_sql] += 1
             return None
-        return 1.0 if outcome == "correct" else self.partial_credit if outcome == "wrong_result" else 0.0
+        return 1.0 if outcome == Outcome.CORRECT else self.partial_credit if outcome == Outcome.WRONG_RESULT else 0.0
 
-    def _connection_and_gold(self, gold_sql: str, table, db_path: str | None):
+    def _connection_and_gold(self, gold_sql: str, table, db_path: str | None, semantics: Semantics):
         if db_path:
-            key: tuple = ("spider", str(db_path))
+            key: tuple = ("database", str(db_path))
         else:
-            key = ("wikisql", table_fingerprint(table))
+            key = ("table", table_fingerprint(table))
             self._tables.setdefault(key, table)
-        return self._connect(key), self._gold(key, gold_sql)
+        return self._connect(key), self._gold(key, gold_sql, semantics)
 
     def _connect(self, key: tuple):
         # Both are cached connections, read-only: one per database and thread, one per WikiSQL table.
-        if key[0] == "spider":
+        if key[0] == "database":
             return database_for(key[1], allow_privileged=self.allow_privileged)
         return materialize_table(self._tables[key])
 
-    def _gold(self, key: tuple, gold_sql: str) -> GoldResult:
+    def _gold(self, key: tuple, gold_sql: str, semantics: Semantics) -> GoldResult:
         """The gold result, computed once per example; not kept when the server could not be reached (tried again
         with the next completion)."""
+        entry = (key, semantics, gold_sql)
         with self._gold_lock:
-            if (key, gold_sql) in self._gold_cache:
-                self._gold_cache.move_to_end((key, gold_sql))
-                return self._gold_cache[key, gold_sql]
-        gold = self._run_gold(key, gold_sql)
+            if entry in self._gold_cache:
+                self._gold_cache.move_to_end(entry)
+                return self._gold_cache[entry]
+        gold = self._run_gold(key, gold_sql, semantics)
         if not gold.execution.lost_connection:
             with self._gold_lock:
-                self._gold_cache[key, gold_sql] = gold
+                self._gold_cache[entry] = gold
                 while len(self._gold_cache) > GOLD_CACHE_SIZE:
                     self._gold_cache.popitem(last=False)
         return gold
 
-    def _run_gold(self, key: tuple, gold_sql: str) -> GoldResult:
-        gold = run_gold(
-            self._connect(key), gold_sql, semantics=key[0], keep_distinct=self.keep_distinct, **self.limits
-        )
-        if gold.execution.status == "timeout" and "budget" in (gold.execution.error or ""):
+    def _run_gold(self, key: tuple, gold_sql: str, semantics: Semantics) -> GoldResult:
+        options = {
+            "semantics": semantics,
+            "keep_distinct": self.keep_distinct,
+            "rewrite_double_quotes": key[0] == "table",
+        }
+        gold = run_gold(self._connect(key), gold_sql, **options, **self.limits)
+        if gold.execution.status == Status.TIMEOUT:
             # A gold query that ran past the budget on a loaded CPU gets one more try with four times the time.
             limits = {**self.limits, "timeout_s": GOLD_RETRY_FACTOR * self.limits["timeout_s"]}
-            gold = run_gold(self._connect(key), gold_sql, semantics=key[0], keep_distinct=self.keep_distinct, **limits)
+            gold = run_gold(self._connect(key), gold_sql, **options, **limits)
         return gold
 
 

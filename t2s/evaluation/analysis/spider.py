@@ -8,7 +8,7 @@ queries are parsed with sqlglot and compared component by component, after the s
 outcome: not one read-only query), `syntax_error` (runs into an error and does not parse), `string_escaping` (an
 unescaped quote inside a string literal, e.g. `'O'Neal'`), `hallucinated_schema` (a table or
 column the database does not have), `wrong_table_column` (a real column of the database, asked of a table or
-alias that does not have it: `no such column: T2.name`), `exec_error`, `timeout`, `tables_joins` (other tables or
+alias that does not have it: `no such column: T2.name`), `exec_error`, `timeout`, `too_large` (over the row or byte cap), `tables_joins` (other tables or
 another number of joins), `select` (select columns or aggregates), `where`, `group_by_having`,
 `order_by_limit`, `set_operation` (INTERSECT/UNION/EXCEPT missing, extra or another),
 `nesting` (another number of subqueries), and `other` (every compared clause matches, yet the
@@ -47,6 +47,7 @@ CATEGORIES = (
     "wrong_table_column",
     "exec_error",
     "timeout",
+    "too_large",
     "tables_joins",
     "select",
     "where",
@@ -207,8 +208,8 @@ def classify(prediction: Any, outcome: str, error: str | None, gold_sql: str, db
         flags.append("wrong_table_column" if db_path and "column" in error else "hallucinated_schema")
     if outcome == "exec_error" and not flags:
         flags.append("exec_error")
-    if outcome == "timeout":
-        flags.append("timeout")
+    if outcome in ("timeout", "too_large"):
+        flags.append(outcome)
     gold_tree = parse(gold_sql, dialect)
     if gold_tree is not None:
         predicted, gold = components(tree), components(gold_tree)

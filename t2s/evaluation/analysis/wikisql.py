@@ -7,7 +7,7 @@ be taken apart and compared component by component instead of guessed at with re
 Categories (an example can have several; the first in this order is its primary category):
 `no_sql`, `truncated` (stops mid-query: the token budget ran out), `rejected` (the metric's outcome: not one
 read-only query), `syntax_error` (runs into an error and does not parse), `string_escaping` (an apostrophe left unescaped inside a string literal),
-`hallucinated_schema`, `exec_error`, `timeout`, `select_column`,
+`hallucinated_schema`, `exec_error`, `timeout`, `too_large` (over the row or byte cap), `select_column`,
 `aggregation`, `where_column`, `missing_condition`, `extra_condition`, `where_operator`,
 `where_value`, `other` (every component matches, yet the result differs).
 """
@@ -42,6 +42,7 @@ CATEGORIES = (
     *FIRST_CATEGORIES,
     "exec_error",
     "timeout",
+    "too_large",
     "select_column",
     "aggregation",
     "where_column",
@@ -166,8 +167,8 @@ def classify(
         flags.append("hallucinated_schema")
     if outcome == "exec_error" and not flags:
         flags.append("exec_error")
-    if outcome == "timeout":
-        flags.append("timeout")
+    if outcome in ("timeout", "too_large"):
+        flags.append(outcome)
 
     gold_agg, gold_col = AGG_OPS[sql["agg"]], names[sql["sel"]].lower()
     pred_agg, pred_col = parsed["select"][0] if parsed["select"] else ("", None)

@@ -189,17 +189,18 @@ def execute(database, sql, *, rewrite_double_quotes: bool = False, **limits) -> 
     return run_query(database, sql, rewrite_double_quotes=rewrite_double_quotes, **limits)
 
 
-def connect_example(example, *, allow_privileged: bool = False) -> tuple[object, str]:
-    """The database a record's SQL runs on (connection or engine), and the semantics that scores it. A record may
-    carry its open `engine` (a question asked of a user's database, `t2s.decoding.asker`)."""
+def connect_example(example, *, allow_privileged: bool = False) -> tuple[object, bool]:
+    """The database a record's SQL runs on (connection or engine), and whether double-quoted names are rewritten to
+    names (a WikiSQL table: t2s writes its names in double quotes, which SQLite would otherwise read as strings). A
+    record may carry its open `engine` (a question asked of a user's database, `t2s.decoding.asker`)."""
     if isinstance(example.get("engine"), Engine):
-        return example["engine"], "spider"
+        return example["engine"], False
     if example.get("db_path"):
-        return database_for(str(example["db_path"]), allow_privileged=allow_privileged), "spider"
+        return database_for(str(example["db_path"]), allow_privileged=allow_privileged), False
     if example.get("table") is not None:
         from t2s.execution.tables import materialize_table
 
-        return materialize_table(example["table"]), "wikisql"
+        return materialize_table(example["table"]), True
     raise ValueError(
         f"example {example.get('example_id', '?')} has neither a 'table' nor a 'db_path': its SQL cannot be executed"
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 from t2s.execution.engines.base import CatalogueTable, Engine, EngineError, capped_rows
 from t2s.execution.engines.gate import GateError, check_query
-from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, check_text
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, Status, check_text
 
 # Past its budget a query is cancelled by the server's own means; past twice its budget and this much, its
 # connection is cut, so no query holds its caller longer than 2 x budget + 1 s.
@@ -163,11 +163,11 @@ class ServerEngine(Engine):
         try:
             tables = self.readable_tables()
         except EngineError as e:
-            return Execution("exec_error", error=str(e), lost_connection=True)
+            return Execution(Status.EXEC_ERROR, error=str(e), lost_connection=True)
         try:
             text = check_query(sql, self.dialect, tables, self.schema_name, denied_functions=self.shadowed_functions)
         except GateError as e:
-            return Execution(e.status, error=str(e))
+            return Execution(Status(e.status), error=str(e))
         with self._lock:
             lost = ""
             for _ in range(2):  # once more on a new connection when the server went away
@@ -179,9 +179,9 @@ class ServerEngine(Engine):
                 except LostConnection as e:
                     lost, self._stale = str(e), True
                 except EngineError as e:
-                    return Execution("exec_error", error=str(e), lost_connection=True)
+                    return Execution(Status.EXEC_ERROR, error=str(e), lost_connection=True)
             return Execution(
-                "exec_error", error=f"{self.label}: the connection was lost twice ({lost})", lost_connection=True
+                Status.EXEC_ERROR, error=f"{self.label}: the connection was lost twice ({lost})", lost_connection=True
             )
 
     def _run_checked(self, text: str, timeout_s: float, max_rows: int) -> Execution:
@@ -204,21 +204,21 @@ class ServerEngine(Engine):
         except LostConnection:
             if watchdog.fired:  # the watchdog cut it: a new connection before the next query
                 self._stale = True
-                return Execution("timeout", error=f"ran past its {timeout_s:g} s budget")
+                return Execution(Status.TIMEOUT, error=f"ran past its {timeout_s:g} s budget")
             raise
         except Exception as e:  # noqa: BLE001 - a driver error of any kind is the query's outcome
             if watchdog.fired or self._is_timeout(e) or time.monotonic() > deadline:
-                return Execution("timeout", error=f"ran past its {timeout_s:g} s budget")
-            return Execution("exec_error", error=_first_line(e))
+                return Execution(Status.TIMEOUT, error=f"ran past its {timeout_s:g} s budget")
+            return Execution(Status.EXEC_ERROR, error=_first_line(e))
         finally:
             watchdog.stop()
             if watchdog.fired == "sever":
                 self._stale = True
         if late or watchdog.fired:
-            return Execution("timeout", error=f"ran past its {timeout_s:g} s budget")
+            return Execution(Status.TIMEOUT, error=f"ran past its {timeout_s:g} s budget")
         if cap:
-            return Execution("timeout", error=cap)
-        return Execution("ok", rows=rows, columns=columns)
+            return Execution(Status.TOO_LARGE, error=cap)
+        return Execution(Status.OK, rows=rows, columns=columns)
 
 
 def inspector_catalogue(engine, url, schema: str | None) -> tuple[list[CatalogueTable], list[str]]:

@@ -5,11 +5,14 @@ sandbox and the comparison live in `t2s.execution.sandbox`, so training-time eva
 guided decoding and this metric all judge SQL the same way.
 """
 
+import warnings
+
 import datasets
 import evaluate
 
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
-from t2s.execution.scoring import score_all, summarise
+from t2s.execution.scoring import default_semantics, score_all, summarise
+from t2s.execution.semantics import Semantics
 
 _CITATION = """\
 @article{zhongSeq2SQL2017,
@@ -63,9 +66,13 @@ Args:
         read-only; scored with Spider's official execution match. Pass `tables` or `db_paths`, not both.
     databases (`list` of `str`, optional): one database per example on any engine: an SQLite or DuckDB file, or a
         URL (`postgresql://…`, `mysql+pymysql://…`, `${VAR}` read from the environment); `db_paths` generalised.
+    semantics (`str`): the comparison rules, "wikisql" or "spider" (above), for any kind of database. Name it: the
+        default, kept for backward compatibility and deprecated (a FutureWarning says so), is "wikisql" with
+        `tables` and "spider" with `db_paths`/`databases`, which gives a user's own databases Spider's rules without
+        anyone choosing them. t2s's dataset readers declare theirs in the records' `semantics` column.
     keep_distinct (`bool`, default False): Spider semantics only: keep DISTINCT in both queries.
     timeout (`float`, default 2.0): seconds each query may run.
-    max_rows (`int`, default 100000): rows fetched per query; more counts as `timeout`.
+    max_rows (`int`, default 100000): rows fetched per query; more (or more than 64 MB) counts as `too_large`.
     num_proc (`int`, optional): worker processes.
     allow_privileged (`bool`, default False): accept a server URL whose account may do more than read (a
         superuser, FILE, any write privilege). Refused by default: such a database's examples are scored as
@@ -75,7 +82,7 @@ Returns:
     execution_accuracy (`float`): correct / scored examples, empty-gold examples included (official protocol).
     execution_accuracy_nonempty_gold (`float`): the same over examples whose gold result is not empty.
     semantics (`str`): "wikisql" or "spider", the comparison rules applied.
-    outcomes (`dict`): counts of correct, wrong_result, exec_error, timeout, rejected, empty.
+    outcomes (`dict`): counts of correct, wrong_result, exec_error, timeout, too_large, rejected, empty.
     num_examples, num_scored, num_empty_gold, gold_errors (`int`): gold queries that fail are data errors,
         left out of every denominator.
     details (`list`, with return_details=True): outcome, error, gold_empty, prediction_rows, gold_rows (20 rows at most),
@@ -85,7 +92,7 @@ Examples:
     >>> table = {"id": "1-1-1", "header": ["Player", "No."], "types": ["text", "real"], "rows": [["Ann", "7"]]}
     >>> metric.compute(predictions=['SELECT "Player" FROM "table_1_1_1" WHERE "No." = 7.0'],
     ...                references=['SELECT "Player" FROM "table_1_1_1" WHERE "No." = 7'],
-    ...                tables=[table])["execution_accuracy"]
+    ...                tables=[table], semantics="wikisql")["execution_accuracy"]
     1.0
 """
 
@@ -126,15 +133,26 @@ class ExecutionAccuracy(evaluate.Metric):
         return_details=False,
         keep_distinct=False,
         allow_privileged=False,
+        semantics=None,
     ):
         if databases is not None and db_paths is not None:
             raise ValueError("pass databases= or db_paths= (its older name), not both")
         db_paths = databases if databases is not None else db_paths
+        if semantics is None:
+            semantics = default_semantics(tables, db_paths)
+            warnings.warn(
+                f"execution_accuracy: no semantics= given, so {semantics.value!r} applies (the default for "
+                f"{'tables' if tables is not None else 'databases'}); name it: the default will go",
+                FutureWarning,
+                stacklevel=2,
+            )
+        semantics = Semantics.parse(semantics)
         details = score_all(
             predictions,
             references,
             tables=tables,
             db_paths=db_paths,
+            semantics=semantics,
             keep_distinct=keep_distinct,
             timeout_s=timeout,
             max_rows=max_rows,
@@ -142,9 +160,9 @@ class ExecutionAccuracy(evaluate.Metric):
             allow_privileged=allow_privileged,
         )
         result = summarise(details)
-        result["semantics"] = "spider" if db_paths is not None else "wikisql"
+        result["semantics"] = semantics.value
         if return_details:
-            result["details"] = details
+            result["details"] = [d.as_dict() for d in details]
         return result
 
 
