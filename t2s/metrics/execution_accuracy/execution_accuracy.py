@@ -72,7 +72,7 @@ Args:
         anyone choosing them. t2s's dataset readers declare theirs in the records' `semantics` column.
     keep_distinct (`bool`, default False): Spider semantics only: keep DISTINCT in both queries.
     timeout (`float`, default 2.0): seconds each query may run.
-    max_rows (`int`, default 100000): rows fetched per query; more (or more than 64 MB) counts as `too_large`.
+    max_rows (`int`, default 100000): rows fetched per query; more (or more than 32 MB of values) counts as `too_large`.
     num_proc (`int`, optional): worker processes.
     allow_privileged (`bool`, default False): accept a server URL whose account may do more than read (a
         superuser, FILE, any write privilege). Refused by default: such a database's examples are scored as
