@@ -32,7 +32,7 @@ def test_the_default_decoding_is_constrained_to_the_open_database_and_scoped(tin
     --constrained_decoding --scoped_columns` gives a dataset's database); greedy gets neither. The shipped model's
     answer under it runs: tests/test_shipped.py."""
     from t2s.decoding.asker import DEFAULT_ASK_DECODING, GREEDY, Asker
-    from t2s.decoding.constrained import sqlite_grammar
+    from t2s.decoding.constrained import schema_grammar
     from t2s.decoding.scope import ScopeChecker
 
     engine, schema = shop
@@ -45,7 +45,7 @@ def test_the_default_decoding_is_constrained_to_the_open_database_and_scoped(tin
     sql, result = asker.ask("How many customers?")
     assert result.status == "ok" and result.rows == [(6,)]
     (grammar,), (scope,) = seen[0]["grammars"], seen[0]["scopes"]
-    assert grammar == sqlite_grammar(schema)
+    assert grammar == schema_grammar(schema)
     assert isinstance(scope, ScopeChecker) and scope.consistent("SELECT name FROM customers", finished=True)
     assert not scope.consistent("SELECT customers.no_such_column FROM customers", finished=True)
     asker.decoding = GREEDY

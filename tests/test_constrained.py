@@ -7,7 +7,7 @@ import sqlglot
 from sqlglot import exp
 
 from t2s.data import from_sqlite, load_text2sql
-from t2s.decoding.constrained import compile_grammar, grammar_for, sqlite_grammar, wikisql_grammar
+from t2s.decoding.constrained import compile_grammar, grammar_for, schema_grammar, wikisql_grammar
 from t2s.decoding.generation import generate_sql
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.decoding.predict import predict
@@ -70,7 +70,7 @@ def test_grammar_accepts_every_spider_dev_gold_query(shared_spider, embedded_tok
     ],
 )
 def test_sqlite_grammar_rejects_unknown_names_and_syntax_errors(spider_layout, embedded_tokenizer, sql):
-    grammar = sqlite_grammar(from_sqlite(spider_layout / "database" / "school" / "school.sqlite"))
+    grammar = schema_grammar(from_sqlite(spider_layout / "database" / "school" / "school.sqlite"))
     assert not _accepts(embedded_tokenizer, grammar, sql)
 
 

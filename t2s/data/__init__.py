@@ -4,7 +4,7 @@ from t2s.data.common import DataFormatError
 from t2s.data.gold_sql import AGG_OPS, COND_OPS, GoldSQLError, parse_number, render_gold_sql
 from t2s.data.hardness import HARDNESS_LEVELS, hardness
 from t2s.data.schema import DatabaseSchema, SchemaError, from_sqlite, from_tables_json
-from t2s.data.sources import dataset_kind, is_sqlite_dataset, load_text2sql
+from t2s.data.sources import dataset_kind, has_databases, load_text2sql
 from t2s.data.spider import ENV_SPIDER_DIR, SpiderFormatError, default_spider_dir, load_spider
 from t2s.data.wikisql import (
     ENV_DATA_DIR,
@@ -29,7 +29,7 @@ __all__ = [
     "from_sqlite",
     "from_tables_json",
     "hardness",
-    "is_sqlite_dataset",
+    "has_databases",
     "load_spider",
     "load_text2sql",
     "ENV_DATA_DIR",

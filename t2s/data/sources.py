@@ -96,6 +96,6 @@ def dataset_reference(dataset_name: str, kind: str) -> str:
     return {"wikisql": "Salesforce/wikisql", "spider": "xlangai/spider"}[kind]
 
 
-def is_sqlite_dataset(dataset) -> bool:
-    """Whether records point at SQLite files (`db_path`) rather than carrying a WikiSQL `table`."""
+def has_databases(dataset) -> bool:
+    """Whether records name a database (`db_path`: a file or URL, any engine) rather than carrying a WikiSQL `table`."""
     return "db_path" in dataset.column_names

@@ -6,7 +6,7 @@ microseconds). Each example gets its own grammar, whose identifiers are that exa
 
 * WikiSQL (`wikisql_grammar`): the dataset's exact language, as t2s renders its gold SQL:
   `SELECT [AGG(]"col"[)] FROM "table" [WHERE "col" op value (AND "col" op value)*]`, values as SQL literals.
-* Spider and other databases (`sqlite_grammar`, in the schema's dialect: PostgreSQL and DuckDB quote names with
+* Spider and other databases (`schema_grammar`, in the schema's dialect: PostgreSQL and DuckDB quote names with
   `"…"` and never read `"…"` as a string, MySQL with backticks): the SELECT subset Spider uses (joins with ON, aliases
   `T1`.. or of a lower-case letter and an optional digit, GROUP BY/HAVING, ORDER BY/LIMIT, nested queries, INTERSECT/UNION/EXCEPT, LIKE, BETWEEN, IN, NOT, IS NULL,
   arithmetic, the aggregate and a few scalar functions), keywords and names in any ASCII case (as SQLite compares
@@ -156,11 +156,10 @@ DIALECT_FUNCTIONS = {
 }
 
 
-def sqlite_grammar(schema: DatabaseSchema) -> str:
+def schema_grammar(schema: DatabaseSchema) -> str:
     """The SQL SELECT subset Spider uses, in the schema's dialect, with this database's table and column names only.
 
-    (Named for its first dialect: a PostgreSQL, MySQL or DuckDB schema gets that dialect's quoting, strings and
-    function names; see `_identifier_forms`.)
+    A PostgreSQL, MySQL or DuckDB schema gets that dialect's quoting, strings and function names (`_identifier_forms`).
     """
     dialect = schema.dialect
     tables = _names_rule(_identifier_forms(schema.table_names(), dialect))
@@ -241,7 +240,7 @@ def _database_schema(db_path: str) -> DatabaseSchema:
 
 @functools.lru_cache(maxsize=256)
 def _database_grammar(db_path: str) -> str:
-    return sqlite_grammar(_database_schema(db_path))
+    return schema_grammar(_database_schema(db_path))
 
 
 @functools.lru_cache(maxsize=256)
@@ -262,7 +261,7 @@ def grammar_for(example: Mapping[str, Any]) -> str:
     """The grammar of one dataset record: its WikiSQL table, or the database (any engine) it points at or carries the
     `schema` of."""
     if isinstance(example.get("schema"), DatabaseSchema):
-        return sqlite_grammar(example["schema"])
+        return schema_grammar(example["schema"])
     if example.get("db_path"):
         return _database_grammar(str(example["db_path"]))
     if example.get("table") is not None:

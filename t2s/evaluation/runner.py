@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from t2s.data import HARDNESS_LEVELS, is_sqlite_dataset
+from t2s.data import HARDNESS_LEVELS, has_databases
 from t2s.data.common import read_jsonl, write_jsonl
 from t2s.data.sources import dataset_reference, is_folder
 from t2s.decoding.arguments import DecodingArguments
@@ -106,8 +106,9 @@ def prompt_differences(args: EvaluateArguments) -> list[str]:
 
 def score_predictions(dataset, predictions: list[str], args: EvaluateArguments) -> dict:
     """The execution-accuracy metric's result for `predictions` in dataset order, with per-question details."""
-    sqlite = is_sqlite_dataset(dataset)
-    database = {"databases": list(dataset["db_path"])} if sqlite else {"tables": list(dataset["table"])}
+    database = (
+        {"databases": list(dataset["db_path"])} if has_databases(dataset) else {"tables": list(dataset["table"])}
+    )
     return load_metric().compute(
         predictions=predictions,
         references=list(dataset["gold_sql"]),
@@ -144,7 +145,7 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         dataset, records, elapsed = run_predictions(args)
         predictions = [r["prediction"] for r in records]
 
-    sqlite = is_sqlite_dataset(dataset)
+    databases = has_databases(dataset)
     result = score_predictions(dataset, predictions, args)
     details = result.pop("details")
     for record, detail in zip(records, details):
@@ -164,7 +165,7 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         **({"schema_max_chars": args.schema_max_chars} if args.schema_max_chars else {}),
         "decoding": args.decoding_label(),
         **({"prompt_differs_from_training": differences} if differences else {}),
-        "dataset": dataset_reference(args.dataset_name, "spider" if sqlite else "wikisql"),
+        "dataset": dataset_reference(args.dataset_name, "spider" if databases else "wikisql"),
         "model": args.model,
         "adapter": args.adapter,
         "generation_seconds": round(elapsed, 1) if elapsed is not None else None,
