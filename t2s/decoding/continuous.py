@@ -155,8 +155,7 @@ class ContinuousDecoder:
 
         `capacity`: columns of the buffers; by default the longest prompt plus twice the budget, so that a
         compaction (a copy of every row) comes at most once per budget of steps; the buffers are the memory cost
-        (measured: twice the longest prompt plus the budget held 0.4 GB more on WikiSQL than generate() batches).
-        At least the longest prompt plus the budget.
+        (docs/decoding.md, "Measurements behind the decoders"). At least the longest prompt plus the budget.
         """
         pending = deque(queue)
         needed = max(len(ids) for _, ids, _ in queue) + self.max_new_tokens
@@ -170,8 +169,8 @@ class ContinuousDecoder:
         generated: dict[int, list[int]] = {}
         while True:
             free = [s for s, owner in enumerate(self.owner) if owner is None]
-            # Admit in groups (half the slots): each admission is one more pass over the weights (measured: admitting
-            # at 2, 4, 8 or 12 free slots of 16 took 61, 49, 44 and 52 s for 160 Spider questions)
+            # Admit in groups (half the slots): each admission is one more pass over the weights, so admitting one
+            # question at a time costs more than it saves (the group size was chosen by measurement: docs/decoding.md)
             if pending and (len(free) >= max(1, self.slots // 2) or len(free) == len(self.owner)):
                 self._admit(pending, free, generated, progress)
                 continue  # questions that stopped at their first token free their slots again

@@ -2,10 +2,10 @@
 
 transformers' `DynamicCache` appends each step's keys and values with `torch.cat`, which copies the whole cache of
 every layer at every decoding step. On a CPU that copy is memory traffic on the scale of the matrix products
-themselves: profiling the Spider demo's greedy decoding (16 rows, ~350 cached tokens, SmolLM2-135M) put 35% of the
-time in `aten::cat`. Here each layer's buffer is allocated once, for the prompt plus the token budget, new keys and
-values are written in place, and attention reads a view of the filled part: the same numbers at the same positions
-with the same mask, so generation is unchanged (tests/test_kv_cache.py), without the copies.
+themselves (a profile of greedy decoding: docs/decoding.md). Here each layer's buffer is allocated once, for the
+prompt plus the token budget, new keys and values are written in place, and attention reads a view of the filled
+part: the same numbers at the same positions with the same mask, so generation is unchanged (tests/test_kv_cache.py),
+without the copies.
 """
 
 from __future__ import annotations

@@ -67,9 +67,9 @@ class ReleaseMemoryCallback(TrainerCallback):
     """Return freed heap pages to the system every `every` optimizer steps and after each evaluation and save.
 
     On a CPU glibc keeps every block a step frees in its heap, and over a long run the heap fragments: the process
-    then holds far more than one step needs (docs/benchmarks.md, "Memory"). Measured on the Spider full recipe, each
-    trim returns 0.7–2.2 GB that the next steps take back, so it lowers what is held between steps, not the peak;
-    trimming at every step costs 18% for no lower peak (docs/results.md, "Full recipes").
+    then holds far more than one step needs (docs/benchmarks.md, "Memory"). A trim returns pages the next steps take
+    back, so it lowers what is held between steps, not the peak, and trimming at every step costs time for no lower
+    peak (measured: docs/training.md, "Memory").
     """
 
     def __init__(self, every: int) -> None:

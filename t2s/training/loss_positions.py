@@ -4,9 +4,8 @@ TRL 1.16 computes the training loss with a fused LM head (`trl.trainer.utils.add
 through the vocabulary projection in tiles, without materialising (batch, length, vocabulary) logits. On Triton
 devices (CUDA, XPU) it projects only the positions whose label is not -100; on any other device it projects every
 position, so that a graph compiler (its comment names Neuron) sees the same tile shapes on every batch. A CPU running
-eagerly compiles nothing, and with the loss on the SQL only, most positions are the prompt's: on WikiSQL about 85% of
-a sequence is schema and question, and SmolLM2's 49,152-word projection is a fifth of the model's multiply-adds per
-token. Projecting the SQL positions only gives the same loss, gradients, entropy and token accuracy
+eagerly compiles nothing, and with the loss on the SQL only, most positions are the prompt's (schema and question),
+while a small model's vocabulary projection is a large share of its multiply-adds per token. Projecting the SQL positions only gives the same loss, gradients, entropy and token accuracy
 (tests/test_loss_positions.py) for less work (docs/benchmarks.md, `python -m bench.bench_train`).
 
 The switch is TRL's own: the device test it makes (`_use_triton`, looked up in `trl.trainer.utils`) answers yes for
