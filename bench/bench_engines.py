@@ -2,7 +2,7 @@
 
     python -m bench.bench_engines [--spider ../shared/spider] [--limit N]
 
-Every Spider dev database is copied onto each engine (`t2s.execution.engines.copy`: types by SQLite affinity, keys
+Every Spider dev database is copied onto each engine (`t2s.data.copy_db`: types by SQLite affinity, keys
 where the data holds them, names lower-cased for PostgreSQL and MySQL); PostgreSQL and MariaDB are private instances
 started from the installed packages (tests/servers.py; MariaDB with lower_case_table_names=1). Each gold query is
 transpiled from SQLite with sqlglot, run in the engine's sandbox, and compared with the same query's result on SQLite
@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import write_section  # noqa: E402
 from t2s.data import load_spider  # noqa: E402
+from t2s.data.copy_db import copy_sqlite, transpile  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
-from t2s.execution.engines.copy import copy_sqlite, transpile  # noqa: E402
 from t2s.execution.semantics import spider_normalize, spider_results_match  # noqa: E402
 from tests.servers import start_mariadb, start_postgres  # noqa: E402
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from t2s.data.copy_db import TARGET_DIALECTS, copy_sqlite, transpile
 from t2s.execution.engines import open_engine, redact
-from t2s.execution.engines.copy import TARGET_DIALECTS, copy_sqlite, transpile
 from t2s.runtime import UserError, run_command
 
 console = Console()

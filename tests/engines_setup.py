@@ -43,7 +43,7 @@ def mariadb_fixture(tmp_path_factory):
 
 def shop_fixture(tmp_path_factory):
     """engine → (admin name, read-only name) of the shop database copied onto it."""
-    from t2s.execution.engines.copy import copy_sqlite
+    from t2s.data.copy_db import copy_sqlite
 
     folder = tmp_path_factory.mktemp("shop")
     names = {"sqlite": (str(SHOP), str(SHOP))}
@@ -62,7 +62,7 @@ def names_on(shop, kind, request):
     else:
         return names[kind]
     if kind not in names:
-        from t2s.execution.engines.copy import copy_sqlite
+        from t2s.data.copy_db import copy_sqlite
 
         copy_sqlite(SHOP, server.admin_url)
         if kind == "postgresql":  # tables created after the role: give it SELECT on them, as a DBA would
