@@ -41,7 +41,10 @@ def prescore(model, tokenizer, dataset, reward, settings: GenerationSettings) ->
     )
     records = list(dataset)
     return [
-        [reward.score_one(sql, ex["gold_sql"], ex.get("table"), ex.get("db_path")) for sql in samples]
+        [
+            reward.score_one(sql, ex["gold_sql"], ex.get("table"), ex.get("db_path"), semantics=ex.get("semantics"))
+            for sql in samples
+        ]
         for ex, samples in zip(records, candidates, strict=True)
     ]
 
