@@ -182,7 +182,7 @@ def test_a_failing_gold_query_gives_no_reward_is_retried_and_counted(monkeypatch
 class _LengthReward:
     """A stand-in reward: whether a sampled completion has an even number of characters."""
 
-    def score_one(self, completion, gold_sql, table=None, db_path=None):
+    def score_one(self, completion, gold_sql, table=None, db_path=None, *, semantics=None):
         return float(len(completion) % 2 == 0)
 
 
