@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -125,18 +124,10 @@ def evaluate(target: Path, decoding: str, out: Path) -> Path:
 
 
 def keep_outcomes(folder: Path, name: str, decoding: str) -> Path:
-    metrics = json.loads((folder / "metrics.json").read_text())
-    rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines() if line.strip()]
-    out = ROOT / "results" / "shipped" / name
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / f"spider-dev-{decoding}.jsonl").open("w") as f:
-        for r in rows:
-            f.write(json.dumps({"example_id": r["example_id"], "outcome": r["outcome"]}) + "\n")
-    keys = ("protocol", "dataset", "decoding", "semantics", "execution_accuracy", "num_scored", "num_examples")
-    (out / f"spider-dev-{decoding}.protocol.json").write_text(
-        json.dumps({k: metrics.get(k) for k in keys}, indent=2) + "\n"
-    )
-    return out
+    from t2s.evaluation.records import keep_outcomes as keep
+
+    keep(folder, ROOT / "results" / "shipped" / name / f"spider-dev-{decoding}")
+    return ROOT / "results" / "shipped" / name
 
 
 def main(argv=None) -> Path:

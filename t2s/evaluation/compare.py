@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from t2s.data.common import read_jsonl
+from t2s.evaluation.records import read_outcomes
 from t2s.runtime import UserError
 
 console = Console()
@@ -32,19 +32,31 @@ def mcnemar_exact(fixed: int, broken: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def _load_run(run: str) -> tuple[dict[str, bool], dict]:
+    """({example_id: correct}, the run's metrics) of an evaluation folder or of a run record in `results/` (its
+    `.jsonl` of outcomes, with the `.protocol.json` beside it: `t2s.evaluation.records`)."""
+    path = Path(run)
+    if path.suffix == ".jsonl" and path.is_file():
+        protocol = path.with_suffix(".protocol.json")
+        if not protocol.is_file():
+            raise UserError(f"{run}: a run record needs its protocol beside it ({protocol.name})")
+        meta = json.loads(protocol.read_text())
+    else:
+        for name in ("predictions.jsonl", "metrics.json"):
+            if not (path / name).is_file():
+                what = "no such folder" if not path.is_dir() else f"no {name} in it"
+                raise UserError(f"{run}: {what}; give the output_dir of a finished t2s evaluate, or a run record")
+        meta = json.loads((path / "metrics.json").read_text())
+    return {k: v == "correct" for k, v in read_outcomes(path).items()}, meta
+
+
 def compare(run_a: str, run_b: str, shared_questions: bool = False) -> dict:
-    """Paired comparison of two evaluations of the same questions.
+    """Paired comparison of two evaluations of the same questions (evaluation folders or run records).
 
     `shared_questions` compares two runs on different question sets (e.g. a full dev run against a demo's subset) on
     the questions both scored, with both accuracies recomputed on those; without it such runs are an error.
     """
-    for run in (run_a, run_b):
-        for name in ("predictions.jsonl", "metrics.json"):
-            if not (Path(run) / name).is_file():
-                what = "no such folder" if not Path(run).is_dir() else f"no {name} in it"
-                raise UserError(f"{run}: {what}; give the output_dir of a finished t2s evaluate")
-    a = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_a) / "predictions.jsonl")}
-    b = {r["example_id"]: r["outcome"] == "correct" for r in read_jsonl(Path(run_b) / "predictions.jsonl")}
+    (a, meta_a), (b, meta_b) = _load_run(run_a), _load_run(run_b)
     subset = set(a) != set(b)
     if subset and not shared_questions:
         raise UserError(
@@ -57,8 +69,6 @@ def compare(run_a: str, run_b: str, shared_questions: bool = False) -> dict:
         raise UserError(f"{run_a} and {run_b} share no question: nothing to compare")
     fixed = sum(not a[k] and b[k] for k in shared)
     broken = sum(a[k] and not b[k] for k in shared)
-    meta_a = json.loads((Path(run_a) / "metrics.json").read_text())
-    meta_b = json.loads((Path(run_b) / "metrics.json").read_text())
     result = {
         "a": run_a,
         "b": run_b,

@@ -1,0 +1,54 @@
+"""Run records in results/: per-question outcomes with their protocol, no local paths, and `t2s compare` pairs them
+with each other or with any evaluation folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from t2s.evaluation.compare import compare
+from t2s.evaluation.records import keep_outcomes, read_outcomes
+
+from .conftest import ROOT
+
+RESULTS = ROOT / "results"
+
+
+@pytest.mark.parametrize("record", sorted(RESULTS.glob("*/*/*.jsonl")), ids=lambda p: str(p.relative_to(RESULTS)))
+def test_every_record_holds_its_outcomes_and_its_protocol(record):
+    rows = [json.loads(line) for line in record.read_text().splitlines()]
+    assert rows and len({r["example_id"] for r in rows}) == len(rows)
+    assert {r["outcome"] for r in rows} <= {"correct", "wrong_result", "exec_error", "timeout", "too_large",
+                                             "rejected", "empty", "gold_error"}  # fmt: skip
+    protocol = json.loads(record.with_suffix(".protocol.json").read_text())
+    correct = sum(r["outcome"] == "correct" for r in rows)
+    assert correct / protocol["num_scored"] == pytest.approx(protocol["execution_accuracy"])
+    assert "outputs/" not in record.with_suffix(".protocol.json").read_text()
+
+
+def test_compare_pairs_two_records_as_it_pairs_two_evaluations():
+    demo = RESULTS / "demo"
+    result = compare(
+        str(demo / "smollm2-135m-instruct" / "spider-dev-300-seed42-greedy.jsonl"),
+        str(demo / "smollm2-135m-spider-demo-lora" / "spider-dev-300-seed42-greedy.jsonl"),
+    )
+    kept = json.loads((demo / "compare-spider-dev-300-seed42-zero-shot-finetuned.json").read_text())
+    assert {k: result[k] for k in ("n", "fixed", "broken", "mcnemar_p")} == {
+        k: kept[k] for k in ("n", "fixed", "broken", "mcnemar_p")
+    }
+
+
+def test_a_record_is_written_from_an_evaluation_folder_and_reads_back(tmp_path):
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    records = [{"example_id": f"dev[{i}]", "outcome": o, "prompt": "…"} for i, o in enumerate(["correct", "timeout"])]
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    metrics = {"protocol": "Spider dev, 2 of 1034", "decoding": "greedy", "semantics": "spider",
+               "execution_accuracy": 0.5, "num_scored": 2, "num_examples": 2, "generation_seconds": 3.0}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    path = keep_outcomes(folder, tmp_path / "results" / "m" / "spider-dev-2-greedy")
+    assert read_outcomes(path) == {"dev[0]": "correct", "dev[1]": "timeout"} == read_outcomes(folder)
+    protocol = json.loads(path.with_suffix(".protocol.json").read_text())
+    assert "generation_seconds" not in protocol and protocol["semantics"] == "spider"  # no times in a record
+    assert compare(str(path), str(folder))["n"] == 2
