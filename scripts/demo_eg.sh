@@ -24,4 +24,4 @@ $BIN/python t2s/evaluate_sql.py --adapter "$OUT/adapter" --merge_adapter "${EVAL
 
 step "EG 2/2 Greedy → execution-guided, and the summary"
 $BIN/python t2s/evaluate_sql.py compare "$OUT/finetuned" "$OUT/finetuned_eg" "$OUT/compare_greedy_eg.json"
-$BIN/t2s demo-summary "$OUT"
+$BIN/python scripts/demo_summary.py "$OUT"

@@ -35,4 +35,4 @@ step "5/6 Before/after: zero-shot → fine-tuned (greedy)"
 $BIN/python t2s/evaluate_sql.py compare "$OUT/zero_shot" "$OUT/finetuned" "$OUT/compare_zero_shot_finetuned.json"
 
 step "6/6 Summary"
-$BIN/t2s demo-summary "$OUT" --total_seconds $(( $(date +%s) - start ))
+$BIN/python scripts/demo_summary.py "$OUT" --total_seconds $(( $(date +%s) - start ))

@@ -12,12 +12,10 @@ Each subcommand takes exactly the arguments of the script it stands for (`t2s sf
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import t2s
 from t2s.runtime import run_command
@@ -37,44 +35,6 @@ def _compare(argv):
     from t2s.evaluate_sql import compare_main
 
     return compare_main(argv)
-
-
-def _demo_summary(argv):
-    from t2s.evaluation.demo_summary import summarise_demo
-
-    parser = argparse.ArgumentParser(
-        prog="t2s demo-summary", description="The before/after table of a finished demo folder (make demo)."
-    )
-    parser.add_argument("out", type=Path, help="the demo's output folder (outputs/demo, outputs/demo_spider)")
-    parser.add_argument("--total_seconds", type=int, default=None, help="the demo's wall time, to print with it")
-    args = parser.parse_args(argv)
-    return summarise_demo(args.out, args.total_seconds)
-
-
-def _grpo_report(argv):
-    import json
-
-    from rich.console import Console
-
-    from t2s.training.grpo_report import plot, read_history, summarise
-
-    parser = argparse.ArgumentParser(
-        prog="t2s grpo-report", description="Reward curve and zero-std share of a finished GRPO run."
-    )
-    parser.add_argument("run_dir", help="the GRPO output folder (with t2s_run.json)")
-    parser.add_argument("--log", default=None, help="the run's console log, when trainer_state.json is missing")
-    parser.add_argument("--png", default=None, help="where to draw the reward curve")
-    args = parser.parse_args(argv)
-    run = json.loads((Path(args.run_dir) / "t2s_run.json").read_text())
-    history = read_history(args.run_dir, args.log)
-    summary = summarise(history, run["grpo"]["generation_batch_size"])
-    console = Console()
-    console.print_json(json.dumps(summary))
-    if args.png:
-        start = run.get("sft_adapter") or "the base model"
-        plot(history, args.png, f"GRPO from {start}, {summary['steps']} steps: each point is one generation round")
-        console.print(f"[green]Wrote {args.png}[/]")
-    return summary
 
 
 # name → (what it does, the function taking the rest of the command line)
@@ -102,8 +62,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], object]]] = {
     "transpile": ("SQLite SQL in another engine's dialect (t2s/dbtools.py)", _script("t2s.dbtools:transpile_main")),
     "export": ("merge an adapter into a standalone model, verified (t2s/export.py)", _script("t2s.export:main")),
     "push": ("push an adapter folder with its model card to the Hub (t2s/push.py)", _script("t2s.push:main")),
-    "demo-summary": ("the before/after table of a finished demo folder", _demo_summary),
-    "grpo-report": ("reward curve and zero-std share of a GRPO run", _grpo_report),
+    "grpo-report": ("reward curve and zero-std share of a GRPO run", _script("t2s.training.grpo_report:main")),
 }
 
 

@@ -79,7 +79,6 @@ def test_console_command_lists_every_subcommand(tmp_path):
     assert set(COMMANDS) == {
         *(c[0].removeprefix("t2s/").removesuffix(".py").removesuffix("_sql") for c in COMMANDS_BY_SCRIPT),
         "compare",
-        "demo-summary",
         "grpo-report",
         "copy-db",
         "transpile",

@@ -1,8 +1,15 @@
 """The demo's before/after table: the execution-guided row is there only when that step ran."""
 
+import importlib.util
 import json
 
-from t2s.evaluation.demo_summary import summarise_demo
+from .conftest import ROOT
+
+# A script of the demos (scripts/demo_summary.py), not a module of the package.
+_spec = importlib.util.spec_from_file_location("demo_summary", ROOT / "scripts" / "demo_summary.py")
+demo_summary = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(demo_summary)
+summarise_demo = demo_summary.summarise_demo
 
 PROTOCOL = "WikiSQL dev, held-out tables (20% of tables, holdout seed 42), 4 of 8421 questions"
 

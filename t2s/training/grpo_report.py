@@ -1,6 +1,6 @@
 """What a GRPO run did, step by step: reward, share of groups without signal, completion length, time.
 
-    python -m t2s.training.grpo_report outputs/smollm2-135m-wikisql-grpo --png docs/grpo_wikisql_curve.png
+    t2s grpo-report outputs/smollm2-135m-wikisql-grpo --png docs/grpo_wikisql_curve.png
 
 Reads the run's `trainer_state.json` (every logged step; else its last checkpoint's), or a console log (`--log`). TRL logs
 rewards on the step that generated them (one generation round serves `steps_per_generation` steps), and a
@@ -85,3 +85,24 @@ def plot(history: list[dict], png: str | Path, title: str) -> None:
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
     plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    """`t2s grpo-report RUN_DIR [--log LOG] [--png PNG]`: the summary as JSON, and the curve when asked."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Reward curve and zero-std share of a finished GRPO run.")
+    parser.add_argument("run_dir", help="the GRPO output folder (with t2s_run.json)")
+    parser.add_argument("--log", default=None, help="the run's console log, when trainer_state.json is missing")
+    parser.add_argument("--png", default=None, help="where to draw the reward curve")
+    args = parser.parse_args(argv)
+    run = json.loads((Path(args.run_dir) / "t2s_run.json").read_text())
+    history = read_history(args.run_dir, args.log)
+    summary = summarise(history, run["grpo"]["generation_batch_size"])
+    console = Console()
+    console.print_json(json.dumps(summary))
+    if args.png:
+        start = run.get("sft_adapter") or "the base model"
+        plot(history, args.png, f"GRPO from {start}, {summary['steps']} steps: each point is one generation round")
+        console.print(f"[green]Wrote {args.png}[/]")
+    return summary

@@ -1,6 +1,8 @@
 """The final before/after table of `make demo` (WikiSQL) and `make demo-spider`, printed and written as `<demo dir>/results.md`.
 
-t2s demo-summary outputs/demo [--total_seconds N]
+    python scripts/demo_summary.py outputs/demo [--total_seconds N]
+
+A script of the demos, not of the library: it knows the demos' folder layout and their `make` targets.
 
 The dataset is read from the metrics: a Spider evaluation carries accuracy by hardness, which gets its own table.
 
@@ -167,3 +169,17 @@ def _time(metrics: dict, extra: bool) -> str:
         if extra
         else f"{seconds:.0f} s"
     )
+
+
+def main(argv=None) -> str:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="The before/after table of a finished demo folder (make demo).")
+    parser.add_argument("out", type=Path, help="the demo's output folder (outputs/demo, outputs/demo_spider)")
+    parser.add_argument("--total_seconds", type=int, default=None, help="the demo's wall time, to print with it")
+    args = parser.parse_args(argv)
+    return summarise_demo(args.out, args.total_seconds)
+
+
+if __name__ == "__main__":
+    main()
