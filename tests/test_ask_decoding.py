@@ -97,6 +97,8 @@ def test_ask_flags_choose_the_decoding_and_refuse_what_cannot_be(monkeypatch, ti
         ask.main([*base, "--no-constrained_decoding", "--scoped_columns", "How many customers?"])
     with pytest.raises(UserError, match="num_samples must be at least 1"):
         ask.main([*base, "--num_samples", "0", "How many customers?"])
+    with pytest.raises(UserError, match="sample_temperature must be above 0"):
+        ask.main([*base, "--num_samples", "3", "--sample_temperature", "0", "How many customers?"])
 
 
 def test_the_page_offers_the_same_choices_by_name(tiny, monkeypatch):

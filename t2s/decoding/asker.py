@@ -41,6 +41,8 @@ class AskDecoding:
             raise ValueError(f"execution-guided decoding needs at least 2 beams, not {self.num_candidates}")
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, not {self.num_samples}")
+        if self.num_samples > 1 and not self.sample_temperature > 0:
+            raise ValueError(f"sample_temperature must be above 0 to draw samples, not {self.sample_temperature}")
 
     def describe(self) -> str:
         parts = ["column-scoped constrained" if self.scoped else "constrained" if self.constrained else "greedy"]
