@@ -19,6 +19,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from t2s.data.run_record import load_run
+
 
 def _load(path: Path) -> dict:
     return json.loads(path.read_text())
@@ -27,7 +29,7 @@ def _load(path: Path) -> dict:
 def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
     zero, tuned = (_load(out / name / "metrics.json") for name in ("zero_shot", "finetuned"))
     before_after = _load(out / "compare_zero_shot_finetuned.json")
-    run = _load(out / "adapter" / "t2s_run.json")
+    run = load_run(out / "adapter")
     has_eg = (out / "finetuned_eg" / "metrics.json").exists() and (out / "compare_greedy_eg.json").exists()
     eg = _load(out / "finetuned_eg" / "metrics.json") if has_eg else None
     greedy_eg = _load(out / "compare_greedy_eg.json") if has_eg else None

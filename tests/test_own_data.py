@@ -129,7 +129,8 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, tmp_path, monkeypatc
     for name in straight:
         assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
 
-    from t2s.publish.card import load_run, record_scores
+    from t2s.data.run_record import load_run
+    from t2s.publish.card import record_scores
     from t2s.runtime import UserError
 
     run = load_run(tmp_path / "resumed")

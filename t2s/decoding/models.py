@@ -6,16 +6,14 @@ dequantised GGUF copy it was trained on, not the Hub checkpoint `adapter_config.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from t2s.data.prompt import PromptSettings
+from t2s.data.run_record import has_run, load_run
 from t2s.decoding.embedded import DEFAULT_EMBEDDED, is_embedded, resolve_model_name, shipped_adapter, shipped_base
 from t2s.runtime import UserError
-
-RUN_FILE = "t2s_run.json"  # the run record t2s writes beside an adapter (t2s.publish.card)
 
 
 def load_model_and_tokenizer(
@@ -86,11 +84,9 @@ def adapter_base(adapter: str) -> str:
     a dequantised GGUF copy, not the Hub checkpoint in adapter_config.json), else PEFT's config."""
     from peft import PeftConfig
 
-    run = Path(adapter) / RUN_FILE
-    if run.exists():
-        base = json.loads(run.read_text()).get("base_model")
-        if base:
-            return base
+    base = load_run(adapter).get("base_model") if Path(adapter).is_dir() else None
+    if base:
+        return base
     return PeftConfig.from_pretrained(adapter).base_model_name_or_path
 
 
@@ -99,9 +95,8 @@ def trained_prompt_settings(model: str | None = None, adapter: str | None = None
     when there is none to read (a base model, a Hub id)."""
     shipped = shipped_adapter(model)
     for folder in (adapter, shipped or model):
-        run = Path(folder).expanduser() / RUN_FILE if folder else None
-        if run is not None and run.is_file():
-            return PromptSettings.from_run(json.loads(run.read_text()))
+        if has_run(folder):
+            return PromptSettings.from_run(load_run(folder))
     return None
 
 

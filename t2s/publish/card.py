@@ -7,24 +7,10 @@ protocol, and the Hub's `model-index` metadata), so the card on the Hub always s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-RUN_FILE = "t2s_run.json"
-
-
-def load_run(output_dir: str | Path) -> dict[str, Any]:
-    path = Path(output_dir) / RUN_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_run(output_dir: str | Path, run: dict[str, Any]) -> None:
-    path = Path(output_dir) / RUN_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")
-    tmp.replace(path)
-
+from t2s.data.run_record import load_run, save_run
 
 CARD_TEMPLATE = """---
 {{ card_data }}

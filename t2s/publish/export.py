@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from t2s.data.prompt import fill_prompt
+from t2s.data.run_record import load_run, save_run
 from t2s.decoding.models import load_model_and_tokenizer
-from t2s.publish.card import load_run, save_run, write_model_card
+from t2s.publish.card import write_model_card
 from t2s.runtime import UserError
 
 CHECK_PROMPT = "You are an expert SQL generator.\n\n### Question:\nHow many rows are there?\n\n### SQL:\n"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from t2s.runtime import UserError
+
 console = Console()
 _LOG_DICT = re.compile(r"\{'loss'[^{}]*\}")
 
@@ -96,7 +98,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--log", default=None, help="the run's console log, when trainer_state.json is missing")
     parser.add_argument("--png", default=None, help="where to draw the reward curve")
     args = parser.parse_args(argv)
-    run = json.loads((Path(args.run_dir) / "t2s_run.json").read_text())
+    from t2s.data.run_record import has_run, load_run
+
+    if not has_run(args.run_dir):
+        raise UserError(f"{args.run_dir}: no t2s_run.json; give the output folder of a finished t2s grpo run")
+    run = load_run(args.run_dir)
     history = read_history(args.run_dir, args.log)
     summary = summarise(history, run["grpo"]["generation_batch_size"])
     console = Console()

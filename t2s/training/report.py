@@ -17,9 +17,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from t2s.data.run_record import save_run
 from t2s.data.sources import dataset_kind, dataset_reference
 from t2s.decoding.embedded import EMBEDDED_MODELS, is_embedded
-from t2s.publish.card import save_run, write_model_card
+from t2s.publish.card import write_model_card
 from t2s.runtime import allocator
 from t2s.training.callbacks import run_peak_memory
 

@@ -119,12 +119,9 @@ def _checkpoint_step(path: str) -> int:
 
 def _finished_step(out: Path) -> int | None:
     """The step a completed run in `out` ended at (its run record is written only when training ends)."""
-    import json
+    from t2s.data.run_record import has_run, load_run
 
-    record = out / "t2s_run.json"
-    if not record.exists():
-        return None
-    return json.loads(record.read_text()).get("global_step")
+    return load_run(out).get("global_step") if has_run(out) else None
 
 
 def resume_point(output_dir: str, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
