@@ -434,23 +434,46 @@ def make_record(
         if not isinstance(value, str) or not value.strip():
             raise _error(f"{where}: the field '{name}' is missing or empty.", "missing field")
     db_id = raw["db_id"]
+    per_database = {} if per_database is None else per_database
     if item.get("databases") is not None:
-        return make_engine_record(item, db_id, schema_format, num_sample_rows, per_database)
+        schema, database, key, db_path, caveat = _engine_database(item, db_id)
+    else:
+        schema, database, key, db_path, caveat = _sqlite_database(item, db_id, require_database, per_database)
+    question = " ".join(raw["question"].split())
+    schema_text = schema_for_question(schema, question, database, key, schema_format, num_sample_rows, per_database)
+    query = raw["query"]
+    completion = normalize_whitespace(query)
+    return {
+        "example_id": item["example_id"],
+        "question": question,
+        "db_id": db_id,
+        "db_path": db_path,
+        "gold_sql": query,
+        "hardness": hardness(completion),
+        "caveat": caveat,
+        "prompt": fill_prompt(schema_text, question),
+        "completion": completion,
+        "semantics": SEMANTICS,
+    }
+
+
+def _sqlite_database(item: Mapping[str, Any], db_id: str, require_database: bool, per_database: dict) -> tuple:
+    """(schema, the database to render from or None, its cache key, the record's db_path, caveat) for a question on
+    `database/<db_id>/<db_id>.sqlite`; a training question may keep its schema from tables.json without the file."""
+    where = item["where"]
     schema = item["schemas"].get(db_id)
+    db_path = item["db_root"] / db_id / f"{db_id}.sqlite"
     if schema is None and isinstance(item["schemas"], SQLiteSchemas):
-        path = item["db_root"] / db_id / f"{db_id}.sqlite"
         raise _error(
-            f"{where}: no database file at {path} for db_id '{db_id}' (and no tables.json to describe it from); "
+            f"{where}: no database file at {db_path} for db_id '{db_id}' (and no tables.json to describe it from); "
             "put the database there or fix the db_id.",
-            check_database(path) or "bad database",
+            check_database(db_path) or "bad database",
         )
     if schema is None:
         raise _error(
             f"{where}: db_id '{db_id}' has no entry in {item['tables_file']}; add its schema there.",
             "db_id not in tables.json",
         )
-    per_database = {} if per_database is None else per_database
-    db_path = item["db_root"] / db_id / f"{db_id}.sqlite"
     if ("check", db_path) not in per_database:
         per_database["check", db_path] = check_database(db_path)
     problem = per_database["check", db_path]
@@ -460,58 +483,29 @@ def make_record(
             "pass require_database=False to train on its schema from tables.json.",
             problem,
         )
-    database = str(db_path) if problem is None else None
-    question = " ".join(raw["question"].split())
+    caveat = item["caveat"] or ("database file not available" if problem else "")
     # db_path names the db_id, and the db_id the schema
-    schema_text = schema_for_question(
-        schema, question, database, db_path, schema_format, num_sample_rows, per_database
+    return (
+        schema,
+        (str(db_path) if problem is None else None),
+        db_path,
+        (str(db_path) if problem is None else ""),
+        caveat,
     )
-    query = raw["query"]
-    completion = normalize_whitespace(query)
-    return {
-        "example_id": item["example_id"],
-        "question": question,
-        "db_id": db_id,
-        "db_path": str(db_path) if problem is None else "",
-        "gold_sql": query,
-        "hardness": hardness(completion),
-        "caveat": item["caveat"] or ("database file not available" if problem else ""),
-        "prompt": fill_prompt(schema_text, question),
-        "completion": completion,
-        "semantics": SEMANTICS,
-    }
 
 
-def make_engine_record(
-    item: Mapping[str, Any], db_id: str, schema_format: str, num_sample_rows: int, per_database: dict | None
-) -> dict[str, Any]:
-    """A record whose database `databases.json` names: its schema and prompt in that engine's dialect."""
-    raw, where, databases = item["raw"], item["where"], item["databases"]
+def _engine_database(item: Mapping[str, Any], db_id: str) -> tuple:
+    """The same for a question whose database `databases.json` names (a URL or a DuckDB file): its schema and prompt
+    in that engine's dialect."""
+    databases = item["databases"]
     if db_id not in databases:
         raise _error(
-            f"{where}: db_id '{db_id}' has no entry in {DATABASES_FILE} (it names {sorted(databases)}); add it there.",
+            f"{item['where']}: db_id '{db_id}' has no entry in {DATABASES_FILE} (it names {sorted(databases)}); "
+            "add it there.",
             "db_id not in databases.json",
         )
-    per_database = {} if per_database is None else per_database
-    question = " ".join(raw["question"].split())
-    schema, engine = item["schemas"].get(db_id), database_engine(databases[db_id])
-    schema_text = schema_for_question(
-        schema, question, engine, databases[db_id], schema_format, num_sample_rows, per_database
-    )
-    query = raw["query"]
-    completion = normalize_whitespace(query)
-    return {
-        "example_id": item["example_id"],
-        "question": question,
-        "db_id": db_id,
-        "db_path": databases[db_id],
-        "gold_sql": query,
-        "hardness": hardness(completion),
-        "caveat": item["caveat"],
-        "prompt": fill_prompt(schema_text, question),
-        "completion": completion,
-        "semantics": SEMANTICS,
-    }
+    name = databases[db_id]
+    return item["schemas"].get(db_id), database_engine(name), name, name, item["caveat"]
 
 
 def schema_for_question(
