@@ -149,7 +149,7 @@ def compare_with_gold(
     pred = execute(conn, prediction, **limits)
     gold_rows = gold.execution.rows
     if pred.status != Status.OK:
-        outcome = Outcome(pred.status.value)
+        outcome = Outcome(Status(pred.status).value)
     elif spider:
         same = spider_results_match(gold_rows, pred.rows, order_matters=gold.order_matters)
         outcome = Outcome.CORRECT if same else Outcome.WRONG_RESULT
