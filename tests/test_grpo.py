@@ -299,6 +299,17 @@ def test_prescoring_that_finds_nothing_informative_stops_before_training(sft_ada
     assert not (tmp_path / "o" / "adapter_model.safetensors").exists()
 
 
+def test_prescoring_samples_from_the_base_when_grpo_starts_a_new_adapter(tiny_model, tmp_path):
+    """Without sft_adapter the policy is the base model (a path TRL loads): pre-scoring loads it to sample from."""
+    from t2s.grpo import cli
+    from t2s.runtime import UserError
+
+    with pytest.raises(UserError, match="no training question is informative"):
+        cli([str(TINY_GRPO_RECIPE), "--model_name_or_path", str(tiny_model), "--output_dir", str(tmp_path / "o"),
+             "--prescore_samples", "2"])  # fmt: skip
+    assert (tmp_path / "o" / "prescores.jsonl").exists()
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [

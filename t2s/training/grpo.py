@@ -8,6 +8,8 @@ training; the output is that adapter, on the same base, with its run record and 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from transformers import AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer
@@ -21,15 +23,27 @@ from t2s.training.arguments import GRPOArguments, ModelArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.prompt_filter import keep_informative
-from t2s.training.report import finish_run, report_grpo_setup
+from t2s.training.report import FinishedRun, finish_run, report_grpo_setup
 from t2s.training.rewards import ExecutionReward
 from t2s.training.run_setup import check_continuation, load_splits, model_init_kwargs, peft_config, resume_point
 
 DATACLASSES = (GRPOArguments, GRPOConfig, ModelArguments)
 
 
-def load_policy(model_args: ModelArguments, sft_adapter: str | None):
-    """(model or model path, peft_config, model_init_kwargs, quantization_config, tokenizer source)."""
+@dataclass
+class Policy:
+    """What GRPO trains: a new adapter on the base (`model` is the base's path and `peft_config` the adapter's) or
+    an SFT adapter continued (`model` is the loaded PeftModel, no new `peft_config`)."""
+
+    model: Any
+    peft_config: Any
+    model_init_kwargs: dict | None
+    quantization_config: Any
+    tokenizer_source: str
+
+
+def load_policy(model_args: ModelArguments, sft_adapter: str | None) -> Policy:
+    """The policy a GRPO run starts from (see `Policy`)."""
     if sft_adapter:
         if model_args.lora_top_layers is not None:
             raise UserError(
@@ -49,14 +63,14 @@ def load_policy(model_args: ModelArguments, sft_adapter: str | None):
     path = resolve_model_name(model_args.model_name_or_path)
     init, quantization_config = model_init_kwargs(model_args)
     if not sft_adapter:
-        return path, peft_config(model_args, path), init, quantization_config, path
+        return Policy(path, peft_config(model_args, path), init, quantization_config, path)
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path, **{k: v for k, v in init.items() if v is not None})
     # is_trainable: the SFT adapter's LoRA weights are the policy; TRL keeps a frozen copy as reference if beta > 0.
     model = PeftModel.from_pretrained(model, sft_adapter, is_trainable=True)
-    return model, None, None, quantization_config, sft_adapter if has_tokenizer(sft_adapter) else path
+    return Policy(model, None, None, quantization_config, sft_adapter if has_tokenizer(sft_adapter) else path)
 
 
 def train_grpo(
@@ -70,11 +84,10 @@ def train_grpo(
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our own model card
     set_seed(training_args.seed)
 
-    model, peft_config, training_args.model_init_kwargs, quantization_config, tokenizer_source = load_policy(
-        model_args, script_args.sft_adapter
-    )
+    policy = load_policy(model_args, script_args.sft_adapter)
+    training_args.model_init_kwargs = policy.model_init_kwargs
     project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same log-probs, less work
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    tokenizer = AutoTokenizer.from_pretrained(policy.tokenizer_source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
@@ -85,8 +98,14 @@ def train_grpo(
     if script_args.prescore_samples:
         if resume:
             raise UserError("prescore_samples with a resumed run would draw different prompts: resume without it")
+        sampler = policy.model
+        if isinstance(sampler, str):  # a new adapter on the base: sample from the base itself
+            from transformers import AutoModelForCausalLM
+
+            init = {k: v for k, v in (policy.model_init_kwargs or {}).items() if v is not None}
+            sampler = AutoModelForCausalLM.from_pretrained(sampler, **init)
         train, summary = keep_informative(
-            model,
+            sampler,
             tokenizer,
             train,
             reward,
@@ -105,16 +124,16 @@ def train_grpo(
         if not len(train):
             raise UserError("no training question is informative (every one got equal rewards): nothing to train on")
     trainer = GRPOTrainer(
-        model=model,
+        model=policy.model,
         reward_funcs=[reward],
         args=training_args,
         train_dataset=train,
         processing_class=tokenizer,
-        peft_config=peft_config,
+        peft_config=policy.peft_config,
         callbacks=[PeakMemoryCallback()]
         + ([ReleaseMemoryCallback(script_args.release_memory_steps)] if script_args.release_memory_steps else []),
     )
-    report_grpo_setup(trainer, train, model_args, script_args, quantization_config)
+    report_grpo_setup(trainer, train, model_args, script_args, policy.quantization_config)
 
     check_continuation(trainer, resume)
     start = time.perf_counter()
@@ -149,7 +168,8 @@ def train_grpo(
             },
         }
         finish_run(
-            trainer, script_args, model_args, recipe, train, evals, elapsed, {}, quantization_config, resume,
+            FinishedRun(trainer, script_args, model_args, recipe, train, evals, elapsed, {},
+                        policy.quantization_config, resume),
             stage="grpo", extra=extra,
         )  # fmt: skip
         if push:

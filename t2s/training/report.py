@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -155,26 +157,31 @@ def _base_hub_id(name: str) -> str:
     return name
 
 
-def finish_run(
-    trainer,
-    script_args,
-    model_args,
-    recipe,
-    train,
-    evals,
-    elapsed,
-    metrics,
-    quantization_config,
-    resumed_from: str | None = None,
-    *,
-    stage: str = "sft",
-    extra: dict | None = None,
-) -> None:
+@dataclass
+class FinishedRun:
+    """What a finished SFT or GRPO run hands to `finish_run`."""
+
+    trainer: Any
+    script_args: Any  # DataArguments or GRPOArguments
+    model_args: Any  # ModelArguments
+    recipe: str | None
+    train: Any  # the training split (a datasets.Dataset: its protocol in info.description)
+    evals: Any  # the evaluation split
+    elapsed: float  # seconds of training in this process
+    metrics: dict  # the final evaluation's (eval_loss)
+    quantization_config: Any
+    resumed_from: str | None = None
+
+
+def finish_run(done: FinishedRun, *, stage: str = "sft", extra: dict | None = None) -> None:
     """Write the recipe, effective arguments, run record and model card beside the adapter.
 
     `stage` is "sft" or "grpo"; `extra` adds stage-specific fields to the record (GRPO: the adapter it continued
     from, the reward, the prompt filter).
     """
+    trainer, script_args, model_args, recipe = done.trainer, done.script_args, done.model_args, done.recipe
+    train, evals, elapsed, metrics = done.train, done.evals, done.elapsed, done.metrics
+    quantization_config, resumed_from = done.quantization_config, done.resumed_from
     out = Path(trainer.args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if recipe:

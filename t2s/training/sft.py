@@ -20,7 +20,7 @@ from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback, SQ
 from t2s.training.checkpointing import checkpoint_long_batches
 from t2s.training.lora_casts import skip_lora_input_casts_under_autocast
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
-from t2s.training.report import finish_run, report_setup
+from t2s.training.report import FinishedRun, finish_run, report_setup
 from t2s.training.run_setup import (
     check_continuation,
     drop_long_examples,
@@ -114,7 +114,9 @@ def train_sft(
 
     if trainer.accelerator.is_main_process:
         finish_run(
-            trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config, resume
+            FinishedRun(
+                trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config, resume
+            )
         )
         if push:
             push_folder(training_args.output_dir, training_args.hub_model_id, private=training_args.hub_private_repo)
