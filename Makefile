@@ -35,7 +35,7 @@ style: install
 	$(BIN)/ruff format $(CHECK_DIRS)
 
 # Offline end to end on CPU: baseline, training, greedy evaluation, analysis, before/after table. Measured times of
-# every demo (one place): docs/results.md.
+# every demo (one place): docs/experiments.md.
 # DEMO_EG=1 make demo also runs execution-guided decoding; make demo-eg adds it to a finished demo.
 demo: install
 	bash scripts/demo.sh

@@ -8,7 +8,7 @@ started from the installed packages (tests/servers.py; MariaDB with lower_case_t
 transpiled from SQLite with sqlglot, run in the engine's sandbox, and compared with the same query's result on SQLite
 under the metric's Spider semantics (DISTINCT removed, columns permuted, order only with ORDER BY). A gold query that
 does not give SQLite's result on an engine is a question on which a model trained on SQLite gold would be misjudged
-there, even when it writes the gold query. Writes the table and the main causes into docs/results.md.
+there, even when it writes the gold query. Writes the table and the main causes into docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from t2s.execution.engines import open_engine  # noqa: E402
 from t2s.execution.semantics import spider_normalize, spider_results_match  # noqa: E402
 from tests.servers import start_mariadb, start_postgres  # noqa: E402
 
-DOC = ROOT / "docs" / "results.md"
+DOC = ROOT / "docs" / "experiments.md"
 DIALECTS = {"postgresql": "postgres", "mysql": "mysql", "duckdb": "duckdb"}
 # Causes, by the first pattern that matches the error (or, for a different result, the query).
 ERROR_CAUSES = [

@@ -7,7 +7,7 @@ columns and values, the schema pruned to the top-k tables plus their foreign-key
 share of questions whose every gold table is kept (the prompt can still be answered), the share of gold column names
 kept, the tables kept on average, and the prompt's length in SmolLM2 tokens against the full schema's; and the share
 of the gold queries' string literals that value linking shows in the prompt. Writes the "Schema and value linking:
-recall" section of docs/results.md.
+recall" section of docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import write_section  # noqa: E402
 
-DOC = ROOT / "docs" / "results.md"
+DOC = ROOT / "docs" / "experiments.md"
 
 
 def gold_names(sql: str) -> tuple[set[str], set[str], set[str]]:

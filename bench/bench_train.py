@@ -212,10 +212,10 @@ def main():
         "sequence under a block-diagonal mask, so attention work grows with the square of the whole batch's length "
         "(compare batch 4 and batch 8), while length-grouped batches have little padding to save (about 4%). bf16 "
         "autocast changes the numerics, so its accuracy is measured against fp32 on the demo's questions "
-        "(docs/results.md). Projecting only the SQL positions through the 49,152-word LM head gives the same loss "
+        "(docs/experiments.md). Projecting only the SQL positions through the 49,152-word LM head gives the same loss "
         "and gradients (tests/test_loss_positions.py): on WikiSQL about 85% of a sequence's positions are prompt. "
         "t2s/sft.py and t2s/grpo.py now always do it on a CPU; the CPU recipes stay per-batch padded in fp32 "
-        "(docs/results.md says why), and `--padding_free true --bf16 true` selects the fastest row.",
+        "(docs/experiments.md says why), and `--padding_free true --bf16 true` selects the fastest row.",
     ]
     write_section("Training throughput (CPU)", "\n".join(lines))
 

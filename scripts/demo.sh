@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the whole t2s loop, offline, on CPU, with the embedded model and WikiSQL dev from $T2S_WIKISQL_DIR
 # (default ../shared/wikisql). Zero-shot baseline → LoRA training → greedy evaluation → error analysis →
-# before/after comparison with McNemar's test. Measured times: docs/results.md (plus installation on a fresh machine).
+# before/after comparison with McNemar's test. Measured times: docs/experiments.md (plus installation on a fresh machine).
 # DEMO_EG=1 adds execution-guided decoding at the end (scripts/demo_eg.sh); `make demo-eg`
 # runs that part alone on an existing demo directory.
 #

@@ -3,7 +3,7 @@
 # runs (same questions, paired, McNemar). Needs `make demo` (WikiSQL) and/or `make demo-spider`; runs what it finds.
 #   WikiSQL (DEMO_OUT, default outputs/demo): zero-shot and fine-tuned, constrained greedy; fine-tuned constrained + EG.
 #   Spider (DEMO_SPIDER_OUT, default outputs/demo_spider): zero-shot and fine-tuned, constrained greedy.
-# Times and figures: docs/results.md.
+# Times and figures: docs/experiments.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/demo_common.sh

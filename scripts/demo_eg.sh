@@ -3,7 +3,7 @@
 # DEMO_LIMIT) or `make demo-spider` (`bash scripts/demo_eg.sh spider`: DEMO_SPIDER_OUT, DEMO_SPIDER_LIMIT), on the
 # same questions with the same settings. Beam search with DEMO_EG_CANDIDATES beams (default 4) runs only where the
 # greedy query errors or returns no rows; the first candidate that executes with a non-empty result is kept, else
-# the greedy query. Times: docs/results.md.
+# the greedy query. Times: docs/experiments.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/demo_common.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo-grpo: GRPO with the execution reward on top of a finished `make demo` (same DEMO_OUT, DEMO_LIMIT), then
 # the same held-out questions greedy and execution-guided, paired against the SFT adapter's runs (McNemar).
-# GRPO with recipes/smollm2-135m/wikisql/grpo_cpu.yaml, then the evaluations; measured times: docs/results.md.
+# GRPO with recipes/smollm2-135m/wikisql/grpo_cpu.yaml, then the evaluations; measured times: docs/experiments.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/demo_common.sh

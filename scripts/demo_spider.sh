@@ -2,7 +2,7 @@
 # make demo-spider: the t2s loop on multi-table databases, offline, on CPU, with the embedded model and Spider from
 # $T2S_SPIDER_DIR (default ../shared/spider). Zero-shot baseline → LoRA training on Spider train
 # (recipes/smollm2-135m/spider/sft_cpu.yaml) → greedy evaluation on Spider dev with the error analysis by hardness →
-# before/after comparison with McNemar's test. Times and scores: docs/results.md.
+# before/after comparison with McNemar's test. Times and scores: docs/experiments.md.
 #
 # Data protocol: Spider dev, a fixed subset of DEMO_SPIDER_LIMIT questions (default 300, seed 42) because generating
 # SQL for all 1,034 long multi-table prompts twice does not fit the demo's time on 2 CPU cores; DEMO_SPIDER_LIMIT=1034

@@ -126,7 +126,7 @@ def release_free_memory() -> bool:
 
     Unlike a pinned mmap threshold this costs nothing per allocation: the blocks stay where they are and only their
     unused pages are dropped, so a later step that reuses them takes page faults for them. It lowers what a process
-    holds between steps, not the peak a step itself reaches (docs/results.md, "Full recipes"). False, doing nothing,
+    holds between steps, not the peak a step itself reaches (docs/experiments.md, "Full recipes"). False, doing nothing,
     where another malloc serves the process (jemalloc returns freed pages by itself).
     """
     trim = _glibc("malloc_trim", ctypes.c_size_t)

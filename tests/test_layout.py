@@ -93,18 +93,33 @@ def test_nothing_in_the_package_folder_shadows_an_importable_module():
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
+def _anchors(page: Path) -> set[str]:
+    """The anchors of a Markdown page's headings, as GitHub makes them (lower case, punctuation dropped, blanks to
+    hyphens)."""
+    found = set()
+    for line in page.read_text().splitlines():
+        heading = re.match(r"#+ (.*)", line)
+        if heading:
+            found.add(re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-"))
+    return found
+
+
 def test_relative_links_resolve():
+    """Every relative link names a file that exists and, into a Markdown page, a heading it has."""
     pages = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "recipes").rglob("*.md")]
-    pages.append(ROOT / "t2s" / "metrics" / "execution_accuracy" / "README.md")
+    pages += [ROOT / "t2s" / "metrics" / "execution_accuracy" / "README.md", ROOT / "results" / "README.md"]
     broken = []
     for page in pages:
         text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)  # links in code blocks are code
         for target in _LINK.findall(text):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            if re.match(r"[a-z]+:", target):
                 continue
-            path = target.split("#", 1)[0]
-            if not (page.parent / path).exists():
+            path, _, anchor = target.partition("#")
+            file = page.parent / path if path else page
+            if not file.exists():
                 broken.append(f"{page.relative_to(ROOT)} → {target}")
+            elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+                broken.append(f"{page.relative_to(ROOT)} → {target} (no such heading)")
     assert len(pages) >= 5
     assert not broken, broken
 

@@ -99,7 +99,7 @@ class DecodingArguments(DatasetArguments):
         metadata={
             "help": "Self-consistency: a query that returns rows wins over one that returns none (as execution-guided "
             "decoding prefers), then the largest group wins; --no_vote_rows_first counts an empty result as one "
-            "more group (the rule before 2026-11-29; docs/results.md)."
+            "more group (the rule before 2026-11-29; docs/experiments.md)."
         },
     )
     constrained_decoding: bool = field(

@@ -8,7 +8,7 @@ most frequent query (the greedy one first on a tie), and a group's size breaks t
 group. A query that fails, times out or is rejected never wins over one that runs; if none runs, the greedy query is
 kept. Likewise, by default, a query that returns no rows never wins over one that returns rows (the rule
 execution-guided decoding applies): a small model's wrong queries often agree on an empty result, and counting that
-agreement as a majority made voting lose to greedy on WikiSQL (docs/results.md). Composes with constrained decoding
+agreement as a majority made voting lose to greedy on WikiSQL (docs/experiments.md). Composes with constrained decoding
 (the samples are drawn under the same grammar) and with execution-guided decoding (its answer is the first candidate).
 """
 

@@ -118,7 +118,7 @@ class DataArguments(DatasetArguments):
         metadata={
             "help": "CPU: give freed heap memory back to the system every this many optimizer steps, and after each "
             "evaluation and save (0: never). Lowers what a long CPU run holds between steps, not a step's peak "
-            "(docs/results.md, Full recipes)."
+            "(docs/experiments.md, Full recipes)."
         },
     )
 

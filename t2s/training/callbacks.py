@@ -93,7 +93,7 @@ class PeakMemoryCallback(TrainerCallback):
     """Say how much resident memory a run held, and which step, evaluation or save took it to its highest.
 
     A long CPU run's peak is one step's working set or one evaluation, seconds long, which a sampler every few seconds
-    misses (docs/results.md, "Full recipes"). The kernel keeps the process's highest resident memory itself (VmHWM);
+    misses (docs/experiments.md, "Full recipes"). The kernel keeps the process's highest resident memory itself (VmHWM);
     reading it after every step, evaluation and save tells which one raised it. The callback only reads, so
     `/usr/bin/time -v` and `getrusage` still see the same peak. Each logged loss line in the trainer's history gets
     `memory_gib` (held now) and `peak_memory_gib` (highest so far); `highest` keeps the run's peak, where it happened,
