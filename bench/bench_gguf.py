@@ -65,7 +65,7 @@ def main() -> None:
     from t2s.decoding.models import load_model_and_tokenizer
     from t2s.metrics import EXECUTION_ACCURACY
     from t2s.publish.card import load_run
-    from t2s.publish.export import export, greedy_sql
+    from t2s.publish.standalone import export, greedy_sql
 
     ds = load_spider(None, "dev", limit=args.limit, seed=42)
     prompts, metric = list(ds["prompt"]), evaluate.load(EXECUTION_ACCURACY)

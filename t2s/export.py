@@ -4,7 +4,7 @@
     t2s export outputs/demo_spider/adapter --output exported/x --push_to_hub --hub_model_id you/name
     t2s export outputs/demo_spider/adapter --output exported/gguf --format gguf --gguf_type q8_0
 
-The merged model's logits are checked against base + adapter before anything is written (t2s/publish/export.py);
+The merged model's logits are checked against base + adapter before anything is written (t2s/publish/standalone.py);
 `t2s/ask.py --model DIR` and `t2s/evaluate_sql.py --model DIR` use the folder like any model. `--format gguf` writes
 one GGUF file for llama.cpp/Ollama/LM Studio and an Ollama `Modelfile`, read back and checked on greedy SQL first.
 """
@@ -15,9 +15,9 @@ import argparse
 import sys
 
 from t2s.data.run_record import load_run
-from t2s.publish.export import FORMATS, export
 from t2s.publish.gguf import GGUF_TYPES
 from t2s.publish.hub import check_hub_access, push_folder
+from t2s.publish.standalone import FORMATS, export
 from t2s.runtime import run_command
 
 

@@ -60,7 +60,7 @@ def test_unknown_embedded_model_is_named():
 @pytest.mark.parametrize("recipe", ["smollm2-135m/wikisql/sft_cpu.yaml", "mistral_lora.yaml"])
 def test_shipped_recipes_parse(recipe):
     from t2s.training.recipe import parse_recipe
-    from t2s.training.sft import DATACLASSES
+    from t2s.training.sft_run import DATACLASSES
 
     path = ROOT / "recipes" / recipe
     if recipe == "mistral_lora.yaml" and not torch.cuda.is_available():

@@ -44,8 +44,8 @@ def test_a_gguf_export_reads_back_with_the_merged_weights_tokenizer_and_prompt(t
 
     from t2s.decoding.models import load_model_and_tokenizer
     from t2s.export import main as export_main
-    from t2s.publish.export import f16_reference
     from t2s.publish.gguf import render_modelfile_prompt
+    from t2s.publish.standalone import f16_reference
 
     out, _ = export_main([str(tiny_adapter), "--output", str(tmp_path / "out"), "--format", "gguf",
                           "--gguf_type", gguf_type, "--min_agreement", "0"])  # fmt: skip
@@ -81,7 +81,7 @@ def test_the_embedded_models_adapter_merge_exports_to_gguf_with_identical_greedy
     """The real model: its f16 GGUF file, read back, writes the same SQL as the merge in f16 on every check question
     (the export refuses otherwise) and as the full-precision merge on the questions recorded."""
     from t2s.decoding.embedded import DEFAULT_EMBEDDED, ensure_embedded_model
-    from t2s.publish.export import export
+    from t2s.publish.standalone import export
 
     adapter = _random_adapter(str(ensure_embedded_model(DEFAULT_EMBEDDED)), tmp_path / "adapter", seed=1)
     out, difference = export(str(adapter), str(tmp_path / "gguf"), fmt="gguf", gguf_type="f16")

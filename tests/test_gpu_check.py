@@ -36,8 +36,8 @@ def test_without_cuda_it_refuses_cleanly_and_writes_nothing(tmp_path):
 
 def test_every_command_it_would_run_takes_its_options(tmp_path):
     """Each SFT and GRPO command's options are fields of that command's dataclasses; every file it names exists."""
-    from t2s.training.grpo import DATACLASSES as GRPO
-    from t2s.training.sft import DATACLASSES as SFT
+    from t2s.training.grpo_run import DATACLASSES as GRPO
+    from t2s.training.sft_run import DATACLASSES as SFT
 
     done = subprocess.run([sys.executable, str(SCRIPT), "--print"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr

@@ -182,3 +182,13 @@ def test_a_command_prepares_its_process_when_it_starts():
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_no_library_module_shares_a_commands_name():
+    """`t2s/export.py` the command and `t2s/publish/export.py` the library module read as one thing; they are not."""
+    commands = {p.stem for p in (ROOT / "t2s").glob("*.py")} - {"__init__"}
+    space = (
+        ROOT / "t2s" / "metrics" / "execution_accuracy" / "app.py"
+    )  # the metric's Hub Space entry: named by `evaluate`
+    clashes = [str(p.relative_to(ROOT)) for p in (ROOT / "t2s").glob("*/**/*.py") if p.stem in commands and p != space]
+    assert not clashes, clashes

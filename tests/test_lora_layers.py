@@ -71,7 +71,7 @@ def test_too_many_top_layers_names_the_model_s_layer_count(tiny_model):
 
 
 def test_grpo_from_an_sft_adapter_refuses_new_layers(tiny_model, tmp_path):
-    from t2s.training.grpo import load_policy
+    from t2s.training.grpo_run import load_policy
 
     with pytest.raises(UserError, match="remove lora_top_layers"):
         load_policy(_args(tiny_model, lora_top_layers=1), str(tmp_path / "never-read"))

@@ -144,7 +144,8 @@ def test_every_recipe_passes_the_recipe_check(recipe):
     no unknown key, no wrong type (GPU precision overridden to parse it on a CPU)."""
     import yaml
 
-    from t2s.training import grpo, sft
+    from t2s.training import grpo_run as grpo
+    from t2s.training import sft_run as sft
     from t2s.training.recipe import parse_recipe
 
     path = ROOT / "recipes" / recipe
@@ -220,7 +221,7 @@ def test_recipe_without_dataset_says_so(tmp_path, tiny_model):
 
 def test_config_flag_form_is_accepted_too(tiny_model, tmp_path):
     from t2s.training.recipe import parse_recipe
-    from t2s.training.sft import DATACLASSES
+    from t2s.training.sft_run import DATACLASSES
 
     script, training, model = parse_recipe(
         DATACLASSES,
