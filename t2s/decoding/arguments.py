@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from t2s.data.arguments import DatasetArguments
 from t2s.data.prompt import SCHEMA_FORMATS, PromptSettings
 from t2s.data.sources import dataset_kind
-from t2s.decoding.settings import DATASET_DEFAULTS, GenerationSettings
+from t2s.decoding.settings import DATASET_DEFAULTS, GenerationSettings, check_decoding
 
 
 @dataclass
@@ -148,12 +148,10 @@ class DecodingArguments(DatasetArguments):
             self.batch_size = defaults["batch_size"]
         if self.max_new_tokens is None:
             self.max_new_tokens = defaults["max_new_tokens"]
-        if self.scoped_columns and not self.constrained_decoding:
-            raise ValueError("scoped_columns works inside constrained decoding: add --constrained_decoding")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples={self.num_samples} must be at least 1 (1: no self-consistency)")
-        if self.num_samples > 1 and not self.sample_temperature > 0:
-            raise ValueError(f"sample_temperature={self.sample_temperature} must be above 0 to draw samples")
+        check_decoding(
+            constrained=self.constrained_decoding, scoped=self.scoped_columns, num_samples=self.num_samples,
+            sample_temperature=self.sample_temperature,
+        )  # fmt: skip
 
     def _fill_prompt_settings(self, kind: str) -> PromptSettings | None:
         """Set the prompt settings left unset to what the model learned (its run record), else to the canonical

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, PromptSettings, fill_prompt, render_schema
 from t2s.data.schema import DatabaseSchema
 from t2s.data.spider import linked_schema
+from t2s.decoding.settings import check_decoding
 from t2s.execution.engines import Engine
 from t2s.execution.sandbox import Execution
 
@@ -35,14 +36,12 @@ class AskDecoding:
     sample_temperature: float = 0.7
 
     def __post_init__(self) -> None:
-        if self.scoped and not self.constrained:
-            raise ValueError("column scoping works inside constrained decoding: turn constrained decoding on")
+        check_decoding(
+            constrained=self.constrained, scoped=self.scoped, num_samples=self.num_samples,
+            sample_temperature=self.sample_temperature,
+        )  # fmt: skip
         if self.num_candidates < 2 and self.execution_guided:
             raise ValueError(f"execution-guided decoding needs at least 2 beams, not {self.num_candidates}")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, not {self.num_samples}")
-        if self.num_samples > 1 and not self.sample_temperature > 0:
-            raise ValueError(f"sample_temperature must be above 0 to draw samples, not {self.sample_temperature}")
 
     def describe(self) -> str:
         parts = ["column-scoped constrained" if self.scoped else "constrained" if self.constrained else "greedy"]

@@ -33,6 +33,19 @@ class GenerationSettings:
     continuous_batching: bool = False
 
 
+def check_decoding(*, constrained: bool, scoped: bool, num_samples: int, sample_temperature: float) -> None:
+    """The combinations no decoder can run, refused with the reason: one check for `evaluate`/`generate`'s options
+    (`DecodingArguments`) and `ask`'s (`AskDecoding`)."""
+    if scoped and not constrained:
+        raise ValueError(
+            "column scoping works inside constrained decoding (scoped_columns needs constrained_decoding)"
+        )
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, not {num_samples} (1: no voting)")
+    if num_samples > 1 and not sample_temperature > 0:
+        raise ValueError(f"sample_temperature must be above 0 to draw samples, not {sample_temperature}")
+
+
 def prepare_tokenizer(tokenizer):
     """Left padding (generation appends on the right) and a pad token (many causal LMs have none)."""
     tokenizer.padding_side = "left"
