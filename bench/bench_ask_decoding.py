@@ -30,6 +30,7 @@ from t2s.decoding.asker import ASK_CHOICES, Asker  # noqa: E402
 from t2s.decoding.embedded import DEFAULT_ASK_MODEL  # noqa: E402
 from t2s.decoding.models import load_model_and_tokenizer, trained_prompt_settings  # noqa: E402
 from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
+from t2s.evaluation.records import read_outcomes  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
 from t2s.execution.sandbox import open_database  # noqa: E402
 from t2s.execution.scoring import score_example  # noqa: E402
@@ -110,10 +111,7 @@ def check_against(record: dict, evaluated: list[str]) -> list[str]:
     notes = []
     for spec in evaluated:
         name, path = spec.split("=", 1)
-        by_id = {}
-        for line in Path(path).read_text().splitlines():
-            r = json.loads(line)
-            by_id[r["example_id"]] = r["outcome"]
+        by_id = read_outcomes(path)
         asked = dict(zip(record["example_ids"], record["outcomes"][name]))
         same = sum(by_id.get(eid) == outcome for eid, outcome in asked.items())
         notes.append(f"{name}: {same} of {len(asked)} outcomes as `t2s evaluate` scored them ({path})")

@@ -183,9 +183,9 @@ def score_example(
     return compare_with_gold(conn, prediction, gold, **limits)
 
 
-def default_semantics(tables: Any, db_paths: Any) -> Semantics:
-    """The metric's documented default, kept for callers that name none: WikiSQL's rules for WikiSQL tables, Spider's
-    for databases. Deprecated: a user's own databases would silently get Spider's rules (pass `semantics`)."""
+def default_semantics(tables: Any) -> Semantics:
+    """The metric's documented default, kept for callers that name none: WikiSQL's rules for WikiSQL tables (given
+    `tables`), Spider's for databases. Deprecated: a user's own databases would silently get Spider's rules (pass `semantics`)."""
     return Semantics.WIKISQL if tables is not None else Semantics.SPIDER
 
 

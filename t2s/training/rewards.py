@@ -27,7 +27,7 @@ from typing import Any
 from t2s.decoding.answer import answer_sql
 from t2s.execution.engines import EngineError, database_for, redact
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Status
-from t2s.execution.scoring import GoldResult, Outcome, compare_with_gold, run_gold
+from t2s.execution.scoring import GoldResult, Outcome, compare_with_gold, default_semantics, run_gold
 from t2s.execution.semantics import Semantics
 from t2s.execution.tables import materialize_table, table_fingerprint
 
@@ -109,7 +109,7 @@ class ExecutionReward:
             return self.semantics
         if given:
             return Semantics.parse(given)
-        fallback = Semantics.WIKISQL if table is not None else Semantics.SPIDER
+        fallback = default_semantics(table)
         warnings.warn(
             f"execution_reward: the examples have no 'semantics' column and the reward was made without semantics=, "
             f"so {fallback.value!r} applies (the metric's deprecated default)",

@@ -139,7 +139,7 @@ class ExecutionAccuracy(evaluate.Metric):
             raise ValueError("pass databases= or db_paths= (its older name), not both")
         db_paths = databases if databases is not None else db_paths
         if semantics is None:
-            semantics = default_semantics(tables, db_paths)
+            semantics = default_semantics(tables)
             warnings.warn(
                 f"execution_accuracy: no semantics= given, so {semantics.value!r} applies (the default for "
                 f"{'tables' if tables is not None else 'databases'}); name it: the default will go",
