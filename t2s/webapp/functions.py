@@ -50,7 +50,7 @@ class Answer:
         if self.execution.columns is not None:
             headers = _unique_headers(self.execution.columns)  # a result without rows keeps its columns' names
         else:
-            headers = _unique_headers([""] * len(rows[0]), blank=" ") if rows else []
+            headers = _blank_headers(len(rows[0]) if rows else 0)
         return {"headers": headers, "data": [["NULL" if v is None else str(v) for v in row] for row in rows]}
 
     def chart(self) -> dict[str, Any] | None:
@@ -67,19 +67,20 @@ class Answer:
         return {"x": headers[0], "y": headers[1], "rows": [{"x": str(a), "y": float(b)} for a, b in rows]}
 
 
-def _unique_headers(headers: Sequence[str], blank: str = "?") -> list[str]:
-    """Headers a table widget can hold (distinct): a repeated name gets its rank, and blank ones stay blank (runs of
-    spaces of different lengths) when `blank` is a space."""
+def _unique_headers(headers: Sequence[str]) -> list[str]:
+    """Headers a table widget can hold (distinct): a repeated name gets its rank."""
     seen: dict[str, int] = {}
     out = []
     for h in headers:
-        name = str(h) or blank
+        name = str(h) or "?"
         seen[name] = seen.get(name, 0) + 1
-        if seen[name] == 1:
-            out.append(name)
-        else:
-            out.append(blank * seen[name] if name == blank == " " else f"{name} ({seen[name]})")
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
     return out
+
+
+def _blank_headers(width: int) -> list[str]:
+    """Headers for columns whose names are unknown: blank, yet distinct as a table widget needs (runs of spaces)."""
+    return [" " * (i + 1) for i in range(width)]
 
 
 @dataclass
@@ -277,8 +278,8 @@ def rows_table(rows: list | None, columns: Sequence[str] | None = None) -> dict[
     a run recorded before t2s kept them has none, and its columns get blank headers rather than made-up ones."""
     rows = rows or []
     width = max((len(r) for r in rows), default=len(columns or ()))
-    names = list(columns) if columns is not None and len(columns) == width else [""] * width
+    known = columns is not None and len(columns) == width
     return {
-        "headers": _unique_headers(names, blank=" "),
+        "headers": _unique_headers(columns) if known else _blank_headers(width),
         "data": [["NULL" if v is None else str(v) for v in r] for r in rows],
     }
