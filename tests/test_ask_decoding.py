@@ -119,3 +119,49 @@ def test_the_page_offers_the_same_choices_by_name(tiny, monkeypatch):
             f.ask(session, "How many customers?", "beam search 100")
     finally:
         session.close()
+
+
+def test_hostile_candidates_of_execution_guided_decoding_and_voting_change_nothing(tiny, tmp_path, monkeypatch):
+    """Every candidate the search or the vote runs goes through the engine's sandbox: writes, attachments and pragmas
+    are refused there, the file is left byte for byte as it was, and the answer is the candidate that reads."""
+    import hashlib
+    import os
+    import shutil
+
+    from t2s.data.schema import from_engine
+    from t2s.decoding.asker import AskDecoding, Asker
+    from t2s.execution.engines import open_engine
+
+    db = tmp_path / "shop.sqlite"
+    shutil.copy(SHOP, db)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    hostile = [
+        "DELETE FROM customers",
+        "ATTACH DATABASE '/tmp/t2s_eg_attack.db' AS x",
+        "PRAGMA writable_schema = 1",
+        "SELECT load_extension('/tmp/x')",
+        "SELECT name FROM customers; DROP TABLE customers",
+    ]
+    good = "SELECT name FROM customers WHERE city = 'Lyon'"
+
+    def generate(model, tokenizer, prompts, settings, **kwargs):
+        if settings.num_candidates == 1:
+            return [[hostile[0]]]
+        if settings.temperature == 0:
+            return [[*hostile[1:], good][: settings.num_candidates]]
+        return [[*hostile[1:4]]]
+
+    monkeypatch.setattr("t2s.decoding.predict.generate_sql", generate)
+    engine = open_engine(str(db))
+    try:
+        schema = from_engine(engine, "shop")
+        asker = Asker(*tiny, engine, schema, decoding=AskDecoding(execution_guided=True, num_candidates=5))
+        sql, result = asker.ask("Who lives in Lyon?")
+        assert sql == good and result.status == "ok" and result.rows
+        asker.decoding = AskDecoding(constrained=False, scoped=False, num_samples=4)
+        sql, result = asker.ask("Who lives in Lyon?")
+        assert sql == hostile[0] and result.status == "rejected"  # nothing ran: the refused greedy answer stays
+    finally:
+        engine.close()
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert not os.path.exists("/tmp/t2s_eg_attack.db")
