@@ -37,9 +37,7 @@ def check_decoding(*, constrained: bool, scoped: bool, num_samples: int, sample_
     """The combinations no decoder can run, refused with the reason: one check for `evaluate`/`generate`'s options
     (`DecodingArguments`) and `ask`'s (`AskDecoding`)."""
     if scoped and not constrained:
-        raise ValueError(
-            "column scoping works inside constrained decoding (scoped_columns needs constrained_decoding)"
-        )
+        raise ValueError("column scoping works inside constrained decoding: add --constrained_decoding")
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, not {num_samples} (1: no voting)")
     if num_samples > 1 and not sample_temperature > 0:
