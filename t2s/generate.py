@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from t2s.data.common import write_jsonl
 from t2s.decoding.arguments import DecodingArguments
 from t2s.decoding.predict import run_predictions
+from t2s.decoding.sharding import is_main_process
 from t2s.runtime import dataclass_parser, run_command
 
 
@@ -29,6 +30,8 @@ class GenerateArguments(DecodingArguments):
 def main(argv=None):
     (args,) = dataclass_parser(GenerateArguments, __doc__).parse_args_into_dataclasses(argv)
     dataset, records, elapsed = run_predictions(args)
+    if not is_main_process():  # under accelerate launch: the main process writes every process's records
+        return
     write_jsonl(args.output, records)
     print(f"Wrote {len(records)} predictions to {args.output} in {elapsed:.0f} s ({dataset.info.description}).")
 

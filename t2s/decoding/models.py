@@ -34,7 +34,7 @@ def load_model_and_tokenizer(
     model = model or DEFAULT_EMBEDDED
     check_model(model)
     path = resolve_model_name(model)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = generation_device()
     if device == "cpu" and dtype == "float16":
         raise UserError("dtype float16 needs a CUDA GPU for generation; use float32 or bfloat16 on CPU")
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
@@ -49,6 +49,15 @@ def load_model_and_tokenizer(
             lm = lm.merge_and_unload()
     lm.eval()
     return lm, tokenizer
+
+
+def generation_device() -> str:
+    """CUDA when present, this process's own GPU under `accelerate launch` (LOCAL_RANK); else the CPU."""
+    import os
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0) % torch.cuda.device_count()}"
 
 
 def check_model(model: str) -> None:

@@ -226,25 +226,41 @@ def run_predictions(args, dataset=None, greedy: list[str] | None = None):
 
     `dataset` reuses records loaded earlier (default: `args.load_questions()`); `greedy` reuses greedy predictions in
     dataset order (execution-guided decoding then only searches where they fail).
+
+    Under `accelerate launch --num_processes N` each process predicts its shard of the questions
+    (`t2s.decoding.sharding`) and every process returns all the records in dataset order; the seconds are those of
+    the slowest process.
     """
     from transformers import set_seed
 
-    set_seed(args.seed)
+    from t2s.decoding.sharding import gather_in_order, gather_max, shard_questions
+
     dataset = dataset if dataset is not None else args.load_questions()
     model, tokenizer = load_model_and_tokenizer(args.model, args.adapter, merge=args.merge_adapter, dtype=args.dtype)
+    shard = shard_questions(tokenizer, list(dataset["prompt"]), args.batch_size, args.prefix_cache)
+    set_seed(args.seed + shard.process_index)  # voting's samples: one random stream per process
+    mine = dataset if not shard.sharded else [dataset[i] for i in shard.indices]
     start = time.perf_counter()
-    records = predict(
-        model,
-        tokenizer,
-        dataset,
-        args.settings(),
-        execution_guided=args.execution_guided,
-        num_candidates=args.num_candidates,
-        greedy=greedy,
-        constrained=args.constrained_decoding,
-        scoped=args.scoped_columns,
-        num_samples=args.num_samples,
-        sample_temperature=args.sample_temperature,
-        vote_rows_first=args.vote_rows_first,
+    records = (
+        predict(
+            model,
+            tokenizer,
+            mine,
+            args.settings(),
+            execution_guided=args.execution_guided,
+            num_candidates=args.num_candidates,
+            greedy=greedy if greedy is None or not shard.sharded else [greedy[i] for i in shard.indices],
+            constrained=args.constrained_decoding,
+            scoped=args.scoped_columns,
+            num_samples=args.num_samples,
+            sample_temperature=args.sample_temperature,
+            vote_rows_first=args.vote_rows_first,
+            show_progress=shard.is_main,
+        )
+        if shard.indices
+        else []
     )
-    return dataset, records, time.perf_counter() - start
+    elapsed = gather_max(shard, time.perf_counter() - start)
+    if shard.sharded and shard.is_main:
+        print(f"Generated on {shard.num_processes} processes (this one: {shard.label()})")
+    return dataset, gather_in_order(shard, records), elapsed

@@ -22,6 +22,7 @@ from t2s.data.sources import dataset_reference, is_folder
 from t2s.decoding.arguments import DecodingArguments
 from t2s.decoding.embedded import DEFAULT_EMBEDDED, SHIPPED_DIR
 from t2s.decoding.predict import prediction_record, run_predictions
+from t2s.decoding.sharding import is_main_process, launched_processes
 from t2s.evaluation.analysis import analyse, print_summary, write_reports
 from t2s.execution.scoring import dataset_semantics
 from t2s.publish.card import record_scores
@@ -120,16 +121,19 @@ def score_predictions(dataset, predictions: list[str], args: EvaluateArguments) 
     )
 
 
-def evaluate_run(args: EvaluateArguments) -> dict:
+def evaluate_run(args: EvaluateArguments) -> dict | None:
+    """The metrics of one evaluation; under `accelerate launch --num_processes N` every process generates its shard
+    of the questions and the main process alone scores and writes (the others return None)."""
     out = Path(args.output_dir)
+    main = is_main_process()
     differences = prompt_differences(args)
-    if differences:
+    if main and differences:
         console.print(
             "[bold yellow]warning:[/] the model was trained with other prompts: "
             + "; ".join(differences)
             + " (the settings given override what it learned; leave them out to evaluate what it learned)"
         )
-    elif args.learned_prompt is not None:
+    elif main and args.learned_prompt is not None:
         console.print(f"Prompts as the model learned them (its run record): {args.prompt_settings().describe()}")
     if args.predictions and (args.execution_guided or args.num_samples > 1):
         dataset = args.load_questions()
@@ -137,6 +141,8 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         dataset, records, elapsed = run_predictions(args, dataset, greedy)
         predictions = [r["prediction"] for r in records]
     elif args.predictions:
+        if not main:  # nothing to generate: the main process scores the file
+            return None
         dataset = args.load_questions()
         predictions = align_predictions(dataset, read_jsonl(args.predictions), args.predictions)
         records = [prediction_record(ex, p) for ex, p in zip(dataset, predictions)]
@@ -144,6 +150,8 @@ def evaluate_run(args: EvaluateArguments) -> dict:
     else:
         dataset, records, elapsed = run_predictions(args)
         predictions = [r["prediction"] for r in records]
+    if not main:
+        return None
 
     databases = has_databases(dataset)
     result = score_predictions(dataset, predictions, args)
@@ -169,6 +177,7 @@ def evaluate_run(args: EvaluateArguments) -> dict:
         "model": args.model,
         "adapter": args.adapter,
         "generation_seconds": round(elapsed, 1) if elapsed is not None else None,
+        "generation_processes": launched_processes(),  # accelerate launch --num_processes (t2s.decoding.sharding)
         "prefix_cache": args.prefix_cache,  # speed only: the SQL is that of plain batched generation
         "continuous_batching": args.continuous_batching,  # speed; the SQL up to float rounding (docs/benchmarks.md)
         "headline": HEADLINES[result["semantics"]],
