@@ -220,8 +220,7 @@ def test_budget_cut_constrained_answers_are_complete_queries(tiny, spider_layout
     one the token budget cut is returned as the longest complete query it contains, never an unfinished one."""
     import torch
 
-    from t2s.decoding.constrained import complete_prefix
-    from t2s.decoding.generation import finish_cut_answers
+    from t2s.decoding.constrained import complete_prefix, finish_cut_answers
 
     model, tokenizer = tiny
     ds = load_text2sql(str(spider_layout), "dev")

@@ -440,3 +440,24 @@ class GrammarConstrainedLogits(LogitsProcessor):
             row = torch.full_like(out[r], float("-inf"))
             row[kept] = out[r, kept]
             out[r] = row
+
+
+def finish_cut_answers(
+    tokenizer, new_tokens, texts: list[str], grammars: Sequence[str], scopes: Sequence[Any] | None = None
+) -> list[str]:
+    """Constrained answers the token budget cut (no end of sequence, no newline) become the longest complete query
+    they contain (`t2s.decoding.constrained.complete_prefix`; with `scopes`, preferably one that passes scoping),
+    or no SQL when they contain none; answers that ended on their own are left alone."""
+    from t2s.decoding.answer import answer_complete
+
+    stops = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    out = []
+    rows = new_tokens.tolist() if hasattr(new_tokens, "tolist") else new_tokens  # a tensor, or lists (vLLM)
+    for i, (row, text, grammar) in enumerate(zip(rows, texts, grammars)):
+        ended = any(t in stops for t in row) or answer_complete(tokenizer.decode(row, skip_special_tokens=True))
+        if ended:
+            out.append(text)
+            continue
+        scope = scopes[i] if scopes is not None else None
+        out.append(complete_prefix(tokenizer, grammar, row, scope) or "")  # nothing finished: no SQL, not a cut one
+    return out

@@ -21,6 +21,7 @@ from t2s.decoding.answer import answer_sql
 from t2s.decoding.kv_cache import plain_kv_layers, preallocated_cache
 from t2s.decoding.prefix_cache import PrefixCacheUnsupported, PrefixStore, plan_batches
 from t2s.decoding.settings import GenerationSettings, generate_kwargs, prepare_tokenizer
+from t2s.decoding.vllm_backend import VllmGenerator
 
 
 @torch.no_grad()
@@ -42,6 +43,10 @@ def generate_sql(
     if grammars is not None and len(grammars) != len(prompts):
         raise ValueError(f"{len(grammars)} grammars for {len(prompts)} prompts")
     settings = settings or GenerationSettings()
+    if isinstance(model, VllmGenerator):  # --backend vllm
+        if scopes is not None and any(s is not None for s in scopes):
+            raise ValueError("column scoping does not run through vLLM: use the transformers backend")
+        return model.generate_sql(tokenizer, prompts, settings, progress, grammars)
     prepare_tokenizer(tokenizer)
     was_training = model.training
     model.eval()
@@ -80,7 +85,7 @@ def generate_sql(
             if grammars is not None:
                 from transformers import LogitsProcessorList
 
-                from t2s.decoding.constrained import GrammarConstrainedLogits
+                from t2s.decoding.constrained import GrammarConstrainedLogits, finish_cut_answers
 
                 constraint = GrammarConstrainedLogits(
                     tokenizer,
@@ -109,24 +114,3 @@ def generate_sql(
     finally:
         model.train(was_training)
     return results
-
-
-def finish_cut_answers(
-    tokenizer, new_tokens, texts: list[str], grammars: Sequence[str], scopes: Sequence[Any] | None = None
-) -> list[str]:
-    """Constrained answers the token budget cut (no end of sequence, no newline) become the longest complete query
-    they contain (`t2s.decoding.constrained.complete_prefix`; with `scopes`, preferably one that passes scoping),
-    or no SQL when they contain none; answers that ended on their own are left alone."""
-    from t2s.decoding.answer import answer_complete
-    from t2s.decoding.constrained import complete_prefix
-
-    stops = {tokenizer.eos_token_id, tokenizer.pad_token_id}
-    out = []
-    for i, (row, text, grammar) in enumerate(zip(new_tokens.tolist(), texts, grammars)):
-        ended = any(t in stops for t in row) or answer_complete(tokenizer.decode(row, skip_special_tokens=True))
-        if ended:
-            out.append(text)
-            continue
-        scope = scopes[i] if scopes is not None else None
-        out.append(complete_prefix(tokenizer, grammar, row, scope) or "")  # nothing finished: no SQL, not a cut one
-    return out

@@ -16,12 +16,9 @@ from t2s.decoding.embedded import DEFAULT_EMBEDDED, is_embedded, resolve_model_n
 from t2s.runtime import UserError
 
 
-def load_model_and_tokenizer(
-    model: str | None = None, adapter: str | None = None, *, merge: bool = False, dtype: str = "float32"
-):
-    """A causal LM ready for generation: base, base + adapter, or merged, on CUDA when present."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def resolve_model(model: str | None, adapter: str | None, merge: bool) -> tuple[str, str | None, bool]:
+    """(base model folder or Hub id, adapter, merge) for the names a command was given: a shipped adapter's name
+    becomes its embedded base with the adapter merged, an adapter alone its recorded base, nothing the default."""
     shipped = shipped_adapter(model)
     if shipped is not None:  # an adapter that ships with t2s: its embedded base, merged
         if adapter is not None:
@@ -33,13 +30,36 @@ def load_model_and_tokenizer(
         model = adapter_base(adapter)
     model = model or DEFAULT_EMBEDDED
     check_model(model)
-    path = resolve_model_name(model)
+    return resolve_model_name(model), adapter, merge
+
+
+def load_model_and_tokenizer(
+    model: str | None = None,
+    adapter: str | None = None,
+    *,
+    merge: bool = False,
+    dtype: str = "float32",
+    backend: str = "transformers",
+    seed: int = 42,
+):
+    """A causal LM ready for generation: base, base + adapter, or merged, on CUDA when present.
+
+    `backend="vllm"` gives a `t2s.decoding.vllm_backend.VllmGenerator` instead (CUDA; the adapter merged), which
+    `generate_sql` drives as it drives a transformers model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path, adapter, merge = resolve_model(model, adapter, merge)
+    tokenizer_source = adapter if adapter and has_tokenizer(adapter) else path
+    if backend == "vllm":
+        from t2s.decoding.vllm_backend import VllmGenerator
+
+        folder = path if adapter is None else merged_folder(path, adapter)
+        return VllmGenerator(folder, dtype=dtype, seed=seed), AutoTokenizer.from_pretrained(tokenizer_source)
     device = generation_device()
     if device == "cpu" and dtype == "float16":
         raise UserError("dtype float16 needs a CUDA GPU for generation; use float32 or bfloat16 on CPU")
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
-    tokenizer_source = adapter if adapter and has_tokenizer(adapter) else path
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     if adapter:
         from peft import PeftModel
@@ -49,6 +69,24 @@ def load_model_and_tokenizer(
             lm = lm.merge_and_unload()
     lm.eval()
     return lm, tokenizer
+
+
+def merged_folder(path: str, adapter: str) -> str:
+    """Base + adapter merged (the weights the transformers path runs with --merge_adapter) in a temporary folder that
+    is removed at exit: what vLLM loads for an adapter."""
+    import atexit
+    import shutil
+    import tempfile
+
+    merged, tokenizer = load_model_and_tokenizer(path, adapter, merge=True, dtype="float32")
+    folder = tempfile.mkdtemp(prefix="t2s-merged-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    merged.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    del merged
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # vLLM sizes its cache from the GPU memory free when it starts
+    return folder
 
 
 def generation_device() -> str:
