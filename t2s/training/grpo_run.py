@@ -25,7 +25,14 @@ from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.prompt_filter import keep_informative
 from t2s.training.report import FinishedRun, finish_run, report_grpo_setup
 from t2s.training.rewards import ExecutionReward
-from t2s.training.run_setup import check_continuation, load_splits, model_init_kwargs, peft_config, resume_point
+from t2s.training.run_setup import (
+    check_continuation,
+    check_launch,
+    load_splits,
+    model_init_kwargs,
+    peft_config,
+    resume_point,
+)
 
 DATACLASSES = (GRPOArguments, GRPOConfig, ModelArguments)
 
@@ -77,6 +84,7 @@ def train_grpo(
     script_args: GRPOArguments, training_args: GRPOConfig, model_args: ModelArguments, recipe: str | None = None
 ):
     prepare_process()  # the message filters and allocator choice of a t2s process (t2s/runtime.py)
+    check_launch(training_args)
     check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
     resume = resume_point(
         training_args.output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir
@@ -141,8 +149,13 @@ def train_grpo(
     elapsed = time.perf_counter() - start
     trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
     trainer.save_state()  # trainer_state.json: every logged step (rewards, zero-std share, step times)
-    skipped = sum(reward.gold_failures.values())
-    if skipped:
+    # Each process generated and scored its own completions: the counts are summed over processes (gather_object is
+    # collective, so every process takes part before the main one writes).
+    from accelerate.utils import gather_object
+
+    scored_by_process = gather_object([reward.scored])
+    skipped = sum(gather_object([sum(reward.gold_failures.values())]))
+    if skipped and trainer.accelerator.is_main_process:
         print(
             f"{skipped} completions of {len(reward.gold_failures)} questions got no reward: their gold query failed "
             "on its database (the warnings above name them)."
@@ -154,6 +167,7 @@ def train_grpo(
             "reward": f"execution: 1.0 correct, {reward.partial_credit} runs but differs, 0.0 error/timeout/rejected",
             "prompt_filter": prompt_filter,
             "completions_without_reward": skipped,  # their gold query failed (t2s.training.rewards)
+            "completions_scored_by_process": scored_by_process,
             "grpo": {
                 k: getattr(training_args, k)
                 for k in (

@@ -80,6 +80,7 @@ def _common_rows(trainer, model_args) -> dict:
     return {
         "model": model_args.model_name_or_path,
         "device": f"{trainer.args.device} × {trainer.accelerator.num_processes} process(es)",
+        "parallelism": parallelism_label(trainer),
         "precision": precision_label(trainer.args, model_args.dtype),
         "memory allocator": allocator(),
         "quantisation": "4-bit nf4 (QLoRA)"
@@ -237,6 +238,7 @@ def finish_run(done: FinishedRun, *, stage: str = "sft", extra: dict | None = No
         "training_time_s": round(elapsed, 1),  # of this process: a resumed run counts from its checkpoint
         "peak_memory": peak,  # resident, of this process (Linux): a resumed run's starts at its checkpoint
         "hardware": _hardware(trainer),
+        "parallelism": parallelism_label(trainer),
         "eval_loss": round(metrics["eval_loss"], 4) if "eval_loss" in metrics else None,
         "loss_history": [
             {k: v for k, v in entry.items() if k == "step" or k in HISTORY_KEYS}
@@ -261,6 +263,29 @@ def _dataset_reference(script_args) -> str:
     return dataset_reference(
         script_args.dataset_name, dataset_kind(script_args.dataset_name, script_args.dataset_kind)
     )
+
+
+def parallelism_label(trainer) -> str:
+    """How the processes shared the work, as accelerate set it up from the launch config (accelerate_configs/): data
+    parallel, FSDP (with how many modules fully_shard wrapped, once training has wrapped them) or DeepSpeed ZeRO."""
+    from accelerate.utils import DistributedType
+
+    accelerator = trainer.accelerator
+    n, kind = accelerator.num_processes, accelerator.distributed_type
+    if kind == DistributedType.FSDP:
+        version = getattr(accelerator.state.fsdp_plugin, "fsdp_version", 1)
+        label = f"FSDP{version} over {n} process(es)"
+        if version == 2:
+            from torch.distributed.fsdp import FSDPModule
+
+            wrapped = sum(isinstance(m, FSDPModule) for m in (trainer.model_wrapped or trainer.model).modules())
+            label += f", {wrapped} modules sharded" if wrapped else ""
+        return label
+    if kind == DistributedType.DEEPSPEED:
+        return f"DeepSpeed ZeRO-{accelerator.state.deepspeed_plugin.zero_stage} over {n} process(es)"
+    if n > 1:
+        return f"data parallel over {n} process(es) ({accelerator.state.backend})"
+    return "one process"
 
 
 def _hardware(trainer) -> str:

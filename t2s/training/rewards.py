@@ -80,6 +80,7 @@ class ExecutionReward:
         self._gold_lock = threading.Lock()
         self.gold_failures: Counter[str] = Counter()  # completions left without a reward, by gold query
         self.database_failures: Counter[str] = Counter()  # completions whose database could not be opened
+        self.scored = 0  # completions this process scored (each GRPO process scores the completions it generated)
         self._tables: dict[tuple, Mapping[str, Any]] = {}
 
     def __call__(
@@ -96,6 +97,7 @@ class ExecutionReward:
             raise ValueError("execution_reward needs the dataset's gold_sql column (t2s records carry it)")
         if (table is None) == (db_path is None):
             raise ValueError("execution_reward needs exactly one of the columns table (WikiSQL) or db_path (SQLite)")
+        self.scored += len(completions)
         return [
             self.score_one(
                 completion, gold, table[i] if table is not None else None, db_path and db_path[i],

@@ -13,6 +13,37 @@ from t2s.runtime import UserError
 from t2s.training.arguments import DataArguments
 
 
+def check_launch(training_args) -> None:
+    """Refuse a launch that would not run as configured, before anything loads.
+
+    Every process `accelerate launch` (torchrun) started must join one process group: on a machine without CUDA,
+    accelerate joins them only when the recipe sets `use_cpu: true`, and otherwise each trains alone and writes the
+    same output folder. accelerate (1.16) shards with FSDP or DeepSpeed on GPU processes only: on the CPU it would
+    train unsharded copies under a sharded config's name. Both would look like a successful run."""
+    import os
+
+    import torch
+
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if launched <= 1:
+        return
+    if not torch.cuda.is_available():
+        for flag, config in (("ACCELERATE_USE_FSDP", "fsdp.yaml"), ("ACCELERATE_USE_DEEPSPEED", "zero3.yaml")):
+            if os.environ.get(flag, "false").lower() == "true":
+                raise UserError(
+                    f"{config} shards the model over GPU processes, and accelerate runs it on GPUs only: without CUDA "
+                    "each process would train an unsharded copy. On CPU processes use "
+                    "accelerate_configs/multi_cpu.yaml (data parallel over gloo, use_cpu: true); docs/training.md"
+                )
+    joined = training_args.distributed_state.num_processes
+    if joined != launched:
+        raise UserError(
+            f"{launched} processes were launched (WORLD_SIZE) but accelerate joined {joined}: each would train alone "
+            "and write the same output_dir. Without CUDA, set use_cpu: true in the recipe (or --use_cpu true) with "
+            "accelerate_configs/multi_cpu.yaml"
+        )
+
+
 def model_init_kwargs(model_args) -> tuple[dict, object]:
     """(from_pretrained kwargs of the recipe's model, its quantisation config or None), as both trainers load it."""
     import torch

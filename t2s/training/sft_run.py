@@ -23,6 +23,7 @@ from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.report import FinishedRun, finish_run, report_setup
 from t2s.training.run_setup import (
     check_continuation,
+    check_launch,
     drop_long_examples,
     load_splits,
     longest_allowed,
@@ -48,6 +49,7 @@ def train_sft(
             "activation_checkpointing_above_tokens checkpoints the long batches only, but the recipe checkpoints every "
             "batch (activation_checkpointing is true, TRL's default): set activation_checkpointing: false as well"
         )
+    check_launch(training_args)
     check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
     resume = resume_point(
         training_args.output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir
