@@ -1,6 +1,6 @@
 # Everything runs inside .venv, which `make install` creates from pyproject.toml.
 # gpu-check: every GPU code path of the recipes on a CUDA machine (scripts/gpu_check.py; docs/gpu.md).
-.PHONY: install test test-slow quality style gpu-check demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo full-wikisql full-spider ship-spider bench clean
+.PHONY: install test test-slow quality style gpu-check gpu-wheels demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo full-wikisql full-spider ship-spider bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -92,3 +92,7 @@ clean:
 # Every GPU code path of the recipes on one CUDA machine, under 10 minutes; writes docs/gpu.md. Refuses without CUDA.
 gpu-check: install
 	$(BIN)/python scripts/gpu_check.py
+
+# The wheels a GPU machine without internet needs for gpu-check, into .whl/ (docs/gpu.md).
+gpu-wheels: install
+	bash scripts/gpu_wheels.sh

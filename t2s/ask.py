@@ -37,6 +37,7 @@ from t2s.decoding.models import (
     trained_prompt_settings,
     untuned_note,
 )
+from t2s.decoding.vllm_backend import BACKENDS, check_backend
 from t2s.execution.engines import is_url, open_engine
 from t2s.execution.engines.duckdb import from_files as duckdb_from_files
 from t2s.runtime import UserError, run_command
@@ -123,6 +124,13 @@ def parse_args(argv):
         "--sample_temperature", type=float, default=default.sample_temperature, help="temperature of the samples"
     )
     parser.add_argument("--max_new_tokens", type=int, default=128, help="token budget of the SQL")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="transformers",
+        help="what generates: transformers, or vllm (CUDA, pip install 't2s[vllm]'; constrained decoding without "
+        "column scoping, no execution-guided decoding: docs/decoding.md)",
+    )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds the query may run")
     parser.add_argument(
         "--allow_privileged",
@@ -149,8 +157,19 @@ def prompt_settings(args) -> PromptSettings:
 
 
 def decoding(args) -> AskDecoding:
-    scoped = args.constrained_decoding if args.scoped_columns is None else args.scoped_columns
+    """The decoding asked for; column scoping is on with constrained decoding unless turned off, except with vLLM,
+    which cannot run it (then the schema grammar alone, as said; asked for explicitly, it is refused)."""
+    default_scoped = args.constrained_decoding and args.backend == "transformers"
+    scoped = default_scoped if args.scoped_columns is None else args.scoped_columns
     try:
+        check_backend(
+            args.backend, constrained=args.constrained_decoding, scoped=scoped,
+            execution_guided=args.execution_guided, processes=1,
+        )  # fmt: skip
+        if args.backend != "transformers" and args.scoped_columns is None and args.constrained_decoding:
+            console.print(
+                "[yellow]vLLM decodes under the schema grammar without column scoping (docs/decoding.md).[/]"
+            )
         return AskDecoding(
             constrained=args.constrained_decoding, scoped=scoped, execution_guided=args.execution_guided,
             num_candidates=args.num_candidates, num_samples=args.num_samples, sample_temperature=args.sample_temperature,
@@ -183,7 +202,9 @@ def main(argv=None):
     if args.adapter:
         check_adapter(args.adapter)
     settings = prompt_settings(args)
-    model, tokenizer = load_model_and_tokenizer(args.model, args.adapter, merge=args.adapter is not None)
+    model, tokenizer = load_model_and_tokenizer(
+        args.model, args.adapter, merge=args.adapter is not None, backend=args.backend
+    )
     asker = Asker(
         model, tokenizer, engine, schema, prompt_settings=settings, max_new_tokens=args.max_new_tokens,
         timeout_s=args.timeout, decoding=chosen,

@@ -4,6 +4,7 @@ and metrics of one, and the main process alone writes."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,14 +19,24 @@ from .tiny_model import save_tiny_model
 TIMING = ("generation_seconds", "generation_processes")
 
 
+@pytest.fixture(autouse=True)
+def _on_the_cpu(monkeypatch):
+    """The one-process baseline runs here, on the CPU as the launched processes do, whatever the machine has."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 def _launch(args: list[str], *, module: bool = False) -> subprocess.CompletedProcess:
+    """Two CPU processes over gloo on any machine (on a one-GPU machine two NCCL ranks could not share the GPU)."""
     with socket.socket() as s:  # a free port: a fixed one can still be in TIME_WAIT from an earlier run
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate_configs/multi_cpu.yaml"]
     launch += ["--num_processes", "2", "--main_process_port", str(port)]
     target = ["-m", "t2s.cli", "evaluate"] if module else ["t2s/evaluate_sql.py"]
-    done = subprocess.run([*launch, *target, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([*launch, *target, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 

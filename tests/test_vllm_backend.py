@@ -9,6 +9,7 @@ the cut constrained answers finished; `make gpu-check` compares real vLLM with t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
@@ -23,15 +24,16 @@ from t2s.decoding.vllm_backend import VllmGenerator, check_backend
 
 from .conftest import FIXTURES, ROOT
 
+NO_CUDA = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # the commands see no GPU, whatever the machine has
+
 
 def test_without_cuda_the_flag_is_refused_before_anything_loads(tmp_path):
-    """The model named does not exist: the refusal comes first, as a usage error, with no traceback."""
-    if torch.cuda.is_available():
-        pytest.skip("asserts the refusal on a machine without CUDA; make gpu-check runs the backend on a GPU")
+    """The model named does not exist: the refusal comes first, as a usage error, with no traceback. The command
+    sees no CUDA on any machine (CUDA_VISIBLE_DEVICES empty); make gpu-check runs the backend on a GPU."""
     done = subprocess.run(
         [sys.executable, "-m", "t2s.cli", "evaluate", "--backend", "vllm", "--model", str(tmp_path / "no_such_model"),
          "--dataset_name", str(FIXTURES), "--output_dir", str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT, capture_output=True, text=True, env=NO_CUDA,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "--backend vllm needs a CUDA GPU" in done.stderr and "Traceback" not in done.stderr
@@ -81,7 +83,7 @@ class FakeLLM:
         outputs = []
         for prompt, p in zip(inputs, params):
             self.requests.append((prompt, p))
-            ids = torch.tensor([prompt["prompt_token_ids"]])
+            ids = torch.tensor([prompt["prompt_token_ids"]], device=self.model.device)
             extra = {}
             if p.structured_outputs is not None:
                 grammar = GrammarConstrainedLogits(self.tokenizer, [p.structured_outputs.grammar], ids.shape[1])
@@ -129,3 +131,29 @@ def test_the_vllm_path_answers_what_the_transformers_path_answers(tiny_model, mo
         assert prompt["prompt_token_ids"] == tokenizer(text=text)["input_ids"]  # t2s's tokens, not vLLM's
         assert params.max_tokens == 24 and params.temperature == 0.0 and params.n == 1
         assert (params.structured_outputs is not None) == constrained
+
+
+def test_ask_refuses_the_flag_without_cuda_before_anything_loads(tmp_path):
+    database = ROOT / "tests" / "fixtures" / "own_data" / "database" / "shop.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-m", "t2s.cli", "ask", "--db", str(database), "--backend", "vllm", "--model",
+         str(tmp_path / "no_such_model"), "How many products are there?"],
+        cwd=ROOT, capture_output=True, text=True, env=NO_CUDA,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--backend vllm needs a CUDA GPU" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ask_with_vllm_drops_column_scoping_unless_asked_for_it(monkeypatch):
+    """ask's default decoding is column-scoped constrained; vLLM runs the grammar without scoping, and says so. Asking
+    for scoping explicitly with vLLM is refused with the reason."""
+    from t2s.ask import decoding, parse_args
+    from t2s.runtime import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    chosen = decoding(parse_args(["--db", "x.sqlite", "--backend", "vllm", "q"]))
+    assert chosen.constrained and not chosen.scoped
+    assert decoding(parse_args(["--db", "x.sqlite", "q"])).scoped  # transformers: scoped, as before
+    with pytest.raises(UserError, match="--scoped_columns checks the likeliest tokens"):
+        decoding(parse_args(["--db", "x.sqlite", "--backend", "vllm", "--scoped_columns", "q"]))
