@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 from t2s.data import load_spider  # noqa: E402
 from t2s.data.copy_db import copy_sqlite, transpile  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
-from t2s.execution.engines.base import capped_rows  # noqa: E402
 from t2s.execution.engines.duckdb import LOCKED_CONFIG  # noqa: E402
 from t2s.execution.engines.gate import GateError, check_query  # noqa: E402
+from t2s.execution.rows import capped_rows  # noqa: E402
 
 DATABASES = ("concert_singer", "pets_1", "car_1", "world_1")
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from t2s.execution.engines import EngineError, cached_engine, open_engine, redact
-from t2s.execution.engines.base import BATCH_BYTES, capped_rows
+from t2s.execution.rows import BATCH_BYTES, capped_rows
 
 from .engines_setup import names_on, servers
 

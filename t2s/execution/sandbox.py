@@ -28,6 +28,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from t2s.execution.rows import capped_rows
 from t2s.execution.sql_text import SQL_TOKEN_RE
 from t2s.execution.tables import register_collation
 
@@ -40,7 +41,6 @@ MAX_LIKE_PATTERN_BYTES = 100  # LIKE/GLOB cost the value's length times the patt
 MAX_PRINTF_WIDTH = 100_000
 PROGRESS_EVERY = 100  # VM instructions between time checks
 MAX_SEARCH_PAIRS = 100_000_000  # instr/replace/trim on non-text arguments: value length × pattern length
-MAX_RESULT_BYTES = 32_000_000  # all values of a result together (strings and blobs by length, numbers as 8)
 READ_ONLY_STARTS = ("select", "with", "values")
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
@@ -354,7 +354,7 @@ def run_query(
         with _connection_lock(conn), sandbox:  # the authorizer and budget belong to this query alone
             harden(conn)
             cursor = conn.execute(scanned.sql)
-            rows, size = _fetch_capped(cursor, max_rows, MAX_RESULT_BYTES)
+            rows, over_cap = capped_rows(cursor.fetchmany, max_rows)
             columns = [d[0] for d in cursor.description or ()]
             cursor.close()
     except sqlite3.ProgrammingError as e:
@@ -375,23 +375,9 @@ def run_query(
         return Execution(Status.EXEC_ERROR, error=str(e))
     except (OverflowError, MemoryError, ValueError, RecursionError) as e:
         return Execution(Status.EXEC_ERROR, error=f"{type(e).__name__}: {e}")
-    if len(rows) > max_rows:
-        return Execution(Status.TOO_LARGE, error=f"returned more than max_rows={max_rows:,} rows")
-    if size > MAX_RESULT_BYTES:
-        return Execution(Status.TOO_LARGE, error=f"returned more than {MAX_RESULT_BYTES:,} bytes")
+    if over_cap:
+        return Execution(Status.TOO_LARGE, error=over_cap)
     return Execution(Status.OK, rows=rows, columns=columns)
-
-
-def _fetch_capped(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int) -> tuple[list[tuple], int]:
-    """Rows one at a time until the row or byte cap is passed: a cap on rows alone lets a hundred 9 MB blobs through."""
-    rows: list[tuple] = []
-    size = 0
-    for row in cursor:
-        rows.append(row)
-        size += sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
-        if len(rows) > max_rows or size > max_bytes:
-            break
-    return rows, size
 
 
 def _decode_text(data: bytes) -> str:

@@ -19,9 +19,9 @@ from t2s.execution.engines.base import (
     EngineError,
     expand_env,
     is_url,
-    normalize_value,
     redact,
 )
+from t2s.execution.rows import normalize_value
 from t2s.execution.sandbox import Execution
 
 DUCKDB_SUFFIXES = (".duckdb", ".ddb")

@@ -6,24 +6,19 @@ A database is named by an SQLite file path, a DuckDB file path (`.duckdb`/`.ddb`
 can carry the URL without its password; wherever a URL is shown, its password is hidden (`redact`).
 
 Drivers give values in their own types (PostgreSQL `Decimal` for `numeric` and `avg`, `datetime.date` for dates,
-`bool`); `normalize_value` turns them into what SQLite would return (float, ISO text, 0/1), so one result semantics
-compares results on every engine (docs/metric.md).
+`bool`); `t2s.execution.rows.normalize_value` turns them into what SQLite would return (float, ISO text, 0/1), so
+one result semantics compares results on every engine (docs/metric.md).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import json
 import os
 import re
-import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, MAX_RESULT_BYTES, Execution
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution
 from t2s.runtime import UserError
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -122,33 +117,6 @@ def check_password_spelling(name: str) -> None:
         )
 
 
-def normalize_value(value: Any) -> Any:
-    """A driver's value as SQLite would give it: numbers as int/float, text as str, bytes as bytes."""
-    if value is None or isinstance(value, (int, float, str, bytes)):
-        return int(value) if isinstance(value, bool) else value
-    if isinstance(value, decimal.Decimal):
-        if value.is_nan() or value.is_infinite():
-            return float(value)
-        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return str(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, default=str, ensure_ascii=False)
-    return str(value)
-
-
-def result_size(row: Sequence[Any]) -> int:
-    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
-
-
 class Engine(ABC):
     """One database on one engine. `run` never raises: every failure is an `Execution` status, as on SQLite."""
 
@@ -187,34 +155,3 @@ class Engine(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r})"
-
-
-BATCH_BYTES = 1_000_000  # what one fetch may bring at most, as far as the rows seen so far tell
-MAX_BATCH_ROWS = 1000
-
-
-def capped_rows(fetch, max_rows: int) -> tuple[list[tuple], str | None]:
-    """Normalised rows from `fetch(n)` batches until the row or byte cap is passed; the error says which.
-
-    Batches are sized by bytes, not rows: the first fetch takes one row, and each next one takes as many rows as
-    `BATCH_BYTES` holds at the size of the largest row seen so far, so wide rows never arrive a thousand at a time.
-    """
-    rows: list[tuple] = []
-    size = 0
-    widest = 0
-    batch_rows = 1
-    while True:
-        batch = fetch(min(batch_rows, max_rows + 1 - len(rows)))
-        if not batch:
-            return rows, None
-        for row in batch:
-            row = tuple(normalize_value(v) for v in row)
-            row_size = result_size(row)
-            rows.append(row)
-            size += row_size
-            widest = max(widest, row_size)
-            if len(rows) > max_rows:
-                return rows, f"returned more than max_rows={max_rows:,} rows"
-            if size > MAX_RESULT_BYTES:
-                return rows, f"returned more than {MAX_RESULT_BYTES:,} bytes"
-        batch_rows = max(1, min(MAX_BATCH_ROWS, BATCH_BYTES // max(widest, 1)))

@@ -54,7 +54,7 @@ def _data_size() -> int:
 def serve(path: str, memory_mb: int, config: dict) -> None:
     import duckdb
 
-    from t2s.execution.engines.base import capped_rows
+    from t2s.execution.rows import capped_rows
 
     requests = os.fdopen(os.dup(0), "rb")
     answers = os.fdopen(os.dup(1), "wb")

@@ -15,8 +15,9 @@ import warnings
 from abc import abstractmethod
 from typing import Any
 
-from t2s.execution.engines.base import CatalogueTable, Engine, EngineError, capped_rows
+from t2s.execution.engines.base import CatalogueTable, Engine, EngineError
 from t2s.execution.engines.gate import GateError, check_query
+from t2s.execution.rows import capped_rows
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, Status, check_text
 
 # Past its budget a query is cancelled by the server's own means; past twice its budget and this much, its
