@@ -32,7 +32,6 @@ from t2s.decoding.models import load_model_and_tokenizer, trained_prompt_setting
 from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
 from t2s.evaluation.records import read_outcomes  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
-from t2s.execution.sandbox import open_database  # noqa: E402
 from t2s.execution.scoring import score_example  # noqa: E402
 from t2s.runtime import run_command  # noqa: E402
 
@@ -55,7 +54,7 @@ def run(args) -> dict:
         if path not in askers:
             engine = open_engine(path)
             askers[path] = Asker(model, tokenizer, engine, from_engine(engine, ex["db_id"]), prompt_settings=settings)
-            golds[path] = open_database(path)
+            golds[path] = open_engine(path)  # a second engine: the scoring's own, as the metric opens it
             askers[path].prompt(ex["question"])  # reads the database's values for linking once, untimed
         asker = askers[path]
         for name in choices[i % len(choices) :] + choices[: i % len(choices)]:  # no decoding always goes first

@@ -57,7 +57,6 @@ def main() -> None:
     from t2s.data.schema import from_sqlite
     from t2s.decoding.embedded import DEFAULT_EMBEDDED, ensure_embedded_model
     from t2s.execution.engines import database_for
-    from t2s.execution.sandbox import run_query
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model(DEFAULT_EMBEDDED))
     ds = load_spider(None, args.split, require_database=False)
@@ -75,8 +74,8 @@ def main() -> None:
         path = ex["db_path"]
         if path not in schemas:
             schemas[path] = from_sqlite(path, ex["db_id"])
-            conn = database_for(path)
-            indexes[path] = value_index(read_text_values(lambda sql, c=conn: run_query(c, sql).rows, schemas[path]))
+            engine = database_for(path)
+            indexes[path] = value_index(read_text_values(lambda sql, e=engine: e.run(sql).rows, schemas[path]))
         schema = schemas[path]
         gold_tables, gold_columns, literals = gold_names(ex["gold_sql"])
         found = link(schema, ex["question"], indexes[path])

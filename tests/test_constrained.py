@@ -100,7 +100,6 @@ def test_constrained_outputs_of_a_random_model_stay_in_the_schema(tiny, spider_l
     import torch
 
     from t2s.execution.engines import database_for
-    from t2s.execution.sandbox import run_query
 
     model, tokenizer = tiny
     ds = load_text2sql(str(spider_layout), "dev")
@@ -124,7 +123,7 @@ def test_constrained_outputs_of_a_random_model_stay_in_the_schema(tiny, spider_l
             known = {c.lower() for c in schema.column_names()}
             assert tables <= {t.lower() for t in schema.table_names()}, sql
             assert all(c in known or re.fullmatch(r"t\d+|[a-z][0-9]?", c) for c in columns), sql
-            result = run_query(database_for(ex["db_path"]), sql, rewrite_double_quotes=False)
+            result = database_for(ex["db_path"]).run(sql)
             assert not (result.error and re.search("syntax error|unrecognized token|incomplete", result.error)), sql
     assert finished >= 2  # the property was exercised on complete queries, not only on prefixes
 

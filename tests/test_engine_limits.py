@@ -300,19 +300,19 @@ def test_no_cached_connection_outlives_close_cached(tmp_path):
 
     from .engines_setup import SHOP
 
-    conn = database_for(str(SHOP))
-    assert database_for(str(SHOP)) is conn
+    engine = database_for(str(SHOP))
+    assert database_for(str(SHOP)) is engine
     seen = []
     thread = threading.Thread(target=lambda: seen.append(database_for(str(SHOP))))
     thread.start()
     thread.join()
-    assert seen[0] is not conn  # each thread its own connection
+    assert seen[0] is not engine  # each thread its own engine
     close_cached()
     import sqlite3
 
     with pytest.raises(sqlite3.ProgrammingError):
-        conn.execute("SELECT 1")
-    assert database_for(str(SHOP)) is not conn
+        engine.conn.execute("SELECT 1")
+    assert database_for(str(SHOP)) is not engine
 
 
 @servers

@@ -55,27 +55,25 @@ def _call(reward, completions, gold, **column):
 def wikisql_example(shared_wikisql):
     from t2s.data import load_text2sql
     from t2s.execution.engines import connect_example
-    from t2s.execution.sandbox import run_query
 
     dev = load_text2sql(str(shared_wikisql), "dev", limit=50)
     # a real table and a gold query with a condition and a non-empty answer
     return next(
         ex
         for ex in dev
-        if "WHERE" in ex["gold_sql"] and run_query(connect_example(ex)[0], ex["gold_sql"]).rows not in ([], [(None,)])
+        if "WHERE" in ex["gold_sql"] and connect_example(ex).run(ex["gold_sql"]).rows not in ([], [(None,)])
     )
 
 
 def test_reward_on_a_real_wikisql_table(wikisql_example):
     from t2s.execution.engines import connect_example
-    from t2s.execution.sandbox import run_query
 
     ex = wikisql_example
     table = ex["table"]
     gold = ex["gold_sql"]
     col = table["header"][0]
     name = gold.split(" FROM ", 1)[1].split()[0]  # the official database's table name, quoted
-    before = run_query(connect_example(ex)[0], f"SELECT * FROM {name}").rows
+    before = connect_example(ex).run(f"SELECT * FROM {name}").rows
     completions = [
         gold,
         f"select * from ({gold}) as answer\nSELECT garbage after the first line",  # the same answer, rewritten
@@ -91,7 +89,7 @@ def test_reward_on_a_real_wikisql_table(wikisql_example):
     assert scores[:2] == [1.0, 1.0]
     assert scores[2] == 0.1
     assert scores[3:] == [0.0] * (len(completions) - 3)
-    assert run_query(connect_example(ex)[0], f"SELECT * FROM {name}").rows == before
+    assert connect_example(ex).run(f"SELECT * FROM {name}").rows == before
 
 
 def test_reward_on_an_sqlite_database_file(shared_spider):

@@ -149,7 +149,6 @@ def test_scoped_sampling_never_names_a_column_outside_its_scope(tiny, tmp_path):
     `no such column`. The only exception allowed is a query scoping had to leave unchecked (`dead_ends`: an earlier
     token left no consistent way on), which is counted apart."""
     from t2s.execution.engines import database_for
-    from t2s.execution.sandbox import run_query
 
     _, tokenizer = tiny
     root = build_spider_layout(tmp_path / "spider")
@@ -179,7 +178,7 @@ def test_scoped_sampling_never_names_a_column_outside_its_scope(tiny, tmp_path):
             continue
         sql = tokenizer.decode(ids, skip_special_tokens=True).strip()
         assert scope_for(ex).consistent(sql, finished=True), sql
-        result = run_query(database_for(ex["db_path"]), sql, rewrite_double_quotes=False)
+        result = database_for(ex["db_path"]).run(sql)
         assert not (result.error and "no such column" in result.error), (sql, result.error)
         checked += 1
     assert checked >= 15, (checked, dead)  # exercised on finished queries (18 with this seed)

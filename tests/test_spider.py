@@ -20,6 +20,7 @@ from t2s.data import (
     load_text2sql,
 )
 from t2s.evaluation.analysis.spider import classify
+from t2s.execution.engines import open_engine
 from t2s.execution.sandbox import open_database
 from t2s.execution.scoring import score_all, score_example, score_records, summarise
 from t2s.execution.sql_text import normalize_whitespace
@@ -227,10 +228,10 @@ def test_spider_semantics_keep_distinct_and_the_evaluate_module(layout):
     import evaluate
 
     db = str(layout / "database" / "school" / "school.sqlite")
-    conn = open_database(db)
+    engine = open_engine(db)
     pred, gold = "SELECT DISTINCT age FROM student", "SELECT age FROM student"
-    assert score_example(conn, pred, gold, semantics="spider").outcome == "correct"
-    assert score_example(conn, pred, gold, semantics="spider", keep_distinct=True).outcome == "wrong_result"
+    assert score_example(engine, pred, gold, semantics="spider").outcome == "correct"
+    assert score_example(engine, pred, gold, semantics="spider", keep_distinct=True).outcome == "wrong_result"
     metric = evaluate.load(str(ROOT / "t2s" / "metrics" / "execution_accuracy"))
     result = metric.compute(predictions=[pred, pred], references=[gold, gold], db_paths=[db, db], semantics="spider")
     assert result["execution_accuracy"] == 1.0 and result["semantics"] == "spider"

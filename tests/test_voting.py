@@ -61,7 +61,7 @@ def test_self_consistency_through_predict_with_a_seeded_tiny_model(tmp_path):
     from t2s.decoding.models import load_model_and_tokenizer
     from t2s.decoding.predict import predict
     from t2s.decoding.settings import GenerationSettings
-    from t2s.execution.engines import connect_example, execute
+    from t2s.execution.engines import connect_example
 
     from .spider_fixture import build_spider_layout
     from .tiny_model import save_tiny_model
@@ -80,10 +80,10 @@ def test_self_consistency_through_predict_with_a_seeded_tiny_model(tmp_path):
         candidates = [*record["samples"]]
         assert record["vote"]["num_candidates"] == 4 and len(candidates) == 3
         assert record["prediction"] in [record["voted_with"], *candidates]  # what voted is kept, for bench_voting
-        conn, _ = connect_example(example)
-        runs = [execute(conn, sql).status == "ok" for sql in candidates]
+        engine = connect_example(example)
+        runs = [engine.run(sql).status == "ok" for sql in candidates]
         if any(runs):
-            assert execute(conn, record["prediction"]).status == "ok", record  # never a failure over a runner
+            assert engine.run(record["prediction"]).status == "ok", record  # never a failure over a runner
 
 
 @pytest.mark.parametrize("options, message", [({"num_samples": 0}, "at least 1"),

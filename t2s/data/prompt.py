@@ -22,13 +22,13 @@ Schema formats (how much of the database the model sees):
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from t2s.data.schema import DatabaseSchema
+    from t2s.execution.engines import Engine
 
 SCHEMA_FORMATS = ("names", "types", "rows")
 DEFAULT_SCHEMA_FORMAT = "types"
@@ -60,9 +60,9 @@ def render_schema(
     schema_format: str = DEFAULT_SCHEMA_FORMAT,
     num_sample_rows: int = DEFAULT_SAMPLE_ROWS,
     *,
-    database: str | sqlite3.Connection | None = None,
+    database: str | Engine | None = None,
 ) -> str:
-    """The schema slot: a WikiSQL table dict, or a `DatabaseSchema` (with `database`, a file or a connection, for
+    """The schema slot: a WikiSQL table dict, or a `DatabaseSchema` (with `database`, a file or an engine, for
     sample rows).
 
     WikiSQL identifiers are always quoted (headers such as `No.` or `Area (km²)` need it, and the
@@ -91,7 +91,7 @@ def build_prompt(
     schema_format: str = DEFAULT_SCHEMA_FORMAT,
     num_sample_rows: int = DEFAULT_SAMPLE_ROWS,
     *,
-    database: str | sqlite3.Connection | None = None,
+    database: str | Engine | None = None,
 ) -> str:
     """The model input for one question; the model's completion is the SQL query."""
     return fill_prompt(render_schema(schema, schema_format, num_sample_rows, database=database), question)

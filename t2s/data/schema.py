@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from t2s.execution.engines import Engine
-from t2s.execution.engines.sqlite import sqlite_catalogue
 from t2s.execution.sandbox import database_uri
 from t2s.execution.sql_text import SQLITE_KEYWORDS, quote_identifier
 from t2s.runtime import UserError
@@ -140,41 +139,26 @@ def from_tables_json(entry: Mapping[str, Any], where: str = "tables.json") -> Da
 def from_sqlite(path: str | Path, db_id: str | None = None) -> DatabaseSchema:
     """Describe an SQLite file from its own catalogue (tables, declared types, primary and foreign keys).
 
-    Opened read-only; the file is never modified.
+    Opened read-only through its engine; the file is never modified.
     """
+    from t2s.execution.engines.sqlite import SQLiteEngine
+
     path = Path(path)
-    conn = sqlite3.connect(database_uri(path), uri=True)  # percent-encoded, read-only, immutable
     try:
-        return describe_connection(conn, db_id or path.stem)
-    except sqlite3.DatabaseError as e:
+        with SQLiteEngine(str(path)) as engine:
+            return from_engine(engine, db_id or path.stem)
+    except (sqlite3.DatabaseError, FileNotFoundError) as e:
         raise SchemaError(f"{path}: not a readable SQLite database ({e})") from None
-    finally:
-        conn.close()
-
-
-def describe_connection(conn: sqlite3.Connection, db_id: str) -> DatabaseSchema:
-    """The schema of an open SQLite database, from its catalogue (works on in-memory databases too)."""
-    tables = [
-        TableSchema(
-            t.name,
-            [Column(c.name, coarse_type(c.type)) for c in t.columns],
-            list(t.primary_key),
-            [ForeignKey(*fk) for fk in t.foreign_keys],
-        )
-        for t in sqlite_catalogue(conn)
-    ]
-    return DatabaseSchema(db_id=db_id, tables=tables)
 
 
 def from_engine(engine: Engine, db_id: str) -> DatabaseSchema:
     """The schema of a database on any engine. SQLite keeps Spider's coarse types (its prompts are unchanged); the
     other engines show their own types (`BIGINT`, `VARCHAR(40)`, `DOUBLE PRECISION`), as a user of them writes."""
-    if engine.kind == "sqlite":
-        return describe_connection(engine.conn, db_id)
+    coarse = engine.kind == "sqlite"
     tables = [
         TableSchema(
             t.name,
-            [Column(c.name, c.type) for c in t.columns],
+            [Column(c.name, coarse_type(c.type) if coarse else c.type) for c in t.columns],
             list(t.primary_key),
             [ForeignKey(*fk) for fk in t.foreign_keys],
         )
@@ -240,26 +224,19 @@ def _row_text(row: Sequence[Any]) -> str:
     return " | ".join("" if c is None else " ".join(str(c).split()).replace("*/", "* /") for c in row)
 
 
-def sample_rows(
-    database: str | Path | sqlite3.Connection | Engine, schema: DatabaseSchema, n: int
-) -> dict[str, list[tuple]]:
-    """The first `n` rows of every table, for `schema_format='rows'`: from a file (opened read-only), an open
-    connection (an in-memory database built from CSVs, say; left open) or an engine."""
+def sample_rows(database: str | Path | Engine, schema: DatabaseSchema, n: int) -> dict[str, list[tuple]]:
+    """The first `n` rows of every table, for `schema_format='rows'`: from an engine, or an SQLite file (opened
+    read-only; text that is not UTF-8 shown with replacement characters, as prompts have always shown it)."""
     if n <= 0:
         return {}
     if isinstance(database, Engine):
         return {t.name: database.sample_rows(t.name, n) for t in schema.tables}
-    own = not isinstance(database, sqlite3.Connection)
-    if own:
-        conn = sqlite3.connect(database_uri(database), uri=True)
-        conn.text_factory = lambda b: b.decode(errors="replace")
-    else:
-        conn = database
+    conn = sqlite3.connect(database_uri(database), uri=True)
+    conn.text_factory = lambda b: b.decode(errors="replace")
     try:
         return {
             t.name: conn.execute(f"SELECT * FROM {quote_identifier(t.name)} LIMIT {int(n)}").fetchall()
             for t in schema.tables
         }
     finally:
-        if own:
-            conn.close()
+        conn.close()

@@ -38,8 +38,7 @@ from t2s.data.linking import link, prune_schema, read_text_values, value_index, 
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, check_schema_format, fill_prompt, render_schema
 from t2s.data.schema import DatabaseSchema, SchemaError, from_engine, from_sqlite, from_tables_json
 from t2s.execution.databases import SQLITE_MAGIC
-from t2s.execution.engines import Engine, EngineError, database_for, engine_kind, execute, is_url, redact
-from t2s.execution.engines.sqlite import SQLiteEngine
+from t2s.execution.engines import Engine, EngineError, database_for, engine_kind, is_url, redact
 from t2s.execution.semantics import Semantics
 from t2s.execution.sql_text import normalize_whitespace
 
@@ -143,16 +142,10 @@ class EngineSchemas(dict):
             return default
         if db_id not in self:
             try:
-                self[db_id] = from_engine(database_engine(self.databases[db_id]), db_id)
+                self[db_id] = from_engine(database_for(self.databases[db_id]), db_id)
             except (EngineError, SchemaError) as e:
                 raise SpiderFormatError(f"{self.where}: database '{db_id}': {e}") from None
         return self[db_id]
-
-
-def database_engine(name: str) -> Engine:
-    """The engine a `databases.json` name opens (an SQLite connection is wrapped, so one interface describes all)."""
-    database = database_for(name)
-    return database if isinstance(database, Engine) else SQLiteEngine(name, database)
 
 
 def read_database_map(directory: Path) -> dict[str, str] | None:
@@ -505,7 +498,7 @@ def _engine_database(item: Mapping[str, Any], db_id: str) -> tuple:
             "db_id not in databases.json",
         )
     name = databases[db_id]
-    return item["schemas"].get(db_id), database_engine(name), name, name, item["caveat"]
+    return item["schemas"].get(db_id), database_for(name), name, name, item["caveat"]
 
 
 def schema_for_question(
@@ -527,7 +520,7 @@ def linked_schema(schema, question: str, database, schema_format: str, num_sampl
     if key not in per_database:
         index = {}
         if database is not None:
-            engine = database if isinstance(database, Engine) else database_engine(str(database))
+            engine = database if isinstance(database, Engine) else database_for(str(database))
             index = value_index(read_text_values(lambda sql: engine.run(sql).rows, schema))
         per_database[key] = index
     found = link(schema, question, per_database[key])
@@ -543,7 +536,7 @@ def linked_schema(schema, question: str, database, schema_format: str, num_sampl
 
 
 def check_gold_runs(record: Mapping[str, Any], where: str) -> None:
-    result = execute(database_for(record["db_path"]), record["gold_sql"])
+    result = database_for(record["db_path"]).run(record["gold_sql"])
     if result.status != "ok":
         raise _error(
             f"{where}: the gold query does not run on {redact(record['db_path'])} ({result.status}: {result.error}); "

@@ -34,9 +34,9 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from t2s.data.schema import DatabaseSchema, dialect_quote, from_engine, from_sqlite
+from t2s.data.schema import DatabaseSchema, dialect_quote, from_engine
 from t2s.decoding.scope import ScopeChecker
-from t2s.execution.engines import cached_engine, engine_kind, is_url
+from t2s.execution.engines import database_for
 from t2s.execution.sql_text import quote_identifier
 from t2s.execution.tables import column_names, table_name
 
@@ -232,10 +232,8 @@ _o: / */
 
 @functools.lru_cache(maxsize=256)
 def _database_schema(db_path: str) -> DatabaseSchema:
-    """A database's catalogue, read once for its grammar and its column scoping."""
-    if engine_kind(db_path) == "sqlite" and not is_url(db_path):
-        return from_sqlite(db_path)
-    return from_engine(cached_engine(db_path), db_path)
+    """A database's catalogue (any engine), read once for its grammar and its column scoping."""
+    return from_engine(database_for(db_path), db_path)
 
 
 @functools.lru_cache(maxsize=256)

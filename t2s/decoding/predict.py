@@ -13,7 +13,7 @@ from t2s.decoding.constrained import grammar_for, scope_for
 from t2s.decoding.generation import generate_sql
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.decoding.settings import GenerationSettings
-from t2s.execution.engines import connect_example, execute
+from t2s.execution.engines import connect_example
 from t2s.execution.semantics import is_empty_result
 
 
@@ -91,8 +91,7 @@ def executes_with_rows(sql: str, example) -> bool:
     a bare WikiSQL table dict.
     """
     record = example if any(key in example for key in ("db_path", "table", "engine")) else {"table": example}
-    conn, rewrite = connect_example(record)
-    result = execute(conn, sql, rewrite_double_quotes=rewrite)
+    result = connect_example(record).run(sql)
     return result.status == "ok" and not is_empty_result(result.rows)
 
 

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from t2s.execution.engines import connect_example, execute
+from t2s.execution.engines import connect_example
 
 
 def result_key(rows: Sequence[Sequence[Any]]) -> tuple:
@@ -34,11 +34,11 @@ def result_key(rows: Sequence[Sequence[Any]]) -> tuple:
 
 def _result_keys(candidates: Sequence[str], example) -> list[tuple | None]:
     """Each candidate's result key, None where it failed; a query text repeated among the candidates runs once."""
-    conn, rewrite = connect_example(example)
+    engine = connect_example(example)
     keys: dict[str, tuple | None] = {}
     for sql in candidates:
         if sql not in keys:
-            result = execute(conn, sql, rewrite_double_quotes=rewrite)
+            result = engine.run(sql)
             keys[sql] = result_key(result.rows or []) if result.status == "ok" else None
     return [keys[sql] for sql in candidates]
 

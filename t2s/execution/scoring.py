@@ -15,8 +15,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from t2s.execution.engines import EngineError, engine_kind, execute, is_url, open_engine
-from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, Status, open_database, scan_sql
+from t2s.execution.engines import Engine, EngineError, is_url, open_engine
+from t2s.execution.engines.sqlite import table_engine
+from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, Status, scan_sql
 from t2s.execution.semantics import (
     Semantics,
     is_empty_result,
@@ -24,7 +25,7 @@ from t2s.execution.semantics import (
     spider_normalize,
     spider_results_match,
 )
-from t2s.execution.tables import materialize_table
+from t2s.runtime import UserError
 
 
 class Outcome(str, Enum):
@@ -92,7 +93,6 @@ class GoldResult:
     execution: Execution
     order_matters: bool
     keep_distinct: bool
-    rewrite_double_quotes: bool  # WikiSQL tables: "name" is a name (`t2s.execution.sandbox.run_query`)
 
     @property
     def ok(self) -> bool:
@@ -107,46 +107,42 @@ class GoldResult:
 
 
 def run_gold(
-    conn: Any,
+    engine: Engine,
     reference: str,
     *,
     semantics: Semantics | str,
     keep_distinct: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
-    rewrite_double_quotes: bool = False,
 ) -> GoldResult:
     """Run the gold query under `semantics` (a reward scores many completions against one gold run).
 
-    `conn` is an SQLite connection or an `Engine` (t2s.execution.engines); either semantics applies on any of them.
-    `rewrite_double_quotes` belongs to the input, not to the semantics: t2s renders WikiSQL's tables and gold SQL with
-    double-quoted names, which SQLite must not read as strings (`t2s.execution.sandbox`).
+    Either semantics applies on any engine. How double quotes read belongs to the database, not to the semantics: a
+    WikiSQL table's engine reads them as names (`t2s.execution.engines.sqlite.table_engine`).
     """
     semantics = Semantics.parse(semantics)
     spider = semantics == Semantics.SPIDER
     sql = spider_normalize(reference, keep_distinct) if spider else reference
-    limits = {"timeout_s": timeout_s, "max_rows": max_rows, "rewrite_double_quotes": rewrite_double_quotes}
-    execution = execute(conn, sql, **limits)
+    execution = engine.run(sql, timeout_s=timeout_s, max_rows=max_rows)
     order_matters = "order by" in sql.lower() if spider else scan_sql(reference).has_order_by
-    return GoldResult(semantics, sql, execution, order_matters, keep_distinct, rewrite_double_quotes)
+    return GoldResult(semantics, sql, execution, order_matters, keep_distinct)
 
 
 def compare_with_gold(
-    conn: Any,
+    engine: Engine,
     prediction: Any,
     gold: GoldResult,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> ScoredExample:
-    """One prediction's outcome against a gold result from `run_gold` on the same connection."""
+    """One prediction's outcome against a gold result from `run_gold` on the same engine."""
     if not gold.ok:
         return data_error(f"gold query failed ({gold.execution.status}): {gold.execution.error}")
     spider = gold.semantics == Semantics.SPIDER
     if spider and isinstance(prediction, str):
         prediction = spider_normalize(prediction, gold.keep_distinct)
-    limits = {"timeout_s": timeout_s, "max_rows": max_rows, "rewrite_double_quotes": gold.rewrite_double_quotes}
-    pred = execute(conn, prediction, **limits)
+    pred = engine.run(prediction, timeout_s=timeout_s, max_rows=max_rows)
     gold_rows = gold.execution.rows
     if pred.status != Status.OK:
         outcome = Outcome(Status(pred.status).value)
@@ -164,7 +160,7 @@ def compare_with_gold(
 
 
 def score_example(
-    conn: Any,
+    engine: Engine,
     prediction: Any,
     reference: str,
     *,
@@ -172,15 +168,11 @@ def score_example(
     keep_distinct: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_rows: int = DEFAULT_MAX_ROWS,
-    rewrite_double_quotes: bool = False,
 ) -> ScoredExample:
     """One example's outcome under `semantics`, with both result sets (capped) for analysis."""
     limits = {"timeout_s": timeout_s, "max_rows": max_rows}
-    gold = run_gold(
-        conn, reference, semantics=semantics, keep_distinct=keep_distinct, rewrite_double_quotes=rewrite_double_quotes,
-        **limits,
-    )  # fmt: skip
-    return compare_with_gold(conn, prediction, gold, **limits)
+    gold = run_gold(engine, reference, semantics=semantics, keep_distinct=keep_distinct, **limits)
+    return compare_with_gold(engine, prediction, gold, **limits)
 
 
 def default_semantics(tables: Any) -> Semantics:
@@ -212,7 +204,7 @@ def score_batch(
         for i, (prediction, reference) in enumerate(zip(predictions, references)):
             if tables is not None:
                 try:
-                    conn = materialize_table(tables[i])
+                    engine = table_engine(tables[i])
                 except (KeyError, TypeError, ValueError, IndexError, sqlite3.Error) as e:
                     results.append(_bad_database(i, f"table {i} cannot be built ({type(e).__name__}: {e})"))
                     continue
@@ -220,30 +212,19 @@ def score_batch(
                 path = str(db_paths[i])
                 if path not in opened:
                     try:
-                        opened[path] = _open(path, allow_privileged)
-                    except (EngineError, OSError, sqlite3.Error) as e:
+                        opened[path] = open_engine(path, allow_privileged=allow_privileged)
+                    except (EngineError, UserError, OSError, sqlite3.Error) as e:
                         opened[path] = e
                 if isinstance(opened[path], Exception):
                     results.append(_unopened(opened[path]))
                     continue
-                conn = opened[path]
-            results.append(
-                score_example(
-                    conn, prediction, reference, semantics=semantics, rewrite_double_quotes=tables is not None,
-                    **options,
-                )
-            )  # fmt: skip
+                engine = opened[path]
+            results.append(score_example(engine, prediction, reference, semantics=semantics, **options))
     finally:
-        for conn in opened.values():
-            if not isinstance(conn, Exception):
-                conn.close()
+        for engine in opened.values():
+            if not isinstance(engine, Exception):
+                engine.close()
     return results
-
-
-def _open(name: str, allow_privileged: bool = False) -> Any:
-    if engine_kind(name) == "sqlite" and not is_url(name):
-        return open_database(name)
-    return open_engine(name, allow_privileged=allow_privileged)
 
 
 def _unopened(error: Exception) -> ScoredExample:

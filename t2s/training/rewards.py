@@ -25,11 +25,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from t2s.decoding.answer import answer_sql
-from t2s.execution.engines import EngineError, database_for, redact
+from t2s.execution.engines import Engine, EngineError, database_for, redact
+from t2s.execution.engines.sqlite import table_engine
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Status
 from t2s.execution.scoring import GoldResult, Outcome, compare_with_gold, default_semantics, run_gold
 from t2s.execution.semantics import Semantics
-from t2s.execution.tables import materialize_table, table_fingerprint
+from t2s.execution.tables import table_fingerprint
 
 DEFAULT_PARTIAL_CREDIT = 0.1  # Arctic-Text2SQL-R1's value: a query that runs is better than one that does not
 GOLD_CACHE_SIZE = 4096
@@ -165,11 +166,11 @@ class ExecutionReward:
             self._tables.setdefault(key, table)
         return self._connect(key), self._gold(key, gold_sql, semantics)
 
-    def _connect(self, key: tuple):
-        # Both are cached connections, read-only: one per database and thread, one per WikiSQL table.
+    def _connect(self, key: tuple) -> Engine:
+        # Both read-only and cached: one engine per database and thread, one in-memory database per WikiSQL table.
         if key[0] == "database":
             return database_for(key[1], allow_privileged=self.allow_privileged)
-        return materialize_table(self._tables[key])
+        return table_engine(self._tables[key])
 
     def _gold(self, key: tuple, gold_sql: str, semantics: Semantics) -> GoldResult:
         """The gold result, computed once per example; not kept when the server could not be reached (tried again
@@ -188,11 +189,7 @@ class ExecutionReward:
         return gold
 
     def _run_gold(self, key: tuple, gold_sql: str, semantics: Semantics) -> GoldResult:
-        options = {
-            "semantics": semantics,
-            "keep_distinct": self.keep_distinct,
-            "rewrite_double_quotes": key[0] == "table",
-        }
+        options = {"semantics": semantics, "keep_distinct": self.keep_distinct}
         gold = run_gold(self._connect(key), gold_sql, **options, **self.limits)
         if gold.execution.status == Status.TIMEOUT:
             # A gold query that ran past the budget on a loaded CPU gets one more try with four times the time.

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from t2s.data.hardness import HARDNESS_LEVELS, UNKNOWN
-from t2s.data.schema import from_engine, from_sqlite
+from t2s.data.schema import from_engine
 from t2s.evaluation.analysis.report import (
     FIRST_CATEGORIES,
     UNESCAPED_QUOTE,
@@ -40,7 +40,7 @@ from t2s.evaluation.analysis.report import (
     systematic_lines,
     write_files,
 )
-from t2s.execution.engines import database_for, dialect_for, engine_kind, is_url
+from t2s.execution.engines import database_for, dialect_for
 
 CATEGORIES = (
     *FIRST_CATEGORIES,
@@ -69,10 +69,7 @@ _UNKNOWN_NAME = re.compile(
 @functools.lru_cache(maxsize=256)
 def schema_names(db_path: str) -> tuple[frozenset[str], frozenset[str]]:
     """Lower-cased table and column names of a database (read from its own catalogue, on any engine)."""
-    if engine_kind(db_path) == "sqlite" and not is_url(db_path):
-        schema = from_sqlite(db_path)
-    else:
-        schema = from_engine(database_for(db_path), db_path)
+    schema = from_engine(database_for(db_path), db_path)
     return (
         frozenset(t.lower() for t in schema.table_names()),
         frozenset(c.lower() for c in schema.column_names()),

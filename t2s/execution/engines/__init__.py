@@ -22,7 +22,6 @@ from t2s.execution.engines.base import (
     redact,
 )
 from t2s.execution.rows import normalize_value
-from t2s.execution.sandbox import Execution
 
 DUCKDB_SUFFIXES = (".duckdb", ".ddb")
 SCHEMES = {
@@ -46,7 +45,6 @@ __all__ = [
     "connect_example",
     "database_for",
     "dialect_for",
-    "execute",
     "engine_kind",
     "expand_env",
     "is_url",
@@ -170,37 +168,23 @@ def cached_engine(name: str, *, allow_privileged: bool = False) -> Engine:
     )
 
 
-def database_for(name: str, *, allow_privileged: bool = False):
-    """What a record's `db_path` names, opened once per thread and reused: a read-only `sqlite3.Connection` for an
-    SQLite file (the SQLite sandbox runs on it directly, as it always has), an `Engine` for anything else."""
-    if engine_kind(name) == "sqlite" and not is_url(name):
-        from t2s.execution.sandbox import open_database
-
-        return _cached(("sqlite", str(name)), lambda: open_database(str(name)))
+def database_for(name: str, *, allow_privileged: bool = False) -> Engine:
+    """The engine of a record's `db_path`, opened once per thread and reused (an SQLite file, a DuckDB file or a
+    server URL alike)."""
     return cached_engine(str(name), allow_privileged=allow_privileged)
 
 
-def execute(database, sql, *, rewrite_double_quotes: bool = False, **limits) -> Execution:
-    """Run one untrusted query on an SQLite connection or an engine, in its sandbox."""
-    if isinstance(database, Engine):
-        return database.run(sql, **limits)
-    from t2s.execution.sandbox import run_query
-
-    return run_query(database, sql, rewrite_double_quotes=rewrite_double_quotes, **limits)
-
-
-def connect_example(example, *, allow_privileged: bool = False) -> tuple[object, bool]:
-    """The database a record's SQL runs on (connection or engine), and whether double-quoted names are rewritten to
-    names (a WikiSQL table: t2s writes its names in double quotes, which SQLite would otherwise read as strings). A
-    record may carry its open `engine` (a question asked of a user's database, `t2s.decoding.asker`)."""
+def connect_example(example, *, allow_privileged: bool = False) -> Engine:
+    """The engine a record's SQL runs on: its open `engine` (a question asked of a user's database,
+    `t2s.decoding.asker`), the database its `db_path` names, or its WikiSQL `table`."""
     if isinstance(example.get("engine"), Engine):
-        return example["engine"], False
+        return example["engine"]
     if example.get("db_path"):
-        return database_for(str(example["db_path"]), allow_privileged=allow_privileged), False
+        return database_for(str(example["db_path"]), allow_privileged=allow_privileged)
     if example.get("table") is not None:
-        from t2s.execution.tables import materialize_table
+        from t2s.execution.engines.sqlite import table_engine
 
-        return materialize_table(example["table"]), True
+        return table_engine(example["table"])
     raise ValueError(
         f"example {example.get('example_id', '?')} has neither a 'table' nor a 'db_path': its SQL cannot be executed"
     )

@@ -4,11 +4,13 @@ file) behind the same interface as the server engines, and the SQLite catalogue 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from t2s.execution.engines.base import CatalogueColumn, CatalogueTable, Engine
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, open_database, run_query
 from t2s.execution.sql_text import quote_identifier
+from t2s.execution.tables import materialize_table
 
 
 def sqlite_catalogue(conn: sqlite3.Connection) -> list[CatalogueTable]:
@@ -38,14 +40,26 @@ class SQLiteEngine(Engine):
     dialect = "sqlite"
     display = "SQLite"
 
-    def __init__(self, name: str, connection: sqlite3.Connection | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        connection: sqlite3.Connection | None = None,
+        *,
+        rewrite_double_quotes: bool = False,
+        owns_connection: bool = True,
+    ) -> None:
         super().__init__(name)
         self.path = name
         self.conn = connection if connection is not None else open_database(name)
+        # False: double quotes left to SQLite, as Spider's semantics and your own SQL expect; True for a WikiSQL
+        # table, whose names t2s writes in double quotes (`table_engine`).
+        self.rewrite_double_quotes = rewrite_double_quotes
+        self.owns_connection = owns_connection
 
     def run(self, sql: Any, *, timeout_s: float = DEFAULT_TIMEOUT_S, max_rows: int = DEFAULT_MAX_ROWS) -> Execution:
-        # Double quotes left to SQLite, as Spider's semantics and your own SQL expect.
-        return run_query(self.conn, sql, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=False)
+        return run_query(
+            self.conn, sql, timeout_s=timeout_s, max_rows=max_rows, rewrite_double_quotes=self.rewrite_double_quotes
+        )
 
     def catalogue(self) -> list[CatalogueTable]:
         return sqlite_catalogue(self.conn)
@@ -54,4 +68,13 @@ class SQLiteEngine(Engine):
         return self.conn.execute(f"SELECT * FROM {quote_identifier(table)} LIMIT {int(n)}").fetchall()
 
     def close(self) -> None:
-        self.conn.close()
+        if self.owns_connection:
+            self.conn.close()
+
+
+def table_engine(table: Mapping[str, Any]) -> SQLiteEngine:
+    """A WikiSQL table as the official evaluator's database holds it (`t2s.execution.tables`), as an engine: the
+    in-memory database is shared through the table cache (closing the engine leaves it there), and double-quoted
+    names are read as names (t2s writes WikiSQL's names in double quotes)."""
+    name = f"WikiSQL table {table.get('id', '?')}"
+    return SQLiteEngine(name, materialize_table(table), rewrite_double_quotes=True, owns_connection=False)
