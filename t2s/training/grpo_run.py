@@ -7,18 +7,15 @@ training; the output is that adapter, on the same base, with its run record and 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer
 
 from t2s.decoding.embedded import resolve_model_name
 from t2s.decoding.models import adapter_base, has_tokenizer
 from t2s.decoding.settings import GenerationSettings
-from t2s.publish.hub import check_hub_access, push_folder
-from t2s.runtime import UserError, prepare_process
+from t2s.runtime import UserError
 from t2s.training.arguments import GRPOArguments, ModelArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
@@ -26,12 +23,13 @@ from t2s.training.prompt_filter import keep_informative
 from t2s.training.report import FinishedRun, finish_run, report_grpo_setup
 from t2s.training.rewards import ExecutionReward
 from t2s.training.run_setup import (
-    check_continuation,
-    check_launch,
     load_splits,
     model_init_kwargs,
     peft_config,
-    resume_point,
+    publish_run,
+    start_run,
+    train_timed,
+    training_tokenizer,
 )
 
 DATACLASSES = (GRPOArguments, GRPOConfig, ModelArguments)
@@ -83,28 +81,19 @@ def load_policy(model_args: ModelArguments, sft_adapter: str | None) -> Policy:
 def train_grpo(
     script_args: GRPOArguments, training_args: GRPOConfig, model_args: ModelArguments, recipe: str | None = None
 ):
-    prepare_process()  # the message filters and allocator choice of a t2s process (t2s/runtime.py)
-    check_launch(training_args)
-    check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
-    resume = resume_point(
-        training_args.output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir
-    )
-    push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our own model card
-    set_seed(training_args.seed)
+    start = start_run(script_args, training_args)
 
     policy = load_policy(model_args, script_args.sft_adapter)
     training_args.model_init_kwargs = policy.model_init_kwargs
     project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same log-probs, less work
-    tokenizer = AutoTokenizer.from_pretrained(policy.tokenizer_source)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = training_tokenizer(policy.tokenizer_source)
 
     train, evals = load_splits(script_args)
     train = train.remove_columns(["completion"])  # prompt-only: the gold SQL reaches the reward as gold_sql
     reward = ExecutionReward(script_args.reward_partial_credit)
     prompt_filter = None
     if script_args.prescore_samples:
-        if resume:
+        if start.resume:
             raise UserError("prescore_samples with a resumed run would draw different prompts: resume without it")
         sampler = policy.model
         if isinstance(sampler, str):  # a new adapter on the base: sample from the base itself
@@ -143,10 +132,7 @@ def train_grpo(
     )
     report_grpo_setup(trainer, train, model_args, script_args, policy.quantization_config)
 
-    check_continuation(trainer, resume)
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    elapsed = time.perf_counter() - start
+    elapsed = train_timed(trainer, start.resume)
     trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
     trainer.save_state()  # trainer_state.json: every logged step (rewards, zero-std share, step times)
     # Each process generated and scored its own completions: the counts are summed over processes (gather_object is
@@ -161,31 +147,27 @@ def train_grpo(
             "on its database (the warnings above name them)."
         )
 
-    if trainer.accelerator.is_main_process:
-        extra = {
-            "sft_adapter": script_args.sft_adapter,
-            "reward": f"execution: 1.0 correct, {reward.partial_credit} runs but differs, 0.0 error/timeout/rejected",
-            "prompt_filter": prompt_filter,
-            "completions_without_reward": skipped,  # their gold query failed (t2s.training.rewards)
-            "completions_scored_by_process": scored_by_process,
-            "grpo": {
-                k: getattr(training_args, k)
-                for k in (
-                    "num_generations",
-                    "generation_batch_size",
-                    "max_completion_length",
-                    "temperature",
-                    "beta",
-                    "loss_type",
-                    "learning_rate",
-                )
-            },
-        }
-        finish_run(
-            FinishedRun(trainer, script_args, model_args, recipe, train, evals, elapsed, {},
-                        policy.quantization_config, resume),
-            stage="grpo", extra=extra,
-        )  # fmt: skip
-        if push:
-            push_folder(training_args.output_dir, training_args.hub_model_id, private=training_args.hub_private_repo)
+    extra = {
+        "sft_adapter": script_args.sft_adapter,
+        "reward": f"execution: 1.0 correct, {reward.partial_credit} runs but differs, 0.0 error/timeout/rejected",
+        "prompt_filter": prompt_filter,
+        "completions_without_reward": skipped,  # their gold query failed (t2s.training.rewards)
+        "completions_scored_by_process": scored_by_process,
+        "grpo": {
+            k: getattr(training_args, k)
+            for k in (
+                "num_generations",
+                "generation_batch_size",
+                "max_completion_length",
+                "temperature",
+                "beta",
+                "loss_type",
+                "learning_rate",
+            )
+        },
+    }
+    done = FinishedRun(
+        trainer, script_args, model_args, recipe, train, evals, elapsed, {}, policy.quantization_config, start.resume
+    )
+    publish_run(trainer, start, lambda: finish_run(done, stage="grpo", extra=extra))
     return trainer

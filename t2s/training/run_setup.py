@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from t2s.runtime import UserError
@@ -224,3 +225,64 @@ def check_continuation(trainer, resume: str | None) -> None:
             "pass --overwrite_output_dir true; or choose another output_dir"
         )
     print(f"Continuing the finished run in {out} from step {finished} to step {planned}.")
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What `start_run` decided before anything loaded."""
+
+    resume: str | None  # the checkpoint to resume from
+    push: bool  # push to the Hub once the run is finished (the trainer itself never pushes)
+
+
+def start_run(script_args, training_args) -> RunStart:
+    """What every training run does before it loads a model: the process prepared (message filters, allocator), the
+    launch and Hub access checked, the checkpoint to resume from found, the trainer's own pushing turned off (t2s
+    pushes once, with its own model card) and the seed set."""
+    from transformers import set_seed
+
+    from t2s.publish.hub import check_hub_access
+    from t2s.runtime import prepare_process
+
+    prepare_process()  # the message filters and allocator choice of a t2s process (t2s/runtime.py)
+    check_launch(training_args)
+    check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
+    resume = resume_point(
+        training_args.output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir
+    )
+    push, training_args.push_to_hub = training_args.push_to_hub, False
+    set_seed(training_args.seed)
+    return RunStart(resume, push)
+
+
+def training_tokenizer(source: str):
+    """The tokenizer a run trains with, given a pad token when the model has none (its EOS)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def train_timed(trainer, resume: str | None) -> float:
+    """Train (after checking a resumed run can continue) and return this process's seconds of training."""
+    import time
+
+    check_continuation(trainer, resume)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    return time.perf_counter() - start
+
+
+def publish_run(trainer, start: RunStart, write_records) -> None:
+    """On the main process only: write the run's records (`write_records()`: recipe, run record, card), then push
+    the folder once if the recipe asked to."""
+    if not trainer.accelerator.is_main_process:
+        return
+    write_records()
+    if start.push:
+        from t2s.publish.hub import push_folder
+
+        args = trainer.args
+        push_folder(args.output_dir, args.hub_model_id, private=args.hub_private_repo)

@@ -7,14 +7,11 @@ the model card beside the adapter, and pushes once if the recipe asks.
 
 from __future__ import annotations
 
-import time
-
-from transformers import AutoTokenizer, EarlyStoppingCallback, set_seed
+from transformers import EarlyStoppingCallback
 from trl import SFTConfig, SFTTrainer
 
 from t2s.decoding.embedded import resolve_model_name
-from t2s.publish.hub import check_hub_access, push_folder
-from t2s.runtime import UserError, prepare_process
+from t2s.runtime import UserError
 from t2s.training.arguments import DataArguments, ModelArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback, SQLSamplesCallback
 from t2s.training.checkpointing import checkpoint_long_batches
@@ -22,14 +19,15 @@ from t2s.training.lora_casts import skip_lora_input_casts_under_autocast
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.report import FinishedRun, finish_run, report_setup
 from t2s.training.run_setup import (
-    check_continuation,
-    check_launch,
     drop_long_examples,
     load_splits,
     longest_allowed,
     model_init_kwargs,
     peft_config,
-    resume_point,
+    publish_run,
+    start_run,
+    train_timed,
+    training_tokenizer,
 )
 
 DATACLASSES = (DataArguments, SFTConfig, ModelArguments)
@@ -38,7 +36,6 @@ DATACLASSES = (DataArguments, SFTConfig, ModelArguments)
 def train_sft(
     script_args: DataArguments, training_args: SFTConfig, model_args: ModelArguments, recipe: str | None = None
 ):
-    prepare_process()  # the message filters and allocator choice of a t2s process (t2s/runtime.py)
     if script_args.early_stopping_patience and not training_args.load_best_model_at_end:
         raise UserError(
             "early_stopping_patience needs load_best_model_at_end: true, metric_for_best_model: eval_loss and "
@@ -49,20 +46,12 @@ def train_sft(
             "activation_checkpointing_above_tokens checkpoints the long batches only, but the recipe checkpoints every "
             "batch (activation_checkpointing is true, TRL's default): set activation_checkpointing: false as well"
         )
-    check_launch(training_args)
-    check_hub_access(training_args.push_to_hub, training_args.hub_model_id)
-    resume = resume_point(
-        training_args.output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir
-    )
-    push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our own model card
-    set_seed(training_args.seed)
+    start = start_run(script_args, training_args)
 
     model_path = resolve_model_name(model_args.model_name_or_path)
     training_args.model_init_kwargs, quantization_config = model_init_kwargs(model_args)
     project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same loss, less work
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = training_tokenizer(model_path)
 
     train, evals = load_splits(script_args)
     limit = longest_allowed(script_args, training_args)
@@ -101,10 +90,7 @@ def train_sft(
         trainer, train, evals, model_args, quantization_config, script_args.activation_checkpointing_above_tokens
     )
 
-    check_continuation(trainer, resume)
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    elapsed = time.perf_counter() - start
+    elapsed = train_timed(trainer, start.resume)
     # With load_best_model_at_end the best checkpoint is back in place and its eval loss is known.
     best = trainer.state.best_metric
     metrics = (
@@ -114,12 +100,8 @@ def train_sft(
     )
     trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
 
-    if trainer.accelerator.is_main_process:
-        finish_run(
-            FinishedRun(
-                trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config, resume
-            )
-        )
-        if push:
-            push_folder(training_args.output_dir, training_args.hub_model_id, private=training_args.hub_private_repo)
+    done = FinishedRun(
+        trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config, start.resume
+    )
+    publish_run(trainer, start, lambda: finish_run(done))
     return trainer
