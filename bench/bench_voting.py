@@ -1,6 +1,6 @@
 """Self-consistency by execution at every vote size, from one evaluation with the largest.
 
-    python -m bench.bench_voting outputs/full_wikisql/sc16 --sizes 1 4 8 16 --output docs/wikisql_voting_full.json \
+    python -m bench.bench_voting outputs/full_wikisql/sc16 --sizes 1 4 8 16 --output voting.json \
         --dataset_name local --split dev --table_split heldout --limit 500
 
 RUN is an `evaluate` output folder written with `--num_samples N` (each record keeps its samples). For each k in
