@@ -83,7 +83,7 @@ def main() -> None:
         folder = Path(args.out) / gguf_type
         if not (folder / f"model-{gguf_type}.gguf").exists():
             export(args.adapter, str(folder), fmt="gguf", gguf_type=gguf_type)
-        check = load_run(folder)["gguf"]
+        check = load_run(folder).gguf
         prompts_file, out_file = Path(args.out) / "prompts.json", folder / "llama_cpp_answers.json"
         prompts_file.write_text(json.dumps(prompts))
         worker = [sys.executable, "-m", "bench.bench_gguf", "--llama-worker", str(folder / check["file"]),

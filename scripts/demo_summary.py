@@ -41,7 +41,7 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
 
     spider = "by_hardness" in tuned
     eg_command = "make demo-spider-eg" if spider else "make demo-eg"
-    recipe = run.get("recipe") or "the recipe"
+    recipe = run.recipe or "the recipe"
     table = Table(title=f"t2s demo — {tuned['protocol']}; schema only in the prompt")
     for column in ("model", "decoding", "execution accuracy", "without empty-gold", "generation time"):
         table.add_column(column)
@@ -137,9 +137,9 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
     else:
         lines.append(f"- Execution-guided decoding was not run (`{eg_command}` adds it to this directory).")
     lines += [
-        f"- Training: {run['train_examples']} questions ({run['train_protocol']}), {run['peft']}, {run['precision']}, "
-        f"{run['global_step']} steps, {run['training_time_s'] / 60:.1f} min on {run['hardware']}; best eval loss "
-        f"{run['eval_loss']} on {run['eval_examples']} {'Spider dev' if spider else 'held-out'} questions.",
+        f"- Training: {run.train_examples} questions ({run.train_protocol}), {run.peft}, {run.precision}, "
+        f"{run.global_step} steps, {run.training_time_s / 60:.1f} min on {run.hardware}; best eval loss "
+        f"{run.eval_loss} on {run.eval_examples} {'Spider dev' if spider else 'held-out'} questions.",
     ]
     if total_seconds:
         lines.append(
@@ -148,7 +148,7 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
             f"{total_seconds / 60:.0f} min"
             + (", execution-guided decoding not included (its time is in the table)." if has_eg else ".")
         )
-    history = [e for e in run.get("loss_history", []) if "eval_loss" in e]
+    history = [e for e in run.loss_history if "eval_loss" in e]
     if history:
         lines.append(
             f"- Eval loss on {'Spider dev questions' if spider else 'held-out tables'} by step: "

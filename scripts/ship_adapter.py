@@ -60,15 +60,15 @@ def package(run_dir: Path, name: str) -> Path:
             raise SystemExit(f"{run_dir / needed} is missing: ship a finished t2s sft output folder")
     run = load_run(run_dir)
     base = EMBEDDED_PREFIX + SHIPPED_ADAPTERS[name]
-    if run.get("base_model") != base:
-        raise SystemExit(f"{run_dir} was trained on {run.get('base_model')!r}; {name} ships adapters of {base}")
-    recipe = ROOT / str(run.get("recipe") or "")
+    if run.base_model != base:
+        raise SystemExit(f"{run_dir} was trained on {run.base_model!r}; {name} ships adapters of {base}")
+    recipe = ROOT / str(run.recipe or "")
     trained_recipe = (run_dir / "t2s_recipe.yaml").read_text() if (run_dir / "t2s_recipe.yaml").exists() else ""
-    run["scores"] = {}  # what ships is scored as shipped (bfloat16), below
-    run["licences"] = LICENCES
-    run["shipped"] = {
+    run.scores = {}  # what ships is scored as shipped (bfloat16), below
+    run.licences = LICENCES
+    run.shipped = {
         "name": EMBEDDED_PREFIX + name,
-        "recipe": str(run.get("recipe")),
+        "recipe": str(run.recipe),
         "recipe_matches_repository": recipe.is_file() and recipe.read_text() == trained_recipe,
         "commit": git("rev-parse", "HEAD"),
         "weights": "bfloat16, converted from the run's float32 adapter",

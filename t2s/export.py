@@ -53,7 +53,7 @@ def main(argv=None):
     )
     print(f"Wrote the merged model to {out} (largest logit difference to base + adapter: {difference:.1e}).")
     if args.format == "gguf":
-        report = load_run(out)["gguf"]
+        report = load_run(out).gguf
         print(
             f"{report['file']}: {report['bytes'] / 1e6:.0f} MB; greedy SQL read back from the file agrees with the "
             f"merged model on {report['agreement_with_full_precision_merge']:.0%} of {report['check_questions']} check "

@@ -20,9 +20,9 @@ def main(argv=None):
     parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
     args = parser.parse_args(argv)
     run = load_run(args.output_dir)
-    if not run:
+    if run is None:
         raise UserError(f"{args.output_dir} has no t2s_run.json: not a t2s training output folder")
-    repo_id = args.hub_model_id or run.get("hub_model_id")
+    repo_id = args.hub_model_id or run.hub_model_id
     check_hub_access(True, repo_id)
     commit = push_folder(args.output_dir, repo_id, private=args.private or None)
     print(f"Pushed {args.output_dir} to {repo_id} ({commit})")

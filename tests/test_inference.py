@@ -225,12 +225,14 @@ def test_evaluate_scores_compares_and_records_in_the_card(tiny, tmp_path):
 
 
 def test_scores_are_written_into_the_adapter_card(tmp_path):
-    from t2s.data.run_record import load_run, save_run
+    from t2s.data.run_record import RunRecord, load_run, save_run
     from t2s.publish.card import record_scores
 
     save_run(
         tmp_path,
-        {"base_model": "embedded:smollm2-135m-instruct", "base_model_hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+        RunRecord(
+            base_model="embedded:smollm2-135m-instruct", base_model_hub_id="HuggingFaceTB/SmolLM2-135M-Instruct"
+        ),
     )
     record_scores(
         tmp_path,
@@ -249,7 +251,7 @@ def test_scores_are_written_into_the_adapter_card(tmp_path):
         and "WikiSQL dev, held-out tables" in card
         and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
     )
-    assert "execution_accuracy" in card and load_run(tmp_path)["scores"]["held-out"]["num_scored"] == 500
+    assert "execution_accuracy" in card and load_run(tmp_path).scores["held-out"]["num_scored"] == 500
 
 
 def test_systematic_verdict_comes_from_a_test_with_its_p_value():

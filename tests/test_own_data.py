@@ -134,16 +134,16 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, tmp_path, monkeypatc
     from t2s.runtime import UserError
 
     run = load_run(tmp_path / "resumed")
-    assert run["resumed_from"].endswith("checkpoint-2") and run["global_step"] == 4
+    assert run.resumed_from.endswith("checkpoint-2") and run.global_step == 4
     # Re-running a finished run with nothing left to train is refused (transformers would take one more step) and
     # says how to continue; a larger step budget continues it from its last checkpoint.
     record_scores(tmp_path / "resumed", "dev", {"execution_accuracy": 0.5, "protocol": "p", "decoding": "greedy"})
     with pytest.raises(UserError, match="holds a finished run .* ends at step 4: nothing left to train.*--max_steps"):
         _train(tiny_model, tmp_path / "resumed", *common)
-    assert load_run(tmp_path / "resumed")["scores"]["dev"]["execution_accuracy"] == 0.5  # untouched
+    assert load_run(tmp_path / "resumed").scores["dev"]["execution_accuracy"] == 0.5  # untouched
     longer = ("--max_steps", "6", *common[2:])
     trainer = _train(tiny_model, tmp_path / "resumed", *longer)
-    assert trainer.state.global_step == 6 and load_run(tmp_path / "resumed")["resumed_from"].endswith("checkpoint-4")
+    assert trainer.state.global_step == 6 and load_run(tmp_path / "resumed").resumed_from.endswith("checkpoint-4")
     with pytest.raises(UserError, match="nothing left to train"):
         _train(tiny_model, tmp_path / "resumed", *longer)
 
@@ -154,7 +154,7 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, tmp_path, monkeypatc
         _train(tiny_model, tmp_path / "resumed", *common)
     trainer = _train(tiny_model, tmp_path / "resumed", *common, "--overwrite_output_dir", "true")
     assert trainer.state.global_step == 4
-    assert load_run(tmp_path / "resumed")["scores"] == {}  # a new adapter: the old scores are not carried over
+    assert load_run(tmp_path / "resumed").scores == {}  # a new adapter: the old scores are not carried over
     with pytest.raises(UserError, match="not a checkpoint folder"):
         _train(tiny_model, tmp_path / "other", *common, "--resume_from_checkpoint", str(tmp_path / "nowhere"))
 

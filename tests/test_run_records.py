@@ -55,25 +55,32 @@ def test_a_record_is_written_from_an_evaluation_folder_and_reads_back(tmp_path):
 
 
 def test_run_records_beside_adapters_carry_a_version_and_older_ones_still_load(tmp_path):
-    """`t2s_run.json` is read and written by one module; a record written before versions existed (the shipped
-    model's is one) loads as the current layout, one from a newer t2s is refused with the reason."""
+    """`t2s_run.json` is read and written by one module, as a `RunRecord`; a record written before versions existed
+    (the shipped model's is one) loads as the current layout and is written back with the same keys and values, keys
+    this version does not know are kept, and one from a newer t2s is refused with the reason."""
+    from dataclasses import replace
+
     from t2s.data.prompt import PromptSettings
-    from t2s.data.run_record import RECORD_VERSION, load_run, save_run
+    from t2s.data.run_record import RECORD_VERSION, RunRecord, load_run, save_run
     from t2s.decoding.embedded import SHIPPED_DIR
     from t2s.runtime import UserError
 
     shipped = SHIPPED_DIR / "smollm2-135m-spider"
     old = json.loads((shipped / "t2s_run.json").read_text())
     run = load_run(shipped)
-    assert run["version"] == RECORD_VERSION and {k: v for k, v in run.items() if k != "version"} == {
-        k: v for k, v in old.items() if k != "version"
-    }
+    assert isinstance(run, RunRecord) and run.extra == {} and run.shipped["name"] == "embedded:smollm2-135m-spider"
     assert PromptSettings.from_run(run).prune_tables == 3
-    save_run(tmp_path, {**old, "global_step": 7})
+    save_run(tmp_path, replace(run, global_step=7, extra={"a_later_field": [1, 2]}))
     written = json.loads((tmp_path / "t2s_run.json").read_text())
     assert next(iter(written)) == "version" and written["version"] == RECORD_VERSION
-    assert load_run(tmp_path)["global_step"] == 7 and not list(tmp_path.glob("*.tmp"))
-    assert load_run(tmp_path / "nothing") == {}
+    assert {**written, "global_step": old["global_step"]} == {
+        **{k: v for k, v in old.items() if k != "version"},
+        "version": RECORD_VERSION,
+        "a_later_field": [1, 2],
+    }  # the same record, with what changed
+    again = load_run(tmp_path)
+    assert again.global_step == 7 and again.extra == {"a_later_field": [1, 2]} and not list(tmp_path.glob("*.tmp"))
+    assert load_run(tmp_path / "nothing") is None
     (tmp_path / "t2s_run.json").write_text(json.dumps({"version": RECORD_VERSION + 1, "stage": "sft"}))
     with pytest.raises(UserError, match="written by a newer t2s"):
         load_run(tmp_path)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from t2s.data.run_record import RunRecord
     from t2s.data.schema import DatabaseSchema
     from t2s.execution.engines import Engine
 
@@ -115,12 +116,13 @@ class PromptSettings:
     schema_max_chars: int = 0
 
     @classmethod
-    def from_run(cls, run: Mapping[str, Any]) -> PromptSettings:
+    def from_run(cls, run: RunRecord) -> PromptSettings:
+        """What a run record says the model learned (linking fields are recorded only when on)."""
         return cls(
-            schema_format=run.get("schema_format") or DEFAULT_SCHEMA_FORMAT,
-            link_values=bool(run.get("link_values", False)),
-            prune_tables=int(run.get("prune_tables", 0) or 0),
-            schema_max_chars=int(run.get("schema_max_chars", 0) or 0),
+            schema_format=run.schema_format or DEFAULT_SCHEMA_FORMAT,
+            link_values=bool(run.link_values),
+            prune_tables=int(run.prune_tables or 0),
+            schema_max_chars=int(run.schema_max_chars or 0),
         )
 
     @property

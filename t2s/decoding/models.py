@@ -131,7 +131,8 @@ def adapter_base(adapter: str) -> str:
     a dequantised GGUF copy, not the Hub checkpoint in adapter_config.json), else PEFT's config."""
     from peft import PeftConfig
 
-    base = load_run(adapter).get("base_model") if Path(adapter).is_dir() else None
+    run = load_run(adapter) if Path(adapter).is_dir() else None
+    base = run.base_model if run is not None else None
     if base:
         return base
     return PeftConfig.from_pretrained(adapter).base_model_name_or_path

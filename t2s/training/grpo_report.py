@@ -104,11 +104,11 @@ def main(argv=None) -> dict:
         raise UserError(f"{args.run_dir}: no t2s_run.json; give the output folder of a finished t2s grpo run")
     run = load_run(args.run_dir)
     history = read_history(args.run_dir, args.log)
-    summary = summarise(history, run["grpo"]["generation_batch_size"])
+    summary = summarise(history, (run.grpo or {})["generation_batch_size"])
     console = Console()
     console.print_json(json.dumps(summary))
     if args.png:
-        start = run.get("sft_adapter") or "the base model"
+        start = run.sft_adapter or "the base model"
         plot(history, args.png, f"GRPO from {start}, {summary['steps']} steps: each point is one generation round")
         console.print(f"[green]Wrote {args.png}[/]")
     return summary

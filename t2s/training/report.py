@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from t2s.data.run_record import save_run
+from t2s.data.run_record import RunRecord, save_run
 from t2s.data.sources import dataset_kind, dataset_reference
 from t2s.decoding.embedded import EMBEDDED_MODELS, is_embedded
 from t2s.publish.card import write_model_card
@@ -213,49 +213,48 @@ def finish_run(done: FinishedRun, *, stage: str = "sft", extra: dict | None = No
     )
     embedded_key = model_args.model_name_or_path.split(":", 1)[-1]
     peak = run_peak_memory(trainer)
-    run = {
-        "stage": stage,
-        "base_model": model_args.model_name_or_path,
-        "base_model_hub_id": _base_hub_id(model_args.model_name_or_path),
-        "license": EMBEDDED_MODELS[embedded_key][2] if is_embedded(model_args.model_name_or_path) else None,
-        "hub_model_id": trainer.args.hub_model_id,
-        "recipe": recipe,
-        "train_protocol": train.info.description,
-        "train_dataset": _dataset_reference(script_args),
-        "eval_protocol": evals.info.description,
-        "train_examples": len(train),
-        "eval_examples": len(evals),
-        "schema_format": script_args.schema_format,
+    run = RunRecord(
+        stage=stage,
+        base_model=model_args.model_name_or_path,
+        base_model_hub_id=_base_hub_id(model_args.model_name_or_path),
+        license=EMBEDDED_MODELS[embedded_key][2] if is_embedded(model_args.model_name_or_path) else None,
+        hub_model_id=trainer.args.hub_model_id,
+        recipe=recipe,
+        train_protocol=train.info.description,
+        train_dataset=_dataset_reference(script_args),
+        eval_protocol=evals.info.description,
+        train_examples=len(train),
+        eval_examples=len(evals),
+        schema_format=script_args.schema_format,
         **linking_record(script_args),
-        "peft": peft,
-        "quantization": quantization_config.to_dict() if quantization_config is not None else None,
-        "precision": precision_label(trainer.args, model_args.dtype),
-        "padding": padding_label(trainer.args),
-        "allocator": allocator(),
-        "global_step": trainer.state.global_step,
-        "resumed_from": resumed_from,
-        "epochs": round(trainer.state.epoch or 0, 3),
-        "training_time_s": round(elapsed, 1),  # of this process: a resumed run counts from its checkpoint
-        "peak_memory": peak,  # resident, of this process (Linux): a resumed run's starts at its checkpoint
-        "hardware": _hardware(trainer),
-        "parallelism": parallelism_label(trainer),
-        "eval_loss": round(metrics["eval_loss"], 4) if "eval_loss" in metrics else None,
-        "loss_history": [
+        peft=peft,
+        quantization=quantization_config.to_dict() if quantization_config is not None else None,
+        precision=precision_label(trainer.args, model_args.dtype),
+        padding=padding_label(trainer.args),
+        allocator=allocator(),
+        global_step=trainer.state.global_step,
+        resumed_from=resumed_from,
+        epochs=round(trainer.state.epoch or 0, 3),
+        training_time_s=round(elapsed, 1),  # of this process: a resumed run counts from its checkpoint
+        peak_memory=peak,  # resident, of this process (Linux): a resumed run's starts at its checkpoint
+        hardware=_hardware(trainer),
+        parallelism=parallelism_label(trainer),
+        eval_loss=round(metrics["eval_loss"], 4) if "eval_loss" in metrics else None,
+        loss_history=[
             {k: v for k, v in entry.items() if k == "step" or k in HISTORY_KEYS}
             for entry in trainer.state.log_history
             if any(k in entry for k in HISTORY_KEYS)
         ],
-        "prompt_example": evals[0]["prompt"] if len(evals) else "",
-        "scores": {},
+        prompt_example=evals[0]["prompt"] if len(evals) else "",
         **(extra or {}),
-    }
+    )
     save_run(out, run)
     write_model_card(out)
     console.print(
         f"[green]Saved the adapter, tokenizer, recipe and model card to {out}[/] "
         f"({elapsed / 60:.1f} min"
         + (f", peak memory {peak['gib']} GiB ({peak['during']}, step {peak['step']})" if peak else "")
-        + (f", final eval loss {run['eval_loss']})" if run["eval_loss"] is not None else ")")
+        + (f", final eval loss {run.eval_loss})" if run.eval_loss is not None else ")")
     )
 
 

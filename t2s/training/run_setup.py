@@ -153,7 +153,8 @@ def _finished_step(out: Path) -> int | None:
     """The step a completed run in `out` ended at (its run record is written only when training ends)."""
     from t2s.data.run_record import has_run, load_run
 
-    return load_run(out).get("global_step") if has_run(out) else None
+    run = load_run(out) if has_run(out) else None
+    return run.global_step if run is not None else None
 
 
 def resume_point(output_dir: str, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
