@@ -234,12 +234,14 @@ def run_predictions(args, dataset=None, greedy: list[str] | None = None):
 
     from t2s.decoding.sharding import gather_in_order, gather_max, shard_questions
 
+    set_seed(args.seed)  # before loading, as always: one process draws the samples it always drew
     dataset = dataset if dataset is not None else args.load_questions()
     model, tokenizer = load_model_and_tokenizer(
         args.model, args.adapter, merge=args.merge_adapter, dtype=args.dtype, backend=args.backend, seed=args.seed
     )
     shard = shard_questions(tokenizer, list(dataset["prompt"]), args.batch_size, args.prefix_cache)
-    set_seed(args.seed + shard.process_index)  # voting's samples: one random stream per process
+    if shard.process_index > 0:
+        set_seed(args.seed + shard.process_index)  # voting's samples: another random stream on each other process
     mine = dataset if not shard.sharded else [dataset[i] for i in shard.indices]
     start = time.perf_counter()
     records = (

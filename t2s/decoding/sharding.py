@@ -9,7 +9,8 @@ split falls inside them.
 
 Greedy, constrained and execution-guided SQL is the SQL of one process (tests/test_sharding.py; up to float
 rounding between batch shapes, as for continuous batching). Voting's samples come from a random stream per process
-(seeded with `seed + process index`), so they are other draws of the same distribution than one process makes.
+(the main process's is one process's; the others are seeded with `seed + process index`), so the other processes'
+samples are other draws of the same distribution than one process makes.
 """
 
 from __future__ import annotations
