@@ -28,12 +28,13 @@ def check_launch(training_args) -> None:
     launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if launched <= 1:
         return
-    if not torch.cuda.is_available():
+    on_cpu = not torch.cuda.is_available() or getattr(training_args, "use_cpu", False)
+    if on_cpu:
         for flag, config in (("ACCELERATE_USE_FSDP", "fsdp.yaml"), ("ACCELERATE_USE_DEEPSPEED", "zero3.yaml")):
             if os.environ.get(flag, "false").lower() == "true":
                 raise UserError(
-                    f"{config} shards the model over GPU processes, and accelerate runs it on GPUs only: without CUDA "
-                    "each process would train an unsharded copy. On CPU processes use "
+                    f"{config} shards the model over GPU processes, and accelerate runs it on GPUs only: on CPU "
+                    "processes (no CUDA, or use_cpu: true) each would train an unsharded copy. On CPU processes use "
                     "accelerate_configs/multi_cpu.yaml (data parallel over gloo, use_cpu: true); docs/training.md"
                 )
     joined = training_args.distributed_state.num_processes
