@@ -125,21 +125,25 @@ def link(
     return Link(table_scores, column_scores, matched)
 
 
-def _neighbours(schema: DatabaseSchema) -> dict[str, set[str]]:
-    graph: dict[str, set[str]] = {t.name.lower(): set() for t in schema.tables}
+def _neighbours(schema: DatabaseSchema) -> dict[str, list[str]]:
+    """Each table's foreign-key neighbours (either direction), in schema order: the search below then breaks ties
+    between equally short paths the same way in every process (a set's order changes with Python's hash seed, and
+    with it which tables a pruned prompt kept)."""
+    order = {t.name.lower(): i for i, t in enumerate(schema.tables)}
+    graph: dict[str, set[str]] = {name: set() for name in order}
     for table in schema.tables:
         for fk in table.foreign_keys:
             parent = str(fk.ref_table).lower()
             if parent in graph and parent != table.name.lower():
                 graph[table.name.lower()].add(parent)
                 graph[parent].add(table.name.lower())
-    return graph
+    return {name: sorted(near, key=order.__getitem__) for name, near in graph.items()}
 
 
 def connect(schema: DatabaseSchema, kept: Iterable[str]) -> set[str]:
     """`kept` plus every table on a shortest foreign-key path between two of them."""
     graph = _neighbours(schema)
-    kept = {k.lower() for k in kept}
+    kept = list(dict.fromkeys(k.lower() for k in kept))  # in the order given (ranked), each once
     result = set(kept)
     for start in kept:
         previous = {start: None}
