@@ -21,6 +21,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,52 @@ def split_files(directory: Path, split: str) -> tuple[tuple[str, ...], str, str]
     return files, tables_file, db_folder
 
 
-def read_local_split(directory: Path, split: str, include_others: bool) -> Iterator[dict[str, Any]]:
+@dataclass(frozen=True)
+class SpiderItem:
+    """One raw question as a split file (or the Hub) gives it, with where it came from and what describes its
+    database."""
+
+    raw: Any  # the JSON object: db_id, question, query
+    where: str  # file[index], for error messages
+    example_id: str
+    schemas: Any  # db_id → DatabaseSchema (tables.json, SQLite files or databases.json)
+    tables_file: Path
+    db_root: Path
+    caveat: str = ""
+    databases: dict[str, str] | None = None  # databases.json: db_id → file or URL
+
+
+@dataclass
+class PromptCache:
+    """What building prompts computes once per database rather than per question: the linking settings, each SQLite
+    file's check, each database's rendered schema (without linking) and text-value index (with linking)."""
+
+    link_values: bool = False
+    prune_tables: int = 0
+    schema_max_chars: int = 0
+    checks: dict[Path, str | None] = field(default_factory=dict)
+    schemas: dict[Any, str] = field(default_factory=dict)
+    value_indexes: dict[tuple, dict] = field(default_factory=dict)
+
+    @property
+    def linking(self) -> bool:
+        return bool(self.link_values or self.prune_tables or self.schema_max_chars)
+
+
+@dataclass(frozen=True)
+class QuestionDatabase:
+    """The database one question is asked of: its schema, what sample rows and values are read from (an engine, an
+    SQLite file path, or None without a file), the key its rendered schema is cached under, the record's `db_path`,
+    and the data caveat the record carries."""
+
+    schema: Any
+    database: Any
+    key: Any
+    db_path: str
+    caveat: str
+
+
+def read_local_split(directory: Path, split: str, include_others: bool) -> Iterator[SpiderItem]:
     files, tables_file, db_folder = split_files(directory, split)
     if split == "train" and include_others:
         if (directory / OTHERS_FILE).exists():
@@ -243,19 +289,19 @@ def read_local_split(directory: Path, split: str, include_others: bool) -> Itera
         path = directory / name
         caveats = read_gold_caveats(directory, path.stem)
         for i, raw in enumerate(read_json_list(path)):
-            yield {
-                "raw": raw,
-                "where": f"{path}[{i}]",
-                "example_id": f"{path.stem}[{i}]",
-                "schemas": schemas,
-                "tables_file": directory / tables_file,
-                "db_root": directory / db_folder,
-                "databases": databases,
-                "caveat": caveats.get(i, ""),
-            }
+            yield SpiderItem(
+                raw=raw,
+                where=f"{path}[{i}]",
+                example_id=f"{path.stem}[{i}]",
+                schemas=schemas,
+                tables_file=directory / tables_file,
+                db_root=directory / db_folder,
+                caveat=caveats.get(i, ""),
+                databases=databases,
+            )
 
 
-def read_hub_split(source: str, split: str, db_dir: Path, **load_kwargs: Any) -> Iterator[dict[str, Any]]:
+def read_hub_split(source: str, split: str, db_dir: Path, **load_kwargs: Any) -> Iterator[SpiderItem]:
     import datasets
 
     hub_split = HUB_SPLITS.get(split, split)
@@ -272,15 +318,15 @@ def read_hub_split(source: str, split: str, db_dir: Path, **load_kwargs: Any) ->
     stem = {"dev": "dev", "train": "train_spider", "test": "test"}.get(local_split, local_split)
     caveats = read_gold_caveats(db_dir, stem)
     for i, raw in enumerate(ds):
-        yield {
-            "raw": raw,
-            "where": f"{source}[{hub_split}][{i}]",
-            "example_id": f"{stem}[{i}]",
-            "schemas": schemas,
-            "tables_file": db_dir / tables_file,
-            "db_root": db_dir / db_folder,
-            "caveat": caveats.get(i, ""),
-        }
+        yield SpiderItem(
+            raw=raw,
+            where=f"{source}[{hub_split}][{i}]",
+            example_id=f"{stem}[{i}]",
+            schemas=schemas,
+            tables_file=db_dir / tables_file,
+            db_root=db_dir / db_folder,
+            caveat=caveats.get(i, ""),
+        )
 
 
 def check_database(path: Path) -> str | None:
@@ -369,17 +415,16 @@ def load_spider(
         raw_examples = read_hub_split(str(source), split, databases, **load_kwargs)
 
     records, skipped = [], Counter()
-    per_database: dict = {}  # file checks and rendered schemas, once per database rather than per question
     if prune_tables < 0:
         raise ValueError(f"prune_tables={prune_tables} must be 0 (every table) or a number of tables")
     if schema_max_chars < 0:
         raise ValueError(f"schema_max_chars={schema_max_chars} must be 0 (no budget) or a number of characters")
-    per_database["linking"] = (bool(link_values), int(prune_tables), int(schema_max_chars))
+    cache = PromptCache(bool(link_values), int(prune_tables), int(schema_max_chars))
     for item in raw_examples:
         try:
-            record = make_record(item, schema_format, num_sample_rows, require_database, per_database)
+            record = make_record(item, schema_format, num_sample_rows, require_database, cache)
             if check_gold and record["db_path"]:
-                check_gold_runs(record, item["where"])
+                check_gold_runs(record, item.where)
         except SpiderFormatError as e:
             if on_error == "raise":
                 raise SpiderFormatError(
@@ -411,13 +456,13 @@ def _error(message: str, kind: str) -> SpiderFormatError:
 
 
 def make_record(
-    item: Mapping[str, Any],
+    item: SpiderItem,
     schema_format: str,
     num_sample_rows: int,
     require_database: bool,
-    per_database: dict | None = None,
+    cache: PromptCache | None = None,
 ) -> dict[str, Any]:
-    raw, where = item["raw"], item["where"]
+    raw, where = item.raw, item.where
     if not isinstance(raw, Mapping):
         raise _error(f"{where}: expected an object with db_id, question and query", "not an object")
     for name in ("db_id", "question", "query"):
@@ -427,36 +472,38 @@ def make_record(
         if not isinstance(value, str) or not value.strip():
             raise _error(f"{where}: the field '{name}' is missing or empty.", "missing field")
     db_id = raw["db_id"]
-    per_database = {} if per_database is None else per_database
-    if item.get("databases") is not None:
-        schema, database, key, db_path, caveat = _engine_database(item, db_id)
+    cache = PromptCache() if cache is None else cache
+    if item.databases is not None:
+        target = _engine_database(item, db_id)
     else:
-        schema, database, key, db_path, caveat = _sqlite_database(item, db_id, require_database, per_database)
+        target = _sqlite_database(item, db_id, require_database, cache)
     question = " ".join(raw["question"].split())
-    schema_text = schema_for_question(schema, question, database, key, schema_format, num_sample_rows, per_database)
+    schema_text = schema_for_question(
+        target.schema, question, target.database, target.key, schema_format, num_sample_rows, cache
+    )
     query = raw["query"]
     completion = normalize_whitespace(query)
     return {
-        "example_id": item["example_id"],
+        "example_id": item.example_id,
         "question": question,
         "db_id": db_id,
-        "db_path": db_path,
+        "db_path": target.db_path,
         "gold_sql": query,
         "hardness": hardness(completion),
-        "caveat": caveat,
+        "caveat": target.caveat,
         "prompt": fill_prompt(schema_text, question),
         "completion": completion,
         "semantics": SEMANTICS,
     }
 
 
-def _sqlite_database(item: Mapping[str, Any], db_id: str, require_database: bool, per_database: dict) -> tuple:
-    """(schema, the database to render from or None, its cache key, the record's db_path, caveat) for a question on
-    `database/<db_id>/<db_id>.sqlite`; a training question may keep its schema from tables.json without the file."""
-    where = item["where"]
-    schema = item["schemas"].get(db_id)
-    db_path = item["db_root"] / db_id / f"{db_id}.sqlite"
-    if schema is None and isinstance(item["schemas"], SQLiteSchemas):
+def _sqlite_database(item: SpiderItem, db_id: str, require_database: bool, cache: PromptCache) -> QuestionDatabase:
+    """The database of a question on `database/<db_id>/<db_id>.sqlite`; a training question may keep its schema from
+    tables.json without the file."""
+    where = item.where
+    schema = item.schemas.get(db_id)
+    db_path = item.db_root / db_id / f"{db_id}.sqlite"
+    if schema is None and isinstance(item.schemas, SQLiteSchemas):
         raise _error(
             f"{where}: no database file at {db_path} for db_id '{db_id}' (and no tables.json to describe it from); "
             "put the database there or fix the db_id.",
@@ -464,66 +511,61 @@ def _sqlite_database(item: Mapping[str, Any], db_id: str, require_database: bool
         )
     if schema is None:
         raise _error(
-            f"{where}: db_id '{db_id}' has no entry in {item['tables_file']}; add its schema there.",
+            f"{where}: db_id '{db_id}' has no entry in {item.tables_file}; add its schema there.",
             "db_id not in tables.json",
         )
-    if ("check", db_path) not in per_database:
-        per_database["check", db_path] = check_database(db_path)
-    problem = per_database["check", db_path]
+    if db_path not in cache.checks:
+        cache.checks[db_path] = check_database(db_path)
+    problem = cache.checks[db_path]
     if problem is not None and (require_database or problem != "no database file"):
         raise _error(
             f"{where}: {problem} at {db_path} for db_id '{db_id}'; put the database there, or (for training only) "
             "pass require_database=False to train on its schema from tables.json.",
             problem,
         )
-    caveat = item["caveat"] or ("database file not available" if problem else "")
+    caveat = item.caveat or ("database file not available" if problem else "")
     # db_path names the db_id, and the db_id the schema
-    return (
-        schema,
-        (str(db_path) if problem is None else None),
-        db_path,
-        (str(db_path) if problem is None else ""),
-        caveat,
-    )
+    usable = problem is None
+    return QuestionDatabase(schema, str(db_path) if usable else None, db_path, str(db_path) if usable else "", caveat)
 
 
-def _engine_database(item: Mapping[str, Any], db_id: str) -> tuple:
+def _engine_database(item: SpiderItem, db_id: str) -> QuestionDatabase:
     """The same for a question whose database `databases.json` names (a URL or a DuckDB file): its schema and prompt
     in that engine's dialect."""
-    databases = item["databases"]
+    databases = item.databases
     if db_id not in databases:
         raise _error(
-            f"{item['where']}: db_id '{db_id}' has no entry in {DATABASES_FILE} (it names {sorted(databases)}); "
+            f"{item.where}: db_id '{db_id}' has no entry in {DATABASES_FILE} (it names {sorted(databases)}); "
             "add it there.",
             "db_id not in databases.json",
         )
     name = databases[db_id]
-    return item["schemas"].get(db_id), database_for(name), name, name, item["caveat"]
+    return QuestionDatabase(item.schemas.get(db_id), database_for(name), name, name, item.caveat)
 
 
 def schema_for_question(
-    schema, question: str, database, key: Any, schema_format: str, num_sample_rows: int, per_database: dict
+    schema, question: str, database, key: Any, schema_format: str, num_sample_rows: int, cache: PromptCache
 ) -> str:
     """The schema slot of one question's prompt: rendered once per database (`key`), or per question with linking."""
-    if any(per_database.get("linking", ())):
-        return linked_schema(schema, question, database, schema_format, num_sample_rows, per_database)
-    if ("schema", key) not in per_database:
-        per_database["schema", key] = render_schema(schema, schema_format, num_sample_rows, database=database)
-    return per_database["schema", key]
+    if cache.linking:
+        return linked_schema(schema, question, database, schema_format, num_sample_rows, cache)
+    if key not in cache.schemas:
+        cache.schemas[key] = render_schema(schema, schema_format, num_sample_rows, database=database)
+    return cache.schemas[key]
 
 
-def linked_schema(schema, question: str, database, schema_format: str, num_sample_rows: int, per_database: dict):
+def linked_schema(schema, question: str, database, schema_format: str, num_sample_rows: int, cache: PromptCache):
     """The schema text of one question with linking on: pruned to the tables it refers to (and their foreign-key
     paths) and to the character budget, with the stored values it mentions; each database's values are indexed once."""
-    link_values, prune_tables, max_chars = per_database["linking"]
-    key = ("values", schema.db_id, str(database))
-    if key not in per_database:
+    link_values, prune_tables, max_chars = cache.link_values, cache.prune_tables, cache.schema_max_chars
+    key = (schema.db_id, str(database))
+    if key not in cache.value_indexes:
         index = {}
         if database is not None:
             engine = database if isinstance(database, Engine) else database_for(str(database))
             index = value_index(read_text_values(lambda sql: engine.run(sql).rows, schema))
-        per_database[key] = index
-    found = link(schema, question, per_database[key])
+        cache.value_indexes[key] = index
+    found = link(schema, question, cache.value_indexes[key])
     keep = prune_tables or len(schema.tables)
     while True:
         shown = prune_schema(schema, found, keep)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, PromptSettings, fill_prompt, render_schema
 from t2s.data.schema import DatabaseSchema
-from t2s.data.spider import linked_schema
+from t2s.data.spider import PromptCache, linked_schema
 from t2s.decoding.settings import check_decoding
 from t2s.execution.engines import Engine
 from t2s.execution.sandbox import Execution
@@ -82,9 +82,9 @@ class Asker:
         self.model, self.tokenizer, self.engine, self.schema = model, tokenizer, engine, schema
         self.max_new_tokens, self.timeout_s, self.decoding = max_new_tokens, timeout_s, decoding
         self.settings = prompt_settings or PromptSettings()
-        # Linking reads the database's text values once (per_database caches them), as data loading does.
+        # Linking reads the database's text values once (the cache keeps them), as data loading does.
         s = self.settings
-        self._per_database: dict = {"linking": (s.link_values, s.prune_tables, s.schema_max_chars)}
+        self._cache = PromptCache(s.link_values, s.prune_tables, s.schema_max_chars)
         # Without linking the schema slot is the same for every question: rendered once (sample rows from the engine).
         self.schema_text = (
             None if s.linking else render_schema(schema, s.schema_format, DEFAULT_SAMPLE_ROWS, database=engine)
@@ -96,7 +96,7 @@ class Asker:
         if text is None:
             text = linked_schema(
                 self.schema, question, self.engine, self.settings.schema_format, DEFAULT_SAMPLE_ROWS,
-                self._per_database,
+                self._cache,
             )  # fmt: skip
         return fill_prompt(text, question)
 
