@@ -16,7 +16,7 @@ import collections
 
 import torch
 
-from bench.report import write_section
+from bench.benchmarks_page import write_section
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CONFIGS = [(0.05, True), (0.0, True), (0.0, False)]

@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rich.console import Console  # noqa: E402
 
-from bench.report import write_section  # noqa: E402
+from bench.benchmarks_page import write_section  # noqa: E402
 from t2s.data import load_spider  # noqa: E402
 from t2s.data.schema import from_engine  # noqa: E402
 from t2s.decoding.asker import ASK_CHOICES, Asker  # noqa: E402

@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from bench.report import write_section  # noqa: E402
+from bench.benchmarks_page import write_section  # noqa: E402
 from t2s.data import load_text2sql  # noqa: E402
 from t2s.decoding.constrained import grammar_for  # noqa: E402
 from t2s.decoding.generation import generate_sql  # noqa: E402

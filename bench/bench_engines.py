@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import write_section  # noqa: E402
+from bench.benchmarks_page import write_section  # noqa: E402
 from t2s.data import load_spider  # noqa: E402
 from t2s.data.copy_db import copy_sqlite, transpile  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402

@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from bench.report import write_section  # noqa: E402
+from bench.benchmarks_page import write_section  # noqa: E402
 from t2s.data import load_wikisql  # noqa: E402
 from t2s.decoding.answer import answer_sql  # noqa: E402
 from t2s.decoding.models import load_model_and_tokenizer  # noqa: E402

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import write_section  # noqa: E402
+from bench.benchmarks_page import write_section  # noqa: E402
 
 DOC = ROOT / "docs" / "experiments.md"
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import write_section
+from bench.benchmarks_page import write_section
 
 ADAPTER = "outputs/demo/adapter"
 

@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import evaluate  # noqa: E402
 
-from bench.report import write_section  # noqa: E402
+from bench.benchmarks_page import write_section  # noqa: E402
 from t2s.data import load_spider, load_wikisql  # noqa: E402
 from t2s.execution.sandbox import clear_scan_cache  # noqa: E402
 from t2s.execution.tables import clear_table_cache  # noqa: E402

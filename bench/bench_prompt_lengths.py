@@ -18,7 +18,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import write_section  # noqa: E402
+from bench.benchmarks_page import write_section  # noqa: E402
 from t2s.data import load_text2sql  # noqa: E402
 from t2s.decoding.embedded import DEFAULT_EMBEDDED, resolve_model_name  # noqa: E402
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import write_section
+from bench.benchmarks_page import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 

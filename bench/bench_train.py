@@ -28,7 +28,7 @@ import yaml  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config  # noqa: E402
 
-from bench.report import write_section  # noqa: E402
+from bench.benchmarks_page import write_section  # noqa: E402
 from t2s.data import load_wikisql  # noqa: E402
 from t2s.decoding.embedded import ensure_embedded_model  # noqa: E402
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu  # noqa: E402

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from t2s.data.common import write_jsonl
-from t2s.decoding.arguments import DecodingArguments
+from t2s.decoding.decoding_arguments import DecodingArguments
 from t2s.decoding.predict import run_predictions
 from t2s.decoding.sharding import is_main_process
 from t2s.runtime import dataclass_parser, run_command

@@ -104,7 +104,7 @@ def test_every_option_has_help(t2s_cli):
     from t2s.evaluation.runner import EvaluateArguments
     from t2s.generate import GenerateArguments
     from t2s.runtime import dataclass_parser
-    from t2s.training.arguments import GRPOArguments
+    from t2s.training.training_arguments import GRPOArguments
 
     parsers = [
         dataclass_parser(GenerateArguments),

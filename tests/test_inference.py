@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from t2s.decoding.arguments import DecodingArguments
+from t2s.decoding.decoding_arguments import DecodingArguments
 from t2s.decoding.generation import generate_sql
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.decoding.predict import execution_guided_choice
@@ -30,8 +30,8 @@ def tiny(tmp_path_factory):
 
 
 def test_inference_prompts_equal_training_prompts():
-    from t2s.training.arguments import DataArguments
     from t2s.training.run_setup import load_splits
+    from t2s.training.training_arguments import DataArguments
 
     train, _ = load_splits(DataArguments(dataset_name=str(FIXTURES), dataset_train_split="dev"))
     inference = DecodingArguments(dataset_name=str(FIXTURES)).load_questions()
@@ -255,7 +255,7 @@ def test_scores_are_written_into_the_adapter_card(tmp_path):
 
 
 def test_systematic_verdict_comes_from_a_test_with_its_p_value():
-    from t2s.evaluation.analysis.report import systematic, systematic_lines
+    from t2s.evaluation.analysis.render import systematic, systematic_lines
 
     causes = ("aggregation", "where_value", "select_column")
     clustered = [{"db_id": f"t{t}", "primary": causes[t % 3]} for t in range(9) for _ in range(4)]

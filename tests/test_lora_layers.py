@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from t2s.runtime import UserError
-from t2s.training.arguments import ModelArguments
 from t2s.training.run_setup import peft_config
+from t2s.training.training_arguments import ModelArguments
 
 from .test_sft import TINY_RECIPE
 

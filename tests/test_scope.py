@@ -204,7 +204,7 @@ def test_predict_takes_scoping_inside_constrained_decoding(tiny, tmp_path):
 
 def test_the_commands_take_scoping_only_inside_constrained_decoding():
     """A usage error (one line, exit status 2 from the commands), not a traceback."""
-    from t2s.decoding.arguments import DecodingArguments
+    from t2s.decoding.decoding_arguments import DecodingArguments
     from t2s.runtime import UserError
 
     with pytest.raises(UserError, match="add --constrained_decoding"):

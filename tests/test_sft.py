@@ -310,7 +310,7 @@ def test_padding_free_run_drops_what_max_length_would_cut_and_trains(tiny_model,
 def test_padding_label_names_the_multiple_batches_are_padded_to():
     from types import SimpleNamespace
 
-    from t2s.training.report import padding_label
+    from t2s.training.run_report import padding_label
 
     args = dict(packing=False, padding_free=False, train_sampling_strategy="group_by_length")
     assert padding_label(SimpleNamespace(**args, pad_to_multiple_of=64)) == (

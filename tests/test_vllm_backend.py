@@ -111,8 +111,8 @@ def _fake_vllm(monkeypatch):
 
 @pytest.mark.parametrize("constrained", [False, True])
 def test_the_vllm_path_answers_what_the_transformers_path_answers(tiny_model, monkeypatch, constrained):
-    from t2s.decoding.arguments import DecodingArguments
     from t2s.decoding.constrained import grammar_for
+    from t2s.decoding.decoding_arguments import DecodingArguments
 
     _fake_vllm(monkeypatch)
     model, tokenizer = load_model_and_tokenizer(str(tiny_model))

@@ -89,7 +89,7 @@ def test_self_consistency_through_predict_with_a_seeded_tiny_model(tmp_path):
 @pytest.mark.parametrize("options, message", [({"num_samples": 0}, "at least 1"),
                                               ({"num_samples": 4, "sample_temperature": 0.0}, "above 0")])  # fmt: skip
 def test_bad_self_consistency_options_are_refused(options, message, tmp_path):
-    from t2s.decoding.arguments import DecodingArguments
+    from t2s.decoding.decoding_arguments import DecodingArguments
     from t2s.runtime import UserError
 
     with pytest.raises(UserError, match=message):  # a usage error: one line and exit status 2 from the commands

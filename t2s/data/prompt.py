@@ -71,7 +71,7 @@ def render_schema(
     as their SQL does.
     """
     # Imported here, not at the top: the dataset readers in t2s.data import this module, so a top-level import of
-    # t2s.data would make `import t2s.data.prompt` (or t2s.training.arguments) fail when it comes first.
+    # t2s.data would make `import t2s.data.prompt` (or t2s.training.training_arguments) fail when it comes first.
     from t2s.data.schema import DatabaseSchema, from_wikisql_table, render_create_tables, sample_rows
 
     check_schema_format(schema_format)

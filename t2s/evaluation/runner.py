@@ -19,7 +19,7 @@ from rich.table import Table
 from t2s.data import HARDNESS_LEVELS, has_databases
 from t2s.data.common import read_jsonl, write_jsonl
 from t2s.data.sources import dataset_reference, is_folder
-from t2s.decoding.arguments import DecodingArguments
+from t2s.decoding.decoding_arguments import DecodingArguments
 from t2s.decoding.embedded import DEFAULT_EMBEDDED, SHIPPED_DIR
 from t2s.decoding.predict import prediction_record, run_predictions
 from t2s.decoding.sharding import is_main_process, launched_processes

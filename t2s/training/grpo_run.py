@@ -16,12 +16,11 @@ from t2s.decoding.embedded import resolve_model_name
 from t2s.decoding.models import adapter_base, has_tokenizer
 from t2s.decoding.settings import GenerationSettings
 from t2s.runtime import UserError
-from t2s.training.arguments import GRPOArguments, ModelArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.prompt_filter import keep_informative
-from t2s.training.report import FinishedRun, finish_run, report_grpo_setup
 from t2s.training.rewards import ExecutionReward
+from t2s.training.run_report import FinishedRun, finish_run, report_grpo_setup
 from t2s.training.run_setup import (
     load_splits,
     model_init_kwargs,
@@ -31,6 +30,7 @@ from t2s.training.run_setup import (
     train_timed,
     training_tokenizer,
 )
+from t2s.training.training_arguments import GRPOArguments, ModelArguments
 
 DATACLASSES = (GRPOArguments, GRPOConfig, ModelArguments)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2s.runtime import UserError
-from t2s.training.arguments import DataArguments
+from t2s.training.training_arguments import DataArguments
 
 
 def check_launch(training_args) -> None:

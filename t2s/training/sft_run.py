@@ -12,12 +12,11 @@ from trl import SFTConfig, SFTTrainer
 
 from t2s.decoding.embedded import resolve_model_name
 from t2s.runtime import UserError
-from t2s.training.arguments import DataArguments, ModelArguments
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback, SQLSamplesCallback
 from t2s.training.checkpointing import checkpoint_long_batches
 from t2s.training.lora_casts import skip_lora_input_casts_under_autocast
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
-from t2s.training.report import FinishedRun, finish_run, report_setup
+from t2s.training.run_report import FinishedRun, finish_run, report_setup
 from t2s.training.run_setup import (
     drop_long_examples,
     load_splits,
@@ -29,6 +28,7 @@ from t2s.training.run_setup import (
     train_timed,
     training_tokenizer,
 )
+from t2s.training.training_arguments import DataArguments, ModelArguments
 
 DATACLASSES = (DataArguments, SFTConfig, ModelArguments)
 

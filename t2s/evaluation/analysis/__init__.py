@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from t2s.evaluation.analysis import spider, wikisql
-from t2s.evaluation.analysis.report import print_summary
+from t2s.evaluation.analysis.render import print_summary
 
 __all__ = ["analyse", "print_summary", "write_reports"]
 

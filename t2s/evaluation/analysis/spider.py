@@ -26,7 +26,7 @@ from typing import Any
 
 from t2s.data.hardness import HARDNESS_LEVELS, UNKNOWN
 from t2s.data.schema import from_engine
-from t2s.evaluation.analysis.report import (
+from t2s.evaluation.analysis.render import (
     FIRST_CATEGORIES,
     UNESCAPED_QUOTE,
     analysis_result,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from t2s.data.gold_sql import AGG_OPS, COND_OPS, parse_number
-from t2s.evaluation.analysis.report import (
+from t2s.evaluation.analysis.render import (
     FIRST_CATEGORIES,
     UNESCAPED_QUOTE,
     analysis_result,

@@ -1,7 +1,7 @@
 """Which data, and what its prompt shows: the fields every command and recipe that reads a dataset shares.
 
-Training recipes (`t2s.training.arguments.DataArguments`) and the generation/evaluation commands
-(`t2s.decoding.arguments.DecodingArguments`) both extend this class, so a dataset option has one name, one default
+Training recipes (`t2s.training.training_arguments.DataArguments`) and the generation/evaluation commands
+(`t2s.decoding.decoding_arguments.DecodingArguments`) both extend this class, so a dataset option has one name, one default
 and one help text everywhere, and one place (`load`) turns it into a reader call.
 """
 

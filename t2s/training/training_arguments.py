@@ -12,7 +12,7 @@ from typing import Any
 
 from trl import ModelConfig
 
-from t2s.data.arguments import DatasetArguments
+from t2s.data.dataset_arguments import DatasetArguments
 
 
 @dataclass

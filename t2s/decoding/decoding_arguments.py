@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from t2s.data.arguments import DatasetArguments
+from t2s.data.dataset_arguments import DatasetArguments
 from t2s.data.prompt import SCHEMA_FORMATS, PromptSettings
 from t2s.data.sources import dataset_kind
 from t2s.decoding.settings import DATASET_DEFAULTS, GenerationSettings, check_decoding
