@@ -181,25 +181,31 @@ def default_semantics(tables: Any) -> Semantics:
     return Semantics.WIKISQL if tables is not None else Semantics.SPIDER
 
 
-def score_batch(
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How a batch is scored: the result semantics and the limits every query runs under (one value handed to each
+    worker process of `score_all`)."""
+
+    semantics: Semantics
+    keep_distinct: bool = False
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_rows: int = DEFAULT_MAX_ROWS
+    allow_privileged: bool = False
+
+
+def _score_batch(
     predictions: Sequence[Any],
     references: Sequence[str],
-    tables: Sequence[Mapping[str, Any]] | None = None,
-    db_paths: Sequence[str] | None = None,
-    *,
-    semantics: Semantics | str,
-    keep_distinct: bool = False,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    allow_privileged: bool = False,
+    tables: Sequence[Mapping[str, Any]] | None,
+    db_paths: Sequence[str] | None,
+    options: ScoringOptions,
 ) -> list[ScoredExample]:
-    """Per-example results for a batch under `semantics`; each example gets the pristine database (read-only,
-    cached). A database that cannot be opened (a bad URL, a server that refuses, a privileged account) fails its own
-    examples, as gold errors that name it, never the batch."""
-    semantics = Semantics.parse(semantics)
+    """Per-example results for a batch; each example gets the pristine database (read-only, cached). A database that
+    cannot be opened (a bad URL, a server that refuses, a privileged account) fails its own examples, as gold errors
+    that name it, never the batch."""
     opened: dict[str, Any] = {}
     results = []
-    options = {"keep_distinct": keep_distinct, "timeout_s": timeout_s, "max_rows": max_rows}
+    limits = {"keep_distinct": options.keep_distinct, "timeout_s": options.timeout_s, "max_rows": options.max_rows}
     try:
         for i, (prediction, reference) in enumerate(zip(predictions, references)):
             if tables is not None:
@@ -212,14 +218,14 @@ def score_batch(
                 path = str(db_paths[i])
                 if path not in opened:
                     try:
-                        opened[path] = open_engine(path, allow_privileged=allow_privileged)
+                        opened[path] = open_engine(path, allow_privileged=options.allow_privileged)
                     except (EngineError, UserError, OSError, sqlite3.Error) as e:
                         opened[path] = e
                 if isinstance(opened[path], Exception):
                     results.append(_unopened(opened[path]))
                     continue
                 engine = opened[path]
-            results.append(score_example(engine, prediction, reference, semantics=semantics, **options))
+            results.append(score_example(engine, prediction, reference, semantics=options.semantics, **limits))
     finally:
         for engine in opened.values():
             if not isinstance(engine, Exception):
@@ -255,8 +261,7 @@ def check_limits(timeout_s: Any, max_rows: Any) -> tuple[float, int]:
 
 
 def _score_chunk(args: tuple) -> list[ScoredExample]:
-    predictions, references, tables, db_paths, options = args
-    return score_batch(predictions, references, tables, db_paths, **options)
+    return _score_batch(*args)
 
 
 def score_all(
@@ -272,7 +277,7 @@ def score_all(
     num_proc: int | None = None,
     allow_privileged: bool = False,
 ) -> list[ScoredExample]:
-    """`score_batch`, optionally split over `num_proc` worker processes.
+    """Per-example results under `semantics`, optionally split over `num_proc` worker processes.
 
     `db_paths` name each example's database: an SQLite file, a DuckDB file or a URL (t2s.execution.engines).
     """
@@ -294,15 +299,9 @@ def score_all(
                 f"{len(missing)} database file(s) do not exist (first: {missing[0]!r}); "
                 "databases must name SQLite or DuckDB files, or URLs"
             )
-    options = {
-        "semantics": semantics,
-        "keep_distinct": keep_distinct,
-        "timeout_s": timeout_s,
-        "max_rows": max_rows,
-        "allow_privileged": allow_privileged,
-    }
+    options = ScoringOptions(semantics, bool(keep_distinct), timeout_s, max_rows, bool(allow_privileged))
     if not num_proc or num_proc <= 1 or n < 2 * num_proc:
-        return score_batch(predictions, references, tables, db_paths, **options)
+        return _score_batch(predictions, references, tables, db_paths, options)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
