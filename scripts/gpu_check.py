@@ -12,7 +12,7 @@ Checks, each a real command of t2s run in its own process with a time limit, pri
 4. generation on CUDA with the schema-prefix cache and continuous batching, scored: `t2s evaluate` on the adapter;
 5. the same evaluation sharded over every GPU present (`accelerate launch --num_processes <GPUs>`,
    accelerate_configs/multi_gpu.yaml), whose predictions must equal check 4's;
-6. two LoRA SFT steps under `accelerate_configs/fsdp.yaml` (FSDP2) over the GPUs present;
+6. three LoRA SFT steps under `accelerate_configs/fsdp.yaml` (FSDP2) over the GPUs present;
 7. with vLLM installed: the evaluation with `--backend vllm`, whose greedy SQL is compared question by question with
    check 4's (the agreement is reported), and GRPO with vLLM generation (`use_vllm: true`, colocated).
 
@@ -147,7 +147,7 @@ def commands(model: str, out: Path, flash: bool, vllm: bool, gpus: int = 1) -> l
         ),  # fmt: skip
         ("generation on CUDA (prefix cache, continuous batching) + evaluation", evaluate),
         (f"evaluation sharded over {gpus} GPU process(es) (accelerate launch)", sharded),
-        (f"LoRA SFT, 2 steps, FSDP2 over {gpus} GPU process(es) (accelerate_configs/fsdp.yaml)", fsdp),
+        (f"LoRA SFT, 3 steps, FSDP2 over {gpus} GPU process(es) (accelerate_configs/fsdp.yaml)", fsdp),
         *(with_vllm if vllm else []),
     ]
 
