@@ -92,9 +92,11 @@ class FakeLLM:
                 ids, attention_mask=torch.ones_like(ids), max_new_tokens=p.max_tokens, do_sample=False,
                 eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id, **extra,
             )[0, ids.shape[1] :].tolist()  # fmt: skip
-            if self.tokenizer.eos_token_id in out:
-                out = out[: out.index(self.tokenizer.eos_token_id) + 1]
-            outputs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=out)]))
+            stopped = self.tokenizer.eos_token_id in out
+            if stopped:  # vLLM reports the stop and leaves the EOS out of the text
+                out = out[: out.index(self.tokenizer.eos_token_id)]
+            completion = types.SimpleNamespace(token_ids=out, finish_reason="stop" if stopped else "length")
+            outputs.append(types.SimpleNamespace(outputs=[completion]))
         return outputs
 
 

@@ -117,7 +117,7 @@ class VllmGenerator:
         outputs = self.llm.generate(inputs, params, use_tqdm=False)
         results = []
         for i, output in enumerate(outputs):
-            rows = [list(c.token_ids) for c in output.outputs]
+            rows = [self._row(c, tokenizer.eos_token_id) for c in output.outputs]
             texts = [answer_sql(tokenizer.decode(row, skip_special_tokens=True)) for row in rows]
             if grammars is not None:
                 from t2s.decoding.constrained import finish_cut_answers
@@ -127,3 +127,14 @@ class VllmGenerator:
         if progress is not None:
             progress(len(prompts))
         return results
+
+    @staticmethod
+    def _row(completion, eos_token_id: int | None) -> list[int]:
+        """A completion's tokens, ending in EOS when vLLM stopped it there (`finish_reason` "stop"), whether or not
+        its token ids hold the EOS itself: a constrained answer that ended is then read as ended, not as one the
+        budget cut."""
+        row = list(completion.token_ids)
+        stopped = getattr(completion, "finish_reason", None) == "stop"
+        if stopped and eos_token_id is not None and (not row or row[-1] != eos_token_id):
+            row.append(eos_token_id)
+        return row
