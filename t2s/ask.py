@@ -8,8 +8,8 @@ sandbox.
 
 The prompt is built as the model learned it (its run record's schema format and linking; flags override them, with a
 warning), from the database's own schema, in its engine's dialect. Decoding is greedy, constrained to the database's
-schema with column scoping by default (the most accurate choice that answers in about 3 s on 2 CPU cores;
-docs/decoding.md); --no-constrained_decoding gives plain greedy decoding, --execution_guided and --num_samples add
+schema with column scoping by default (the most accurate choice that still answers interactively on a CPU: the
+measured table is in docs/decoding.md); --no-constrained_decoding gives plain greedy decoding, --execution_guided and --num_samples add
 execution-guided decoding and voting. The SQL runs in the engine's sandbox (docs/engines.md): your data is never
 modified. CSV and Parquet files are read by DuckDB's own readers (types inferred by the engine), one table per file,
 named after it.

@@ -9,7 +9,7 @@ engine's sandbox.
 
 The answer is decoded as `evaluate` decodes (`t2s.decoding.predict`), with the choices it offers (`AskDecoding`):
 schema-constrained decoding and column scoping, execution-guided decoding, voting. The default is the most accurate
-choice that answers in about 3 s on 2 CPU cores (docs/decoding.md has the measured table).
+choice that still answers interactively on a CPU (docs/decoding.md has the measured table).
 """
 
 from __future__ import annotations
