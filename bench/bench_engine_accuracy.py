@@ -1,16 +1,19 @@
-"""A model's Spider dev accuracy on DuckDB beside SQLite's, on the same questions, with DuckDB's losses explained.
+"""A model's Spider dev accuracy on DuckDB, PostgreSQL and MySQL beside SQLite's, on the same questions, with each
+engine's losses explained.
 
-    python -m bench.bench_engine_accuracy [--limit 200] [--model embedded:smollm2-135m-spider]
+    python -m bench.bench_engine_accuracy [--limit 200] [--engines duckdb postgresql mysql]
+        [--model embedded:smollm2-135m-spider]
 
-Spider dev questions (`--limit`, seed 42). Each of their databases is copied to a DuckDB file (`t2s.data.copy_db`,
-as `t2s copy-db` does) and each gold query transpiled from SQLite to DuckDB with sqlglot (`t2s.data.copy_db.transpile`,
-as bench_engines does); the questions are written as a Spider layout whose `databases.json` names the DuckDB files,
-so the prompts are in DuckDB's dialect (its types, its quoting). `t2s evaluate` scores the model on both layouts with
-the prompt settings it learned, greedy (prefix cache, continuous batching), under Spider semantics. The DuckDB losses
-on questions SQLite got right are split into: gold that does not carry over (it does not transpile, or its result on
-DuckDB is not SQLite's), the model's query failing on DuckDB (a dialect error), and another result. Pairs are
-compared with McNemar's exact test. Writes a section of docs/experiments.md and the per-question outcomes to
-results/engines/.
+Spider dev questions (`--limit`, seed 42). Each of their databases is copied onto each engine (`t2s.data.copy_db`, as
+`t2s copy-db` does: a DuckDB file; a database on a private PostgreSQL or MariaDB server started from the installed
+packages, tests/servers.py, queried as a read-only account) and each gold query transpiled from SQLite with sqlglot
+(`t2s.data.copy_db.transpile`, as bench_engines does); the questions are written as a Spider layout whose
+`databases.json` names the copies, so the prompts are in that engine's dialect (its types, its quoting). `t2s evaluate`
+scores the model on each layout and on SQLite with the prompt settings it learned, greedy (prefix cache, continuous
+batching), under Spider semantics. Each engine's losses on questions SQLite got right are split into: gold that does
+not carry over (it does not transpile, or its result there is not SQLite's), the model's query failing there (a
+dialect error), and another result. Pairs are compared with McNemar's exact test. Writes a section of
+docs/experiments.md and the per-question outcomes to results/engines/.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ DOC = ROOT / "docs" / "experiments.md"
 RECORDS = ROOT / "results" / "engines"
 
 
+DISPLAY = {"duckdb": "DuckDB", "postgresql": "PostgreSQL", "mysql": "MySQL (MariaDB)"}
+DIALECTS = {"duckdb": "duckdb", "postgresql": "postgres", "mysql": "mysql"}
+
+
 def evaluate(model: str, dataset: list[str], out: Path) -> tuple[list[dict], dict]:
     command = [sys.executable, "t2s/evaluate_sql.py", "--model", model, *dataset, "--output_dir", str(out),
                "--record_in_card", "never"]  # fmt: skip
@@ -49,110 +56,161 @@ def evaluate(model: str, dataset: list[str], out: Path) -> tuple[list[dict], dic
     return records, json.loads((out / "metrics.json").read_text())
 
 
-def gold_carries_over(sqlite_engine, duck_engine, gold: str, transpiled: str | None) -> str:
-    """'yes', or why DuckDB's gold is not SQLite's: it does not transpile, fails, or gives another result."""
+def gold_carries_over(sqlite_engine, engine, gold: str, transpiled: str | None) -> str:
+    """'yes', or why the engine's gold is not SQLite's: it does not transpile, fails, or gives another result."""
     if transpiled is None:
         return "does not transpile"
     a = run_gold(sqlite_engine, gold, semantics="spider")
-    b = run_gold(duck_engine, transpiled, semantics="spider")
+    b = run_gold(engine, transpiled, semantics="spider")
     if b.execution.status != "ok":
-        return f"fails on DuckDB ({b.execution.status})"
+        return f"fails there ({b.execution.status})"
     same = spider_results_match(a.execution.rows, b.execution.rows, order_matters=a.order_matters)
-    return "yes" if same else "another result on DuckDB"
+    return "yes" if same else "another result there"
+
+
+def copies(kind: str, paths: dict[str, str], work: Path, servers: list) -> dict[str, str]:
+    """Each database copied onto `kind`: db_id → what `databases.json` names (a file relative to the layout, or a
+    read-only account's URL)."""
+    if kind == "duckdb":
+        (work / "duckdb" / "db").mkdir(parents=True, exist_ok=True)
+        for db_id, path in paths.items():
+            copy_sqlite(path, str(work / "duckdb" / "db" / f"{db_id}.duckdb"))
+        return {db_id: f"db/{db_id}.duckdb" for db_id in paths}
+    from tests.servers import start_mariadb, start_postgres
+
+    server = start_postgres() if kind == "postgresql" else start_mariadb(work / "mariadb")
+    servers.append(server)
+    admin, reader = server.admin_url.rsplit("/", 1)[0], server.reader_url.rsplit("/", 1)[0]
+    if kind == "postgresql":
+        import psycopg
+
+        with psycopg.connect(admin + "/postgres", autocommit=True) as conn:
+            for db_id in paths:
+                conn.execute(f'CREATE DATABASE "{db_id}"')
+        for db_id, path in paths.items():
+            copy_sqlite(path, f"{admin}/{db_id}")
+            with psycopg.connect(f"{admin}/{db_id}", autocommit=True) as conn:
+                conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO t2s_reader")
+    else:
+        import pymysql
+
+        port = int(admin.rsplit(":", 1)[1])
+        conn = pymysql.connect(host="127.0.0.1", port=port, user="root", autocommit=True)
+        with conn.cursor() as cursor:
+            for db_id in paths:
+                cursor.execute(f"CREATE DATABASE `{db_id}` CHARACTER SET utf8mb4")
+        for db_id, path in paths.items():
+            copy_sqlite(path, f"{admin}/{db_id}")
+            with conn.cursor() as cursor:
+                cursor.execute(f"GRANT SELECT ON `{db_id}`.* TO 't2s_reader'@'%'")
+        conn.close()
+    return {db_id: f"{reader}/{db_id}" for db_id in paths}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--engines", nargs="+", default=list(DIALECTS), choices=list(DIALECTS))
     parser.add_argument("--model", default="embedded:smollm2-135m-spider")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="t2s-engine-accuracy-"))
+    servers: list = []
     try:
-        measure(args, work)
+        measure(args, work, servers)
     finally:
+        for server in servers:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(args, work: Path) -> None:
+def measure(args, work: Path, servers: list) -> None:
     ds = load_text2sql("spider", "dev", limit=args.limit, seed=42)
-    layout = work / "spider_duckdb"
-    (layout / "db").mkdir(parents=True)
-    databases, sqlite_engines, duck_engines = {}, {}, {}
-    for db_id, path in sorted(set(zip(ds["db_id"], ds["db_path"]))):
-        target = layout / "db" / f"{db_id}.duckdb"
-        copy_sqlite(path, str(target))
-        databases[db_id] = f"db/{db_id}.duckdb"
-        sqlite_engines[db_id], duck_engines[db_id] = open_engine(path), open_engine(str(target))
-    questions, carries = [], []
-    for ex in ds:
-        sqlite_engine = sqlite_engines[ex["db_id"]]
-        names = {t.name for t in sqlite_engine.catalogue()} | {
-            c.name for t in sqlite_engine.catalogue() for c in t.columns
-        }
-        try:
-            transpiled = transpile(ex["gold_sql"], "duckdb", names)
-        except ValueError:
-            transpiled = None
-        carries.append(gold_carries_over(sqlite_engine, duck_engines[ex["db_id"]], ex["gold_sql"], transpiled))
-        questions.append({"db_id": ex["db_id"], "question": ex["question"], "query": transpiled or ex["gold_sql"]})
-    for engine in (*sqlite_engines.values(), *duck_engines.values()):
-        engine.close()
-    (layout / "dev.json").write_text(json.dumps(questions, indent=1))
-    (layout / "databases.json").write_text(json.dumps(databases, indent=1))
-
+    paths = dict(sorted(set(zip(ds["db_id"], ds["db_path"]))))
+    sqlite_engines = {db_id: open_engine(path) for db_id, path in paths.items()}
+    names = {
+        db_id: {t.name for t in e.catalogue()} | {c.name for t in e.catalogue() for c in t.columns}
+        for db_id, e in sqlite_engines.items()
+    }
     sqlite, sqlite_metrics = evaluate(args.model, ["--dataset_name", "spider", "--split", "dev", "--limit", str(args.limit),
-                                   "--seed", "42"], work / "sqlite")  # fmt: skip
-    duck, duck_metrics = evaluate(args.model, ["--dataset_name", str(layout), "--split", "dev"], work / "duckdb")
-    assert [r["question"] for r in duck] == [r["question"] for r in sqlite], "the two runs ask other questions"
-
-    right = {"sqlite": sum(r["outcome"] == "correct" for r in sqlite),
-             "duckdb": sum(r["outcome"] == "correct" for r in duck)}  # fmt: skip
-    fixed = sum(a["outcome"] != "correct" and b["outcome"] == "correct" for a, b in zip(sqlite, duck))
-    broken = Counter()
-    for a, b, carry in zip(sqlite, duck, carries):
-        if a["outcome"] == "correct" and b["outcome"] != "correct":
-            if carry != "yes":
-                broken[f"gold does not carry over ({carry})"] += 1
-            elif b["outcome"] in ("exec_error", "rejected", "timeout", "too_large"):
-                broken[f"the model's query {b['outcome'].replace('_', ' ')} on DuckDB"] += 1
-            else:
-                broken["the model's query gives another result on DuckDB"] += 1
-    n_broken = sum(broken.values())
-    carried = Counter(carries)
+                                   "--seed", "42"], work / "sqlite_run")  # fmt: skip
     n = len(sqlite)
+    right_sqlite = sum(r["outcome"] == "correct" for r in sqlite)
+    table = [f"| SQLite | {right_sqlite / n:.1%} ({right_sqlite}) | {sqlite_metrics['execution_accuracy']:.1%} of "
+             f"{sqlite_metrics['num_scored']} | | | |"]  # fmt: skip
+    causes_rows, records = [], []
     RECORDS.mkdir(parents=True, exist_ok=True)
-    record = RECORDS / f"spider-dev-{args.limit}-seed42-sqlite-duckdb.json"
-    record.write_text(json.dumps({
-        "protocol": f"Spider dev, {n} of 1034 questions (seed 42); {args.model}; greedy, the prompt settings it "
-                    "learned, prompts in each database's dialect; Spider semantics; gold transpiled SQLite → DuckDB",
-        "command": f"python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model}",
-        "questions": [
-            {"example_id": a["example_id"], "sqlite": a["outcome"], "duckdb": b["outcome"], "gold_carries_over": c,
-             "duckdb_prediction": b["prediction"]}
-            for a, b, c in zip(sqlite, duck, carries)
-        ],
-    }, indent=1, ensure_ascii=False) + "\n")  # fmt: skip
-    rows = "\n".join(f"| {why} | {k} |" for why, k in broken.most_common())
+    for kind in args.engines:
+        named = copies(kind, paths, work, servers)
+        layout = work / kind
+        layout.mkdir(parents=True, exist_ok=True)
+        base = layout if kind == "duckdb" else None
+        engines = {db_id: open_engine(str(base / where) if base else where) for db_id, where in named.items()}
+        questions, carries = [], []
+        for ex in ds:
+            try:
+                transpiled = transpile(ex["gold_sql"], DIALECTS[kind], names[ex["db_id"]])
+            except ValueError:
+                transpiled = None
+            carries.append(
+                gold_carries_over(sqlite_engines[ex["db_id"]], engines[ex["db_id"]], ex["gold_sql"], transpiled)
+            )
+            questions.append({"db_id": ex["db_id"], "question": ex["question"], "query": transpiled or ex["gold_sql"]})
+        for engine in engines.values():
+            engine.close()
+        (layout / "dev.json").write_text(json.dumps(questions, indent=1))
+        (layout / "databases.json").write_text(json.dumps(named, indent=1))
+        other, metrics = evaluate(args.model, ["--dataset_name", str(layout), "--split", "dev"], work / f"{kind}_run")
+        assert [r["question"] for r in other] == [r["question"] for r in sqlite], "the runs ask other questions"
+        right = sum(r["outcome"] == "correct" for r in other)
+        fixed = sum(a["outcome"] != "correct" and b["outcome"] == "correct" for a, b in zip(sqlite, other))
+        broken = Counter()
+        for a, b, carry in zip(sqlite, other, carries):
+            if a["outcome"] == "correct" and b["outcome"] != "correct":
+                if carry != "yes":
+                    broken["gold"] += 1
+                elif b["outcome"] in ("exec_error", "rejected", "timeout", "too_large"):
+                    broken["fails"] += 1
+                else:
+                    broken["other result"] += 1
+        lost = sum(broken.values())
+        carried = Counter(carries)
+        table.append(
+            f"| {DISPLAY[kind]} | {right / n:.1%} ({right}) | {metrics['execution_accuracy']:.1%} of "
+            f"{metrics['num_scored']} | {carried['yes']} | {fixed} / {lost} | {mcnemar_exact(fixed, lost):.2g} |"
+        )
+        causes_rows.append(f"| {DISPLAY[kind]} | {broken['gold']} | {broken['fails']} | {broken['other result']} |")
+        record = RECORDS / f"spider-dev-{args.limit}-seed42-sqlite-{kind}.json"
+        record.write_text(json.dumps({
+            "protocol": f"Spider dev, {n} of 1034 questions (seed 42); {args.model}; greedy, the prompt settings it "
+                        f"learned, prompts in each database's dialect; Spider semantics; gold transpiled SQLite → {DISPLAY[kind]}",
+            "command": f"python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model}",
+            "questions": [
+                {"example_id": a["example_id"], "sqlite": a["outcome"], kind: b["outcome"], "gold_carries_over": c,
+                 f"{kind}_prediction": b["prediction"], f"{kind}_error": b.get("error")}
+                for a, b, c in zip(sqlite, other, carries)
+            ],
+        }, indent=1, ensure_ascii=False) + "\n")  # fmt: skip
+        records.append(record.relative_to(ROOT))
+    for engine in sqlite_engines.values():
+        engine.close()
+    links = ", ".join(f"[{r.name}](../{r})" for r in records)
     body = f"""`python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model}`: Spider dev, {n} questions
-(seed 42), greedy with the prompt settings the model learned; each database copied to DuckDB (`t2s copy-db`), gold
-transpiled from SQLite with sqlglot, prompts in DuckDB's dialect; Spider semantics. Per-question outcomes:
-[{record.relative_to(ROOT)}](../{record.relative_to(ROOT)}).
+(seed 42), greedy with the prompt settings the model learned; each database copied onto the engine (`t2s copy-db`),
+gold transpiled from SQLite with sqlglot, prompts in the engine's dialect; Spider semantics. Per-question outcomes:
+{links}.
 
-| | SQLite | DuckDB |
-|---|---|---|
-| correct, of the {n} questions | {right["sqlite"] / n:.1%} ({right["sqlite"]}) | {right["duckdb"] / n:.1%} ({right["duckdb"]}) |
-| the metric's execution accuracy (questions whose gold fails left out) | {sqlite_metrics["execution_accuracy"]:.1%} of {sqlite_metrics["num_scored"]} | {duck_metrics["execution_accuracy"]:.1%} of {duck_metrics["num_scored"]} |
+| engine | correct, of the {n} questions | the metric's accuracy (gold that fails there left out) | gold carried over | right there only / on SQLite only | McNemar p |
+|---|---|---|---|---|---|
+{chr(10).join(table)}
 
-Paired: {fixed} right on DuckDB only, {n_broken} right on SQLite only (McNemar p = {mcnemar_exact(fixed, n_broken):.2g}).
-Gold carried over on {carried["yes"]} of {n} questions ({", ".join(f"{k}: {v}" for k, v in carried.items() if k != "yes") or "all"}).
-Why the {n_broken} questions right on SQLite are not on DuckDB:
+Why questions right on SQLite are not right on the engine:
 
-| cause | questions |
-|---|---|
-{rows or "| (none) | 0 |"}
+| engine | gold does not carry over | the model's query fails there | the model's query gives another result |
+|---|---|---|---|
+{chr(10).join(causes_rows)}
 """
     print(body)
-    write_section("A model on DuckDB beside SQLite (Spider dev)", body, DOC)
+    write_section("A model on other engines beside SQLite (Spider dev)", body, DOC)
 
 
 if __name__ == "__main__":
