@@ -239,7 +239,7 @@ def run_predictions(args, dataset=None, greedy: list[str] | None = None):
     model, tokenizer = load_model_and_tokenizer(
         args.model, args.adapter, merge=args.merge_adapter, dtype=args.dtype, backend=args.backend, seed=args.seed
     )
-    shard = shard_questions(tokenizer, list(dataset["prompt"]), args.batch_size, args.prefix_cache)
+    shard = shard_questions(tokenizer, dataset["prompt"], args.batch_size, args.prefix_cache)
     if shard.process_index > 0:
         set_seed(args.seed + shard.process_index)  # voting's samples: another random stream on each other process
     mine = dataset if not shard.sharded else [dataset[i] for i in shard.indices]

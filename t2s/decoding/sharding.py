@@ -81,7 +81,7 @@ def shard_questions(tokenizer, prompts: Sequence[str], batch_size: int, prefix_c
 
     prepare_tokenizer(tokenizer)
     state = process_state()
-    order = [i for idx, _ in plan_batches(tokenizer, prompts, batch_size, prefix_cache) for i in idx]
+    order = [i for idx, _ in plan_batches(tokenizer, list(prompts), batch_size, prefix_cache) for i in idx]
     with state.split_between_processes(order) as mine:
         return Shard(sorted(mine), state.process_index, state.num_processes)
 

@@ -25,7 +25,9 @@ def check_launch(training_args) -> None:
 
     import torch
 
-    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    from t2s.decoding.sharding import launched_processes
+
+    launched = launched_processes()
     if launched <= 1:
         return
     on_cpu = not torch.cuda.is_available() or getattr(training_args, "use_cpu", False)
