@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.benchmarks_page import write_section  # noqa: E402
+from bench.engine_copies import copy_onto  # noqa: E402
 from t2s.data import load_text2sql  # noqa: E402
-from t2s.data.copy_db import copy_sqlite, transpile  # noqa: E402
+from t2s.data.copy_db import transpile  # noqa: E402
 from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
 from t2s.execution.scoring import run_gold  # noqa: E402
@@ -56,11 +57,11 @@ def evaluate(model: str, dataset: list[str], out: Path) -> tuple[list[dict], dic
     return records, json.loads((out / "metrics.json").read_text())
 
 
-def gold_carries_over(sqlite_engine, engine, gold: str, transpiled: str | None) -> str:
-    """'yes', or why the engine's gold is not SQLite's: it does not transpile, fails, or gives another result."""
+def gold_carries_over(a, engine, transpiled: str | None) -> str:
+    """'yes', or why the engine's gold is not SQLite's (`a`, its run on SQLite): it does not transpile, fails, or
+    gives another result."""
     if transpiled is None:
         return "does not transpile"
-    a = run_gold(sqlite_engine, gold, semantics="spider")
     b = run_gold(engine, transpiled, semantics="spider")
     if b.execution.status != "ok":
         return f"fails there ({b.execution.status})"
@@ -69,42 +70,14 @@ def gold_carries_over(sqlite_engine, engine, gold: str, transpiled: str | None) 
 
 
 def copies(kind: str, paths: dict[str, str], work: Path, servers: list) -> dict[str, str]:
-    """Each database copied onto `kind`: db_id → what `databases.json` names (a file relative to the layout, or a
-    read-only account's URL)."""
-    if kind == "duckdb":
-        (work / "duckdb" / "db").mkdir(parents=True, exist_ok=True)
-        for db_id, path in paths.items():
-            copy_sqlite(path, str(work / "duckdb" / "db" / f"{db_id}.duckdb"))
-        return {db_id: f"db/{db_id}.duckdb" for db_id in paths}
-    from tests.servers import start_mariadb, start_postgres
+    """Each database copied onto `kind` (a server started for it): db_id → what `databases.json` names."""
+    server = None
+    if kind != "duckdb":
+        from tests.servers import start_mariadb, start_postgres
 
-    server = start_postgres() if kind == "postgresql" else start_mariadb(work / "mariadb")
-    servers.append(server)
-    admin, reader = server.admin_url.rsplit("/", 1)[0], server.reader_url.rsplit("/", 1)[0]
-    if kind == "postgresql":
-        import psycopg
-
-        with psycopg.connect(admin + "/postgres", autocommit=True) as conn:
-            for db_id in paths:
-                conn.execute(f'CREATE DATABASE "{db_id}"')
-        for db_id, path in paths.items():
-            copy_sqlite(path, f"{admin}/{db_id}")
-            with psycopg.connect(f"{admin}/{db_id}", autocommit=True) as conn:
-                conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO t2s_reader")
-    else:
-        import pymysql
-
-        port = int(admin.rsplit(":", 1)[1])
-        conn = pymysql.connect(host="127.0.0.1", port=port, user="root", autocommit=True)
-        with conn.cursor() as cursor:
-            for db_id in paths:
-                cursor.execute(f"CREATE DATABASE `{db_id}` CHARACTER SET utf8mb4")
-        for db_id, path in paths.items():
-            copy_sqlite(path, f"{admin}/{db_id}")
-            with conn.cursor() as cursor:
-                cursor.execute(f"GRANT SELECT ON `{db_id}`.* TO 't2s_reader'@'%'")
-        conn.close()
-    return {db_id: f"{reader}/{db_id}" for db_id in paths}
+        server = start_postgres() if kind == "postgresql" else start_mariadb(work / "mariadb")
+        servers.append(server)
+    return copy_onto(kind, paths, work, server)[0]
 
 
 def main() -> None:
@@ -131,6 +104,8 @@ def measure(args, work: Path, servers: list) -> None:
         db_id: {t.name for t in e.catalogue()} | {c.name for t in e.catalogue() for c in t.columns}
         for db_id, e in sqlite_engines.items()
     }
+    # SQLite's gold results, once: each engine's transpiled gold is compared with them
+    sqlite_golds = [run_gold(sqlite_engines[ex["db_id"]], ex["gold_sql"], semantics="spider") for ex in ds]
     sqlite, sqlite_metrics = evaluate(args.model, ["--dataset_name", "spider", "--split", "dev", "--limit", str(args.limit),
                                    "--seed", "42"], work / "sqlite_run")  # fmt: skip
     n = len(sqlite)
@@ -141,19 +116,16 @@ def measure(args, work: Path, servers: list) -> None:
     RECORDS.mkdir(parents=True, exist_ok=True)
     for kind in args.engines:
         named = copies(kind, paths, work, servers)
-        layout = work / kind
+        layout = work / f"spider_{kind}"
         layout.mkdir(parents=True, exist_ok=True)
-        base = layout if kind == "duckdb" else None
-        engines = {db_id: open_engine(str(base / where) if base else where) for db_id, where in named.items()}
+        engines = {db_id: open_engine(where) for db_id, where in named.items()}
         questions, carries = [], []
-        for ex in ds:
+        for ex, sqlite_gold in zip(ds, sqlite_golds):
             try:
                 transpiled = transpile(ex["gold_sql"], DIALECTS[kind], names[ex["db_id"]])
             except ValueError:
                 transpiled = None
-            carries.append(
-                gold_carries_over(sqlite_engines[ex["db_id"]], engines[ex["db_id"]], ex["gold_sql"], transpiled)
-            )
+            carries.append(gold_carries_over(sqlite_gold, engines[ex["db_id"]], transpiled))
             questions.append({"db_id": ex["db_id"], "question": ex["question"], "query": transpiled or ex["gold_sql"]})
         for engine in engines.values():
             engine.close()

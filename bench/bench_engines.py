@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.benchmarks_page import write_section  # noqa: E402
+from bench.engine_copies import copy_onto  # noqa: E402
 from t2s.data import load_spider  # noqa: E402
-from t2s.data.copy_db import copy_sqlite, transpile  # noqa: E402
+from t2s.data.copy_db import transpile  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
 from t2s.execution.semantics import spider_normalize, spider_results_match  # noqa: E402
 from tests.servers import start_mariadb, start_postgres  # noqa: E402
@@ -84,46 +85,18 @@ def main() -> None:
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="t2s-bench-engines-"))
     postgres, mariadb = start_postgres(), start_mariadb(work / "mariadb")
-    import psycopg
-    import pymysql
 
     names: dict[str, dict[str, str]] = defaultdict(dict)
     copy_notes = Counter()
     try:
-        pg_admin = postgres.admin_url.rsplit("/", 1)[0]
-        my_admin = mariadb.admin_url.rsplit("/", 1)[0]
-        with psycopg.connect(pg_admin + "/postgres", autocommit=True) as conn:
-            for path in databases:
-                conn.execute(f'CREATE DATABASE "{Path(path).stem}"')
-        my = pymysql.connect(host="127.0.0.1", port=int(my_admin.rsplit(":", 1)[1]), user="root", autocommit=True)
-        with my.cursor() as cursor:
-            for path in databases:
-                cursor.execute(f"CREATE DATABASE `{Path(path).stem}` CHARACTER SET utf8mb4")
-        my.close()
-        pg_reader, my_reader = postgres.reader_url.rsplit("/", 1)[0], mariadb.reader_url.rsplit("/", 1)[0]
-        for path in databases:
-            db = Path(path).stem
-            targets = {
-                "postgresql": f"{pg_admin}/{db}",
-                "mysql": f"{my_admin}/{db}",
-                "duckdb": str(work / f"{db}.duckdb"),
-            }
-            for kind, url in targets.items():
-                report = copy_sqlite(path, url)
+        by_name = {Path(path).stem: path for path in databases}
+        for kind, server in (("postgresql", postgres), ("mysql", mariadb), ("duckdb", None)):
+            opened_as, reports = copy_onto(kind, by_name, work, server)
+            for report in reports:
                 copy_notes[kind, "as_text"] += len(report.as_text)
                 copy_notes[kind, "dropped_keys"] += len(report.dropped_keys)
-            # Queries run as a read-only account, as t2s requires by default (docs/engines.md).
-            with psycopg.connect(targets["postgresql"], autocommit=True) as conn:
-                conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO t2s_reader")
-            my = pymysql.connect(host="127.0.0.1", port=int(my_admin.rsplit(":", 1)[1]), user="root", autocommit=True)
-            with my.cursor() as cursor:
-                cursor.execute(f"GRANT SELECT ON `{db}`.* TO 't2s_reader'@'%'")
-            my.close()
-            names[path] = {
-                "postgresql": f"{pg_reader}/{db}",
-                "mysql": f"{my_reader}/{db}",
-                "duckdb": targets["duckdb"],
-            }
+            for name, path in by_name.items():
+                names[path][kind] = opened_as[name]
         copy_seconds = time.perf_counter() - started
 
         sqlite_engines = {path: open_engine(path) for path in databases}
