@@ -218,3 +218,46 @@ def test_training_and_evaluating_an_adapter_raise_no_future_warning(tiny_model, 
     )
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
     assert "FutureWarning" not in train.stderr + evaluate.stderr
+
+
+# A command run as one process of a launch: a gloo group of one, joined as torchrun's environment says.
+_LEAVES_ITS_GROUP = """
+import os, socket, sys
+import torch.distributed as dist
+from t2s.runtime import UserError, run_command
+
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(s.getsockname()[1]), RANK="0", WORLD_SIZE="1")
+dist.init_process_group("gloo")
+
+def ok(argv):
+    assert dist.is_initialized()
+
+def refused(argv):
+    raise UserError("wrong recipe")
+
+run_command(ok, [])
+print("after a command:", dist.is_initialized())
+dist.init_process_group("gloo")
+try:
+    run_command(refused, [])
+except SystemExit as e:
+    print("after a refusal:", e.code, dist.is_initialized())
+"""
+
+
+def test_a_launched_command_leaves_its_process_group_before_it_exits():
+    """A gloo group alive at interpreter exit can abort the process (t2s/runtime.py), and torchrun then stops the main
+    process while it writes: every command leaves its group at its end, whether it finished or refused."""
+    done = _run(["-c", _LEAVES_ITS_GROUP])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "after a command: False" in done.stdout
+    assert "after a refusal: 2 False" in done.stdout
+
+
+def test_a_command_that_never_used_torch_imports_nothing_to_end():
+    done = _run(["-c", "import sys\nfrom t2s.runtime import run_command\nrun_command(lambda argv: None, [])\n"
+                 "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
