@@ -12,7 +12,18 @@ demo_settings() {
             EVAL=(--dataset_name local --split dev --table_split heldout --limit "$LIMIT")
             ;;
         spider)
-            OUT=${DEMO_SPIDER_OUT:-outputs/demo_spider}
+            DEMO_MODEL=${DEMO_MODEL:-smollm2-135m}
+            RECIPE=recipes/$DEMO_MODEL/spider/sft_cpu.yaml
+            if [[ ! -f "$RECIPE" ]]; then
+                echo "error: DEMO_MODEL=$DEMO_MODEL has no $RECIPE (known: $(ls recipes/*/spider/sft_cpu.yaml | cut -d/ -f2 | xargs))" >&2
+                exit 2
+            fi
+            BASE=$(sed -n 's/^model_name_or_path: *//p' "$RECIPE")
+            if [[ "$DEMO_MODEL" == smollm2-135m ]]; then
+                OUT=${DEMO_SPIDER_OUT:-outputs/demo_spider}
+            else
+                OUT=${DEMO_SPIDER_OUT:-outputs/demo_spider_$DEMO_MODEL}
+            fi
             LIMIT=${DEMO_SPIDER_LIMIT:-300}
             DEMO_MAKE="make demo-spider"
             EVAL=(--dataset_name spider --split dev --limit "$LIMIT" --seed 42)

@@ -40,13 +40,16 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
         total_seconds = int(seconds_file.read_text())
 
     spider = "by_hardness" in tuned
-    eg_command = "make demo-spider-eg" if spider else "make demo-eg"
+    # a Spider demo of another base than the default one names it (`make demo-spider DEMO_MODEL=gemma3-270m`)
+    base = Path(run.recipe or "").parts[1:2]
+    model_flag = f" DEMO_MODEL={base[0]}" if spider and base and base[0] != "smollm2-135m" else ""
+    eg_command = f"make demo-spider-eg{model_flag}" if spider else "make demo-eg"
     recipe = run.recipe or "the recipe"
     table = Table(title=f"t2s demo — {tuned['protocol']}; schema only in the prompt")
     for column in ("model", "decoding", "execution accuracy", "without empty-gold", "generation time"):
         table.add_column(column)
     rows = [
-        ("SmolLM2-135M-Instruct, zero-shot", zero),
+        (f"{zero['model']}, zero-shot", zero),
         (f"+ LoRA ({recipe})", tuned),
     ]
     if has_eg:
@@ -143,7 +146,7 @@ def summarise_demo(out: Path, total_seconds: int | None = None) -> str:
     ]
     if total_seconds:
         lines.append(
-            f"- `make {'demo-spider' if spider else 'demo'}` (conversion, baseline, training, evaluation, analysis, "
+            f"- `make {'demo-spider' if spider else 'demo'}{model_flag}` (conversion, baseline, training, evaluation, analysis, "
             "comparison): "
             f"{total_seconds / 60:.0f} min"
             + (", execution-guided decoding not included (its time is in the table)." if has_eg else ".")

@@ -33,7 +33,7 @@ def _compare(fixed, broken):
 
 def _demo_dir(tmp_path, with_eg):
     files = {
-        "zero_shot/metrics.json": _metrics(0.0),
+        "zero_shot/metrics.json": _metrics(0.0, model="embedded:smollm2-135m-instruct"),
         "finetuned/metrics.json": _metrics(0.5),
         "compare_zero_shot_finetuned.json": _compare(2, 0),
         "adapter/t2s_run.json": {
@@ -62,7 +62,7 @@ def _demo_dir(tmp_path, with_eg):
 
 def test_without_execution_guided_run(tmp_path):
     text = summarise_demo(_demo_dir(tmp_path, with_eg=False), total_seconds=1800)
-    assert "| SmolLM2-135M-Instruct, zero-shot | greedy | **0.0%**" in text
+    assert "| embedded:smollm2-135m-instruct, zero-shot | greedy | **0.0%**" in text
     assert "| + LoRA (recipes/smollm2-135m/wikisql/sft_cpu.yaml) | greedy | **50.0%**" in text
     assert "execution-guided" not in text.split("| model |")[1].split("\n\n")[0]  # no EG row in the table
     assert "`make demo-eg`" in text and "demo-spider-eg" not in text
@@ -101,7 +101,20 @@ def test_spider_demo_adds_the_hardness_table_and_the_caveats(tmp_path):
     text = summarise_demo(out, total_seconds=600)
     assert "| model | easy | hard | all |" in text
     assert "| + LoRA (recipes/smollm2-135m/spider/sft_cpu.yaml) | 50.0% (1/2) | 50.0% (1/2) | 50.0% |" in text
-    assert "| SmolLM2-135M-Instruct, zero-shot | 0.0% (0/0) | 0.0% (0/0) | 0.0% |" in text
+    assert "| embedded:smollm2-135m-instruct, zero-shot | 0.0% (0/0) | 0.0% (0/0) | 0.0% |" in text
     assert "without them the fine-tuned model scores 66.7% (3 questions)" in text
     assert "make demo-spider" in text and "official Spider execution match" in text
     assert "`make demo-spider-eg`" in text and "`make demo-eg`" not in text  # the hint names the Spider EG run
+
+
+def test_a_spider_demo_of_another_base_names_it_in_its_commands(tmp_path):
+    out = _demo_dir(tmp_path, with_eg=False)
+    (out / "finetuned" / "metrics.json").write_text(json.dumps(_metrics(0.5, by_hardness={})))
+    (out / "zero_shot" / "metrics.json").write_text(json.dumps(_metrics(0.0, model="embedded:gemma3-270m")))
+    run = json.loads((out / "adapter" / "t2s_run.json").read_text())
+    run["recipe"] = "recipes/gemma3-270m/spider/sft_cpu.yaml"
+    (out / "adapter" / "t2s_run.json").write_text(json.dumps(run))
+    text = summarise_demo(out, total_seconds=600)
+    assert "| embedded:gemma3-270m, zero-shot | greedy | **0.0%**" in text
+    assert "`make demo-spider-eg DEMO_MODEL=gemma3-270m`" in text
+    assert "`make demo-spider DEMO_MODEL=gemma3-270m` (conversion" in text

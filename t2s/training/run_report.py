@@ -21,7 +21,7 @@ from rich.table import Table
 
 from t2s.data.run_record import RunRecord, save_run
 from t2s.data.sources import dataset_kind, dataset_reference
-from t2s.decoding.embedded import EMBEDDED_MODELS, is_embedded
+from t2s.decoding.embedded import embedded_model, is_embedded
 from t2s.publish.card import write_model_card
 from t2s.runtime import allocator
 from t2s.training.callbacks import run_peak_memory
@@ -39,7 +39,6 @@ HISTORY_KEYS = (
     "completions/mean_length",
     "completions/clipped_ratio",
 )
-EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def precision_label(args, weights_dtype: str | None = None) -> str:
@@ -154,7 +153,7 @@ def report_grpo_setup(trainer, train, model_args, script_args, quantization_conf
 
 def _base_hub_id(name: str) -> str:
     if is_embedded(name):
-        return EMBEDDED_HUB_IDS.get(name.split(":", 1)[1], name)
+        return embedded_model(name).hub_id
     return name
 
 
@@ -211,13 +210,14 @@ def finish_run(done: FinishedRun, *, stage: str = "sft", extra: dict | None = No
         if model_args.use_peft
         else "full fine-tuning"
     )
-    embedded_key = model_args.model_name_or_path.split(":", 1)[-1]
     peak = run_peak_memory(trainer)
     run = RunRecord(
         stage=stage,
         base_model=model_args.model_name_or_path,
         base_model_hub_id=_base_hub_id(model_args.model_name_or_path),
-        license=EMBEDDED_MODELS[embedded_key][2] if is_embedded(model_args.model_name_or_path) else None,
+        license=embedded_model(model_args.model_name_or_path).license
+        if is_embedded(model_args.model_name_or_path)
+        else None,
         hub_model_id=trainer.args.hub_model_id,
         recipe=recipe,
         train_protocol=train.info.description,
