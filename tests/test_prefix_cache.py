@@ -132,6 +132,9 @@ def test_a_model_without_plain_key_value_layers_falls_back_to_plain_batches(tiny
     plain = _generate(tiny, prompts, False, max_new_tokens=6, batch_size=8)
     # the check compares each layer's type with DynamicLayer: make every real layer look like another kind
     monkeypatch.setattr(cache_utils, "DynamicLayer", type("SomeOtherLayer", (), {}))
-    with pytest.warns(UserWarning, match="plain batches instead"):
+    with pytest.warns(
+        UserWarning,
+        match="no plain key/value cache \\(sliding-window or recurrent layers\\): no prefix cache, plain batches",
+    ):
         fallback = _generate(tiny, prompts, True, max_new_tokens=6, batch_size=8)
     assert fallback == plain

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from t2s.runtime import UserError
+
 
 @dataclass(frozen=True)
 class EmbeddedModel:
@@ -149,7 +151,7 @@ def gguf_file(name: str, scratch: Path) -> Iterator[Path]:
     paths = chunk_paths(name)
     found = sha256_of(paths)
     if found != model.sha256:
-        raise ValueError(
+        raise UserError(
             f"{EMBEDDED_PREFIX}{model.key}: the GGUF file from {model.pip_name} has SHA-256 {found}, not the "
             f"{model.sha256} t2s was checked with; it is damaged or another release. Reinstall it "
             f"({model.install} --force-reinstall), or pin the release docs/models.md names"

@@ -19,7 +19,7 @@ import torch
 from t2s.decoding import continuous
 from t2s.decoding.answer import answer_sql
 from t2s.decoding.kv_cache import plain_kv_layers, preallocated_cache
-from t2s.decoding.prefix_cache import PrefixCacheUnsupported, PrefixStore, plan_batches
+from t2s.decoding.prefix_cache import PrefixStore, plan_batches
 from t2s.decoding.settings import GenerationSettings, generate_kwargs, prepare_tokenizer
 from t2s.decoding.vllm_backend import VllmGenerator
 
@@ -48,6 +48,15 @@ def generate_sql(
             raise ValueError("column scoping does not run through vLLM: use the transformers backend")
         return model.generate_sql(tokenizer, prompts, settings, progress, grammars)
     prepare_tokenizer(tokenizer)
+    if (settings.prefix_cache or settings.continuous_batching) and plain_kv_layers(model) is None:
+        dropped = [name for name, on in (("prefix cache", settings.prefix_cache),
+                                         ("continuous batching", settings.continuous_batching)) if on]  # fmt: skip
+        warnings.warn(
+            f"{type(model).__name__} has no plain key/value cache (sliding-window or recurrent layers): no "
+            f"{' and no '.join(dropped)}, plain batches",
+            stacklevel=2,
+        )
+        settings = replace(settings, prefix_cache=False, continuous_batching=False)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -57,11 +66,6 @@ def generate_sql(
     plan = plan_batches(tokenizer, prompts, settings.batch_size, settings.prefix_cache)
     # greedy answers and samples; not beams (several greedy candidates) nor grammars
     use_continuous = settings.continuous_batching and grammars is None and (k == 1 or settings.temperature > 0)
-    if use_continuous and plain_kv_layers(model) is None:
-        warnings.warn(
-            f"{type(model).__name__} has no plain key/value cache: no continuous batching, plain batches", stacklevel=2
-        )
-        use_continuous = False
     try:
         if use_continuous:
             return continuous.continuous_sql(
@@ -73,15 +77,9 @@ def generate_sql(
                 cache = preallocated_cache(model, batch["input_ids"].shape[1] + settings.max_new_tokens)
                 extra = {} if cache is None else {"cache": cache}
             else:
-                try:
-                    batch, extra = prefixes.batch_inputs(
-                        tokenizer, [prompts[i] for i in idx], prefix, k, device, settings.max_new_tokens
-                    )
-                except PrefixCacheUnsupported as e:  # raised at the first batch: cached batches come first
-                    warnings.warn(f"{e} has no plain key/value cache to share: plain batches instead", stacklevel=2)
-                    return generate_sql(
-                        model, tokenizer, prompts, replace(settings, prefix_cache=False), progress, grammars, scopes
-                    )
+                batch, extra = prefixes.batch_inputs(
+                    tokenizer, [prompts[i] for i in idx], prefix, k, device, settings.max_new_tokens
+                )
             if grammars is not None:
                 from transformers import LogitsProcessorList
 
