@@ -98,3 +98,17 @@ def test_constrained_answers_with_sentencepiece_pieces_stay_in_the_grammar(train
     for (sql,) in answers:
         assert sql.upper().startswith("SELECT"), sql
         sqlglot.parse_one(sql, read="sqlite")  # every constrained answer is SQL, finished where the budget cut it
+
+
+def test_a_gguf_export_of_a_gemma_adapter_is_refused_with_the_way_out_and_writes_nothing(trained, tmp_path):
+    from t2s.publish.standalone import export
+    from t2s.runtime import UserError
+
+    _, adapter = trained
+    with pytest.raises(UserError, match="not 'gemma3_text'; export the merged model \\(--format safetensors\\) and "
+                                        "convert it with llama.cpp's convert_hf_to_gguf.py"):  # fmt: skip
+        export(str(adapter), str(tmp_path / "gguf"), fmt="gguf")
+    assert list(tmp_path.iterdir()) == []
+    # the way out works: the merged model as safetensors, which llama.cpp's converter reads
+    out, difference = export(str(adapter), str(tmp_path / "merged"))
+    assert (out / "model.safetensors").is_file() and difference < 1e-4

@@ -139,20 +139,26 @@ def _pre_tokenizer(name: str) -> str:
     return next((pre for key, pre in PRE_TOKENIZERS if key in lowered), "default")
 
 
-def write_gguf(model, tokenizer, path: str | Path, gguf_type: str = "f16", *, name: str = "t2s model") -> Path:
-    """Write `model` (a merged transformers causal LM) and its tokenizer as one GGUF file."""
-    import gguf
-
+def check_writable(config, tokenizer, gguf_type: str = "f16") -> tuple[str, dict[str, Any]]:
+    """The GGUF architecture and tokenizer fields t2s writes for this model, or the refusal with the way out (before
+    any merging or writing: Gemma 3, for one, is a `gemma3_text` model with a SentencePiece-style tokenizer)."""
     if gguf_type not in GGUF_TYPES:
         raise UserError(f"--gguf_type {gguf_type!r} must be one of {GGUF_TYPES}")
-    config = model.config
     arch = ARCHITECTURES.get(config.model_type)
     if arch is None:
         raise UserError(
             f"GGUF export supports {sorted(ARCHITECTURES)} models, not {config.model_type!r}; export the merged "
             "model (--format safetensors) and convert it with llama.cpp's convert_hf_to_gguf.py"
         )
-    fields = _tokenizer_fields(tokenizer)
+    return arch, _tokenizer_fields(tokenizer)
+
+
+def write_gguf(model, tokenizer, path: str | Path, gguf_type: str = "f16", *, name: str = "t2s model") -> Path:
+    """Write `model` (a merged transformers causal LM) and its tokenizer as one GGUF file."""
+    import gguf
+
+    config = model.config
+    arch, fields = check_writable(config, tokenizer, gguf_type)
     n_head, n_kv = config.num_attention_heads, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
     blocks = config.num_hidden_layers

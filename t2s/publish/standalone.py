@@ -82,6 +82,10 @@ def export(
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not empty; choose another --output")
     unmerged, tokenizer = load_model_and_tokenizer(model, adapter, merge=False, dtype=dtype)
+    if fmt == "gguf":
+        from t2s.publish.gguf import check_writable
+
+        check_writable(unmerged.config, tokenizer, gguf_type)  # a model t2s cannot write is refused before the merge
     run = (load_run(adapter) if Path(adapter).is_dir() else None) or RunRecord()
     prompt = run.prompt_example or CHECK_PROMPT
     with torch.no_grad():
