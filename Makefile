@@ -66,8 +66,10 @@ demo-constrained: install
 full-wikisql: install
 	bash scripts/with_jemalloc.sh $(BIN)/t2s sft recipes/smollm2-135m/wikisql/sft_full_cpu.yaml
 
+# SPIDER_RECIPE picks the base: recipes/gemma3-270m/spider/sft_full_cpu.yaml trains Gemma 3 270M (docs/models.md).
+SPIDER_RECIPE ?= recipes/smollm2-135m/spider/sft_full_cpu.yaml
 full-spider: install
-	bash scripts/with_jemalloc.sh $(BIN)/t2s sft recipes/smollm2-135m/spider/sft_full_cpu.yaml
+	bash scripts/with_jemalloc.sh $(BIN)/t2s sft $(SPIDER_RECIPE)
 
 # The shipped model (embedded:smollm2-135m-spider, the default of `t2s ask` and the page), after `make full-spider`:
 # its adapter packaged in bf16 inside t2s/decoding/shipped/, then scored as shipped on all of Spider dev (greedy and

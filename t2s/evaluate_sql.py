@@ -22,7 +22,7 @@ from pathlib import Path
 
 from t2s.evaluation.compare import compare
 from t2s.evaluation.runner import EvaluateArguments, evaluate_run
-from t2s.runtime import dataclass_parser, run_command
+from t2s.runtime import parse_command, run_command
 
 
 def compare_main(argv: list[str]) -> dict:
@@ -50,7 +50,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "compare":
         return compare_main(argv[1:])
-    (args,) = dataclass_parser(EvaluateArguments, __doc__).parse_args_into_dataclasses(argv)
+    (args,) = parse_command(EvaluateArguments, __doc__, argv)
     return evaluate_run(args)
 
 

@@ -19,7 +19,7 @@ from t2s.data.common import write_jsonl
 from t2s.decoding.decoding_arguments import DecodingArguments
 from t2s.decoding.predict import run_predictions
 from t2s.decoding.sharding import is_main_process
-from t2s.runtime import dataclass_parser, run_command
+from t2s.runtime import parse_command, run_command
 
 
 @dataclass
@@ -28,7 +28,7 @@ class GenerateArguments(DecodingArguments):
 
 
 def main(argv=None):
-    (args,) = dataclass_parser(GenerateArguments, __doc__).parse_args_into_dataclasses(argv)
+    (args,) = parse_command(GenerateArguments, __doc__, argv)
     dataset, records, elapsed = run_predictions(args)
     if not is_main_process():  # under accelerate launch: the main process writes every process's records
         return

