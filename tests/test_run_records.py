@@ -8,7 +8,7 @@ import json
 import pytest
 
 from t2s.evaluation.compare import compare
-from t2s.evaluation.records import keep_outcomes, read_outcomes
+from t2s.evaluation.records import SCORE_KEYS, Protocol, keep_outcomes, read_outcomes
 
 from .conftest import ROOT
 
@@ -22,6 +22,10 @@ def test_every_record_holds_its_outcomes_and_its_protocol(record):
     assert {r["outcome"] for r in rows} <= {"correct", "wrong_result", "exec_error", "timeout", "too_large",
                                              "rejected", "empty", "gold_error"}  # fmt: skip
     protocol = json.loads(record.with_suffix(".protocol.json").read_text())
+    # the one reader of protocols takes every key back, in order, and the record names its prompt and semantics
+    read_back = {**Protocol.of(protocol).to_json(), **{k: protocol[k] for k in SCORE_KEYS}}
+    assert list(read_back.items()) == list(protocol.items())
+    assert protocol["semantics"] in ("spider", "wikisql") and protocol["schema_format"] in ("names", "types", "rows")
     correct = sum(r["outcome"] == "correct" for r in rows)
     assert correct / protocol["num_scored"] == pytest.approx(protocol["execution_accuracy"])
     assert "outputs/" not in record.with_suffix(".protocol.json").read_text()
@@ -37,6 +41,40 @@ def test_compare_pairs_two_records_as_it_pairs_two_evaluations():
     assert {k: result[k] for k in ("n", "fixed", "broken", "mcnemar_p")} == {
         k: kept[k] for k in ("n", "fixed", "broken", "mcnemar_p")
     }
+
+
+def _record(folder, ids_outcomes, **protocol):
+    folder.mkdir(parents=True)
+    rows = [{"example_id": i, "outcome": o} for i, o in ids_outcomes]
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    correct = sum(o == "correct" for _, o in ids_outcomes)
+    metrics = {"protocol": "dev, 3 questions", "decoding": "greedy", "execution_accuracy": correct / len(rows),
+               "num_scored": len(rows), "num_examples": len(rows), **protocol}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return str(folder)
+
+
+def test_runs_on_other_datasets_or_semantics_are_not_paired_though_their_ids_coincide(tmp_path):
+    """WikiSQL and Spider both number their dev questions `dev[N]`: without the protocol, two runs on unrelated
+    questions would pair up. Prompt settings may differ (that is what a comparison measures) and are reported."""
+    from t2s.runtime import UserError
+
+    ids = [("dev[0]", "correct"), ("dev[1]", "wrong_result"), ("dev[2]", "correct")]
+    spider = _record(tmp_path / "spider", ids, dataset="xlangai/spider", semantics="spider", schema_format="types")
+    wikisql = _record(tmp_path / "wikisql", ids, dataset="Salesforce/wikisql", semantics="wikisql",
+                      schema_format="types")  # fmt: skip
+    with pytest.raises(UserError, match="not measured on the same thing: dataset 'xlangai/spider' against "
+                                        "'Salesforce/wikisql'"):  # fmt: skip
+        compare(spider, wikisql)
+    relaxed = _record(tmp_path / "relaxed", ids, dataset="xlangai/spider", semantics="wikisql", schema_format="types")
+    with pytest.raises(UserError, match="semantics 'spider' against 'wikisql'"):
+        compare(spider, relaxed)
+    linked = _record(tmp_path / "linked", ids[:2] + [("dev[2]", "exec_error")], dataset="xlangai/spider",
+                     semantics="spider", schema_format="rows", link_values=True)  # fmt: skip
+    result = compare(spider, linked)
+    assert result["prompt_differences"] == {"schema_format": ["types", "rows"], "link_values": [None, True]}
+    assert (result["n"], result["broken"]) == (3, 1)
+    assert "prompt_differences" not in compare(spider, spider)
 
 
 def test_a_record_is_written_from_an_evaluation_folder_and_reads_back(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from t2s.evaluation.records import read_outcomes
+from t2s.evaluation.records import Protocol, read_outcomes
 from t2s.runtime import UserError
 
 console = Console()
@@ -57,6 +57,8 @@ def compare(run_a: str, run_b: str, shared_questions: bool = False) -> dict:
     the questions both scored, with both accuracies recomputed on those; without it such runs are an error.
     """
     (a, meta_a), (b, meta_b) = _load_run(run_a), _load_run(run_b)
+    protocol_a, protocol_b = Protocol.of(meta_a), Protocol.of(meta_b)
+    protocol_a.check_comparable(protocol_b, run_a, run_b)
     subset = set(a) != set(b)
     if subset and not shared_questions:
         raise UserError(
@@ -73,17 +75,20 @@ def compare(run_a: str, run_b: str, shared_questions: bool = False) -> dict:
         "a": run_a,
         "b": run_b,
         "n": len(shared),
-        "protocol": meta_a["protocol"] if len(a) <= len(b) else meta_b["protocol"],
+        "protocol": protocol_a.protocol if len(a) <= len(b) else protocol_b.protocol,
         "accuracy_a": sum(a[k] for k in shared) / len(shared) if subset else meta_a["execution_accuracy"],
         "accuracy_b": sum(b[k] for k in shared) / len(shared) if subset else meta_b["execution_accuracy"],
-        "decoding_a": meta_a["decoding"],
-        "decoding_b": meta_b["decoding"],
+        "decoding_a": protocol_a.decoding,
+        "decoding_b": protocol_b.decoding,
         "both_correct": sum(a[k] and b[k] for k in shared),
         "both_wrong": sum(not a[k] and not b[k] for k in shared),
         "fixed": fixed,
         "broken": broken,
         "mcnemar_p": mcnemar_exact(fixed, broken),
     }
+    prompts = protocol_a.prompt_differences(protocol_b)
+    if prompts:
+        result["prompt_differences"] = prompts
     if subset:
         result["questions_a"], result["questions_b"] = len(a), len(b)
         result["shared_questions"] = (
@@ -95,6 +100,8 @@ def compare(run_a: str, run_b: str, shared_questions: bool = False) -> dict:
         table.add_column(column)
     table.add_row("execution accuracy", f"{result['accuracy_a']:.1%}", f"{result['accuracy_b']:.1%}")
     table.add_row("decoding", result["decoding_a"], result["decoding_b"])
+    for setting, (one, other) in prompts.items():
+        table.add_row(f"prompt: {setting}", str(one), str(other))
     console.print(table)
     if subset:
         console.print(result["shared_questions"])
