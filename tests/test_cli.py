@@ -92,7 +92,8 @@ def test_console_command_runs_the_script_it_names(tmp_path):
     for name, ids in (("a", ["q1"]), ("b", ["q2"])):
         (tmp_path / name).mkdir()
         (tmp_path / name / "predictions.jsonl").write_text(json.dumps({"example_id": ids[0], "outcome": "correct"}))
-        (tmp_path / name / "metrics.json").write_text("{}")
+        # a metrics.json always names its protocol
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"protocol": "dev, 1 question"}))
     _assert_user_error(_run(["compare", str(tmp_path / "a"), str(tmp_path / "b")], program=T2S), "different questions")
 
 
