@@ -62,7 +62,7 @@ def test_training_prompt_tokens_equal_inference_prompt_tokens(trained):
 
 def test_a_trained_adapter_answers_through_every_decoding_path(trained, fixture_dev):
     """Sliding-window layers cache no plain keys and values: the prefix cache and continuous batching fall back to
-    plain batches, said once each, and a padded batch answers what each question answers alone."""
+    plain batches, said in one warning, and a padded batch answers what each question answers alone."""
     _, adapter = trained
     model, tokenizer = load_model_and_tokenizer(adapter=str(adapter))
     prompts = list(fixture_dev["prompt"])[:10]
