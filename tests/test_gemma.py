@@ -112,3 +112,24 @@ def test_a_gguf_export_of_a_gemma_adapter_is_refused_with_the_way_out_and_writes
     # the way out works: the merged model as safetensors, which llama.cpp's converter reads
     out, difference = export(str(adapter), str(tmp_path / "merged"))
     assert (out / "model.safetensors").is_file() and difference < 1e-4
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(out).chat_template.startswith("{{ bos_token }}")  # the prompt it learned
+
+
+def test_the_adapter_folder_chat_template_gives_the_trained_prompt_tokens_with_one_bos(trained, fixture_dev):
+    """Gemma's pretrained base has no chat template; the adapter's tokenizer carries the canonical prompt as one, so
+    `apply_chat_template` (schema as the system message, question as the user's) gives the tokens trained on: the
+    rendered text starts with `<bos>` because a rendered template is tokenized without special tokens."""
+    from transformers import AutoTokenizer
+
+    from t2s.data.prompt import QUESTION_MARKER
+
+    _, adapter = trained
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    prompt = fixture_dev[0]["prompt"]
+    schema = prompt.split("### Database Schema:\n", 1)[1].split("\n\n" + QUESTION_MARKER, 1)[0]
+    messages = [{"role": "system", "content": schema}, {"role": "user", "content": fixture_dev[0]["question"]}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert rendered == "<bos>" + prompt
+    assert tokenizer(rendered, add_special_tokens=False)["input_ids"] == tokenizer(prompt)["input_ids"]

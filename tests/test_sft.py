@@ -317,3 +317,20 @@ def test_padding_label_names_the_multiple_batches_are_padded_to():
         "dynamic per-batch padding to a multiple of 64 tokens, sampler: group_by_length"
     )
     assert padding_label(SimpleNamespace(**args, pad_to_multiple_of=None)).startswith("dynamic per-batch padding,")
+
+
+def test_the_adapter_folder_chat_template_gives_the_trained_prompt(trained, fixture_dev):
+    """The adapter's tokenizer carries the canonical prompt as its chat template (SmolLM2's own ChatML would render
+    prompts the adapter never saw), and a merged export keeps it."""
+    from transformers import AutoTokenizer
+
+    from t2s.data.prompt import QUESTION_MARKER
+
+    _, out = trained
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    prompt = fixture_dev[0]["prompt"]
+    schema = prompt.split("### Database Schema:\n", 1)[1].split("\n\n" + QUESTION_MARKER, 1)[0]
+    messages = [{"role": "system", "content": schema}, {"role": "user", "content": fixture_dev[0]["question"] + " "}]
+    assert (
+        tokenizer.apply_chat_template(messages, tokenize=False) == prompt
+    )  # the question trimmed as fill_prompt does

@@ -103,6 +103,39 @@ def fill_prompt(schema_text: str, question: str) -> str:
     return PROMPT_TEMPLATE.format(schema=schema_text, question=str(question).strip())
 
 
+def chat_template(bos_token: bool = False) -> str:
+    """Jinja: the canonical prompt, the schema from the system message and the question from the (last) user one, so
+    that `apply_chat_template` gives a model exactly the prompt it was trained on. `bos_token` starts it with the
+    tokenizer's `<bos>` (for tokenizers that add one to every text, as Gemma's does: a rendered chat template is
+    tokenized without special tokens).
+
+    Literal text is written as string expressions (`{{ "…" }}`), so no Jinja whitespace rule can drop a newline.
+    """
+    import json
+
+    head, rest = PROMPT_TEMPLATE.split("{schema}")
+    middle, tail = rest.split("{question}")
+    return (
+        ("{{ bos_token }}" if bos_token else "") + "{%- set ns = namespace(schema='', question='') -%}"
+        "{%- for message in messages -%}"
+        "{%- if message['role'] == 'system' -%}{%- set ns.schema = message['content'] -%}"
+        "{%- elif message['role'] == 'user' -%}{%- set ns.question = message['content'] -%}{%- endif -%}"
+        "{%- endfor -%}"
+        f"{{{{ {json.dumps(head)} }}}}{{{{ ns.schema }}}}{{{{ {json.dumps(middle)} }}}}"
+        f"{{{{ ns.question | trim }}}}{{{{ {json.dumps(tail)} }}}}"
+    )
+
+
+def with_prompt_template(tokenizer):
+    """Give `tokenizer` the canonical prompt as its chat template (what a trained adapter or a merged export saves):
+    a base model's own template (SmolLM2's ChatML; none for Gemma's pretrained base) renders prompts the adapter never
+    saw. Returns the tokenizer."""
+    probe = tokenizer(text="x")["input_ids"]
+    adds_bos = tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id
+    tokenizer.chat_template = chat_template(bos_token=adds_bos)
+    return tokenizer
+
+
 @dataclass(frozen=True)
 class PromptSettings:
     """How a model's prompts were built (recorded in its run record, `t2s_run.json`): what the schema slot shows,

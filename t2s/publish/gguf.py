@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from t2s.data.prompt import PROMPT_TEMPLATE
+from t2s.data.prompt import PROMPT_TEMPLATE, chat_template
 from t2s.runtime import UserError
 
 GGUF_TYPES = ("f16", "q8_0")
@@ -28,24 +28,6 @@ ARCHITECTURES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
 # The pre-tokenizer llama.cpp must apply (it recognises a tokenizer by this name): by model family, else `default`.
 PRE_TOKENIZERS = (("smollm", "smollm"), ("qwen2", "qwen2"), ("qwen", "qwen2"))
 SYSTEM_SLOT, USER_SLOT = "{{ .System }}", "{{ .Prompt }}"
-
-
-def chat_template() -> str:
-    """Jinja: the canonical prompt, the schema from the system message and the question from the (last) user one.
-
-    Literal text is written as string expressions (`{{ "…" }}`), so no Jinja whitespace rule can drop a newline.
-    """
-    head, rest = PROMPT_TEMPLATE.split("{schema}")
-    middle, tail = rest.split("{question}")
-    return (
-        "{%- set ns = namespace(schema='', question='') -%}"
-        "{%- for message in messages -%}"
-        "{%- if message['role'] == 'system' -%}{%- set ns.schema = message['content'] -%}"
-        "{%- elif message['role'] == 'user' -%}{%- set ns.question = message['content'] -%}{%- endif -%}"
-        "{%- endfor -%}"
-        f"{{{{ {json.dumps(head)} }}}}{{{{ ns.schema }}}}{{{{ {json.dumps(middle)} }}}}"
-        f"{{{{ ns.question | trim }}}}{{{{ {json.dumps(tail)} }}}}"
-    )
 
 
 def modelfile(gguf_name: str, eos_token: str | None, max_new_tokens: int = 128) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from t2s.data.prompt import fill_prompt
+from t2s.data.prompt import fill_prompt, with_prompt_template
 from t2s.data.run_record import RunRecord, load_run, save_run
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.publish.card import write_model_card
@@ -114,7 +114,7 @@ def export(
             record.gguf = write_checked_gguf(merged, tokenizer, tmp, gguf_type, prompts, min_agreement, run)
         else:
             merged.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
+            with_prompt_template(tokenizer).save_pretrained(tmp)
         save_run(tmp, record)
         write_model_card(tmp, merged=True)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -260,13 +260,16 @@ def start_run(script_args, training_args) -> RunStart:
 
 
 def training_tokenizer(source: str):
-    """The tokenizer a run trains with, given a pad token when the model has none (its EOS)."""
+    """The tokenizer a run trains with, given a pad token when the model has none (its EOS), and the canonical prompt
+    as its chat template, which the adapter folder then carries (training reads prompts as plain text)."""
     from transformers import AutoTokenizer
+
+    from t2s.data.prompt import with_prompt_template
 
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return with_prompt_template(tokenizer)
 
 
 def train_timed(trainer, resume: str | None) -> float:
