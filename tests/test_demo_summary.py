@@ -60,6 +60,11 @@ def _demo_dir(tmp_path, with_eg):
     return tmp_path
 
 
+def _set_recipe(out, recipe):
+    run = json.loads((out / "adapter" / "t2s_run.json").read_text())
+    (out / "adapter" / "t2s_run.json").write_text(json.dumps({**run, "recipe": recipe}))
+
+
 def test_without_execution_guided_run(tmp_path):
     text = summarise_demo(_demo_dir(tmp_path, with_eg=False), total_seconds=1800)
     assert "| embedded:smollm2-135m-instruct, zero-shot | greedy | **0.0%**" in text
@@ -95,9 +100,7 @@ def test_spider_demo_adds_the_hardness_table_and_the_caveats(tmp_path):
         num_without_caveats=3,
     )
     (out / "finetuned" / "metrics.json").write_text(json.dumps(tuned))
-    run = json.loads((out / "adapter" / "t2s_run.json").read_text())
-    run["recipe"] = "recipes/smollm2-135m/spider/sft_cpu.yaml"
-    (out / "adapter" / "t2s_run.json").write_text(json.dumps(run))
+    _set_recipe(out, "recipes/smollm2-135m/spider/sft_cpu.yaml")
     text = summarise_demo(out, total_seconds=600)
     assert "| model | easy | hard | all |" in text
     assert "| + LoRA (recipes/smollm2-135m/spider/sft_cpu.yaml) | 50.0% (1/2) | 50.0% (1/2) | 50.0% |" in text
@@ -111,9 +114,7 @@ def test_a_spider_demo_of_another_base_names_it_in_its_commands(tmp_path):
     out = _demo_dir(tmp_path, with_eg=False)
     (out / "finetuned" / "metrics.json").write_text(json.dumps(_metrics(0.5, by_hardness={})))
     (out / "zero_shot" / "metrics.json").write_text(json.dumps(_metrics(0.0, model="embedded:gemma3-270m")))
-    run = json.loads((out / "adapter" / "t2s_run.json").read_text())
-    run["recipe"] = "recipes/gemma3-270m/spider/sft_cpu.yaml"
-    (out / "adapter" / "t2s_run.json").write_text(json.dumps(run))
+    _set_recipe(out, "recipes/gemma3-270m/spider/sft_cpu.yaml")
     text = summarise_demo(out, total_seconds=600)
     assert "| embedded:gemma3-270m, zero-shot | greedy | **0.0%**" in text
     assert "`make demo-spider-eg DEMO_MODEL=gemma3-270m`" in text

@@ -7,7 +7,13 @@ import sys
 import pytest
 import torch
 
-from t2s.decoding.embedded import DEFAULT_EMBEDDED, ensure_embedded_model, gguf_path, resolve_model_name
+from t2s.decoding.embedded import (
+    DEFAULT_EMBEDDED,
+    embedded_model,
+    ensure_embedded_model,
+    gguf_file,
+    resolve_model_name,
+)
 
 from .conftest import ROOT
 
@@ -22,13 +28,13 @@ def converted(tmp_path_factory):
         mp.undo()
 
 
-def test_conversion_gives_the_gguf_models_logits_and_a_trainable_checkpoint(converted):
+def test_conversion_gives_the_gguf_models_logits_and_a_trainable_checkpoint(converted, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     assert (converted / "model.safetensors").exists() and (converted / "tokenizer.json").exists()
     assert "logits verified equal: True" in (converted / "t2s_converted_from.txt").read_text()
-    source = gguf_path(DEFAULT_EMBEDDED)
-    gguf = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+    with gguf_file(DEFAULT_EMBEDDED, tmp_path) as source:
+        gguf = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
     plain = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(converted)
     ids = tokenizer('SELECT COUNT("Player") FROM "table_1_10015132_11" WHERE', return_tensors="pt")
@@ -54,7 +60,7 @@ def test_second_call_reuses_the_converted_folder(converted, monkeypatch):
 
 def test_unknown_embedded_model_is_named():
     with pytest.raises(ValueError, match="Unknown embedded model 'embedded:nope'"):
-        gguf_path("embedded:nope")
+        embedded_model("embedded:nope")
 
 
 @pytest.mark.parametrize("recipe", ["smollm2-135m/wikisql/sft_cpu.yaml", "mistral_lora.yaml"])

@@ -126,14 +126,6 @@ def chunk_paths(name: str) -> list[Path]:
     return paths
 
 
-def gguf_path(name: str) -> Path:
-    """The GGUF file of a single-file embedded model, as its package ships it (unchecked: `gguf_file` checks)."""
-    paths = chunk_paths(name)
-    if len(paths) != 1:
-        raise ValueError(f"{name} ships in {len(paths)} parts; gguf_file({name!r}) assembles and checks them")
-    return paths[0]
-
-
 def sha256_of(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
