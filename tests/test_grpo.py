@@ -207,6 +207,58 @@ def test_prescoring_keeps_exactly_the_questions_with_differing_rewards(tiny_mode
         keep_informative(model, tokenizer, data, _LengthReward(), GenerationSettings(num_candidates=1), tmp_path)
 
 
+def test_prescores_are_written_by_chunk_and_reused_by_a_later_start(tiny_model, tmp_path, fixture_dev, monkeypatch):
+    """A start stopped while pre-scoring leaves the chunks it finished; the next start samples only the rest, and a
+    start with other settings is refused rather than mixing pre-scores."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import t2s.training.prompt_filter as prompt_filter
+    from t2s.decoding.settings import GenerationSettings
+    from t2s.runtime import UserError
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    data = fixture_dev.select(range(8))
+    settings = GenerationSettings(max_new_tokens=6, batch_size=4, temperature=1.5, num_candidates=4, top_k=0)
+    monkeypatch.setattr(prompt_filter, "PRESCORE_CHUNK", 3)
+    sampled = []
+    real_prescore = prompt_filter.prescore
+
+    def stopping_prescore(model, tokenizer, dataset, *args, **kwargs):
+        if len(sampled) == 2:  # the third chunk never finishes: the process was stopped
+            raise KeyboardInterrupt
+        sampled.append(list(dataset["example_id"]))
+        return real_prescore(model, tokenizer, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(prompt_filter, "prescore", stopping_prescore)
+    with pytest.raises(KeyboardInterrupt):
+        prompt_filter.keep_informative(model, tokenizer, data, _LengthReward(), settings, tmp_path)
+    first = [json.loads(line) for line in (tmp_path / "prescores.jsonl").read_text().splitlines()]
+    assert [r["example_id"] for r in first] == sampled[0] + sampled[1] and len(first) == 6
+
+    with pytest.raises(UserError, match="the rest|no pre-scores"):  # one of several processes: it may not sample
+        prompt_filter.keep_informative(model, tokenizer, data, _LengthReward(), settings, tmp_path, may_sample=False)
+    sampled.clear()
+    monkeypatch.setattr(prompt_filter, "prescore", real_prescore)
+    kept, summary = prompt_filter.keep_informative(model, tokenizer, data, _LengthReward(), settings, tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "prescores.jsonl").read_text().splitlines()]
+    assert lines[:6] == first and len(lines) == 8 and summary.reused == 6
+    assert sorted(r["example_id"] for r in lines) == sorted(data["example_id"])
+    informative = [
+        ex for ex in data["example_id"] if len(set(next(r for r in lines if r["example_id"] == ex)["rewards"])) > 1
+    ]
+    assert list(kept["example_id"]) == informative
+    # all there: a later start (a resumed run, another process) reads them and samples nothing
+    again, _ = prompt_filter.keep_informative(
+        model, tokenizer, data, _LengthReward(), settings, tmp_path, may_sample=False
+    )
+    assert list(again["example_id"]) == informative
+    with pytest.raises(UserError, match="other settings"):
+        prompt_filter.keep_informative(
+            model, tokenizer, data, _LengthReward(), GenerationSettings(temperature=0.7, num_candidates=4), tmp_path
+        )
+
+
 # --- the script ---
 
 
@@ -297,6 +349,18 @@ def test_prescoring_that_finds_nothing_informative_stops_before_training(sft_ada
     assert not (tmp_path / "o" / "adapter_model.safetensors").exists()
 
 
+def test_prescore_only_writes_the_prescores_and_trains_nothing(sft_adapter, tmp_path):
+    from t2s.grpo import cli
+
+    out = tmp_path / "o"
+    result = cli([str(TINY_GRPO_RECIPE), "--sft_adapter", str(sft_adapter), "--output_dir", str(out),
+                  "--prescore_samples", "2", "--prescore_only", "true"])  # fmt: skip
+    assert result is None
+    assert len((out / "prescores.jsonl").read_text().splitlines()) == 8
+    assert json.loads((out / "prescores.settings.json").read_text())["samples"] == 2
+    assert not (out / "adapter_model.safetensors").exists() and not list(out.glob("checkpoint-*"))
+
+
 def test_prescoring_samples_from_the_base_when_grpo_starts_a_new_adapter(tiny_model, tmp_path):
     """Without sft_adapter the policy is the base model (a path TRL loads): pre-scoring loads it to sample from."""
     from t2s.grpo import cli
@@ -333,3 +397,112 @@ def test_grpo_gpu_settings_on_cpu_are_refused(setting, sft_adapter, tmp_path, mo
     monkeypatch.setattr("t2s.training.device.cuda_available", lambda: False)
     with pytest.raises(DeviceSupportError, match="needs a CUDA GPU"):
         cli([str(TINY_GRPO_RECIPE), "--sft_adapter", str(sft_adapter), "--output_dir", str(tmp_path), *setting])
+
+
+# --- sampling under the schema grammar ---
+
+
+def _grammatical(tokenizer, grammar, ids):
+    """Whether `ids` (a completion, its end of sequence left out) is a prefix the grammar accepts."""
+    from t2s.decoding.constrained import compile_grammar
+
+    matcher = compile_grammar(tokenizer, grammar)
+    body = ids[:-1] if ids and ids[-1] == tokenizer.eos_token_id else ids
+    return all(matcher.consume_token(t) for t in body)
+
+
+def test_a_sampled_completion_ends_where_its_answer_ends(tiny_model):
+    from transformers import AutoTokenizer
+
+    from t2s.decoding.generation import _until_answer_end
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    eos = tokenizer.eos_token_id
+    line = tokenizer("SELECT a FROM t\n", add_special_tokens=False)["input_ids"]
+    rest = tokenizer("junk", add_special_tokens=False)["input_ids"]
+    # the newline that closes the answer is followed by the end of sequence; what generate padded after is dropped
+    assert _until_answer_end(tokenizer, [*line, *rest]) == [*line, eos]
+    assert _until_answer_end(tokenizer, [*line[:-1], eos, *rest]) == [*line[:-1], eos]
+    assert _until_answer_end(tokenizer, line[:-1]) == line[:-1]  # cut by the budget: left as drawn
+
+
+def test_constrained_samples_are_token_ids_inside_each_questions_grammar(tiny_model, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from t2s.data import load_text2sql
+    from t2s.decoding.constrained import grammar_for, scope_for
+    from t2s.decoding.generation import sample_completion_ids
+    from t2s.decoding.settings import GenerationSettings
+
+    from .spider_fixture import build_spider_layout
+
+    data = load_text2sql(str(build_spider_layout(tmp_path / "spider")), "dev")
+    examples = [data[i] for i in range(4) for _ in range(3)]  # 3 samples of each of 4 questions
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    grammars = [grammar_for(ex) for ex in examples]
+    settings = GenerationSettings(max_new_tokens=12, batch_size=5, temperature=1.0, top_k=0)
+    torch.manual_seed(0)
+    ids = sample_completion_ids(
+        model, tokenizer, [ex["prompt"] for ex in examples], settings, grammars, [scope_for(ex) for ex in examples]
+    )
+    assert len(ids) == len(examples)
+    for row, grammar in zip(ids, grammars, strict=True):
+        assert row and (row[-1] == tokenizer.eos_token_id or len(row) == 12)
+        assert _grammatical(tokenizer, grammar, row)
+    assert len({tuple(r) for r in ids}) > 1  # sampled, not one greedy answer repeated
+    with pytest.raises(ValueError, match="one sample per prompt"):
+        sample_completion_ids(model, tokenizer, ["x"], GenerationSettings(temperature=0.0))
+
+
+def test_grpo_samples_under_the_column_scoped_grammar(tiny_model, sft_adapter, tmp_path, monkeypatch):
+    """GRPO on a Spider-layout dataset with constrained_sampling and scoped_columns: TRL trains on the completions
+    t2s's rollout drew, every one inside its question's grammar, and the run record says how they were drawn."""
+    from transformers import AutoTokenizer
+
+    import t2s.training.grpo_run as grpo_run
+    from t2s.decoding.constrained import grammar_for
+    from t2s.grpo import cli
+
+    from .spider_fixture import build_spider_layout
+
+    drawn = []
+
+    class Recording(grpo_run.ConstrainedRollout):
+        def __call__(self, prompts, trainer):
+            out = super().__call__(prompts, trainer)
+            drawn.extend(zip(prompts, out["completion_ids"], strict=True))
+            return out
+
+    monkeypatch.setattr(grpo_run, "ConstrainedRollout", Recording)
+    spider = build_spider_layout(tmp_path / "spider")
+    out = tmp_path / "adapter"
+    trainer = cli([
+        str(TINY_GRPO_RECIPE), "--sft_adapter", str(sft_adapter), "--output_dir", str(out),
+        "--dataset_name", str(spider), "--dataset_train_split", "train", "--constrained_sampling", "true",
+        "--scoped_columns", "true", "--max_completion_length", "10",
+    ])  # fmt: skip
+    assert trainer.state.global_step == 2
+    assert len(drawn) == 8  # one generation round of generation_batch_size completions serves both steps
+    tokenizer = AutoTokenizer.from_pretrained(sft_adapter)
+    grammars = {ex["prompt"]: grammar_for(ex) for ex in trainer.train_dataset}
+    assert all(_grammatical(tokenizer, grammars[prompt], ids) for prompt, ids in drawn)
+    run = json.loads((out / "t2s_run.json").read_text())
+    assert run["sampling"] == "column-scoped constrained"
+    assert any("reward" in entry for entry in run["loss_history"])
+
+
+def test_constrained_sampling_settings_are_checked(sft_adapter, tmp_path):
+    from types import SimpleNamespace
+
+    from t2s.grpo import cli
+    from t2s.runtime import UserError
+    from t2s.training.grpo_run import train_grpo
+    from t2s.training.training_arguments import GRPOArguments
+
+    with pytest.raises(ValueError, match="scoped_columns works inside constrained sampling"):
+        cli([str(TINY_GRPO_RECIPE), "--sft_adapter", str(sft_adapter), "--scoped_columns", "true"])
+    # vLLM would sample without the grammar: refused before anything loads (on a GPU machine, where use_vllm passes)
+    args = GRPOArguments(dataset_name="tests/fixtures/wikisql", constrained_sampling=True)
+    with pytest.raises(UserError, match="not through vLLM"):
+        train_grpo(args, SimpleNamespace(use_vllm=True, output_dir=str(tmp_path)), None)

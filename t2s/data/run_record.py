@@ -60,6 +60,7 @@ class RunRecord:
     sft_adapter: str | None = None
     reward: str | None = None
     prompt_filter: str | None = None
+    sampling: str | None = None  # how GRPO drew its completions: unconstrained, constrained, column-scoped constrained
     completions_without_reward: int | None = None
     completions_scored_by_process: list[int] | None = None
     grpo: dict | None = None

@@ -80,24 +80,13 @@ def generate_sql(
                 batch, extra = prefixes.batch_inputs(
                     tokenizer, [prompts[i] for i in idx], prefix, k, device, settings.max_new_tokens
                 )
-            if grammars is not None:
-                from transformers import LogitsProcessorList
-
-                from t2s.decoding.constrained import GrammarConstrainedLogits, finish_cut_answers
-
-                constraint = GrammarConstrainedLogits(
-                    tokenizer,
-                    [grammars[i] for i in idx],
-                    batch["input_ids"].shape[1],
-                    settings.num_candidates,
-                    scopes=[scopes[i] for i in idx] if scopes is not None else None,
-                )
-                extra["logits_processor"] = LogitsProcessorList([constraint])
-            kwargs = generate_kwargs(tokenizer, settings, batch["input_ids"].shape[1])
-            out = model.generate(**batch, **kwargs, **extra)
-            new_tokens = out[:, batch["input_ids"].shape[1] :]
+            rows_grammars = [grammars[i] for i in idx] if grammars is not None else None
+            rows_scopes = [scopes[i] for i in idx] if scopes is not None else None
+            new_tokens = _generate_batch(model, tokenizer, batch, extra, settings, rows_grammars, rows_scopes)
             texts = [answer_sql(t) for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
             if grammars is not None:
+                from t2s.decoding.constrained import finish_cut_answers
+
                 texts = finish_cut_answers(
                     tokenizer,
                     new_tokens,
@@ -112,3 +101,78 @@ def generate_sql(
     finally:
         model.train(was_training)
     return results
+
+
+def _generate_batch(model, tokenizer, batch, extra: dict, settings: GenerationSettings, grammars, scopes):
+    """One batch through `generate()`, constrained by `grammars` (one per prompt) if given: its new tokens, with
+    `settings.num_candidates` consecutive rows per prompt."""
+    prompt_length = batch["input_ids"].shape[1]
+    if grammars is not None:
+        from transformers import LogitsProcessorList
+
+        from t2s.decoding.constrained import GrammarConstrainedLogits
+
+        constraint = GrammarConstrainedLogits(
+            tokenizer, grammars, prompt_length, settings.num_candidates, scopes=scopes
+        )
+        extra = {**extra, "logits_processor": LogitsProcessorList([constraint])}
+    out = model.generate(**batch, **generate_kwargs(tokenizer, settings, prompt_length), **extra)
+    return out[:, prompt_length:]
+
+
+@torch.no_grad()
+def sample_completion_ids(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    settings: GenerationSettings,
+    grammars: Sequence[str] | None = None,
+    scopes: Sequence[Any] | None = None,
+) -> list[list[int]]:
+    """One sampled completion per prompt (repeat a prompt to draw several), as the token ids the model drew, for a
+    trainer that computes their log-probabilities (GRPO): the text alone would be re-tokenized differently.
+
+    Plain batches, constrained like `generate_sql`'s. A completion runs to its end of sequence, included; one that
+    ended at the newline closing its answer (where generation stops) gets the end of sequence a grammar allows
+    after that newline and nothing else (`schema_grammar`'s `_END`); one the budget cut is left as it is.
+    """
+    if settings.num_candidates != 1 or not settings.temperature > 0:
+        raise ValueError("sample_completion_ids draws one sample per prompt: num_candidates 1, temperature above 0")
+    if grammars is not None and len(grammars) != len(prompts):
+        raise ValueError(f"{len(grammars)} grammars for {len(prompts)} prompts")
+    prepare_tokenizer(tokenizer)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    results: list[list[int]] = [[] for _ in prompts]
+    try:
+        for idx, _ in plan_batches(tokenizer, prompts, settings.batch_size, prefix_cache=False):
+            batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+            cache = preallocated_cache(model, batch["input_ids"].shape[1] + settings.max_new_tokens)
+            new_tokens = _generate_batch(
+                model,
+                tokenizer,
+                batch,
+                {} if cache is None else {"cache": cache},
+                settings,
+                [grammars[i] for i in idx] if grammars is not None else None,
+                [scopes[i] for i in idx] if scopes is not None else None,
+            )
+            for i, row in zip(idx, new_tokens.tolist(), strict=True):
+                results[i] = _until_answer_end(tokenizer, row)
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _until_answer_end(tokenizer, row: list[int]) -> list[int]:
+    """A generated row cut where its answer ended (see `sample_completion_ids`); generate pads what follows."""
+    from t2s.decoding.answer import answer_complete, newline_token_ids
+
+    newlines = newline_token_ids(tokenizer)
+    for i, token in enumerate(row):
+        if token == tokenizer.eos_token_id:
+            return row[: i + 1]
+        if token in newlines and answer_complete(tokenizer.decode(row[: i + 1], skip_special_tokens=True)):
+            return [*row[: i + 1], tokenizer.eos_token_id]
+    return row

@@ -139,6 +139,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         "continued from (SFT adapter)": run.sft_adapter and f"`{_shown(run.sft_adapter)}`",
         "reward": run.reward,
         "training prompts": run.prompt_filter,
+        "completions sampled": run.sampling,
         "recipe": f"`{_shown(run.recipe)}`",
     }
     card = ModelCard.from_template(

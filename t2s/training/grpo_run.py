@@ -8,6 +8,7 @@ training; the output is that adapter, on the same base, with its run record and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from trl import GRPOConfig, GRPOTrainer
@@ -20,6 +21,7 @@ from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.prompt_filter import keep_informative
 from t2s.training.rewards import ExecutionReward
+from t2s.training.rollout import ConstrainedRollout, constraints_for, sampling_label
 from t2s.training.run_report import FinishedRun, finish_run, report_grpo_setup
 from t2s.training.run_setup import (
     load_splits,
@@ -81,6 +83,11 @@ def load_policy(model_args: ModelArguments, sft_adapter: str | None) -> Policy:
 def train_grpo(
     script_args: GRPOArguments, training_args: GRPOConfig, model_args: ModelArguments, recipe: str | None = None
 ):
+    if script_args.constrained_sampling and training_args.use_vllm:
+        raise UserError(
+            "constrained_sampling draws completions through transformers with t2s's grammar, not through vLLM: "
+            "set use_vllm: false, or constrained_sampling: false to sample from vLLM unconstrained"
+        )
     start = start_run(script_args, training_args)
 
     policy = load_policy(model_args, script_args.sft_adapter)
@@ -93,8 +100,9 @@ def train_grpo(
     reward = ExecutionReward(script_args.reward_partial_credit)
     prompt_filter = None
     if script_args.prescore_samples:
-        if start.resume:
-            raise UserError("prescore_samples with a resumed run would draw different prompts: resume without it")
+        if script_args.overwrite_output_dir:  # afresh: earlier pre-scores are not read either
+            for name in ("prescores.jsonl", "prescores.settings.json"):
+                Path(training_args.output_dir, name).unlink(missing_ok=True)
         sampler = policy.model
         if isinstance(sampler, str):  # a new adapter on the base: sample from the base itself
             from transformers import AutoModelForCausalLM
@@ -115,13 +123,25 @@ def train_grpo(
                 num_candidates=script_args.prescore_samples,
             ),
             training_args.output_dir,
+            *(constraints_for(list(train), script_args.scoped_columns) if script_args.constrained_sampling else ()),
+            sampling=sampling_label(script_args.constrained_sampling, script_args.scoped_columns),
+            may_sample=training_args.world_size == 1,
         )
         prompt_filter = summary.describe()
         print(f"Pre-scoring: {prompt_filter}")
+        if script_args.prescore_only:
+            print(f"Pre-scores written to {training_args.output_dir}/prescores.jsonl; stopped (prescore_only).")
+            return None
         if not len(train):
             raise UserError("no training question is informative (every one got equal rewards): nothing to train on")
+    rollout = (
+        ConstrainedRollout([train, evals], scoped_columns=script_args.scoped_columns)
+        if script_args.constrained_sampling
+        else None
+    )
     trainer = GRPOTrainer(
         model=policy.model,
+        rollout_func=rollout,
         reward_funcs=[reward],
         args=training_args,
         train_dataset=train,
@@ -151,6 +171,7 @@ def train_grpo(
         "sft_adapter": script_args.sft_adapter,
         "reward": f"execution: 1.0 correct, {reward.partial_credit} runs but differs, 0.0 error/timeout/rejected",
         "prompt_filter": prompt_filter,
+        "sampling": sampling_label(script_args.constrained_sampling, script_args.scoped_columns),
         "completions_without_reward": skipped,  # their gold query failed (t2s.training.rewards)
         "completions_scored_by_process": scored_by_process,
         "grpo": {

@@ -25,6 +25,7 @@ from t2s.decoding.embedded import embedded_model, is_embedded
 from t2s.publish.card import write_model_card
 from t2s.runtime import allocator
 from t2s.training.callbacks import run_peak_memory
+from t2s.training.rollout import sampling_label
 
 console = Console()
 HISTORY_KEYS = (
@@ -143,7 +144,9 @@ def report_grpo_setup(trainer, train, model_args, script_args, quantization_conf
         "starts from": script_args.sft_adapter or "the base model (a fresh LoRA)",
         "train prompts": f"{len(train):,} — {train.info.description}",
         "completions": f"{args.num_generations} per prompt, ≤ {args.max_completion_length} tokens, "
-        f"temperature {args.temperature}, " + ("vLLM" if args.use_vllm else "transformers generate"),
+        f"temperature {args.temperature}, "
+        + ("vLLM" if args.use_vllm else "transformers generate")
+        + (f", {sampling_label(True, script_args.scoped_columns)}" if script_args.constrained_sampling else ""),
         "per optimizer step": f"{prompts_per_step} prompt(s) × {args.gradient_accumulation_steps} accumulation",
         "generation round": f"{args.generation_batch_size} completions, serves {args.steps_per_generation} steps",
         "loss": f"{args.loss_type}, beta {args.beta}, lr {args.learning_rate}",

@@ -179,8 +179,35 @@ class GRPOArguments(DataArguments):
         },
     )
 
+    prescore_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Pre-score the training questions into output_dir/prescores.jsonl and stop: to audit the filter, "
+            "or before a launch on several processes (which reads the pre-scores, as a resumed run does)."
+        },
+    )
+    constrained_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "Draw GRPO's completions, and pre-scoring's samples, under the question's schema grammar "
+            "(t2s/training/rollout.py): every completion is a query over its own tables and columns. "
+            "Generation runs through transformers, so not with use_vllm."
+        },
+    )
+    scoped_columns: bool = field(
+        default=False,
+        metadata={
+            "help": "With constrained_sampling: column scoping too (a qualified column must belong to its table or "
+            "alias; t2s/decoding/scope.py), as `evaluate --constrained_decoding --scoped_columns` decodes."
+        },
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.scoped_columns and not self.constrained_sampling:
+            raise ValueError("scoped_columns works inside constrained sampling: add constrained_sampling: true")
+        if self.prescore_only and not self.prescore_samples:
+            raise ValueError("prescore_only needs prescore_samples (the samples per question)")
         if self.prescore_samples == 1 or self.prescore_samples < 0:
             raise ValueError("prescore_samples must be 0 (off) or at least 2")
         if not 0.0 <= self.reward_partial_credit < 1.0:

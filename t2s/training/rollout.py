@@ -1,0 +1,93 @@
+"""GRPO's completions drawn under the schema grammar, optionally with column scoping: a TRL `rollout_func`.
+
+On a CPU each completion costs real time, and a completion that cannot parse or names a column its table lacks
+only teaches "not this". Sampled under the grammar the model will be decoded with (`t2s.decoding.constrained`),
+every completion is a query over the question's own schema, and the reward tells right results from wrong ones.
+
+What the loss sees: TRL scores each sampled token with the policy's log-probability over the whole vocabulary, not
+over the tokens the mask left; so the gradient raises or lowers the sampled tokens as plain GRPO would, and the
+masked tokens' mass is not taught away (the mask keeps removing it at decoding time). `docs/training.md` says more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from t2s.decoding.generation import sample_completion_ids
+from t2s.decoding.settings import GenerationSettings
+
+
+class ConstrainedRollout:
+    """TRL's `rollout_func(prompts, trainer)`: one completion per prompt of the slice (TRL repeats each prompt
+    `num_generations` times), sampled with the trainer's temperature, top-p, top-k and `max_completion_length`,
+    each under its question's grammar; returns `prompt_ids` (tokenized as TRL tokenizes prompts),
+    `completion_ids` (`sample_completion_ids`) and no sampling log-probabilities."""
+
+    def __init__(self, datasets: Iterable[Any], *, scoped_columns: bool) -> None:
+        from t2s.decoding.constrained import grammar_for, scope_for
+
+        self.scoped_columns = scoped_columns
+        self._by_prompt: dict[str, tuple[str, Any]] = {}
+        for dataset in datasets:
+            if dataset is None:
+                continue
+            for example in dataset:
+                if example["prompt"] not in self._by_prompt:
+                    scope = scope_for(example) if scoped_columns else None
+                    self._by_prompt[example["prompt"]] = (grammar_for(example), scope)
+        self.completions = 0
+
+    def constraint(self, prompt: str) -> tuple[str, Any]:
+        try:
+            return self._by_prompt[prompt]
+        except KeyError:
+            raise KeyError(
+                f"no grammar for a prompt outside the training and evaluation data: {prompt[:80]!r}…"
+            ) from None
+
+    def __call__(self, prompts: Sequence[str], trainer) -> dict[str, Any]:
+        from trl.models import unwrap_model_for_generation
+
+        args = trainer.args
+        tokenizer = trainer.processing_class
+        constraints = [self.constraint(p) for p in prompts]
+        settings = GenerationSettings(
+            max_new_tokens=args.max_completion_length,
+            batch_size=len(prompts),  # the whole slice at once, as TRL's own generate path does
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+        )
+        with unwrap_model_for_generation(
+            trainer.model_wrapped,
+            trainer.accelerator,
+            gather_deepspeed3_params=args.ds3_gather_for_generation,
+            gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
+        ) as model:
+            completion_ids = sample_completion_ids(
+                model,
+                tokenizer,
+                list(prompts),
+                settings,
+                grammars=[g for g, _ in constraints],
+                scopes=[s for _, s in constraints] if self.scoped_columns else None,
+            )
+        self.completions += len(completion_ids)
+        prompt_ids = [tokenizer(text=p)["input_ids"] for p in prompts]
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+
+
+def sampling_label(constrained: bool, scoped_columns: bool) -> str:
+    """How GRPO drew its completions, as the run record and card name it."""
+    if not constrained:
+        return "unconstrained"
+    return "column-scoped constrained" if scoped_columns else "constrained"
+
+
+def constraints_for(examples: Sequence[Mapping[str, Any]], scoped_columns: bool) -> tuple[list[str], list | None]:
+    """Grammars (and scopes) for pre-scoring's samples, one per example, as the rollout will draw them."""
+    from t2s.decoding.constrained import grammar_for, scope_for
+
+    grammars = [grammar_for(ex) for ex in examples]
+    return grammars, ([scope_for(ex) for ex in examples] if scoped_columns else None)
