@@ -490,6 +490,33 @@ def test_grpo_samples_under_the_column_scoped_grammar(tiny_model, sft_adapter, t
     run = json.loads((out / "t2s_run.json").read_text())
     assert run["sampling"] == "column-scoped constrained"
     assert any("reward" in entry for entry in run["loss_history"])
+    # the rollout log holds every scored completion: 8, in 2 groups of 4, one line per completion
+    from t2s.training.grpo_report import group_summary, main, read_rollouts
+
+    rollouts = read_rollouts(out)
+    assert len(rollouts) == 8 and {line["step"] for line in rollouts} == {1}
+    groups = group_summary(rollouts)
+    assert groups["groups"] == 2 and groups["completions_per_group"] == 4
+    summary = main([str(out)])
+    assert summary["groups"] == groups and summary["generation_rounds"] == 1
+
+
+def test_group_summary_reads_the_last_start_of_each_step_and_sorts_groups_by_signal(tmp_path):
+    from t2s.training.grpo_report import group_summary, read_rollouts
+
+    def lines(start, step, example_id, rewards):
+        return [{"start": start, "step": step, "example_id": example_id, "reward": r, "sql": "x"} for r in rewards]
+
+    first = lines("a", 1, "q1", [1.0, 0.1]) + lines("a", 1, "q2", [0.1, 0.1]) + lines("a", 2, "q3", [0.0, 0.0])
+    resumed = lines("b", 2, "q3", [1.0, 1.0]) + lines("b", 3, "q1", [0.1, 0.1])  # step 2 redone after a resume
+    (tmp_path / "rollouts.jsonl").write_text("".join(json.dumps(x) + "\n" for x in first + resumed))
+    rollouts = read_rollouts(tmp_path)
+    assert [x["start"] for x in rollouts if x["step"] == 2] == ["b", "b"]
+    summary = group_summary(rollouts)
+    assert summary["groups"] == 4 and summary["share_without_signal"] == 0.75
+    assert summary["all_right"] == 0.25 and summary["all_wrong_but_run"] == 0.5 and summary["all_failing"] == 0.0
+    assert summary["mean_group_reward_std"] == pytest.approx(0.45 / 4)
+    assert summary["questions"] == 3 and summary["questions_never_with_signal"] == pytest.approx(2 / 3)
 
 
 def test_constrained_sampling_settings_are_checked(sft_adapter, tmp_path):

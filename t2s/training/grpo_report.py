@@ -4,7 +4,8 @@
 
 Reads the run's `trainer_state.json` (every logged step; else its last checkpoint's), or a console log (`--log`). TRL logs
 rewards on the step that generated them (one generation round serves `steps_per_generation` steps), and a
-`step_time` on every step.
+`step_time` on every step. The run's rollout log (`rollouts.jsonl`, every scored completion) gives the spread of
+rewards within each group and the share of groups, and of questions, that gave no signal.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import ast
 import json
 import re
 import statistics
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -42,6 +44,44 @@ def read_history(run_dir: str | Path, log: str | Path | None = None) -> list[dic
     for i, entry in enumerate(entries, 1):
         entry.setdefault("step", i)
     return entries
+
+
+def read_rollouts(run_dir: str | Path) -> list[dict]:
+    """The run's scored completions (`t2s.training.rollout.RolloutLog`), every process's file; for each step, the
+    lines of the last start of the run that wrote it (a resumed run redoes the steps after its last checkpoint)."""
+    kept = []
+    for path in sorted(Path(run_dir).glob("rollouts*.jsonl")):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        last_start = {line["step"]: line["start"] for line in lines}
+        kept += [line for line in lines if line["start"] == last_start[line["step"]]]
+    return kept
+
+
+def group_summary(rollouts: list[dict]) -> dict:
+    """Where GRPO's signal came from: each group is one question's completions in one round; a group whose rewards
+    are all equal gives no gradient (all right, all runnable but wrong, or all failing)."""
+    groups: dict[tuple, list[float]] = {}
+    for line in rollouts:
+        if line["reward"] is not None:
+            groups.setdefault((line["step"], line["example_id"]), []).append(line["reward"])
+    if not groups:
+        return {}
+    equal = [g for g in groups.values() if len(set(g)) == 1]
+    questions: dict[str, list[bool]] = {}
+    for (_, example_id), rewards in groups.items():
+        questions.setdefault(example_id, []).append(len(set(rewards)) > 1)
+    return {
+        "groups": len(groups),
+        "completions_per_group": statistics.fmean(len(g) for g in groups.values()),
+        "share_without_signal": len(equal) / len(groups),
+        "all_right": sum(g[0] == 1.0 for g in equal) / len(groups),
+        "all_wrong_but_run": sum(0.0 < g[0] < 1.0 for g in equal) / len(groups),
+        "all_failing": sum(g[0] == 0.0 for g in equal) / len(groups),
+        "mean_group_reward_std": statistics.fmean(statistics.pstdev(g) for g in groups.values()),
+        "share_of_right_completions": statistics.fmean(r == 1.0 for g in groups.values() for r in g),
+        "questions": len(questions),
+        "questions_never_with_signal": sum(not any(v) for v in questions.values()) / len(questions),
+    }
 
 
 def summarise(history: list[dict], completions_per_round: int) -> dict:
@@ -93,22 +133,30 @@ def main(argv=None) -> dict:
     """`t2s grpo-report RUN_DIR [--log LOG] [--png PNG]`: the summary as JSON, and the curve when asked."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Reward curve and zero-std share of a finished GRPO run.")
-    parser.add_argument("run_dir", help="the GRPO output folder (with t2s_run.json)")
+    parser = argparse.ArgumentParser(description="Reward curve, zero-std share and group spread of a GRPO run.")
+    parser.add_argument("run_dir", help="the GRPO output folder (finished, or under way with its checkpoints)")
     parser.add_argument("--log", default=None, help="the run's console log, when trainer_state.json is missing")
     parser.add_argument("--png", default=None, help="where to draw the reward curve")
     args = parser.parse_args(argv)
     from t2s.data.run_record import has_run, load_run
 
-    if not has_run(args.run_dir):
-        raise UserError(f"{args.run_dir}: no t2s_run.json; give the output folder of a finished t2s grpo run")
-    run = load_run(args.run_dir)
+    rollouts = read_rollouts(args.run_dir)
+    run = load_run(args.run_dir) if has_run(args.run_dir) else None
+    if run is not None:
+        per_round = (run.grpo or {})["generation_batch_size"]
+    elif rollouts:  # a run still under way: its rounds' sizes are in its rollout log
+        per_round = statistics.median(Counter(line["step"] for line in rollouts).values())
+    else:
+        raise UserError(
+            f"{args.run_dir}: no t2s_run.json and no rollouts.jsonl; give the output folder of a t2s grpo run"
+        )
     history = read_history(args.run_dir, args.log)
-    summary = summarise(history, (run.grpo or {})["generation_batch_size"])
+    summary = summarise(history, per_round)
+    summary["groups"] = group_summary(rollouts)
     console = Console()
     console.print_json(json.dumps(summary))
     if args.png:
-        start = run.sft_adapter or "the base model"
+        start = (run.sft_adapter if run else None) or "the SFT adapter"
         plot(history, args.png, f"GRPO from {start}, {summary['steps']} steps: each point is one generation round")
         console.print(f"[green]Wrote {args.png}[/]")
     return summary

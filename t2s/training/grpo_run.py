@@ -21,7 +21,7 @@ from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.prompt_filter import keep_informative
 from t2s.training.rewards import ExecutionReward
-from t2s.training.rollout import ConstrainedRollout, constraints_for, sampling_label
+from t2s.training.rollout import ConstrainedRollout, RolloutLog, constraints_for, sampling_label
 from t2s.training.run_report import FinishedRun, finish_run, report_grpo_setup
 from t2s.training.run_setup import (
     load_splits,
@@ -134,6 +134,7 @@ def train_grpo(
             return None
         if not len(train):
             raise UserError("no training question is informative (every one got equal rewards): nothing to train on")
+    reward.record = RolloutLog(training_args.output_dir, training_args.process_index, training_args.world_size)
     rollout = (
         ConstrainedRollout([train, evals], scoped_columns=script_args.scoped_columns)
         if script_args.constrained_sampling

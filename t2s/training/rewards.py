@@ -83,6 +83,8 @@ class ExecutionReward:
         self.database_failures: Counter[str] = Counter()  # completions whose database could not be opened
         self.scored = 0  # completions this process scored (each GRPO process scores the completions it generated)
         self._tables: dict[tuple, Mapping[str, Any]] = {}
+        # called with (TRL's trainer state, example ids, completions, rewards) after each call: a run's rollout log
+        self.record = None
 
     def __call__(
         self,
@@ -99,13 +101,16 @@ class ExecutionReward:
         if (table is None) == (db_path is None):
             raise ValueError("execution_reward needs exactly one of the columns table (WikiSQL) or db_path (SQLite)")
         self.scored += len(completions)
-        return [
+        rewards = [
             self.score_one(
                 completion, gold, table[i] if table is not None else None, db_path and db_path[i],
                 semantics=semantics[i] if semantics is not None else None,
             )
             for i, (completion, gold) in enumerate(zip(completions, gold_sql, strict=True))
         ]  # fmt: skip
+        if self.record is not None:
+            self.record(columns.get("trainer_state"), columns.get("example_id"), completions, rewards)
+        return rewards
 
     def _semantics(self, given: str | None, table) -> Semantics:
         if self.semantics is not None:

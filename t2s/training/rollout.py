@@ -11,7 +11,10 @@ masked tokens' mass is not taught away (the mask keeps removing it at decoding t
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from t2s.decoding.generation import sample_completion_ids
@@ -91,3 +94,31 @@ def constraints_for(examples: Sequence[Mapping[str, Any]], scoped_columns: bool)
 
     grammars = [grammar_for(ex) for ex in examples]
     return grammars, ([scope_for(ex) for ex in examples] if scoped_columns else None)
+
+
+class RolloutLog:
+    """Every scored completion of a GRPO run, one JSON line each: the optimizer step its round serves first, the
+    question, the reward and the SQL read from it. TRL logs only each round's means; from these lines
+    `t2s grpo-report` computes each group's reward spread and which questions never give a signal.
+
+    One file per process (`rollouts.jsonl`, or `rollouts.<rank>.jsonl` with several), appended to and flushed per
+    round. Each start of the run writes its own `start` token: a resumed run redoes the steps after its last
+    checkpoint, and the report keeps, for each step, the lines of the last start that wrote it.
+    """
+
+    def __init__(self, output_dir: str | Path, rank: int = 0, processes: int = 1) -> None:
+        name = "rollouts.jsonl" if processes == 1 else f"rollouts.{rank}.jsonl"
+        self.path = Path(output_dir) / name
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.start = secrets.token_hex(4)
+
+    def __call__(self, state, example_ids, completions, rewards) -> None:
+        from t2s.training.rewards import completion_text
+
+        step = (state.global_step if state is not None else 0) + 1
+        ids = example_ids if example_ids is not None else [None] * len(rewards)
+        with self.path.open("a") as f:
+            for example_id, completion, reward in zip(ids, completions, rewards, strict=True):
+                line = {"start": self.start, "step": step, "example_id": example_id, "reward": reward,
+                        "sql": completion_text(completion)}  # fmt: skip
+                f.write(json.dumps(line) + "\n")
