@@ -490,6 +490,7 @@ def test_grpo_samples_under_the_column_scoped_grammar(tiny_model, sft_adapter, t
     run = json.loads((out / "t2s_run.json").read_text())
     assert run["sampling"] == "column-scoped constrained"
     assert any("reward" in entry for entry in run["loss_history"])
+    assert any(entry.get("rollout/seconds", 0) > 0 for entry in run["loss_history"])  # the sampling time, per step
     # the rollout log holds every scored completion: 8, in 2 groups of 4, one line per completion
     from t2s.training.grpo_report import group_summary, main, read_rollouts
 

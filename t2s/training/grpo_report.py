@@ -94,6 +94,7 @@ def summarise(history: list[dict], completions_per_round: int) -> dict:
         "generation_rounds": len(rounds),
         "seconds_per_step": statistics.fmean(times) if times else None,
         "total_seconds": sum(times),
+        "sampling_seconds": sum(e.get("rollout/seconds", 0.0) for e in history) or None,  # constrained sampling
         "generated_tokens": round(tokens),
         "generated_tokens_per_second": tokens / sum(times) if times else None,
         "reward_first_half": statistics.fmean(e["reward"] for e in rounds[:half]) if half else None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class ConstrainedRollout:
             top_p=args.top_p,
             top_k=args.top_k,
         )
+        start = time.perf_counter()
         with unwrap_model_for_generation(
             trainer.model_wrapped,
             trainer.accelerator,
@@ -77,6 +79,9 @@ class ConstrainedRollout:
                 scopes=[s for _, s in constraints] if self.scoped_columns else None,
             )
         self.completions += len(completion_ids)
+        log_metric = getattr(trainer, "_log_metric", None)  # TRL's per-step metrics (logged with the step's others)
+        if log_metric is not None:
+            log_metric("rollout/seconds", time.perf_counter() - start)
         prompt_ids = [tokenizer(text=p)["input_ids"] for p in prompts]
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
 

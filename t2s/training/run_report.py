@@ -37,6 +37,7 @@ HISTORY_KEYS = (
     "reward",
     "reward_std",
     "frac_reward_zero_std",
+    "rollout/seconds",
     "completions/mean_length",
     "completions/clipped_ratio",
 )
