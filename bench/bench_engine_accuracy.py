@@ -2,7 +2,7 @@
 engine's losses explained.
 
     python -m bench.bench_engine_accuracy [--limit 200] [--engines duckdb postgresql mysql]
-        [--model embedded:smollm2-135m-spider]
+        [--model embedded:smollm2-135m-spider] [--decoding greedy|scoped]
 
 Spider dev questions (`--limit`, seed 42). Each of their databases is copied onto each engine (`t2s.data.copy_db`, as
 `t2s copy-db` does: a DuckDB file; a database on a private PostgreSQL or MariaDB server started from the installed
@@ -10,7 +10,8 @@ packages, tests/servers.py, queried as a read-only account) and each gold query 
 (`t2s.data.copy_db.transpile`, as bench_engines does); the questions are written as a Spider layout whose
 `databases.json` names the copies, so the prompts are in that engine's dialect (its types, its quoting). `t2s evaluate`
 scores the model on each layout and on SQLite with the prompt settings it learned, greedy (prefix cache, continuous
-batching), under Spider semantics. Each engine's losses on questions SQLite got right are split into: gold that does
+batching) or, with `--decoding scoped`, column-scoped constrained greedy under each engine's grammar (its quoting,
+its strings, its functions: `t2s.decoding.constrained.schema_grammar`), under Spider semantics. Each engine's losses on questions SQLite got right are split into: gold that does
 not carry over (it does not transpile, or its result there is not SQLite's), the model's query failing there (a
 dialect error), and another result. Pairs are compared with McNemar's exact test. Writes a section of
 docs/experiments.md and the per-question outcomes to results/engines/.
@@ -45,6 +46,8 @@ RECORDS = ROOT / "results" / "engines"
 
 DISPLAY = {"duckdb": "DuckDB", "postgresql": "PostgreSQL", "mysql": "MySQL (MariaDB)"}
 DIALECTS = {"duckdb": "duckdb", "postgresql": "postgres", "mysql": "mysql"}
+DECODINGS = {"greedy": [], "scoped": ["--constrained_decoding", "--scoped_columns"]}
+DECODING_LABELS = {"greedy": "greedy", "scoped": "column-scoped constrained greedy in each engine's grammar"}
 
 
 def evaluate(model: str, dataset: list[str], out: Path) -> tuple[list[dict], dict]:
@@ -85,6 +88,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--engines", nargs="+", default=list(DIALECTS), choices=list(DIALECTS))
     parser.add_argument("--model", default="embedded:smollm2-135m-spider")
+    parser.add_argument("--decoding", default="greedy", choices=list(DECODINGS))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="t2s-engine-accuracy-"))
     servers: list = []
@@ -107,7 +111,7 @@ def measure(args, work: Path, servers: list) -> None:
     # SQLite's gold results, once: each engine's transpiled gold is compared with them
     sqlite_golds = [run_gold(sqlite_engines[ex["db_id"]], ex["gold_sql"], semantics="spider") for ex in ds]
     sqlite, sqlite_metrics = evaluate(args.model, ["--dataset_name", "spider", "--split", "dev", "--limit", str(args.limit),
-                                   "--seed", "42"], work / "sqlite_run")  # fmt: skip
+                                   "--seed", "42", *DECODINGS[args.decoding]], work / "sqlite_run")  # fmt: skip
     n = len(sqlite)
     right_sqlite = sum(r["outcome"] == "correct" for r in sqlite)
     table = [f"| SQLite | {right_sqlite / n:.1%} ({right_sqlite}) | {sqlite_metrics['execution_accuracy']:.1%} of "
@@ -131,7 +135,11 @@ def measure(args, work: Path, servers: list) -> None:
             engine.close()
         (layout / "dev.json").write_text(json.dumps(questions, indent=1))
         (layout / "databases.json").write_text(json.dumps(named, indent=1))
-        other, metrics = evaluate(args.model, ["--dataset_name", str(layout), "--split", "dev"], work / f"{kind}_run")
+        other, metrics = evaluate(
+            args.model,
+            ["--dataset_name", str(layout), "--split", "dev", *DECODINGS[args.decoding]],
+            work / f"{kind}_run",
+        )
         assert [r["question"] for r in other] == [r["question"] for r in sqlite], "the runs ask other questions"
         right = sum(r["outcome"] == "correct" for r in other)
         fixed = sum(a["outcome"] != "correct" and b["outcome"] == "correct" for a, b in zip(sqlite, other))
@@ -151,11 +159,12 @@ def measure(args, work: Path, servers: list) -> None:
             f"{metrics['num_scored']} | {carried['yes']} | {fixed} / {lost} | {mcnemar_exact(fixed, lost):.2g} |"
         )
         causes_rows.append(f"| {DISPLAY[kind]} | {broken['gold']} | {broken['fails']} | {broken['other result']} |")
-        record = RECORDS / f"spider-dev-{args.limit}-seed42-sqlite-{kind}.json"
+        suffix = "" if args.decoding == "greedy" else f"-{args.decoding}"
+        record = RECORDS / f"spider-dev-{args.limit}-seed42-sqlite-{kind}{suffix}.json"
         record.write_text(json.dumps({
-            "protocol": f"Spider dev, {n} of 1034 questions (seed 42); {args.model}; greedy, the prompt settings it "
+            "protocol": f"Spider dev, {n} of 1034 questions (seed 42); {args.model}; {DECODING_LABELS[args.decoding]}, the prompt settings it "
                         f"learned, prompts in each database's dialect; Spider semantics; gold transpiled SQLite → {DISPLAY[kind]}",
-            "command": f"python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model}",
+            "command": f"python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model} --decoding {args.decoding}",
             "questions": [
                 {"example_id": a["example_id"], "sqlite": a["outcome"], kind: b["outcome"], "gold_carries_over": c,
                  f"{kind}_prediction": b["prediction"], f"{kind}_error": b.get("error")}
@@ -166,8 +175,8 @@ def measure(args, work: Path, servers: list) -> None:
     for engine in sqlite_engines.values():
         engine.close()
     links = ", ".join(f"[{r.name}](../{r})" for r in records)
-    body = f"""`python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model}`: Spider dev, {n} questions
-(seed 42), greedy with the prompt settings the model learned; each database copied onto the engine (`t2s copy-db`),
+    body = f"""`python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model} --decoding {args.decoding}`: Spider
+dev, {n} questions (seed 42), {DECODING_LABELS[args.decoding]}, with the prompt settings the model learned; each database copied onto the engine (`t2s copy-db`),
 gold transpiled from SQLite with sqlglot, prompts in the engine's dialect; Spider semantics. Per-question outcomes:
 {links}.
 
@@ -182,7 +191,8 @@ Why questions right on SQLite are not right on the engine:
 {chr(10).join(causes_rows)}
 """
     print(body)
-    write_section("A model on other engines beside SQLite (Spider dev)", body, DOC)
+    title = "A model on other engines beside SQLite (Spider dev)"
+    write_section(title if args.decoding == "greedy" else f"{title}, {DECODING_LABELS[args.decoding]}", body, DOC)
 
 
 if __name__ == "__main__":
