@@ -93,24 +93,16 @@ def parse_args(argv):
         "--schema_max_chars", type=int, help="the schema slot's character budget (default: as learned; 0: none)"
     )
     default = DEFAULT_ASK_DECODING
-    parser.add_argument(
-        "--constrained_decoding",
-        action=argparse.BooleanOptionalAction,
-        default=default.constrained,
-        help="decode under the database's schema grammar: only its tables and columns",
-    )
-    parser.add_argument(
-        "--scoped_columns",
-        action=argparse.BooleanOptionalAction,
-        help="with constrained decoding, a column must belong to a table the query names (default: on with "
-        "constrained decoding)",
-    )
-    parser.add_argument(
-        "--execution_guided",
-        action=argparse.BooleanOptionalAction,
-        default=default.execution_guided,
-        help="where the answer fails or returns no rows, search beams for one that runs and returns rows",
-    )
+    switches = (
+        ("constrained_decoding", default.constrained,
+         "decode under the database's schema grammar: only its tables and columns"),
+        ("scoped_columns", None, "with constrained decoding, a column must belong to a table the query names "
+         "(default: on with constrained decoding)"),
+        ("execution_guided", default.execution_guided,
+         "where the answer fails or returns no rows, search beams for one that runs and returns rows"),
+    )  # fmt: skip
+    for name, value, text in switches:
+        parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=value, help=text)
     parser.add_argument(
         "--num_candidates", type=int, default=default.num_candidates, help="beams of --execution_guided"
     )

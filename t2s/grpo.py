@@ -12,12 +12,9 @@ from t2s.runtime import run_command
 
 
 def cli(argv=None):
-    # Imported here, after run_command has prepared the process: TRL and PEFT import bitsandbytes (t2s/runtime.py).
-    from t2s.training.grpo_run import DATACLASSES, train_grpo
-    from t2s.training.recipe import parse_training_command
+    from t2s.training.recipe import train_from_command
 
-    recipe, (script_args, training_args, model_args) = parse_training_command(DATACLASSES, argv, description=__doc__)
-    return train_grpo(script_args, training_args, model_args, recipe)
+    return train_from_command("grpo", argv, __doc__)
 
 
 if __name__ == "__main__":

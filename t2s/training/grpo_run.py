@@ -17,21 +17,13 @@ from t2s.decoding.embedded import resolve_model_name
 from t2s.decoding.models import adapter_base, has_tokenizer
 from t2s.decoding.settings import GenerationSettings
 from t2s.runtime import UserError
+from t2s.training import run_setup
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback
 from t2s.training.loss_positions import project_loss_positions_only_on_cpu
 from t2s.training.prompt_filter import keep_informative
 from t2s.training.rewards import ExecutionReward
 from t2s.training.rollout import ConstrainedRollout, RolloutLog, constraints_for, sampling_label
 from t2s.training.run_report import FinishedRun, finish_run, report_grpo_setup
-from t2s.training.run_setup import (
-    load_splits,
-    model_init_kwargs,
-    peft_config,
-    publish_run,
-    start_run,
-    train_timed,
-    training_tokenizer,
-)
 from t2s.training.training_arguments import GRPOArguments, ModelArguments
 
 DATACLASSES = (GRPOArguments, GRPOConfig, ModelArguments)
@@ -68,9 +60,9 @@ def load_policy(model_args: ModelArguments, sft_adapter: str | None) -> Policy:
     if not model_args.model_name_or_path:
         raise UserError("model_name_or_path is required (or sft_adapter, whose base model is then used)")
     path = resolve_model_name(model_args.model_name_or_path)
-    init, quantization_config = model_init_kwargs(model_args)
+    init, quantization_config = run_setup.model_init_kwargs(model_args)
     if not sft_adapter:
-        return Policy(path, peft_config(model_args, path), init, quantization_config, path)
+        return Policy(path, run_setup.peft_config(model_args, path), init, quantization_config, path)
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -88,14 +80,14 @@ def train_grpo(
             "constrained_sampling draws completions through transformers with t2s's grammar, not through vLLM: "
             "set use_vllm: false, or constrained_sampling: false to sample from vLLM unconstrained"
         )
-    start = start_run(script_args, training_args)
+    start = run_setup.start_run(script_args, training_args)
 
     policy = load_policy(model_args, script_args.sft_adapter)
     training_args.model_init_kwargs = policy.model_init_kwargs
     project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same log-probs, less work
-    tokenizer = training_tokenizer(policy.tokenizer_source)
+    tokenizer = run_setup.training_tokenizer(policy.tokenizer_source)
 
-    train, evals = load_splits(script_args)
+    train, evals = run_setup.load_splits(script_args)
     train = train.remove_columns(["completion"])  # prompt-only: the gold SQL reaches the reward as gold_sql
     reward = ExecutionReward(script_args.reward_partial_credit)
     prompt_filter = None
@@ -153,7 +145,7 @@ def train_grpo(
     )
     report_grpo_setup(trainer, train, model_args, script_args, policy.quantization_config)
 
-    elapsed = train_timed(trainer, start.resume)
+    elapsed = run_setup.train_timed(trainer, start.resume)
     trainer.save_model(training_args.output_dir)  # the adapter only (PEFT), plus the tokenizer
     trainer.save_state()  # trainer_state.json: every logged step (rewards, zero-std share, step times)
     # Each process generated and scored its own completions: the counts are summed over processes (gather_object is
@@ -191,5 +183,5 @@ def train_grpo(
     done = FinishedRun(
         trainer, script_args, model_args, recipe, train, evals, elapsed, {}, policy.quantization_config, start.resume
     )
-    publish_run(trainer, start, lambda: finish_run(done, stage="grpo", extra=extra))
+    run_setup.publish_run(trainer, start, lambda: finish_run(done, stage="grpo", extra=extra))
     return trainer

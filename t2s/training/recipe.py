@@ -262,3 +262,21 @@ def training_help(dataclass_types: Sequence[type], description: str | None = Non
         "\n\nAny option may be set in the recipe or on the command line (the command line wins). "
         f"{prog} --help_all gives every option's help."
     )
+
+
+def train_from_command(stage: str, argv: Sequence[str] | None, description: str | None):
+    """What `t2s sft` and `t2s grpo` run: the recipe and overrides parsed with the stage's dataclasses, then its
+    training (`t2s.training.sft_run.train_sft`, `t2s.training.grpo_run.train_grpo`). Imported here, after
+    `run_command` has prepared the process: TRL and PEFT import bitsandbytes (t2s/runtime.py)."""
+    if stage == "sft":
+        from t2s.training.sft_run import DATACLASSES
+        from t2s.training.sft_run import train_sft as train
+    elif stage == "grpo":
+        from t2s.training.grpo_run import DATACLASSES
+        from t2s.training.grpo_run import train_grpo as train
+    else:
+        raise ValueError(f"no training stage {stage!r}: sft or grpo")
+    recipe, (script_args, training_args, model_args) = parse_training_command(
+        DATACLASSES, argv, description=description
+    )
+    return train(script_args, training_args, model_args, recipe)

@@ -17,15 +17,11 @@ from t2s.evaluation.analysis.render import print_summary
 __all__ = ["analyse", "print_summary", "write_reports"]
 
 
-def analyse(
-    examples: Sequence[Mapping[str, Any]],
-    predictions: Sequence[Any],
-    details: Sequence[Mapping[str, Any]],
-    *,
-    other_outcomes: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+def analyse(examples: Sequence[Mapping[str, Any]], predictions: Sequence[Any], details, **options: Any) -> dict:
+    """The error analysis by the classifier the records call for (see above); `options` are that classifier's
+    (`other_outcomes`: another run's outcomes by question, for the systematic-vs-random checks)."""
     module = spider if examples and "db_path" in examples[0] else wikisql
-    return module.analyse(examples, predictions, details, other_outcomes=other_outcomes)
+    return module.analyse(examples, predictions, details, **options)
 
 
 def write_reports(result: dict[str, Any], out_dir: str | Path, title: str, protocol: str) -> dict[str, Path]:

@@ -22,24 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from t2s.data.gold_sql import AGG_OPS, COND_OPS, parse_number
-from t2s.evaluation.analysis.render import (
-    FIRST_CATEGORIES,
-    UNESCAPED_QUOTE,
-    analysis_result,
-    category_table_lines,
-    example_lines,
-    group_table_lines,
-    heading_lines,
-    looks_truncated,
-    primary_category_bars,
-    rate_by,
-    systematic_lines,
-    write_files,
-)
+from t2s.evaluation.analysis import render
 from t2s.execution.tables import column_names, column_types, table_name
 
 CATEGORIES = (
-    *FIRST_CATEGORIES,
+    *render.FIRST_CATEGORIES,
     "exec_error",
     "timeout",
     "too_large",
@@ -147,14 +134,14 @@ def classify(
         return []
     if outcome == "empty":
         return ["no_sql"]
-    if outcome == "exec_error" and looks_truncated(prediction, error):
+    if outcome == "exec_error" and render.looks_truncated(prediction, error):
         return ["truncated"]
     names = column_names(table["header"])
     lower_names = {n.lower() for n in names}
     parsed = parse_prediction(prediction) if outcome != "rejected" else None
     flags: list[str] = []
     if parsed is None:
-        if isinstance(prediction, str) and UNESCAPED_QUOTE.search(prediction):
+        if isinstance(prediction, str) and render.UNESCAPED_QUOTE.search(prediction):
             return ["string_escaping"]
         if outcome == "exec_error" and error and re.search(r"no such (column|table)", error):
             return ["hallucinated_schema"]
@@ -277,11 +264,11 @@ def analyse(
 
     breakdowns = {
         "aggregation_confusion": confusion,
-        "by_num_conditions": rate_by(per_example, "num_conditions"),
-        "by_select_type": rate_by(per_example, "select_type"),
-        "by_question_form": rate_by(per_example, "form"),
+        "by_num_conditions": render.rate_by(per_example, "num_conditions"),
+        "by_select_type": render.rate_by(per_example, "select_type"),
+        "by_question_form": render.rate_by(per_example, "form"),
     }
-    return analysis_result("wikisql", per_example, CATEGORIES, breakdowns, other_outcomes, "table")
+    return render.analysis_result("wikisql", per_example, CATEGORIES, breakdowns, other_outcomes, "table")
 
 
 # --------------------------------------------------------------------------- reports
@@ -289,8 +276,8 @@ def analyse(
 
 def render_markdown(result: dict[str, Any], title: str, protocol: str) -> str:
     lines = [
-        *heading_lines(result, title, protocol),
-        *category_table_lines(result),
+        *render.heading_lines(result, title, protocol),
+        *render.category_table_lines(result),
         "",
         "## Aggregation confusion (rows: gold, columns: predicted)",
         "",
@@ -299,16 +286,16 @@ def render_markdown(result: dict[str, Any], title: str, protocol: str) -> str:
     lines += ["| gold \\ predicted | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for g, row in result["aggregation_confusion"].items():
         lines.append(f"| {g} | " + " | ".join(str(row[c]) for c in cols) + " |")
-    lines += group_table_lines(result["by_num_conditions"], "Error rate by number of gold conditions")
-    lines += group_table_lines(result["by_select_type"], "Error rate by type of the selected column")
-    lines += group_table_lines(result["by_question_form"], "Error rate by question form")
-    lines += systematic_lines(result, "table")
-    lines += example_lines(result)
+    lines += render.group_table_lines(result["by_num_conditions"], "Error rate by number of gold conditions")
+    lines += render.group_table_lines(result["by_select_type"], "Error rate by type of the selected column")
+    lines += render.group_table_lines(result["by_question_form"], "Error rate by question form")
+    lines += render.systematic_lines(result, "table")
+    lines += render.example_lines(result)
     return "\n".join(lines) + "\n"
 
 
 def write_reports(result: dict[str, Any], out_dir: str | Path, title: str, protocol: str) -> dict[str, Path]:
-    return write_files(result, out_dir, title, protocol, render_markdown, plot)
+    return render.write_files(result, out_dir, title, protocol, render_markdown, plot)
 
 
 def plot(result: dict[str, Any], path: Path, title: str) -> None:
@@ -318,7 +305,7 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1.3, 1.1, 0.8]})
-    primary_category_bars(axes[0], result, CATEGORIES)
+    render.primary_category_bars(axes[0], result, CATEGORIES)
 
     ax = axes[1]
     cols = (*AGG_LABELS, "unparsed")
