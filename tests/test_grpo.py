@@ -534,3 +534,6 @@ def test_constrained_sampling_settings_are_checked(sft_adapter, tmp_path):
     args = GRPOArguments(dataset_name="tests/fixtures/wikisql", constrained_sampling=True)
     with pytest.raises(UserError, match="not through vLLM"):
         train_grpo(args, SimpleNamespace(use_vllm=True, output_dir=str(tmp_path)), None)
+    # sampling settings the constrained sampler does not apply are refused, not ignored
+    with pytest.raises(UserError, match="repetition_penalty would be ignored"):
+        train_grpo(args, SimpleNamespace(use_vllm=False, repetition_penalty=1.2, output_dir=str(tmp_path)), None)

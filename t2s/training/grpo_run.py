@@ -72,14 +72,33 @@ def load_policy(model_args: ModelArguments, sft_adapter: str | None) -> Policy:
     return Policy(model, None, None, quantization_config, sft_adapter if has_tokenizer(sft_adapter) else path)
 
 
-def train_grpo(
-    script_args: GRPOArguments, training_args: GRPOConfig, model_args: ModelArguments, recipe: str | None = None
-):
-    if script_args.constrained_sampling and training_args.use_vllm:
+def check_constrained_sampling(training_args) -> None:
+    """Refuse what t2s's constrained sampler would not apply, rather than ignore it: it samples through transformers
+    with the temperature, top-p and top-k of the recipe, and nothing else."""
+    if training_args.use_vllm:
         raise UserError(
             "constrained_sampling draws completions through transformers with t2s's grammar, not through vLLM: "
             "set use_vllm: false, or constrained_sampling: false to sample from vLLM unconstrained"
         )
+    set_here = {
+        "min_p": getattr(training_args, "min_p", None) is not None,
+        "repetition_penalty": getattr(training_args, "repetition_penalty", 1.0) != 1.0,
+        "generation_kwargs": bool(getattr(training_args, "generation_kwargs", None)),
+        "use_transformers_paged": bool(getattr(training_args, "use_transformers_paged", False)),
+    }
+    ignored = [name for name, is_set in set_here.items() if is_set]
+    if ignored:
+        raise UserError(
+            f"constrained_sampling samples with temperature, top_p and top_k only; {', '.join(ignored)} would be "
+            "ignored: remove them from the recipe, or set constrained_sampling: false"
+        )
+
+
+def train_grpo(
+    script_args: GRPOArguments, training_args: GRPOConfig, model_args: ModelArguments, recipe: str | None = None
+):
+    if script_args.constrained_sampling:
+        check_constrained_sampling(training_args)
     start = run_setup.start_run(script_args, training_args)
 
     policy = load_policy(model_args, script_args.sft_adapter)

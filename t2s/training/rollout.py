@@ -40,7 +40,6 @@ class ConstrainedRollout:
                 if example["prompt"] not in self._by_prompt:
                     scope = scope_for(example) if scoped_columns else None
                     self._by_prompt[example["prompt"]] = (grammar_for(example), scope)
-        self.completions = 0
 
     def constraint(self, prompt: str) -> tuple[str, Any]:
         try:
@@ -78,7 +77,6 @@ class ConstrainedRollout:
                 grammars=[g for g, _ in constraints],
                 scopes=[s for _, s in constraints] if self.scoped_columns else None,
             )
-        self.completions += len(completion_ids)
         log_metric = getattr(trainer, "_log_metric", None)  # TRL's per-step metrics (logged with the step's others)
         if log_metric is not None:
             log_metric("rollout/seconds", time.perf_counter() - start)
