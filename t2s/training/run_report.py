@@ -149,7 +149,8 @@ def report_grpo_setup(trainer, train, model_args, script_args, quantization_conf
         + ("vLLM" if args.use_vllm else "transformers generate")
         + (f", {sampling_label(True, script_args.scoped_columns)}" if script_args.constrained_sampling else ""),
         "per optimizer step": f"{prompts_per_step} prompt(s) × {args.gradient_accumulation_steps} accumulation",
-        "generation round": f"{args.generation_batch_size} completions, serves {args.steps_per_generation} steps",
+        "generation round": f"{args.generation_batch_size} completions, serves {args.steps_per_generation} "
+        f"micro-batches ({args.steps_per_generation / args.gradient_accumulation_steps:g} optimizer step(s))",
         "loss": f"{args.loss_type}, beta {args.beta}, lr {args.learning_rate}",
     }
     _print_setup("t2s GRPO run", rows, quantization_config)
