@@ -414,16 +414,16 @@ def _grammatical(tokenizer, grammar, ids):
 def test_a_sampled_completion_ends_where_its_answer_ends(tiny_model):
     from transformers import AutoTokenizer
 
-    from t2s.decoding.generation import _until_answer_end
+    from t2s.decoding.generation import cut_at_answer_end
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     eos = tokenizer.eos_token_id
     line = tokenizer("SELECT a FROM t\n", add_special_tokens=False)["input_ids"]
     rest = tokenizer("junk", add_special_tokens=False)["input_ids"]
     # the newline that closes the answer is followed by the end of sequence; what generate padded after is dropped
-    assert _until_answer_end(tokenizer, [*line, *rest]) == [*line, eos]
-    assert _until_answer_end(tokenizer, [*line[:-1], eos, *rest]) == [*line[:-1], eos]
-    assert _until_answer_end(tokenizer, line[:-1]) == line[:-1]  # cut by the budget: left as drawn
+    assert cut_at_answer_end(tokenizer, [*line, *rest]) == [*line, eos]
+    assert cut_at_answer_end(tokenizer, [*line[:-1], eos, *rest]) == [*line[:-1], eos]
+    assert cut_at_answer_end(tokenizer, line[:-1]) == line[:-1]  # cut by the budget: left as drawn
 
 
 def test_constrained_samples_are_token_ids_inside_each_questions_grammar(tiny_model, tmp_path):

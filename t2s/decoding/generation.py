@@ -159,13 +159,13 @@ def sample_completion_ids(
                 [scopes[i] for i in idx] if scopes is not None else None,
             )
             for i, row in zip(idx, new_tokens.tolist(), strict=True):
-                results[i] = _until_answer_end(tokenizer, row)
+                results[i] = cut_at_answer_end(tokenizer, row)
     finally:
         model.train(was_training)
     return results
 
 
-def _until_answer_end(tokenizer, row: list[int]) -> list[int]:
+def cut_at_answer_end(tokenizer, row: list[int]) -> list[int]:
     """A generated row cut where its answer ended (see `sample_completion_ids`); generate pads what follows."""
     from t2s.decoding.answer import answer_complete, newline_token_ids
 
