@@ -359,6 +359,12 @@ def test_prescore_only_writes_the_prescores_and_trains_nothing(sft_adapter, tmp_
     assert len((out / "prescores.jsonl").read_text().splitlines()) == 8
     assert json.loads((out / "prescores.settings.json").read_text())["samples"] == 2
     assert not (out / "adapter_model.safetensors").exists() and not list(out.glob("checkpoint-*"))
+    # --overwrite_output_dir starts afresh: the earlier pre-scores (and any rollout log) are not read
+    (out / "rollouts.jsonl").write_text('{"start": "x", "step": 1, "example_id": "e", "reward": 1.0, "sql": ""}\n')
+    (out / "prescores.settings.json").write_text('{"samples": 99}')  # read, it would be refused as other settings
+    cli([str(TINY_GRPO_RECIPE), "--sft_adapter", str(sft_adapter), "--output_dir", str(out),
+         "--prescore_samples", "2", "--prescore_only", "true", "--overwrite_output_dir", "true"])  # fmt: skip
+    assert len((out / "prescores.jsonl").read_text().splitlines()) == 8 and not (out / "rollouts.jsonl").exists()
 
 
 def test_prescoring_samples_from_the_base_when_grpo_starts_a_new_adapter(tiny_model, tmp_path):

@@ -110,10 +110,12 @@ def train_grpo(
     train = train.remove_columns(["completion"])  # prompt-only: the gold SQL reaches the reward as gold_sql
     reward = ExecutionReward(script_args.reward_partial_credit)
     prompt_filter = None
+    if script_args.overwrite_output_dir and training_args.process_index == 0:
+        # afresh: an earlier run's pre-scores are not read, nor its rollouts mixed with this run's
+        out = Path(training_args.output_dir)
+        for path in [out / "prescores.jsonl", out / "prescores.settings.json", *out.glob("rollouts*.jsonl")]:
+            path.unlink(missing_ok=True)
     if script_args.prescore_samples:
-        if script_args.overwrite_output_dir:  # afresh: earlier pre-scores are not read either
-            for name in ("prescores.jsonl", "prescores.settings.json"):
-                Path(training_args.output_dir, name).unlink(missing_ok=True)
         sampler = policy.model
         if isinstance(sampler, str):  # a new adapter on the base: sample from the base itself
             from transformers import AutoModelForCausalLM
