@@ -235,6 +235,8 @@ def test_prescores_are_written_by_chunk_and_reused_by_a_later_start(tiny_model, 
         prompt_filter.keep_informative(model, tokenizer, data, _LengthReward(), settings, tmp_path)
     first = [json.loads(line) for line in (tmp_path / "prescores.jsonl").read_text().splitlines()]
     assert [r["example_id"] for r in first] == sampled[0] + sampled[1] and len(first) == 6
+    with (tmp_path / "prescores.jsonl").open("a") as f:
+        f.write('{"example_id": "half a li')  # stopped while writing a line: dropped and redone, not a crash
 
     with pytest.raises(UserError, match="the rest|no pre-scores"):  # one of several processes: it may not sample
         prompt_filter.keep_informative(model, tokenizer, data, _LengthReward(), settings, tmp_path, may_sample=False)

@@ -96,8 +96,13 @@ def earlier_prescores(out: Path, wanted: dict) -> dict[str, list]:
             f"{scores_file} holds pre-scores made with other settings ({found}, not {wanted}): use another "
             "output_dir, or delete that file to pre-score again"
         )
-    lines = [json.loads(line) for line in scores_file.read_text().splitlines() if line.strip()]
-    return {line["example_id"]: line["rewards"] for line in lines}
+    text = scores_file.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and not text.endswith("\n"):  # a start stopped while writing its last line: that question is redone
+        lines = lines[:-1]
+        scores_file.write_text("".join(line + "\n" for line in lines))
+    records = [json.loads(line) for line in lines]
+    return {record["example_id"]: record["rewards"] for record in records}
 
 
 def keep_informative(
