@@ -114,7 +114,12 @@ class AnswerEnd:
         if input_ids.shape[1] <= self.prompt_length:
             return done
         for row, token in enumerate(input_ids[:, -1].tolist()):
-            if token in self.newlines:
-                text = self.tokenizer.decode(input_ids[row, self.prompt_length :], skip_special_tokens=True)
-                done[row] = answer_complete(text)
+            if token in self.newlines:  # the cheap test first: most steps decode nothing
+                done[row] = ends_answer(self.tokenizer, input_ids[row, self.prompt_length :], self.newlines)
         return done
+
+
+def ends_answer(tokenizer, generated, newlines: frozenset[int]) -> bool:
+    """Whether the last of the `generated` tokens ends the answer: it holds a newline (`newlines`, from
+    `newline_token_ids`) and the text so far is complete (`answer_complete`)."""
+    return int(generated[-1]) in newlines and answer_complete(tokenizer.decode(generated, skip_special_tokens=True))

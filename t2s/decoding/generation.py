@@ -73,9 +73,7 @@ def generate_sql(
             )
         for idx, prefix in plan:
             if prefix is None:
-                batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
-                cache = preallocated_cache(model, batch["input_ids"].shape[1] + settings.max_new_tokens)
-                extra = {} if cache is None else {"cache": cache}
+                batch, extra = _plain_batch(model, tokenizer, [prompts[i] for i in idx], device, settings)
             else:
                 batch, extra = prefixes.batch_inputs(
                     tokenizer, [prompts[i] for i in idx], prefix, k, device, settings.max_new_tokens
@@ -101,6 +99,13 @@ def generate_sql(
     finally:
         model.train(was_training)
     return results
+
+
+def _plain_batch(model, tokenizer, prompts: Sequence[str], device, settings: GenerationSettings):
+    """A left-padded batch of `prompts` and its `generate()` extras: key/value buffers preallocated for the budget."""
+    batch = tokenizer(list(prompts), return_tensors="pt", padding=True).to(device)
+    cache = preallocated_cache(model, batch["input_ids"].shape[1] + settings.max_new_tokens)
+    return batch, ({} if cache is None else {"cache": cache})
 
 
 def _generate_batch(model, tokenizer, batch, extra: dict, settings: GenerationSettings, grammars, scopes):
@@ -147,13 +152,12 @@ def sample_completion_ids(
     results: list[list[int]] = [[] for _ in prompts]
     try:
         for idx, _ in plan_batches(tokenizer, prompts, settings.batch_size, prefix_cache=False):
-            batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
-            cache = preallocated_cache(model, batch["input_ids"].shape[1] + settings.max_new_tokens)
+            batch, extra = _plain_batch(model, tokenizer, [prompts[i] for i in idx], device, settings)
             new_tokens = _generate_batch(
                 model,
                 tokenizer,
                 batch,
-                {} if cache is None else {"cache": cache},
+                extra,
                 settings,
                 [grammars[i] for i in idx] if grammars is not None else None,
                 [scopes[i] for i in idx] if scopes is not None else None,
@@ -167,12 +171,12 @@ def sample_completion_ids(
 
 def cut_at_answer_end(tokenizer, row: list[int]) -> list[int]:
     """A generated row cut where its answer ended (see `sample_completion_ids`); generate pads what follows."""
-    from t2s.decoding.answer import answer_complete, newline_token_ids
+    from t2s.decoding.answer import ends_answer, newline_token_ids
 
     newlines = newline_token_ids(tokenizer)
     for i, token in enumerate(row):
         if token == tokenizer.eos_token_id:
             return row[: i + 1]
-        if token in newlines and answer_complete(tokenizer.decode(row[: i + 1], skip_special_tokens=True)):
+        if ends_answer(tokenizer, row[: i + 1], newlines):
             return [*row[: i + 1], tokenizer.eos_token_id]
     return row

@@ -29,17 +29,15 @@ class ConstrainedRollout:
     `completion_ids` (`sample_completion_ids`) and no sampling log-probabilities."""
 
     def __init__(self, datasets: Iterable[Any], *, scoped_columns: bool) -> None:
-        from t2s.decoding.constrained import grammar_for, scope_for
-
         self.scoped_columns = scoped_columns
         self._by_prompt: dict[str, tuple[str, Any]] = {}
         for dataset in datasets:
             if dataset is None:
                 continue
-            for example in dataset:
-                if example["prompt"] not in self._by_prompt:
-                    scope = scope_for(example) if scoped_columns else None
-                    self._by_prompt[example["prompt"]] = (grammar_for(example), scope)
+            examples = list(dataset)
+            grammars, scopes = constraints_for(examples, scoped_columns)
+            for i, example in enumerate(examples):
+                self._by_prompt.setdefault(example["prompt"], (grammars[i], scopes[i] if scopes else None))
 
     def constraint(self, prompt: str) -> tuple[str, Any]:
         try:
