@@ -28,7 +28,7 @@ from rich.table import Table
 
 from t2s.data.prompt import SCHEMA_FORMATS, PromptSettings
 from t2s.data.schema import from_engine
-from t2s.decoding.asker import DEFAULT_ASK_DECODING, AskDecoding, Asker
+from t2s.decoding.asker import DEFAULT_ASK_DECODING, Asker
 from t2s.decoding.embedded import DEFAULT_ASK_MODEL, default_ask_model
 from t2s.decoding.models import (
     check_adapter,
@@ -37,6 +37,7 @@ from t2s.decoding.models import (
     trained_prompt_settings,
     untuned_note,
 )
+from t2s.decoding.settings import Decoding
 from t2s.decoding.vllm_backend import BACKENDS, check_backend
 from t2s.execution.engines import is_url, open_engine
 from t2s.execution.engines.duckdb import from_files as duckdb_from_files
@@ -148,7 +149,7 @@ def prompt_settings(args) -> PromptSettings:
     return chosen
 
 
-def decoding(args) -> AskDecoding:
+def decoding(args) -> Decoding:
     """The decoding asked for; column scoping is on with constrained decoding unless turned off, except with vLLM,
     which cannot run it (then the schema grammar alone, as said; asked for explicitly, it is refused)."""
     default_scoped = args.constrained_decoding and args.backend == "transformers"
@@ -162,7 +163,7 @@ def decoding(args) -> AskDecoding:
             console.print(
                 "[yellow]vLLM decodes under the schema grammar without column scoping (docs/decoding.md).[/]"
             )
-        return AskDecoding(
+        return Decoding(
             constrained=args.constrained_decoding, scoped=scoped, execution_guided=args.execution_guided,
             num_candidates=args.num_candidates, num_samples=args.num_samples, sample_temperature=args.sample_temperature,
         )  # fmt: skip

@@ -31,9 +31,10 @@ def test_the_default_decoding_is_constrained_to_the_open_database_and_scoped(tin
     """Under the default decoding the model gets the open database's own grammar and column scoping (what `evaluate
     --constrained_decoding --scoped_columns` gives a dataset's database); greedy gets neither. The shipped model's
     answer under it runs: tests/test_shipped.py."""
-    from t2s.decoding.asker import DEFAULT_ASK_DECODING, GREEDY, Asker
+    from t2s.decoding.asker import DEFAULT_ASK_DECODING, Asker
     from t2s.decoding.constrained import schema_grammar
     from t2s.decoding.scope import ScopeChecker
+    from t2s.decoding.settings import GREEDY
 
     engine, schema = shop
     seen = []
@@ -54,7 +55,8 @@ def test_the_default_decoding_is_constrained_to_the_open_database_and_scoped(tin
 
 
 def test_execution_guided_decoding_and_voting_run_their_candidates_on_the_open_database(tiny, shop, monkeypatch):
-    from t2s.decoding.asker import AskDecoding, Asker
+    from t2s.decoding.asker import Asker
+    from t2s.decoding.settings import Decoding
 
     engine, schema = shop
     calls = []
@@ -68,13 +70,18 @@ def test_execution_guided_decoding_and_voting_run_their_candidates_on_the_open_d
         return [["SELECT count(*) FROM customers", "SELECT count(*) FROM customers", "SELECT 1"]]  # samples
 
     monkeypatch.setattr("t2s.decoding.predict.generate_sql", generate)
-    asker = Asker(*tiny, engine, schema, decoding=AskDecoding(execution_guided=True, num_candidates=2))
+    asker = Asker(
+        *tiny,
+        engine,
+        schema,
+        decoding=Decoding(constrained=True, scoped=True, execution_guided=True, num_candidates=2),
+    )
     sql, result = asker.ask("Which customers live in Lyon?")
     assert sql == "SELECT name FROM customers WHERE city = 'Lyon'" and result.status == "ok" and result.rows
     assert calls == [(1, 0.0, True), (2, 0.0, True)]  # the greedy answer, then beams, both under the grammar
 
     calls.clear()
-    asker.decoding = AskDecoding(constrained=False, scoped=False, num_samples=4)
+    asker.decoding = Decoding(num_samples=4)
     sql, result = asker.ask("How many customers?")
     assert sql == "SELECT count(*) FROM customers" and result.rows  # two samples agree; the greedy answer fails
     assert calls == [(1, 0.0, False), (3, 0.7, False)]
@@ -85,13 +92,13 @@ def test_ask_flags_choose_the_decoding_and_refuse_what_cannot_be(monkeypatch, ti
 
     chosen = []
     monkeypatch.setattr(
-        "t2s.decoding.predict.predict", lambda *a, **k: chosen.append(k) or [{"prediction": "SELECT 1"}]
+        "t2s.decoding.predict.predict", lambda *a, **k: chosen.append(a[4]) or [{"prediction": "SELECT 1"}]
     )
     base = ["--model", str(tiny_model), "--db", str(SHOP)]
     ask.main([*base, "How many customers?"])
     ask.main([*base, "--no-constrained_decoding", "How many customers?"])
     ask.main([*base, "--execution_guided", "--num_samples", "3", "How many customers?"])
-    picked = [(k["constrained"], k["scoped"], k["execution_guided"], k["num_samples"]) for k in chosen]
+    picked = [(d.constrained, d.scoped, d.execution_guided, d.num_samples) for d in chosen]
     assert picked == [(True, True, False, 1), (False, False, False, 1), (True, True, True, 3)]
     with pytest.raises(UserError, match="column scoping works inside constrained decoding"):
         ask.main([*base, "--no-constrained_decoding", "--scoped_columns", "How many customers?"])
@@ -102,7 +109,8 @@ def test_ask_flags_choose_the_decoding_and_refuse_what_cannot_be(monkeypatch, ti
 
 
 def test_the_page_offers_the_same_choices_by_name(tiny, monkeypatch):
-    from t2s.decoding.asker import ASK_CHOICES, DEFAULT_ASK_DECODING, GREEDY
+    from t2s.decoding.asker import ASK_CHOICES, DEFAULT_ASK_DECODING
+    from t2s.decoding.settings import GREEDY
     from t2s.webapp import functions as f
 
     assert next(iter(ASK_CHOICES.values())) == DEFAULT_ASK_DECODING and GREEDY in ASK_CHOICES.values()
@@ -129,7 +137,8 @@ def test_hostile_candidates_of_execution_guided_decoding_and_voting_change_nothi
     import shutil
 
     from t2s.data.schema import from_engine
-    from t2s.decoding.asker import AskDecoding, Asker
+    from t2s.decoding.asker import Asker
+    from t2s.decoding.settings import Decoding
     from t2s.execution.engines import open_engine
 
     db = tmp_path / "shop.sqlite"
@@ -155,10 +164,15 @@ def test_hostile_candidates_of_execution_guided_decoding_and_voting_change_nothi
     engine = open_engine(str(db))
     try:
         schema = from_engine(engine, "shop")
-        asker = Asker(*tiny, engine, schema, decoding=AskDecoding(execution_guided=True, num_candidates=5))
+        asker = Asker(
+            *tiny,
+            engine,
+            schema,
+            decoding=Decoding(constrained=True, scoped=True, execution_guided=True, num_candidates=5),
+        )
         sql, result = asker.ask("Who lives in Lyon?")
         assert sql == good and result.status == "ok" and result.rows
-        asker.decoding = AskDecoding(constrained=False, scoped=False, num_samples=4)
+        asker.decoding = Decoding(num_samples=4)
         sql, result = asker.ask("Who lives in Lyon?")
         assert sql == hostile[0] and result.status == "rejected"  # nothing ran: the refused greedy answer stays
     finally:

@@ -11,7 +11,7 @@ from t2s.decoding.constrained import compile_grammar, grammar_for, schema_gramma
 from t2s.decoding.generation import generate_sql
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.decoding.predict import predict
-from t2s.decoding.settings import GenerationSettings
+from t2s.decoding.settings import Decoding, GenerationSettings
 from t2s.evaluation.analysis.spider import double_quoted_values
 
 from .conftest import FIXTURES
@@ -163,9 +163,7 @@ def test_constrained_beam_search_and_execution_guided_compose(tiny, fixture_dev)
         tokenizer,
         ds,
         GenerationSettings(max_new_tokens=16, batch_size=4),
-        execution_guided=True,
-        num_candidates=2,
-        constrained=True,
+        Decoding(constrained=True, execution_guided=True, num_candidates=2),
     )
     assert len(records) == 4 and all("eg_choice" in r for r in records)
 

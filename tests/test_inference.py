@@ -167,6 +167,7 @@ def test_analysis_reports_rates_confusion_and_systematic_checks(fixture_dev, tmp
 
 def test_execution_guided_prediction_searches_only_failing_queries(tiny, fixture_dev, tmp_path):
     from t2s.decoding.predict import predict
+    from t2s.decoding.settings import Decoding
 
     path, model, tokenizer = tiny
     ds = fixture_dev.select(range(4))
@@ -176,8 +177,7 @@ def test_execution_guided_prediction_searches_only_failing_queries(tiny, fixture
         tokenizer,
         ds,
         GenerationSettings(max_new_tokens=6),
-        execution_guided=True,
-        num_candidates=2,
+        Decoding(execution_guided=True, num_candidates=2),
         greedy=greedy,
     )
     assert [("candidates" in r) for r in records] == [False, True, False, True]

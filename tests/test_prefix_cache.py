@@ -9,7 +9,7 @@ from t2s.decoding.generation import generate_sql
 from t2s.decoding.models import load_model_and_tokenizer
 from t2s.decoding.predict import predict
 from t2s.decoding.prefix_cache import plan_batches, shared_prefix_key
-from t2s.decoding.settings import GenerationSettings
+from t2s.decoding.settings import Decoding, GenerationSettings
 
 from .spider_fixture import build_spider_layout
 from .tiny_model import save_tiny_model
@@ -94,7 +94,7 @@ def test_constrained_and_execution_guided_decoding_agree_with_the_cache(tiny, fi
     assert all(c[0].startswith("SELECT ") or c[0] == "" for c in cached) and any(c[0] for c in cached)
     runs = [
         predict(model, tokenizer, fixture_dev, GenerationSettings(max_new_tokens=12, batch_size=8, prefix_cache=p),
-                execution_guided=True, num_candidates=2)
+                Decoding(execution_guided=True, num_candidates=2))
         for p in (False, True)
     ]  # fmt: skip
     assert runs[0] == runs[1]

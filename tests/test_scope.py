@@ -186,14 +186,15 @@ def test_scoped_sampling_never_names_a_column_outside_its_scope(tiny, tmp_path):
 
 def test_predict_takes_scoping_inside_constrained_decoding(tiny, tmp_path):
     from t2s.decoding.predict import predict
+    from t2s.decoding.settings import Decoding
 
     model, tokenizer = tiny
     root = build_spider_layout(tmp_path / "spider")
     ds = load_text2sql(str(root), "dev")
     settings = GenerationSettings(max_new_tokens=24, batch_size=4)
     with pytest.raises(ValueError, match="inside constrained decoding"):
-        predict(model, tokenizer, ds, settings, scoped=True)
-    records = predict(model, tokenizer, ds, settings, constrained=True, scoped=True)
+        Decoding(scoped=True)
+    records = predict(model, tokenizer, ds, settings, Decoding(constrained=True, scoped=True))
     for ex, record in zip(ds, records):  # a random model often ends in a dead end; its answers stay complete queries
         sql = record["prediction"]
         matcher = compile_grammar(tokenizer, grammar_for(ex))

@@ -60,7 +60,7 @@ def test_self_consistency_through_predict_with_a_seeded_tiny_model(tmp_path):
     from t2s.data import load_text2sql
     from t2s.decoding.models import load_model_and_tokenizer
     from t2s.decoding.predict import predict
-    from t2s.decoding.settings import GenerationSettings
+    from t2s.decoding.settings import Decoding, GenerationSettings
     from t2s.execution.engines import connect_example
 
     from .spider_fixture import build_spider_layout
@@ -72,7 +72,9 @@ def test_self_consistency_through_predict_with_a_seeded_tiny_model(tmp_path):
 
     def run():
         torch.manual_seed(0)
-        return predict(model, tokenizer, ds, settings, num_samples=4, sample_temperature=1.2, constrained=True)
+        return predict(
+            model, tokenizer, ds, settings, Decoding(constrained=True, num_samples=4, sample_temperature=1.2)
+        )
 
     records = run()
     assert [r["prediction"] for r in records] == [r["prediction"] for r in run()]  # seeded: reproducible

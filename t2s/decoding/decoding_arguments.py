@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from t2s.data.dataset_arguments import DatasetArguments
 from t2s.data.prompt import SCHEMA_FORMATS, PromptSettings
 from t2s.data.sources import dataset_kind
-from t2s.decoding.settings import DATASET_DEFAULTS, GenerationSettings, check_decoding
+from t2s.decoding.settings import DATASET_DEFAULTS, Decoding, GenerationSettings
 from t2s.decoding.sharding import launched_processes
 from t2s.decoding.vllm_backend import BACKENDS, check_backend
 from t2s.runtime import UserError
@@ -161,10 +161,7 @@ class DecodingArguments(DatasetArguments):
         if self.max_new_tokens is None:
             self.max_new_tokens = defaults["max_new_tokens"]
         try:  # a combination no decoder runs: a usage error, before anything loads
-            check_decoding(
-                constrained=self.constrained_decoding, scoped=self.scoped_columns, num_samples=self.num_samples,
-                sample_temperature=self.sample_temperature,
-            )  # fmt: skip
+            self.decoding()
             check_backend(
                 self.backend, constrained=self.constrained_decoding, scoped=self.scoped_columns,
                 execution_guided=self.execution_guided, processes=launched_processes(),
@@ -199,6 +196,14 @@ class DecodingArguments(DatasetArguments):
             prefix_cache=self.prefix_cache,
             continuous_batching=self.continuous_batching,
         )
+
+    def decoding(self) -> Decoding:
+        """The decoding stack the flags choose (refused with the reason when no decoder runs it)."""
+        return Decoding(
+            constrained=self.constrained_decoding, scoped=self.scoped_columns, execution_guided=self.execution_guided,
+            num_candidates=self.num_candidates, num_samples=self.num_samples,
+            sample_temperature=self.sample_temperature, vote_rows_first=self.vote_rows_first,
+        )  # fmt: skip
 
     def decoding_label(self) -> str:
         """How the SQL was decoded, in words (metrics, model cards and reports carry it)."""

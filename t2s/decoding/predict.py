@@ -12,7 +12,7 @@ import time
 from t2s.decoding.constrained import grammar_for, scope_for
 from t2s.decoding.generation import generate_sql
 from t2s.decoding.models import load_model_and_tokenizer
-from t2s.decoding.settings import GenerationSettings
+from t2s.decoding.settings import GREEDY, Decoding, GenerationSettings
 from t2s.execution.engines import connect_example
 from t2s.execution.semantics import is_empty_result
 
@@ -110,29 +110,23 @@ def predict(
     tokenizer,
     dataset,
     settings: GenerationSettings,
+    decoding: Decoding = GREEDY,
     *,
-    execution_guided: bool = False,
-    num_candidates: int = 4,
     greedy: list[str] | None = None,
-    constrained: bool = False,
-    scoped: bool = False,
-    num_samples: int = 1,
-    sample_temperature: float = 0.7,
-    vote_rows_first: bool = True,
     show_progress: bool = True,
 ):
     """One record per example: question, db_id, prompt, prediction, gold_sql (see `prediction_record`).
 
-    `constrained` decodes under each example's schema grammar (`t2s.decoding.constrained`), greedy and beams alike;
-    `scoped` adds column scoping to it (`t2s.decoding.scope`).
+    `decoding.constrained` decodes under each example's schema grammar (`t2s.decoding.constrained`), greedy and beams
+    alike; `decoding.scoped` adds column scoping to it (`t2s.decoding.scope`).
 
     Execution-guided decoding keeps the first of [greedy, beam 1, …, beam N] that executes and
     returns rows, else the greedy query. Beams are only searched where the greedy query fails
     that check, so the rule costs extra generation only for those examples. `greedy` reuses
     greedy predictions generated earlier (same order as `dataset`).
 
-    `num_samples` > 1 adds self-consistency (`t2s.decoding.voting`): the answer so far and `num_samples - 1` samples
-    at `sample_temperature` vote by execution result (`vote_rows_first`: see `t2s.decoding.voting.vote`).
+    `decoding.num_samples` > 1 adds self-consistency (`t2s.decoding.voting`): the answer so far and `num_samples - 1`
+    samples at `sample_temperature` vote by execution result (`vote_rows_first`: see `t2s.decoding.voting.vote`).
 
     `dataset` is a `datasets.Dataset` or a list of records; `show_progress=False` generates without progress lines
     (one question asked at the terminal or on the page).
@@ -140,23 +134,23 @@ def predict(
     examples = list(dataset)
     prompts = [ex["prompt"] for ex in examples]
     generate = generate_with_progress if show_progress else _generate_quietly
-    if scoped and not constrained:
-        raise ValueError("column scoping works inside constrained decoding: turn constrained_decoding on")
-    grammars = [grammar_for(ex) for ex in examples] if constrained else None
-    scopes = [scope_for(ex) for ex in examples] if scoped else None
+    d = decoding
+    grammars = [grammar_for(ex) for ex in examples] if d.constrained else None
+    scopes = [scope_for(ex) for ex in examples] if d.scoped else None
     if greedy is None:
-        label = "Generating SQL (schema-constrained)" if constrained else "Generating SQL"
+        label = "Generating SQL (schema-constrained)" if d.constrained else "Generating SQL"
         greedy = [c[0] for c in generate(model, tokenizer, prompts, settings, label, grammars, scopes)]
     records = [prediction_record(ex, pred) for ex, pred in zip(examples, greedy)]
-    if execution_guided:
+    if d.execution_guided:
         execution_guide(
-            model, tokenizer, records, examples, prompts, greedy, settings, num_candidates, grammars, scopes,
+            model, tokenizer, records, examples, prompts, greedy, settings, d.num_candidates, grammars, scopes,
             generate=generate,
         )  # fmt: skip
-    if num_samples > 1:
+    if d.num_samples > 1:
         self_consistency(
             model, tokenizer, records, examples, prompts, settings, grammars, scopes,
-            num_samples=num_samples, temperature=sample_temperature, rows_first=vote_rows_first, generate=generate,
+            num_samples=d.num_samples, temperature=d.sample_temperature, rows_first=d.vote_rows_first,
+            generate=generate,
         )  # fmt: skip
     return records
 
@@ -250,14 +244,8 @@ def run_predictions(args, dataset=None, greedy: list[str] | None = None):
             tokenizer,
             mine,
             args.settings(),
-            execution_guided=args.execution_guided,
-            num_candidates=args.num_candidates,
+            args.decoding(),
             greedy=greedy if greedy is None or not shard.sharded else [greedy[i] for i in shard.indices],
-            constrained=args.constrained_decoding,
-            scoped=args.scoped_columns,
-            num_samples=args.num_samples,
-            sample_temperature=args.sample_temperature,
-            vote_rows_first=args.vote_rows_first,
             show_progress=shard.is_main,
         )
         if shard.indices

@@ -33,15 +33,40 @@ class GenerationSettings:
     continuous_batching: bool = False
 
 
-def check_decoding(*, constrained: bool, scoped: bool, num_samples: int, sample_temperature: float) -> None:
-    """The combinations no decoder can run, refused with the reason: one check for `evaluate`/`generate`'s options
-    (`DecodingArguments`) and `ask`'s (`AskDecoding`)."""
-    if scoped and not constrained:
-        raise ValueError("column scoping works inside constrained decoding: add --constrained_decoding")
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be at least 1, not {num_samples} (1: no voting)")
-    if num_samples > 1 and not sample_temperature > 0:
-        raise ValueError(f"sample_temperature must be above 0 to draw samples, not {sample_temperature}")
+@dataclass(frozen=True)
+class Decoding:
+    """Which decoding stack answers a question: the choices `t2s evaluate`/`generate` take as flags
+    (`DecodingArguments.decoding()`) and `ask` and the page as named choices (`t2s.decoding.asker.ASK_CHOICES`).
+    A combination no decoder can run is refused here, with the reason."""
+
+    constrained: bool = False  # the question's schema grammar (`t2s.decoding.constrained`)
+    scoped: bool = False  # column scoping inside the grammar (`t2s.decoding.scope`); needs `constrained`
+    execution_guided: bool = False  # beam search where the answer fails or returns no rows
+    num_candidates: int = 4  # beams of execution-guided decoding
+    num_samples: int = 1  # > 1: voting among the answer and num_samples - 1 samples (`t2s.decoding.voting`)
+    sample_temperature: float = 0.7
+    vote_rows_first: bool = True  # voting: a query with rows wins over one without (`t2s.decoding.voting.vote`)
+
+    def __post_init__(self) -> None:
+        if self.scoped and not self.constrained:
+            raise ValueError("column scoping works inside constrained decoding: add --constrained_decoding")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, not {self.num_samples} (1: no voting)")
+        if self.num_samples > 1 and not self.sample_temperature > 0:
+            raise ValueError(f"sample_temperature must be above 0 to draw samples, not {self.sample_temperature}")
+        if self.execution_guided and self.num_candidates < 2:
+            raise ValueError(f"execution-guided decoding needs at least 2 beams, not {self.num_candidates}")
+
+    def describe(self) -> str:
+        parts = ["column-scoped constrained" if self.scoped else "constrained" if self.constrained else "greedy"]
+        if self.execution_guided:
+            parts.append(f"execution-guided ({self.num_candidates} beams)")
+        if self.num_samples > 1:
+            parts.append(f"voting ({self.num_samples} answers)")
+        return ", ".join(parts)
+
+
+GREEDY = Decoding()
 
 
 def prepare_tokenizer(tokenizer):
