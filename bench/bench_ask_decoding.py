@@ -32,11 +32,12 @@ from t2s.decoding.models import load_model_and_tokenizer, trained_prompt_setting
 from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
 from t2s.evaluation.records import read_outcomes  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
-from t2s.execution.scoring import score_example  # noqa: E402
+from t2s.execution.scoring import ScoringOptions, score_example  # noqa: E402
 from t2s.runtime import run_command  # noqa: E402
 
 console = Console()
 ROOT = Path(__file__).resolve().parents[1]
+SPIDER = ScoringOptions("spider")
 
 
 def run(args) -> dict:
@@ -62,7 +63,7 @@ def run(args) -> dict:
             t0 = time.perf_counter()
             sql, _ = asker.ask(ex["question"])
             seconds[name].append(time.perf_counter() - t0)
-            outcomes[name].append(score_example(golds[path], sql, ex["gold_sql"], semantics="spider").outcome.value)
+            outcomes[name].append(score_example(golds[path], sql, ex["gold_sql"], SPIDER).outcome.value)
         console.print(
             f"{i + 1}/{len(dev)} " + " ".join(f"{n[:12]}: {seconds[n][-1]:.1f} s {outcomes[n][-1]};" for n in choices)
         )

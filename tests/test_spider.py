@@ -22,7 +22,7 @@ from t2s.data import (
 from t2s.evaluation.analysis.spider import classify
 from t2s.execution.engines import open_engine
 from t2s.execution.sandbox import open_database
-from t2s.execution.scoring import score_all, score_example, score_records, summarise
+from t2s.execution.scoring import ScoringOptions, score_all, score_example, score_records, summarise
 from t2s.execution.sql_text import normalize_whitespace
 
 from .conftest import ROOT
@@ -230,8 +230,8 @@ def test_spider_semantics_keep_distinct_and_the_evaluate_module(layout):
     db = str(layout / "database" / "school" / "school.sqlite")
     engine = open_engine(db)
     pred, gold = "SELECT DISTINCT age FROM student", "SELECT age FROM student"
-    assert score_example(engine, pred, gold, semantics="spider").outcome == "correct"
-    assert score_example(engine, pred, gold, semantics="spider", keep_distinct=True).outcome == "wrong_result"
+    assert score_example(engine, pred, gold, ScoringOptions("spider")).outcome == "correct"
+    assert score_example(engine, pred, gold, ScoringOptions("spider", keep_distinct=True)).outcome == "wrong_result"
     metric = evaluate.load(str(ROOT / "t2s" / "metrics" / "execution_accuracy"))
     result = metric.compute(predictions=[pred, pred], references=[gold, gold], db_paths=[db, db], semantics="spider")
     assert result["execution_accuracy"] == 1.0 and result["semantics"] == "spider"

@@ -106,6 +106,24 @@ class GoldResult:
         return not rows if self.semantics == Semantics.SPIDER else is_empty_result(rows)
 
 
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How an example is scored: the result semantics and the limits every query runs under (one value handed to
+    each worker process of `score_all`)."""
+
+    semantics: Semantics
+    keep_distinct: bool = False
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_rows: int = DEFAULT_MAX_ROWS
+    allow_privileged: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "semantics", Semantics.parse(self.semantics))
+        timeout_s, max_rows = check_limits(self.timeout_s, self.max_rows)
+        object.__setattr__(self, "timeout_s", timeout_s)
+        object.__setattr__(self, "max_rows", max_rows)
+
+
 def run_gold(
     engine: Engine,
     reference: str,
@@ -159,19 +177,10 @@ def compare_with_gold(
     )
 
 
-def score_example(
-    engine: Engine,
-    prediction: Any,
-    reference: str,
-    *,
-    semantics: Semantics | str,
-    keep_distinct: bool = False,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    max_rows: int = DEFAULT_MAX_ROWS,
-) -> ScoredExample:
-    """One example's outcome under `semantics`, with both result sets (capped) for analysis."""
-    limits = {"timeout_s": timeout_s, "max_rows": max_rows}
-    gold = run_gold(engine, reference, semantics=semantics, keep_distinct=keep_distinct, **limits)
+def score_example(engine: Engine, prediction: Any, reference: str, options: ScoringOptions) -> ScoredExample:
+    """One example's outcome under `options.semantics`, with both result sets (capped) for analysis."""
+    limits = {"timeout_s": options.timeout_s, "max_rows": options.max_rows}
+    gold = run_gold(engine, reference, semantics=options.semantics, keep_distinct=options.keep_distinct, **limits)
     return compare_with_gold(engine, prediction, gold, **limits)
 
 
@@ -179,18 +188,6 @@ def default_semantics(tables: Any) -> Semantics:
     """The metric's documented default, kept for callers that name none: WikiSQL's rules for WikiSQL tables (given
     `tables`), Spider's for databases. Deprecated: a user's own databases would silently get Spider's rules (pass `semantics`)."""
     return Semantics.WIKISQL if tables is not None else Semantics.SPIDER
-
-
-@dataclass(frozen=True)
-class ScoringOptions:
-    """How a batch is scored: the result semantics and the limits every query runs under (one value handed to each
-    worker process of `score_all`)."""
-
-    semantics: Semantics
-    keep_distinct: bool = False
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    max_rows: int = DEFAULT_MAX_ROWS
-    allow_privileged: bool = False
 
 
 def _score_batch(
@@ -205,7 +202,6 @@ def _score_batch(
     that name it, never the batch."""
     opened: dict[str, Any] = {}
     results = []
-    limits = {"keep_distinct": options.keep_distinct, "timeout_s": options.timeout_s, "max_rows": options.max_rows}
     try:
         for i, (prediction, reference) in enumerate(zip(predictions, references)):
             if tables is not None:
@@ -225,7 +221,7 @@ def _score_batch(
                     results.append(_unopened(opened[path]))
                     continue
                 engine = opened[path]
-            results.append(score_example(engine, prediction, reference, semantics=options.semantics, **limits))
+            results.append(score_example(engine, prediction, reference, options))
     finally:
         for engine in opened.values():
             if not isinstance(engine, Exception):
@@ -281,8 +277,20 @@ def score_all(
 
     `db_paths` name each example's database: an SQLite file, a DuckDB file or a URL (t2s.execution.engines).
     """
-    semantics = Semantics.parse(semantics)
-    timeout_s, max_rows = check_limits(timeout_s, max_rows)
+    options = ScoringOptions(semantics, bool(keep_distinct), timeout_s, max_rows, bool(allow_privileged))
+    return score_with(options, predictions, references, tables, db_paths, num_proc=num_proc)
+
+
+def score_with(
+    options: ScoringOptions,
+    predictions: Sequence[Any],
+    references: Sequence[str],
+    tables: Sequence[Mapping[str, Any]] | None = None,
+    db_paths: Sequence[str] | None = None,
+    *,
+    num_proc: int | None = None,
+) -> list[ScoredExample]:
+    """`score_all` with its options as one value (what the metric builds from its own arguments)."""
     n = len(references)
     if len(predictions) != n:
         raise ValueError(f"{len(predictions)} predictions for {n} references")
@@ -299,7 +307,6 @@ def score_all(
                 f"{len(missing)} database file(s) do not exist (first: {missing[0]!r}); "
                 "databases must name SQLite or DuckDB files, or URLs"
             )
-    options = ScoringOptions(semantics, bool(keep_distinct), timeout_s, max_rows, bool(allow_privileged))
     if not num_proc or num_proc <= 1 or n < 2 * num_proc:
         return _score_batch(predictions, references, tables, db_paths, options)
     import multiprocessing

@@ -11,8 +11,7 @@ import datasets
 import evaluate
 
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
-from t2s.execution.scoring import default_semantics, score_all, summarise
-from t2s.execution.semantics import Semantics
+from t2s.execution.scoring import ScoringOptions, default_semantics, score_with, summarise
 
 _CITATION = """\
 @article{zhongSeq2SQL2017,
@@ -146,21 +145,10 @@ class ExecutionAccuracy(evaluate.Metric):
                 FutureWarning,
                 stacklevel=2,
             )
-        semantics = Semantics.parse(semantics)
-        details = score_all(
-            predictions,
-            references,
-            tables=tables,
-            db_paths=db_paths,
-            semantics=semantics,
-            keep_distinct=keep_distinct,
-            timeout_s=timeout,
-            max_rows=max_rows,
-            num_proc=num_proc,
-            allow_privileged=allow_privileged,
-        )
+        options = ScoringOptions(semantics, bool(keep_distinct), timeout, max_rows, bool(allow_privileged))
+        details = score_with(options, predictions, references, tables, db_paths, num_proc=num_proc)
         result = summarise(details)
-        result["semantics"] = semantics.value
+        result["semantics"] = options.semantics.value
         if return_details:
             result["details"] = [d.as_dict() for d in details]
         return result
