@@ -1,4 +1,5 @@
-"""What every dataset reader shares: the error type, deterministic subsets, the skipped-example report, and
+"""What every dataset reader shares: the error type, deterministic subsets, bad examples stopped or skipped and
+reported, and
 JSON Lines files (predictions) read with line numbers in errors and written atomically."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ import json
 import os
 import random
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,38 @@ def report_skipped(dataset: str, skipped: Counter[str], total: int, source: Any)
         f"[yellow]{dataset} ({source}): skipped {sum(skipped.values())} of {total} examples ({detail}).[/]",
         soft_wrap=True,
     )
+
+
+def collect_records(
+    items: Iterable[Any],
+    build: Callable[[Any], dict[str, Any]],
+    *,
+    dataset: str,
+    source: Any,
+    on_error: str,
+    errors: tuple[type[Exception], ...],
+    explain: Callable[[Any, Exception], tuple[str, str]],
+    raise_as: type[Exception],
+) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """One record per item, built by `build`; an item that raises one of `errors` stops the load with its location
+    (`on_error="raise"`) or is dropped and counted by kind, and the count reported (`"skip"`). `explain(item, error)`
+    gives the message, which names where the item is, and the kind it is counted under."""
+    records: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
+    for item in items:
+        try:
+            records.append(build(item))
+        except errors as e:
+            message, kind = explain(item, e)
+            if on_error == "raise":
+                raise raise_as(
+                    f"{message} Fix the example, or pass on_error='skip' to drop bad examples (they are counted and "
+                    "reported)."
+                ) from None
+            skipped[kind] += 1
+    if skipped:
+        report_skipped(dataset, skipped, len(records) + sum(skipped.values()), source)
+    return records, skipped
 
 
 def source_label(source: str | os.PathLike) -> str:

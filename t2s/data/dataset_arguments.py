@@ -13,6 +13,12 @@ from typing import Any
 from t2s.data.prompt import DEFAULT_SAMPLE_ROWS, DEFAULT_SCHEMA_FORMAT, SCHEMA_FORMATS
 from t2s.data.sources import load_text2sql
 
+# The fields that reach `load_text2sql` under their own names (dataset_kind and dataset_revision are renamed).
+READER_FIELDS = (
+    "schema_format", "num_sample_rows", "heldout_fraction", "holdout_seed", "db_dir", "link_values", "prune_tables",
+    "schema_max_chars",
+)  # fmt: skip
+
 
 @dataclass
 class DatasetArguments:
@@ -77,18 +83,8 @@ class DatasetArguments:
 
     def reader_options(self) -> dict[str, Any]:
         """The reader keywords these fields set (subclasses add theirs)."""
-        return dict(
-            dataset_kind_=self.dataset_kind,
-            schema_format=self.schema_format,
-            num_sample_rows=self.num_sample_rows,
-            revision=self.dataset_revision,
-            heldout_fraction=self.heldout_fraction,
-            holdout_seed=self.holdout_seed,
-            db_dir=self.db_dir,
-            link_values=self.link_values,
-            prune_tables=self.prune_tables,
-            schema_max_chars=self.schema_max_chars,
-        )
+        same_name = {name: getattr(self, name) for name in READER_FIELDS}
+        return {"dataset_kind_": self.dataset_kind, "revision": self.dataset_revision, **same_name}
 
     def load(self, split: str, **options: Any):
         """The records of `split` (`options`: table_split, limit, fraction, seed… as `load_text2sql` takes them)."""

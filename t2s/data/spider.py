@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ from typing import Any
 from t2s.data.common import (
     DataFormatError,
     check_on_error,
+    collect_records,
     read_utf8,
-    report_skipped,
     require_examples,
     source_label,
     subset_indices,
@@ -223,6 +222,17 @@ def split_files(directory: Path, split: str) -> tuple[tuple[str, ...], str, str]
 
 
 @dataclass(frozen=True)
+class SplitSource:
+    """What describes the databases of one split, shared by all its questions: the schemas (db_id → DatabaseSchema,
+    from tables.json, SQLite files or databases.json), where they were read, and databases.json's map when given."""
+
+    schemas: Any
+    tables_file: Path
+    db_root: Path
+    databases: dict[str, str] | None = None  # databases.json: db_id → file or URL
+
+
+@dataclass(frozen=True)
 class SpiderItem:
     """One raw question as a split file (or the Hub) gives it, with where it came from and what describes its
     database."""
@@ -230,11 +240,14 @@ class SpiderItem:
     raw: Any  # the JSON object: db_id, question, query
     where: str  # file[index], for error messages
     example_id: str
-    schemas: Any  # db_id → DatabaseSchema (tables.json, SQLite files or databases.json)
-    tables_file: Path
-    db_root: Path
+    source: SplitSource
     caveat: str = ""
-    databases: dict[str, str] | None = None  # databases.json: db_id → file or URL
+
+
+def split_items(rows: Iterable[Any], where: str, stem: str, source: SplitSource, caveats: dict[int, str]):
+    """The items of one split file (or Hub split), numbered as the file numbers them."""
+    for i, raw in enumerate(rows):
+        yield SpiderItem(raw, f"{where}[{i}]", f"{stem}[{i}]", source, caveats.get(i, ""))
 
 
 @dataclass
@@ -285,20 +298,12 @@ def read_local_split(directory: Path, split: str, include_others: bool) -> Itera
         schemas = EngineSchemas(databases, directory / DATABASES_FILE)
     else:
         schemas = read_schemas(directory / tables_file, directory / db_folder)
+    source = SplitSource(schemas, directory / tables_file, directory / db_folder, databases)
     for name in files:
         path = directory / name
-        caveats = read_gold_caveats(directory, path.stem)
-        for i, raw in enumerate(read_json_list(path)):
-            yield SpiderItem(
-                raw=raw,
-                where=f"{path}[{i}]",
-                example_id=f"{path.stem}[{i}]",
-                schemas=schemas,
-                tables_file=directory / tables_file,
-                db_root=directory / db_folder,
-                caveat=caveats.get(i, ""),
-                databases=databases,
-            )
+        yield from split_items(
+            read_json_list(path), str(path), path.stem, source, read_gold_caveats(directory, path.stem)
+        )
 
 
 def read_hub_split(source: str, split: str, db_dir: Path, **load_kwargs: Any) -> Iterator[SpiderItem]:
@@ -314,19 +319,9 @@ def read_hub_split(source: str, split: str, db_dir: Path, **load_kwargs: Any) ->
         )
     local_split = "dev" if hub_split == "validation" else split
     _, tables_file, db_folder = SPLIT_FILES.get(local_split, SPLIT_FILES["dev"])
-    schemas = read_schemas(db_dir / tables_file)
+    split_source = SplitSource(read_schemas(db_dir / tables_file), db_dir / tables_file, db_dir / db_folder)
     stem = {"dev": "dev", "train": "train_spider", "test": "test"}.get(local_split, local_split)
-    caveats = read_gold_caveats(db_dir, stem)
-    for i, raw in enumerate(ds):
-        yield SpiderItem(
-            raw=raw,
-            where=f"{source}[{hub_split}][{i}]",
-            example_id=f"{stem}[{i}]",
-            schemas=schemas,
-            tables_file=db_dir / tables_file,
-            db_root=db_dir / db_folder,
-            caveat=caveats.get(i, ""),
-        )
+    yield from split_items(ds, f"{source}[{hub_split}]", stem, split_source, read_gold_caveats(db_dir, stem))
 
 
 def check_database(path: Path) -> str | None:
@@ -414,27 +409,23 @@ def load_spider(
             )
         raw_examples = read_hub_split(str(source), split, databases, **load_kwargs)
 
-    records, skipped = [], Counter()
     if prune_tables < 0:
         raise ValueError(f"prune_tables={prune_tables} must be 0 (every table) or a number of tables")
     if schema_max_chars < 0:
         raise ValueError(f"schema_max_chars={schema_max_chars} must be 0 (no budget) or a number of characters")
     cache = PromptCache(bool(link_values), int(prune_tables), int(schema_max_chars))
-    for item in raw_examples:
-        try:
-            record = make_record(item, schema_format, num_sample_rows, require_database, cache)
-            if check_gold and record["db_path"]:
-                check_gold_runs(record, item.where)
-        except SpiderFormatError as e:
-            if on_error == "raise":
-                raise SpiderFormatError(
-                    f"{e} Fix the example, or pass on_error='skip' to drop bad examples (they are counted and reported)."
-                ) from None
-            skipped[getattr(e, "kind", "bad example")] += 1
-            continue
-        records.append(record)
-    if skipped:
-        report_skipped("Spider", skipped, len(records) + sum(skipped.values()), source or default_spider_dir())
+
+    def build(item: SpiderItem) -> dict[str, Any]:
+        record = make_record(item, schema_format, num_sample_rows, require_database, cache)
+        if check_gold and record["db_path"]:
+            check_gold_runs(record, item.where)
+        return record
+
+    records, skipped = collect_records(
+        raw_examples, build, dataset="Spider", source=source or default_spider_dir(), on_error=on_error,
+        errors=(SpiderFormatError,), explain=lambda item, e: (str(e), getattr(e, "kind", "bad example")),
+        raise_as=SpiderFormatError,
+    )  # fmt: skip
     total = len(records)
     records = [records[i] for i in subset_indices(total, limit, fraction, seed)]
     features = spider_features()
@@ -473,7 +464,7 @@ def make_record(
             raise _error(f"{where}: the field '{name}' is missing or empty.", "missing field")
     db_id = raw["db_id"]
     cache = PromptCache() if cache is None else cache
-    if item.databases is not None:
+    if item.source.databases is not None:
         target = _engine_database(item, db_id)
     else:
         target = _sqlite_database(item, db_id, require_database, cache)
@@ -501,9 +492,9 @@ def _sqlite_database(item: SpiderItem, db_id: str, require_database: bool, cache
     """The database of a question on `database/<db_id>/<db_id>.sqlite`; a training question may keep its schema from
     tables.json without the file."""
     where = item.where
-    schema = item.schemas.get(db_id)
-    db_path = item.db_root / db_id / f"{db_id}.sqlite"
-    if schema is None and isinstance(item.schemas, SQLiteSchemas):
+    schema = item.source.schemas.get(db_id)
+    db_path = item.source.db_root / db_id / f"{db_id}.sqlite"
+    if schema is None and isinstance(item.source.schemas, SQLiteSchemas):
         raise _error(
             f"{where}: no database file at {db_path} for db_id '{db_id}' (and no tables.json to describe it from); "
             "put the database there or fix the db_id.",
@@ -511,7 +502,7 @@ def _sqlite_database(item: SpiderItem, db_id: str, require_database: bool, cache
         )
     if schema is None:
         raise _error(
-            f"{where}: db_id '{db_id}' has no entry in {item.tables_file}; add its schema there.",
+            f"{where}: db_id '{db_id}' has no entry in {item.source.tables_file}; add its schema there.",
             "db_id not in tables.json",
         )
     if db_path not in cache.checks:
@@ -532,7 +523,7 @@ def _sqlite_database(item: SpiderItem, db_id: str, require_database: bool, cache
 def _engine_database(item: SpiderItem, db_id: str) -> QuestionDatabase:
     """The same for a question whose database `databases.json` names (a URL or a DuckDB file): its schema and prompt
     in that engine's dialect."""
-    databases = item.databases
+    databases = item.source.databases
     if db_id not in databases:
         raise _error(
             f"{item.where}: db_id '{db_id}' has no entry in {DATABASES_FILE} (it names {sorted(databases)}); "
@@ -540,7 +531,7 @@ def _engine_database(item: SpiderItem, db_id: str) -> QuestionDatabase:
             "db_id not in databases.json",
         )
     name = databases[db_id]
-    return QuestionDatabase(item.schemas.get(db_id), database_for(name), name, name, item.caveat)
+    return QuestionDatabase(item.source.schemas.get(db_id), database_for(name), name, name, item.caveat)
 
 
 def schema_for_question(

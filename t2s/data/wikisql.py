@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from typing import Any
 from t2s.data.common import (
     DataFormatError,
     check_on_error,
+    collect_records,
     read_utf8,
-    report_skipped,
     require_examples,
     source_label,
     subset_indices,
@@ -299,25 +298,11 @@ def load_wikisql(
         else read_hub_split(str(source), split, revision, data_files)
     )
 
-    records: list[dict[str, Any]] = []
-    skipped: Counter[str] = Counter()
-    for raw in raw_examples:
-        try:
-            if "error" in raw:
-                raise WikiSQLFormatError(raw["error"])
-            record = make_record(raw, schema_format, num_sample_rows)
-        except (WikiSQLFormatError, GoldSQLError, KeyError, TypeError) as e:
-            reason = e.args[0] if e.args else type(e).__name__
-            if on_error == "raise":
-                raise WikiSQLFormatError(
-                    f"{raw['where']}: {reason}. Fix the example, or pass on_error='skip' to drop bad examples "
-                    "(they are counted and reported)."
-                ) from None
-            skipped[_reason_kind(str(reason))] += 1
-            continue
-        records.append(record)
-    if skipped:
-        report_skipped("WikiSQL", skipped, len(records) + sum(skipped.values()), source or default_data_dir())
+    records, skipped = collect_records(
+        raw_examples, lambda raw: make_record(raw, schema_format, num_sample_rows), dataset="WikiSQL",
+        source=source or default_data_dir(), on_error=on_error,
+        errors=(WikiSQLFormatError, GoldSQLError, KeyError, TypeError), explain=_explain, raise_as=WikiSQLFormatError,
+    )  # fmt: skip
 
     total = len(records)
     if table_split is not None:
@@ -345,7 +330,14 @@ def load_wikisql(
     return datasets.Dataset.from_list(records, features=features, info=info)
 
 
+def _explain(raw: Mapping[str, Any], error: Exception) -> tuple[str, str]:
+    reason = error.args[0] if error.args else type(error).__name__
+    return f"{raw['where']}: {reason}.", _reason_kind(str(reason))
+
+
 def make_record(raw: Mapping[str, Any], schema_format: str, num_sample_rows: int) -> dict[str, Any]:
+    if "error" in raw:  # the reader found the line unreadable
+        raise WikiSQLFormatError(raw["error"])
     table, sql, question = raw["table"], raw["sql"], raw["question"]
     if not isinstance(question, str) or not question.strip():
         raise WikiSQLFormatError("'question' must be a non-empty string")
