@@ -13,6 +13,10 @@
 3. Keep the per-question outcomes of each evaluation in `results/shipped/<name>/`, so later runs can be paired with
    it (McNemar).
 
+`--candidate` does steps 1 to 3 without shipping: the package goes to `<run>-candidate/`, its outcomes to
+`results/candidates/<run's folder name>/`, and each decoding is paired (McNemar) with what ships, so that an adapter
+replaces the shipped one only when it scores better on the same questions (then run again without `--candidate`).
+
 The folder is replaced whole, and only once everything is written; when it already ships the same weights it is kept
 as it is (with the scores recorded so far), and an evaluation folder holding a finished run of those weights is
 reused.
@@ -51,7 +55,7 @@ def git(*args: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def package(run_dir: Path, name: str) -> Path:
+def package(run_dir: Path, name: str, target: Path | None = None) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -73,9 +77,9 @@ def package(run_dir: Path, name: str) -> Path:
         "commit": git("rev-parse", "HEAD"),
         "weights": "bfloat16, converted from the run's float32 adapter",
     }
-    target = SHIPPED_DIR / name
-    SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=SHIPPED_DIR))
+    target = target or SHIPPED_DIR / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
         weights = load_file(str(run_dir / "adapter_model.safetensors"))
         converted = {k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()}
@@ -124,11 +128,25 @@ def evaluate(target: Path, decoding: str, out: Path) -> Path:
     return out
 
 
-def keep_outcomes(folder: Path, name: str, decoding: str) -> Path:
+def keep_outcomes(folder: Path, kept: Path, decoding: str) -> Path:
     from t2s.evaluation.records import keep_outcomes as keep
 
-    keep(folder, ROOT / "results" / "shipped" / name / f"spider-dev-{decoding}")
-    return ROOT / "results" / "shipped" / name
+    return keep(folder, kept / f"spider-dev-{decoding}")
+
+
+def pair_with_shipped(record: Path, name: str, decoding: str) -> dict:
+    """The candidate's outcomes against the shipped adapter's on the same questions (McNemar), kept beside them."""
+    import json
+
+    from t2s.evaluation.compare import compare
+
+    shipped = ROOT / "results" / "shipped" / name / f"spider-dev-{decoding}.jsonl"
+    if not shipped.is_file():
+        raise SystemExit(f"{shipped} is missing: score what ships first (make ship-spider)")
+    result = compare(str(shipped), str(record))
+    result["a"], result["b"] = (str(path.relative_to(ROOT)) for path in (shipped, record))  # no local paths kept
+    (record.parent / f"compare-shipped-{decoding}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def main(argv=None) -> Path:
@@ -136,13 +154,33 @@ def main(argv=None) -> Path:
     parser.add_argument("run", help="a finished t2s sft output folder (adapter, t2s_run.json, t2s_recipe.yaml)")
     parser.add_argument("--name", default="smollm2-135m-spider", choices=sorted(SHIPPED_ADAPTERS))
     parser.add_argument("--decoding", action="append", choices=sorted(DECODINGS), help="greedy, scoped (default both)")
+    parser.add_argument(
+        "--candidate", action="store_true", help="package and score without shipping; pair with what ships"
+    )
     args = parser.parse_args(argv)
-    target = package(Path(args.run), args.name)
+    run = Path(args.run)
+    where = run.with_name(run.name + "-candidate") / args.name if args.candidate else None
+    target = package(run, args.name, where)
+    kept = (
+        ROOT
+        / "results"
+        / ("candidates" if args.candidate else "shipped")
+        / (run.name if args.candidate else args.name)
+    )
     for decoding in args.decoding or ["greedy", "scoped"]:
-        folder = evaluate(target, decoding, Path(f"{args.run}-shipped-{decoding}"))
-        keep_outcomes(folder, args.name, decoding)
+        suffix = "candidate" if args.candidate else "shipped"
+        record = keep_outcomes(evaluate(target, decoding, Path(f"{args.run}-{suffix}-{decoding}")), kept, decoding)
+        if args.candidate:
+            c = pair_with_shipped(record, args.name, decoding)
+            print(
+                f"{decoding}: shipped {c['accuracy_a']:.1%} → candidate {c['accuracy_b']:.1%} on {c['n']} questions, "
+                f"{c['fixed']} fixed / {c['broken']} broken, McNemar p = {c['mcnemar_p']:.2g}"
+            )
     size = sum(p.stat().st_size for p in target.iterdir()) / 1e6
-    print(f"shipped {EMBEDDED_PREFIX}{args.name} → {target} ({size:.1f} MB); outcomes in results/shipped/{args.name}")
+    if args.candidate:
+        print(f"candidate {target} ({size:.1f} MB), not shipped; outcomes and pairings in {kept}")
+    else:
+        print(f"shipped {EMBEDDED_PREFIX}{args.name} → {target} ({size:.1f} MB); outcomes in {kept}")
     return target
 
 
