@@ -71,7 +71,7 @@ def package(run_dir: Path, name: str, target: Path | None = None) -> Path:
     run.scores = {}  # what ships is scored as shipped (bfloat16), below
     run.licences = LICENCES
     run.shipped = {
-        "name": EMBEDDED_PREFIX + name,
+        "name": EMBEDDED_PREFIX + name if target is None else f"a candidate for {EMBEDDED_PREFIX}{name}, not shipped",
         "recipe": str(run.recipe),
         "recipe_matches_repository": recipe.is_file() and recipe.read_text() == trained_recipe,
         "commit": git("rev-parse", "HEAD"),
