@@ -79,11 +79,13 @@ GRPO_RECIPE ?= recipes/smollm2-135m/spider/grpo_cpu.yaml
 grpo-spider: install
 	bash scripts/with_jemalloc.sh $(BIN)/t2s grpo $(GRPO_RECIPE)
 
-# The shipped model (embedded:smollm2-135m-spider, the default of `t2s ask` and the page), after `make full-spider`:
-# its adapter packaged in bf16 inside t2s/decoding/shipped/, then scored as shipped on all of Spider dev (greedy and
-# column-scoped constrained, with the prompts it learned), its outcomes kept in results/shipped/
-# (scripts/ship_adapter.py; docs/shipped_model.md). About 40 minutes on 2 cores.
-SPIDER_RUN ?= outputs/smollm2-135m-spider-full-lora
+# The shipped model (embedded:smollm2-135m-spider, the default of `t2s ask` and the page), after `make full-spider`
+# and `make grpo-spider`: the GRPO adapter packaged in bf16 inside t2s/decoding/shipped/, then scored as shipped on
+# all of Spider dev (greedy and column-scoped constrained, with the prompts it learned), its outcomes kept in
+# results/shipped/ (scripts/ship_adapter.py; docs/shipped_model.md). About 20 minutes on 2 cores, a minute when
+# `scripts/ship_adapter.py RUN --candidate` scored the same weights. SPIDER_RUN=outputs/smollm2-135m-spider-full-lora
+# ships the SFT adapter alone.
+SPIDER_RUN ?= outputs/smollm2-135m-spider-grpo
 ship-spider: install
 	$(BIN)/python scripts/ship_adapter.py $(SPIDER_RUN)
 

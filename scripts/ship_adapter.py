@@ -15,7 +15,8 @@
 
 `--candidate` does steps 1 to 3 without shipping: the package goes to `<run>-candidate/`, its outcomes to
 `results/candidates/<run's folder name>/`, and each decoding is paired (McNemar) with what ships, so that an adapter
-replaces the shipped one only when it scores better on the same questions (then run again without `--candidate`).
+replaces the shipped one only when it scores better on the same questions (then run again without `--candidate`:
+the candidate's SQL is re-scored, not generated again).
 
 The folder is replaced whole, and only once everything is written; when it already ships the same weights it is kept
 as it is (with the scores recorded so far), and an evaluation folder holding a finished run of those weights is
@@ -61,7 +62,7 @@ def package(run_dir: Path, name: str, target: Path | None = None) -> Path:
 
     for needed in ("adapter_config.json", "adapter_model.safetensors", "t2s_run.json"):
         if not (run_dir / needed).is_file():
-            raise SystemExit(f"{run_dir / needed} is missing: ship a finished t2s sft output folder")
+            raise SystemExit(f"{run_dir / needed} is missing: ship a finished t2s sft or grpo output folder")
     run = load_run(run_dir)
     base = EMBEDDED_PREFIX + SHIPPED_ADAPTERS[name]
     if run.base_model != base:
@@ -107,24 +108,31 @@ def weights_digest(folder: Path) -> str:
     return hashlib.sha256((folder / "adapter_model.safetensors").read_bytes()).hexdigest()
 
 
-def evaluate(target: Path, decoding: str, out: Path) -> Path:
+def finished_with(folder: Path, digest: str) -> bool:
+    """Whether `folder` holds a finished evaluation of the weights with this digest."""
+    stamp = folder / "shipped_weights.sha256"
+    return (folder / "metrics.json").is_file() and stamp.is_file() and stamp.read_text().strip() == digest
+
+
+def evaluate(target: Path, decoding: str, out: Path, scored: Path | None = None) -> Path:
     """`t2s evaluate` of the shipped folder on all of Spider dev with the prompts it learned; reused when `out` holds
-    a finished run of these very weights."""
+    a finished run of these very weights, and re-scored without generating when `scored` does (a `--candidate` run
+    of the same weights: its SQL is what these weights write)."""
     from t2s.evaluate_sql import main as evaluate_main
 
     digest = weights_digest(target)
-    stamp = out / "shipped_weights.sha256"
-    if (out / "metrics.json").is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+    if finished_with(out, digest):
         return out
+    reuse = ["--predictions", str(scored / "predictions.jsonl")] if scored and finished_with(scored, digest) else []
     settings = PromptSettings.from_run(load_run(target))
     evaluate_main(
         ["--adapter", str(target), "--merge_adapter", "--dataset_name", "spider", "--split", "dev",
          "--schema_format", settings.schema_format, "--link_values", str(settings.link_values).lower(),
          "--prune_tables", str(settings.prune_tables), "--schema_max_chars", str(settings.schema_max_chars),
          "--run_name", f"Spider dev, all 1034 questions; {decoding}", "--record_in_card", "always",
-         "--output_dir", str(out), *DECODINGS[decoding]]
+         "--output_dir", str(out), *DECODINGS[decoding], *reuse]
     )  # fmt: skip
-    stamp.write_text(digest + "\n")
+    (out / "shipped_weights.sha256").write_text(digest + "\n")
     return out
 
 
@@ -151,7 +159,7 @@ def pair_with_shipped(record: Path, name: str, decoding: str) -> dict:
 
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="a finished t2s sft output folder (adapter, t2s_run.json, t2s_recipe.yaml)")
+    parser.add_argument("run", help="a finished t2s sft or grpo output folder (adapter, t2s_run.json, t2s_recipe.yaml)")
     parser.add_argument("--name", default="smollm2-135m-spider", choices=sorted(SHIPPED_ADAPTERS))
     parser.add_argument("--decoding", action="append", choices=sorted(DECODINGS), help="greedy, scoped (default both)")
     parser.add_argument(
@@ -169,7 +177,9 @@ def main(argv=None) -> Path:
     )
     for decoding in args.decoding or ["greedy", "scoped"]:
         suffix = "candidate" if args.candidate else "shipped"
-        record = keep_outcomes(evaluate(target, decoding, Path(f"{args.run}-{suffix}-{decoding}")), kept, decoding)
+        scored = Path(f"{args.run}-candidate-{decoding}")  # shipping what was scored as a candidate: no regeneration
+        folder = evaluate(target, decoding, Path(f"{args.run}-{suffix}-{decoding}"), scored)
+        record = keep_outcomes(folder, kept, decoding)
         if args.candidate:
             c = pair_with_shipped(record, args.name, decoding)
             print(
