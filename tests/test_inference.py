@@ -211,8 +211,17 @@ def test_evaluate_scores_compares_and_records_in_the_card(tiny, tmp_path):
     gold_file = tmp_path / "gold.jsonl"
     records = [json.loads(line) for line in (tmp_path / "a" / "predictions.jsonl").read_text().splitlines()]
     gold_file.write_text("".join(json.dumps({**r, "prediction": r["gold_sql"]}) + "\n" for r in records))
-    b = evaluate_main([*common, "--predictions", str(gold_file), "--output_dir", str(tmp_path / "b")])
+    kept = tmp_path / "results" / "gold-greedy"
+    b = evaluate_main(
+        [*common, "--predictions", str(gold_file), "--output_dir", str(tmp_path / "b"), "--keep_outcomes", str(kept)]
+    )
     assert b["execution_accuracy"] == 1.0
+    # the kept run record pairs like the evaluation folder it came from, and holds each question's outcome
+    outcomes = [json.loads(line) for line in kept.with_suffix(".jsonl").read_text().splitlines()]
+    assert [o["example_id"] for o in outcomes] == [r["example_id"] for r in records]
+    assert {o["outcome"] for o in outcomes} == {"correct"}
+    assert json.loads(kept.with_suffix(".protocol.json").read_text())["execution_accuracy"] == 1.0
+    assert compare(str(tmp_path / "a"), str(kept.with_suffix(".jsonl")))["n"] == 12
 
     result = compare(str(tmp_path / "a"), str(tmp_path / "b"))
     assert result["fixed"] == 12 - a["outcomes"]["correct"] and result["broken"] == 0

@@ -24,6 +24,7 @@ from t2s.decoding.embedded import DEFAULT_EMBEDDED, SHIPPED_DIR
 from t2s.decoding.predict import prediction_record, run_predictions
 from t2s.decoding.sharding import is_main_process, launched_processes
 from t2s.evaluation.analysis import analyse, print_summary, write_reports
+from t2s.evaluation.records import keep_outcomes
 from t2s.execution.scoring import dataset_semantics
 from t2s.publish.card import record_scores
 from t2s.runtime import UserError
@@ -54,6 +55,14 @@ class EvaluateArguments(DecodingArguments):
             "Hub) and not on data from a folder you name (private or held-out data stays off the Hub unless asked); "
             "'always'; 'never'.",
             "choices": ["auto", "always", "never"],
+        },
+    )
+    keep_outcomes: str | None = field(
+        default=None,
+        metadata={
+            "help": "Also keep this evaluation as a run record for later pairing: RECORD.jsonl (each question's "
+            "outcome) and RECORD.protocol.json (what it was measured on), e.g. "
+            "results/full/<model>/spider-dev-300-seed42-greedy (results/README.md)."
         },
     )
     timeout: float = field(default=2.0, metadata={"help": "Seconds each query may run."})
@@ -226,6 +235,8 @@ def evaluate_run(args: EvaluateArguments) -> dict | None:
         verb = "Recorded the score in" if record else "Did not record the score in"
         console.print(f"{verb} {Path(args.adapter) / 'README.md'} ({why})")
     console.print(f"Wrote {out}/predictions.jsonl, metrics.json, analysis.md, analysis.json, analysis.png")
+    if args.keep_outcomes:
+        console.print(f"Kept the run record {keep_outcomes(out, args.keep_outcomes)}")
     return metrics
 
 
