@@ -159,7 +159,9 @@ def pair_with_shipped(record: Path, name: str, decoding: str) -> dict:
 
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="a finished t2s sft or grpo output folder (adapter, t2s_run.json, t2s_recipe.yaml)")
+    parser.add_argument(
+        "run", help="a finished t2s sft or grpo output folder (adapter, t2s_run.json, t2s_recipe.yaml)"
+    )
     parser.add_argument("--name", default="smollm2-135m-spider", choices=sorted(SHIPPED_ADAPTERS))
     parser.add_argument("--decoding", action="append", choices=sorted(DECODINGS), help="greedy, scoped (default both)")
     parser.add_argument(
