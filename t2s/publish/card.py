@@ -153,11 +153,11 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
             else f"A LoRA adapter for **{_shown(run.base_model)}**"
         ),
         usage=(
-            f'from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or _shown(str(output_dir))}", gguf_file="{gguf["file"]}")'
+            f'from transformers import AutoModelForCausalLM\n\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or _shown(str(output_dir))}", gguf_file="{gguf["file"]}")'
             if gguf
-            else f'from transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or _shown(str(output_dir))}")'
+            else f'from transformers import AutoModelForCausalLM, AutoTokenizer\n\nmodel = AutoModelForCausalLM.from_pretrained("{repo_id or _shown(str(output_dir))}")'
             if merged
-            else "from t2s.decoding.models import load_model_and_tokenizer\n"
+            else "from t2s.decoding.models import load_model_and_tokenizer\n\n"
             f'model, tokenizer = load_model_and_tokenizer(adapter="{repo_id or run.hub_model_id or _shown(str(output_dir))}")'
         ),
         base_model=run.base_model,
