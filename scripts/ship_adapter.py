@@ -171,14 +171,9 @@ def main(argv=None) -> Path:
     run = Path(args.run)
     where = run.with_name(run.name + "-candidate") / args.name if args.candidate else None
     target = package(run, args.name, where)
-    kept = (
-        ROOT
-        / "results"
-        / ("candidates" if args.candidate else "shipped")
-        / (run.name if args.candidate else args.name)
-    )
+    suffix = "candidate" if args.candidate else "shipped"
+    kept = ROOT / "results" / (f"candidates/{run.name}" if args.candidate else f"shipped/{args.name}")
     for decoding in args.decoding or ["greedy", "scoped"]:
-        suffix = "candidate" if args.candidate else "shipped"
         scored = Path(f"{args.run}-candidate-{decoding}")  # shipping what was scored as a candidate: no regeneration
         folder = evaluate(target, decoding, Path(f"{args.run}-{suffix}-{decoding}"), scored)
         record = keep_outcomes(folder, kept, decoding)
