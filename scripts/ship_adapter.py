@@ -20,7 +20,8 @@ the candidate's SQL is re-scored, not generated again).
 
 The folder is replaced whole, and only once everything is written; when it already ships the same weights it is kept
 as it is (with the scores recorded so far), and an evaluation folder holding a finished run of those weights is
-reused.
+reused. When new weights replace shipped ones, the outcomes kept for the old weights move to
+`results/retired/<name>-<their digest>/` with the old run record, so later runs can still be paired with them.
 """
 
 from __future__ import annotations
@@ -136,6 +137,18 @@ def evaluate(target: Path, decoding: str, out: Path, scored: Path | None = None)
     return out
 
 
+def retire(kept: Path, retired: Path, record: str) -> Path | None:
+    """Move the outcomes kept for weights that no longer ship to `retired`, with their run record beside them."""
+    if not kept.is_dir():
+        return None
+    if retired.exists():
+        raise SystemExit(f"{retired} exists already: move it away, then ship again")
+    retired.parent.mkdir(parents=True, exist_ok=True)
+    kept.rename(retired)
+    (retired / "t2s_run.json").write_text(record)
+    return retired
+
+
 def keep_outcomes(folder: Path, kept: Path, decoding: str) -> Path:
     from t2s.evaluation.records import keep_outcomes as keep
 
@@ -170,9 +183,18 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     run = Path(args.run)
     where = run.with_name(run.name + "-candidate") / args.name if args.candidate else None
-    target = package(run, args.name, where)
-    suffix = "candidate" if args.candidate else "shipped"
     kept = ROOT / "results" / (f"candidates/{run.name}" if args.candidate else f"shipped/{args.name}")
+    shipped = SHIPPED_DIR / args.name
+    previous = None
+    if not args.candidate and (shipped / "adapter_model.safetensors").is_file():
+        previous = weights_digest(shipped), (shipped / "t2s_run.json").read_text()
+    target = package(run, args.name, where)
+    if previous and previous[0] != weights_digest(target):
+        digest, record = previous
+        retired = retire(kept, ROOT / "results" / "retired" / f"{args.name}-{digest[:12]}", record)
+        if retired:
+            print(f"the outcomes of the weights shipped before moved to {retired.relative_to(ROOT)}")
+    suffix = "candidate" if args.candidate else "shipped"
     for decoding in args.decoding or ["greedy", "scoped"]:
         scored = Path(f"{args.run}-candidate-{decoding}")  # shipping what was scored as a candidate: no regeneration
         folder = evaluate(target, decoding, Path(f"{args.run}-{suffix}-{decoding}"), scored)
