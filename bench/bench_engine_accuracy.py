@@ -2,7 +2,7 @@
 engine's losses explained.
 
     python -m bench.bench_engine_accuracy [--limit 200] [--engines duckdb postgresql mysql]
-        [--model embedded:smollm2-135m-spider] [--decoding greedy|scoped]
+        [--model embedded:smollm2-135m-spider] [--decoding greedy|scoped] [--label NAME]
 
 Spider dev questions (`--limit`, seed 42). Each of their databases is copied onto each engine (`t2s.data.copy_db`, as
 `t2s copy-db` does: a DuckDB file; a database on a private PostgreSQL or MariaDB server started from the installed
@@ -14,7 +14,8 @@ batching) or, with `--decoding scoped`, column-scoped constrained greedy under e
 its strings, its functions: `t2s.decoding.constrained.schema_grammar`), under Spider semantics. Each engine's losses on questions SQLite got right are split into: gold that does
 not carry over (it does not transpile, or its result there is not SQLite's), the model's query failing there (a
 dialect error), and another result. Pairs are compared with McNemar's exact test. Writes a section of
-docs/experiments.md and the per-question outcomes to results/engines/.
+docs/experiments.md and the per-question outcomes to results/engines/<label>/ (`--label`, by default the model's name;
+a shipped model's records also hold the digest of the weights they scored, as the weights behind a name change).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bench.benchmarks_page import write_section  # noqa: E402
 from bench.engine_copies import copy_onto  # noqa: E402
 from t2s.data import load_text2sql  # noqa: E402
 from t2s.data.copy_db import transpile  # noqa: E402
+from t2s.decoding.embedded import EMBEDDED_PREFIX, SHIPPED_DIR  # noqa: E402
 from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
 from t2s.execution.scoring import run_gold  # noqa: E402
@@ -72,6 +74,16 @@ def gold_carries_over(a, engine, transpiled: str | None) -> str:
     return "yes" if same else "another result there"
 
 
+def shipped_weights(model: str) -> str | None:
+    """The SHA-256 of a shipped model's adapter weights (None for any other model)."""
+    import hashlib
+
+    weights = SHIPPED_DIR / model.removeprefix(EMBEDDED_PREFIX) / "adapter_model.safetensors"
+    if not model.startswith(EMBEDDED_PREFIX) or not weights.is_file():
+        return None
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
 def copies(kind: str, paths: dict[str, str], work: Path, servers: list) -> dict[str, str]:
     """Each database copied onto `kind` (a server started for it): db_id → what `databases.json` names."""
     server = None
@@ -89,7 +101,9 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=list(DIALECTS), choices=list(DIALECTS))
     parser.add_argument("--model", default="embedded:smollm2-135m-spider")
     parser.add_argument("--decoding", default="greedy", choices=list(DECODINGS))
+    parser.add_argument("--label", help="the records' folder in results/engines/ (default: the model's name)")
     args = parser.parse_args()
+    args.label = args.label or Path(args.model.removeprefix(EMBEDDED_PREFIX)).name
     work = Path(tempfile.mkdtemp(prefix="t2s-engine-accuracy-"))
     servers: list = []
     try:
@@ -117,7 +131,9 @@ def measure(args, work: Path, servers: list) -> None:
     table = [f"| SQLite | {right_sqlite / n:.1%} ({right_sqlite}) | {sqlite_metrics['execution_accuracy']:.1%} of "
              f"{sqlite_metrics['num_scored']} | | | |"]  # fmt: skip
     causes_rows, records = [], []
-    RECORDS.mkdir(parents=True, exist_ok=True)
+    folder = RECORDS / args.label
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = shipped_weights(args.model)
     for kind in args.engines:
         named = copies(kind, paths, work, servers)
         layout = work / f"spider_{kind}"
@@ -159,12 +175,12 @@ def measure(args, work: Path, servers: list) -> None:
             f"{metrics['num_scored']} | {carried['yes']} | {fixed} / {lost} | {mcnemar_exact(fixed, lost):.2g} |"
         )
         causes_rows.append(f"| {DISPLAY[kind]} | {broken['gold']} | {broken['fails']} | {broken['other result']} |")
-        suffix = "" if args.decoding == "greedy" else f"-{args.decoding}"
-        record = RECORDS / f"spider-dev-{args.limit}-seed42-sqlite-{kind}{suffix}.json"
+        record = folder / f"spider-dev-{args.limit}-seed42-sqlite-{kind}-{args.decoding}.json"
         record.write_text(json.dumps({
             "protocol": f"Spider dev, {n} of 1034 questions (seed 42); {args.model}; {DECODING_LABELS[args.decoding]}, the prompt settings it "
                         f"learned, prompts in each database's dialect; Spider semantics; gold transpiled SQLite → {DISPLAY[kind]}",
-            "command": f"python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model} --decoding {args.decoding}",
+            "command": f"python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model} --decoding {args.decoding} --label {args.label}",
+            "weights_sha256": weights,
             "questions": [
                 {"example_id": a["example_id"], "sqlite": a["outcome"], kind: b["outcome"], "gold_carries_over": c,
                  f"{kind}_prediction": b["prediction"], f"{kind}_error": b.get("error")}
@@ -175,7 +191,7 @@ def measure(args, work: Path, servers: list) -> None:
     for engine in sqlite_engines.values():
         engine.close()
     links = ", ".join(f"[{r.name}](../{r})" for r in records)
-    body = f"""`python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model} --decoding {args.decoding}`: Spider
+    body = f"""`python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model} --decoding {args.decoding} --label {args.label}`: Spider
 dev, {n} questions (seed 42), {DECODING_LABELS[args.decoding]}, with the prompt settings the model learned; each database copied onto the engine (`t2s copy-db`),
 gold transpiled from SQLite with sqlglot, prompts in the engine's dialect; Spider semantics. Per-question outcomes:
 {links}.
@@ -191,8 +207,8 @@ Why questions right on SQLite are not right on the engine:
 {chr(10).join(causes_rows)}
 """
     print(body)
-    title = "A model on other engines beside SQLite (Spider dev)"
-    write_section(title if args.decoding == "greedy" else f"{title}, {DECODING_LABELS[args.decoding]}", body, DOC)
+    title = f"A model on other engines beside SQLite (Spider dev): {args.label}, {DECODING_LABELS[args.decoding]}"
+    write_section(title, body, DOC)
 
 
 if __name__ == "__main__":
