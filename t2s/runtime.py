@@ -2,8 +2,8 @@
 
 * The end of a launched process. Under `accelerate launch` with several processes, each one leaves its process group
   before it exits (`end_process_group`): a gloo process group still alive at interpreter exit can abort the process
-  (SIGABRT, "terminate called without an active exception"; measured here 4 exits in 30 without it, 0 in 30 with it,
-  pytorch/pytorch#190489), and torchrun then stops the main process in the middle of writing its records.
+  (SIGABRT, "terminate called without an active exception"; pytorch/pytorch#190489; docs/training.md, "Several
+  processes"), and torchrun then stops the main process in the middle of writing its records.
 * User errors versus bugs. A wrong recipe key, a missing data file or a GPU recipe on a CPU is the user's to fix,
   and the message already says how: the command prints it and exits with status 2, without a traceback. Anything
   else is a bug in t2s or below it and keeps its full traceback. `T2S_TRACEBACK=1` shows tracebacks for user

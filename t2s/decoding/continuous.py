@@ -1,8 +1,8 @@
 """SQL decoding with continuous batching: a row that stops is replaced by the next question at once.
 
 Batched `generate()` decodes a batch until its last row stops. On Spider a few questions loop to the token budget, so
-most batches run all 128 steps for one or two live rows, and a CPU decoding step costs about the same with 2 live rows
-as with 16 (SmolLM2-135M: 66 ms for 8 rows, 88 ms for 16; the weights are read once per step either way). Here the
+most batches run all 128 steps for one or two live rows, and a CPU decoding step costs nearly the same with 2 live
+rows as with 16: the weights are read once per step either way (docs/benchmarks.md, "Generation"). Here the
 batch is a set of slots: when rows stop, new questions are prefilled (several at once, reusing their database's
 prefix cache from `t2s.decoding.prefix_cache.PrefixStore`) and join the running batch, so nearly every step decodes a full batch
 and the number of steps falls from "longest row per batch" to "all generated tokens / batch size".
