@@ -79,6 +79,7 @@ def checksum(name: str) -> str:
     digest = hashlib.sha256()
     with open_engine(name, allow_privileged=True) as engine:
         for table in sorted(t.name for t in engine.catalogue()):
-            rows = engine.run(f"SELECT * FROM {table}").rows
-            digest.update(repr((table, sorted(rows, key=repr))).encode())
+            result = engine.run(f"SELECT * FROM {table}")
+            assert result.status == "ok", f"{engine.label}: reading {table} for the checksum: {result}"
+            digest.update(repr((table, sorted(result.rows, key=repr))).encode())
     return digest.hexdigest()

@@ -138,10 +138,13 @@ class DuckDBEngine(ServerEngine):
         ]
         return tables
 
+    def _ready(self) -> None:
+        if self._worker is None:
+            self._worker = QueryProcess(self.path, self.label)
+
     def _execute(self, sql: str, timeout_s: float, max_rows: int, fetch_rows):
         for _ in range(2):
-            if self._worker is None:
-                self._worker = QueryProcess(self.path, self.label)
+            self._ready()  # after a memory retry: a new process within this query's budget
             answer = self._worker.query(sql, timeout_s, max_rows)
             if answer is None:  # the process is gone: killed by the watchdog, or by its memory limit
                 self._stale = True

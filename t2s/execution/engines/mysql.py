@@ -19,8 +19,8 @@ import contextlib
 import re
 import socket
 
-from t2s.execution.engines.base import CatalogueTable, EngineError, parse_url
-from t2s.execution.engines.server import LostConnection, ServerEngine, inspector_catalogue
+from t2s.execution.engines.base import CatalogueTable, EngineError
+from t2s.execution.engines.server import LostConnection, UrlServerEngine, inspector_catalogue
 
 _READ_PRIVILEGES = {"SELECT", "SHOW VIEW", "USAGE"}
 _COM_RESET_CONNECTION = 0x1F  # not wrapped by PyMySQL; MySQL 5.7+, MariaDB 10.2+
@@ -28,26 +28,24 @@ _LOST = (0, 2006, 2013, 2014, 2055)  # connection gone, lost during a query, out
 _GRANT_RE = re.compile(r"^GRANT (?P<privileges>.+?) ON (?P<target>.+?) TO ", re.IGNORECASE)
 
 
-class MySQLEngine(ServerEngine):
+class MySQLEngine(UrlServerEngine):
     kind = "mysql"
     dialect = "mysql"
     display = "MySQL"
+    driver = "mysql+pymysql"
 
-    def __init__(self, name: str, *, allow_privileged: bool = False) -> None:
-        super().__init__(name, allow_privileged=allow_privileged)
-        url = parse_url(self.name, self.label)
+    def _prepare(self, url) -> None:
         if not url.database:
             raise EngineError(f"{self.label}: the URL names no database; end it with /<database>")
-        self._url = url.set(drivername="mysql+pymysql")
         self.schema_name = url.database
         self._killer = None  # the watchdog's own connection, opened at its first use
-        self.conn = self._connect()
+
+    def _inspect_server(self) -> None:
         self.mariadb = "mariadb" in self.conn.get_server_info().lower()
         with self.conn.cursor() as cursor:
             cursor.execute("SELECT @@GLOBAL.sql_mode")
             modes = str(cursor.fetchone()[0] or "").split(",")
         self._sql_mode = ",".join(m for m in modes if m and m not in ("ANSI_QUOTES", "NO_BACKSLASH_ESCAPES", "ANSI"))
-        self.check_privileges()
 
     def _connect(self):
         import pymysql

@@ -21,28 +21,26 @@ import itertools
 import os
 import socket
 
-from t2s.execution.engines.base import CatalogueTable, EngineError, parse_url
+from t2s.execution.engines.base import CatalogueTable, EngineError
 from t2s.execution.engines.functions import allowed_functions
-from t2s.execution.engines.server import LostConnection, ServerEngine, inspector_catalogue
+from t2s.execution.engines.server import LostConnection, UrlServerEngine, inspector_catalogue
 
 _cursor_ids = itertools.count()
 _PREDEFINED_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program",
                      "pg_read_all_data", "pg_write_all_data", "pg_signal_backend")  # fmt: skip
 
 
-class PostgresEngine(ServerEngine):
+class PostgresEngine(UrlServerEngine):
     kind = "postgresql"
     dialect = "postgres"
     display = "PostgreSQL"
+    driver = "postgresql+psycopg"
 
-    def __init__(self, name: str, *, allow_privileged: bool = False) -> None:
-        super().__init__(name, allow_privileged=allow_privileged)
-        url = parse_url(self.name, self.label)
-        self._url = url.set(drivername="postgresql+psycopg")
+    def _prepare(self, url) -> None:
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.conn = self._connect()
+
+    def _inspect_server(self) -> None:
         self.schema_name = self.conn.execute("SELECT current_schema()").fetchone()[0]
-        self.check_privileges()
         self.shadowed_functions = frozenset(
             r[0]
             for r in self.conn.execute(

@@ -13,9 +13,9 @@ import threading
 import time
 import warnings
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
-from t2s.execution.engines.base import CatalogueTable, Engine, EngineError
+from t2s.execution.engines.base import CatalogueTable, Engine, EngineError, parse_url
 from t2s.execution.engines.gate import GateError, check_query
 from t2s.execution.rows import capped_rows
 from t2s.execution.sandbox import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Execution, Status, check_text
@@ -141,6 +141,10 @@ class ServerEngine(Engine):
         """A new connection to the server; `EngineError` when it cannot be reached."""
         raise NotImplementedError
 
+    def _ready(self) -> None:
+        """Whatever a query needs and may take a while to set up (DuckDB: its query process), done before the query's
+        budget starts, so that the budget times the query alone; `EngineError` when it cannot be set up."""
+
     def _reconnect(self) -> None:
         """A fresh connection in place of the current one (`self.conn`); `EngineError` when the server cannot be
         reached."""
@@ -176,6 +180,7 @@ class ServerEngine(Engine):
                     if self._stale:
                         self._reconnect()
                         self._stale = False
+                    self._ready()
                     return self._run_checked(text, timeout_s, max_rows)
                 except LostConnection as e:
                     lost, self._stale = str(e), True
@@ -220,6 +225,28 @@ class ServerEngine(Engine):
         if cap:
             return Execution(Status.TOO_LARGE, error=cap)
         return Execution(Status.OK, rows=rows, columns=columns)
+
+
+class UrlServerEngine(ServerEngine):
+    """A server reached through a database URL (PostgreSQL, MySQL): one opening sequence for both, so that the URL is
+    parsed, the connection opened and the account checked the same way, and in the same order, on each."""
+
+    driver: ClassVar[str]  # SQLAlchemy's drivername, used to read the server's catalogue
+
+    def __init__(self, name: str, *, allow_privileged: bool = False) -> None:
+        super().__init__(name, allow_privileged=allow_privileged)
+        url = parse_url(self.name, self.label)
+        self._url = url.set(drivername=self.driver)
+        self._prepare(url)
+        self.conn = self._connect()
+        self._inspect_server()
+        self.check_privileges()
+
+    def _prepare(self, url) -> None:
+        """Read what connecting needs from the URL; `EngineError` when it lacks something."""
+
+    def _inspect_server(self) -> None:
+        """Learn what the queries depend on from the open connection, before the account is checked."""
 
 
 def inspector_catalogue(engine, url, schema: str | None) -> tuple[list[CatalogueTable], list[str]]:
