@@ -98,6 +98,21 @@ def read_utf8(path: Path, error: type[Exception] = None) -> str:
         ) from None
 
 
+_JSON_TYPES = {list: "list", dict: "object"}
+
+
+def read_json(path: Path, expected: type, error: type[Exception], hint: str) -> Any:
+    """The one JSON value of type `expected` (list or dict) that `path` holds, or `error` naming the file, where it
+    broke, and `hint`: what the file should hold or what to do."""
+    try:
+        data = json.loads(read_utf8(path, error))
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno}); {hint}") from None
+    if not isinstance(data, expected):
+        raise error(f"{path}: expected a JSON {_JSON_TYPES[expected]}, got {type(data).__name__}; {hint}")
+    return data
+
+
 def require_examples(
     records: list, dataset: str, split: str, source: Any, skipped: Counter, *, files: list[Path] | None = None
 ) -> None:

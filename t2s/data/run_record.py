@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from t2s.data.common import read_json
 from t2s.runtime import UserError
 
 RUN_FILE = "t2s_run.json"
@@ -114,12 +115,7 @@ def load_run(folder: str | Path) -> RunRecord | None:
     path = run_path(folder)
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not a t2s run record ({e}); remove it or restore it from the run") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a t2s run record (a JSON object is expected); remove it or restore it")
+    data = read_json(path, dict, UserError, "not a t2s run record: remove it or restore it from the run")
     version = data.get("version", 0)
     if not isinstance(version, int) or version > RECORD_VERSION:
         raise UserError(f"{path}: written by a newer t2s (record version {version!r}, this one reads up to "

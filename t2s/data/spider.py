@@ -28,7 +28,7 @@ from t2s.data.common import (
     DataFormatError,
     check_on_error,
     collect_records,
-    read_utf8,
+    read_json,
     require_examples,
     source_label,
     subset_indices,
@@ -100,15 +100,7 @@ def resolve_spider_dir(source: str | os.PathLike | None) -> Path | None:
 
 
 def read_json_list(path: Path) -> list:
-    try:
-        data = json.loads(read_utf8(path, SpiderFormatError))
-    except json.JSONDecodeError as e:
-        raise SpiderFormatError(
-            f"{path}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno}); Spider files are one JSON list"
-        ) from None
-    if not isinstance(data, list):
-        raise SpiderFormatError(f"{path}: expected a JSON list, got {type(data).__name__}")
-    return data
+    return read_json(path, list, SpiderFormatError, "Spider files are one JSON list")
 
 
 class SQLiteSchemas(dict):
@@ -153,11 +145,9 @@ def read_database_map(directory: Path) -> dict[str, str] | None:
     path = directory / DATABASES_FILE
     if not path.exists():
         return None
-    try:
-        data = json.loads(read_utf8(path, SpiderFormatError))
-    except json.JSONDecodeError as e:
-        raise SpiderFormatError(f"{path}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-    if not isinstance(data, dict) or not data:
+    example = '{"shop": "postgresql://reader@host/shop"}'
+    data = read_json(path, dict, SpiderFormatError, f"it maps each db_id to a database file or URL: {example}")
+    if not data:
         raise SpiderFormatError(f'{path}: expected an object such as {{"shop": "postgresql://reader@host/shop"}}')
     databases = {}
     for db_id, name in data.items():
