@@ -239,8 +239,13 @@ class UrlServerEngine(ServerEngine):
         self._url = url.set(drivername=self.driver)
         self._prepare(url)
         self.conn = self._connect()
-        self._inspect_server()
-        self.check_privileges()
+        try:
+            self._inspect_server()
+            self.check_privileges()
+        except BaseException:  # a refused account or a failed inspection leaves no connection open
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            raise
 
     def _prepare(self, url) -> None:
         """Read what connecting needs from the URL; `EngineError` when it lacks something."""
