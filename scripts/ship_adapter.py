@@ -187,11 +187,17 @@ def main(argv=None) -> Path:
     shipped = SHIPPED_DIR / args.name
     previous = None
     if not args.candidate and (shipped / "adapter_model.safetensors").is_file():
-        previous = weights_digest(shipped), (shipped / "t2s_run.json").read_text()
+        digest = weights_digest(shipped)
+        previous = (
+            digest,
+            (shipped / "t2s_run.json").read_text(),
+            ROOT / "results" / "retired" / f"{args.name}-{digest[:12]}",
+        )
+        if kept.is_dir() and previous[2].exists():  # refused before anything is replaced
+            raise SystemExit(f"{previous[2]} exists already: move it away, then ship again")
     target = package(run, args.name, where)
     if previous and previous[0] != weights_digest(target):
-        digest, record = previous
-        retired = retire(kept, ROOT / "results" / "retired" / f"{args.name}-{digest[:12]}", record)
+        retired = retire(kept, previous[2], previous[1])
         if retired:
             print(f"the outcomes of the weights shipped before moved to {retired.relative_to(ROOT)}")
     suffix = "candidate" if args.candidate else "shipped"
