@@ -36,7 +36,7 @@ from bench.benchmarks_page import write_section  # noqa: E402
 from bench.engine_copies import copy_onto  # noqa: E402
 from t2s.data import load_text2sql  # noqa: E402
 from t2s.data.copy_db import transpile  # noqa: E402
-from t2s.decoding.embedded import EMBEDDED_PREFIX, SHIPPED_DIR  # noqa: E402
+from t2s.decoding.embedded import EMBEDDED_PREFIX, SHIPPED_DIR, sha256_of  # noqa: E402
 from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
 from t2s.execution.scoring import run_gold  # noqa: E402
@@ -76,12 +76,10 @@ def gold_carries_over(a, engine, transpiled: str | None) -> str:
 
 def shipped_weights(model: str) -> str | None:
     """The SHA-256 of a shipped model's adapter weights (None for any other model)."""
-    import hashlib
-
     weights = SHIPPED_DIR / model.removeprefix(EMBEDDED_PREFIX) / "adapter_model.safetensors"
     if not model.startswith(EMBEDDED_PREFIX) or not weights.is_file():
         return None
-    return hashlib.sha256(weights.read_bytes()).hexdigest()
+    return sha256_of([weights])
 
 
 def copies(kind: str, paths: dict[str, str], work: Path, servers: list) -> dict[str, str]:

@@ -27,7 +27,6 @@ reused. When new weights replace shipped ones, the outcomes kept for the old wei
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from t2s.data.prompt import PromptSettings  # noqa: E402
 from t2s.data.run_record import load_run, save_run  # noqa: E402
-from t2s.decoding.embedded import EMBEDDED_PREFIX, SHIPPED_ADAPTERS, SHIPPED_DIR  # noqa: E402
+from t2s.decoding.embedded import EMBEDDED_PREFIX, SHIPPED_ADAPTERS, SHIPPED_DIR, sha256_of  # noqa: E402
 from t2s.publish.card import write_model_card  # noqa: E402
 
 LICENCES = {
@@ -106,7 +105,7 @@ def package(run_dir: Path, name: str, target: Path | None = None) -> Path:
 
 
 def weights_digest(folder: Path) -> str:
-    return hashlib.sha256((folder / "adapter_model.safetensors").read_bytes()).hexdigest()
+    return sha256_of([folder / "adapter_model.safetensors"])
 
 
 def finished_with(folder: Path, digest: str) -> bool:
@@ -185,19 +184,15 @@ def main(argv=None) -> Path:
     where = run.with_name(run.name + "-candidate") / args.name if args.candidate else None
     kept = ROOT / "results" / (f"candidates/{run.name}" if args.candidate else f"shipped/{args.name}")
     shipped = SHIPPED_DIR / args.name
-    previous = None
+    old_digest = None  # of the weights shipped now, which new weights would retire
     if not args.candidate and (shipped / "adapter_model.safetensors").is_file():
-        digest = weights_digest(shipped)
-        previous = (
-            digest,
-            (shipped / "t2s_run.json").read_text(),
-            ROOT / "results" / "retired" / f"{args.name}-{digest[:12]}",
-        )
-        if kept.is_dir() and previous[2].exists():  # refused before anything is replaced
-            raise SystemExit(f"{previous[2]} exists already: move it away, then ship again")
+        old_digest, old_record = weights_digest(shipped), (shipped / "t2s_run.json").read_text()
+        retired_dir = ROOT / "results" / "retired" / f"{args.name}-{old_digest[:12]}"
+        if kept.is_dir() and retired_dir.exists():  # refused before anything is replaced
+            raise SystemExit(f"{retired_dir} exists already: move it away, then ship again")
     target = package(run, args.name, where)
-    if previous and previous[0] != weights_digest(target):
-        retired = retire(kept, previous[2], previous[1])
+    if old_digest and old_digest != weights_digest(target):
+        retired = retire(kept, retired_dir, old_record)
         if retired:
             print(f"the outcomes of the weights shipped before moved to {retired.relative_to(ROOT)}")
     suffix = "candidate" if args.candidate else "shipped"

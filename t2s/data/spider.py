@@ -148,7 +148,7 @@ def read_database_map(directory: Path) -> dict[str, str] | None:
     example = '{"shop": "postgresql://reader@host/shop"}'
     data = read_json(path, dict, SpiderFormatError, f"it maps each db_id to a database file or URL: {example}")
     if not data:
-        raise SpiderFormatError(f'{path}: expected an object such as {{"shop": "postgresql://reader@host/shop"}}')
+        raise SpiderFormatError(f"{path}: expected an object such as {example}")
     databases = {}
     for db_id, name in data.items():
         if not isinstance(name, str) or not name.strip():
