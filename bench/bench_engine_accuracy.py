@@ -7,7 +7,7 @@ engine's losses explained.
 Spider dev questions (`--limit`, seed 42). Each of their databases is copied onto each engine (`t2s.data.copy_db`, as
 `t2s copy-db` does: a DuckDB file; a database on a private PostgreSQL or MariaDB server started from the installed
 packages, tests/servers.py, queried as a read-only account) and each gold query transpiled from SQLite with sqlglot
-(`t2s.data.copy_db.transpile`, as bench_engines does); the questions are written as a Spider layout whose
+(`t2s.data.dialect_copy`, as bench_engines and `t2s copy-dataset` do); the questions are written as a Spider layout whose
 `databases.json` names the copies, so the prompts are in that engine's dialect (its types, its quoting). `t2s evaluate`
 scores the model on each layout and on SQLite with the prompt settings it learned, greedy (prefix cache, continuous
 batching) or, with `--decoding scoped`, column-scoped constrained greedy under each engine's grammar (its quoting,
@@ -35,12 +35,11 @@ sys.path.insert(0, str(ROOT))
 from bench.benchmarks_page import write_section  # noqa: E402
 from bench.engine_copies import copy_onto  # noqa: E402
 from t2s.data import load_text2sql  # noqa: E402
-from t2s.data.copy_db import transpile  # noqa: E402
+from t2s.data.dialect_copy import CarryOver, catalogue_names, gold_carries_over, transpile_or_none  # noqa: E402
 from t2s.decoding.embedded import EMBEDDED_PREFIX, SHIPPED_DIR, sha256_of  # noqa: E402
 from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
 from t2s.execution.scoring import run_gold  # noqa: E402
-from t2s.execution.semantics import spider_results_match  # noqa: E402
 
 DOC = ROOT / "docs" / "experiments.md"
 RECORDS = ROOT / "results" / "engines"
@@ -60,18 +59,6 @@ def evaluate(model: str, dataset: list[str], out: Path) -> tuple[list[dict], dic
         sys.exit(f"evaluation failed:\n{done.stderr[-3000:]}")
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     return records, json.loads((out / "metrics.json").read_text())
-
-
-def gold_carries_over(a, engine, transpiled: str | None) -> str:
-    """'yes', or why the engine's gold is not SQLite's (`a`, its run on SQLite): it does not transpile, fails, or
-    gives another result."""
-    if transpiled is None:
-        return "does not transpile"
-    b = run_gold(engine, transpiled, semantics="spider")
-    if b.execution.status != "ok":
-        return f"fails there ({b.execution.status})"
-    same = spider_results_match(a.execution.rows, b.execution.rows, order_matters=a.order_matters)
-    return "yes" if same else "another result there"
 
 
 def shipped_weights(model: str) -> str | None:
@@ -116,10 +103,7 @@ def measure(args, work: Path, servers: list) -> None:
     ds = load_text2sql("spider", "dev", limit=args.limit, seed=42)
     paths = dict(sorted(set(zip(ds["db_id"], ds["db_path"]))))
     sqlite_engines = {db_id: open_engine(path) for db_id, path in paths.items()}
-    names = {
-        db_id: {t.name for t in e.catalogue()} | {c.name for t in e.catalogue() for c in t.columns}
-        for db_id, e in sqlite_engines.items()
-    }
+    names = {db_id: catalogue_names(e) for db_id, e in sqlite_engines.items()}
     # SQLite's gold results, once: each engine's transpiled gold is compared with them
     sqlite_golds = [run_gold(sqlite_engines[ex["db_id"]], ex["gold_sql"], semantics="spider") for ex in ds]
     sqlite, sqlite_metrics = evaluate(args.model, ["--dataset_name", "spider", "--split", "dev", "--limit", str(args.limit),
@@ -139,11 +123,8 @@ def measure(args, work: Path, servers: list) -> None:
         engines = {db_id: open_engine(where) for db_id, where in named.items()}
         questions, carries = [], []
         for ex, sqlite_gold in zip(ds, sqlite_golds):
-            try:
-                transpiled = transpile(ex["gold_sql"], DIALECTS[kind], names[ex["db_id"]])
-            except ValueError:
-                transpiled = None
-            carries.append(gold_carries_over(sqlite_gold, engines[ex["db_id"]], transpiled))
+            transpiled = transpile_or_none(ex["gold_sql"], DIALECTS[kind], names[ex["db_id"]])
+            carries.append(gold_carries_over(sqlite_gold, engines[ex["db_id"]], transpiled).value)
             questions.append({"db_id": ex["db_id"], "question": ex["question"], "query": transpiled or ex["gold_sql"]})
         for engine in engines.values():
             engine.close()
@@ -160,17 +141,17 @@ def measure(args, work: Path, servers: list) -> None:
         broken = Counter()
         for a, b, carry in zip(sqlite, other, carries):
             if a["outcome"] == "correct" and b["outcome"] != "correct":
-                if carry != "yes":
+                if carry != CarryOver.YES.value:
                     broken["gold"] += 1
                 elif b["outcome"] in ("exec_error", "rejected", "timeout", "too_large"):
                     broken["fails"] += 1
                 else:
                     broken["other result"] += 1
         lost = sum(broken.values())
-        carried = Counter(carries)
+        carried = Counter(carries)[CarryOver.YES.value]
         table.append(
             f"| {DISPLAY[kind]} | {right / n:.1%} ({right}) | {metrics['execution_accuracy']:.1%} of "
-            f"{metrics['num_scored']} | {carried['yes']} | {fixed} / {lost} | {mcnemar_exact(fixed, lost):.2g} |"
+            f"{metrics['num_scored']} | {carried} | {fixed} / {lost} | {mcnemar_exact(fixed, lost):.2g} |"
         )
         causes_rows.append(f"| {DISPLAY[kind]} | {broken['gold']} | {broken['fails']} | {broken['other result']} |")
         record = folder / f"spider-dev-{args.limit}-seed42-sqlite-{kind}-{args.decoding}.json"

@@ -28,6 +28,7 @@ from bench.benchmarks_page import write_section  # noqa: E402
 from bench.engine_copies import copy_onto  # noqa: E402
 from t2s.data import load_spider  # noqa: E402
 from t2s.data.copy_db import transpile  # noqa: E402
+from t2s.data.dialect_copy import catalogue_names  # noqa: E402
 from t2s.execution.engines import open_engine  # noqa: E402
 from t2s.execution.semantics import spider_normalize, spider_results_match  # noqa: E402
 from tests.servers import start_mariadb, start_postgres  # noqa: E402
@@ -100,10 +101,7 @@ def main() -> None:
         copy_seconds = time.perf_counter() - started
 
         sqlite_engines = {path: open_engine(path) for path in databases}
-        database_names = {
-            path: {t.name for t in e.catalogue()} | {c.name for t in e.catalogue() for c in t.columns}
-            for path, e in sqlite_engines.items()
-        }
+        database_names = {path: catalogue_names(e) for path, e in sqlite_engines.items()}
         engines = {(path, kind): open_engine(url) for path in databases for kind, url in names[path].items()}
         counts = {kind: Counter() for kind in DIALECTS}
         causes = {kind: Counter() for kind in DIALECTS}

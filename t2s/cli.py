@@ -60,6 +60,10 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], object]]] = {
         _script("t2s.dbtools:copy_main"),
     ),
     "transpile": ("SQLite SQL in another engine's dialect (t2s/dbtools.py)", _script("t2s.dbtools:transpile_main")),
+    "copy-dataset": (
+        "a Spider-layout dataset on DuckDB, its gold transpiled and checked there (t2s/dbtools.py)",
+        _script("t2s.dbtools:copy_dataset_main"),
+    ),
     "export": ("merge an adapter into a standalone model, verified (t2s/export.py)", _script("t2s.export:main")),
     "push": ("push an adapter folder with its model card to the Hub (t2s/push.py)", _script("t2s.push:main")),
     "grpo-report": ("reward curve and zero-std share of a GRPO run", _script("t2s.training.grpo_report:main")),

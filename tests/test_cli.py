@@ -82,6 +82,7 @@ def test_console_command_lists_every_subcommand(tmp_path):
         "grpo-report",
         "copy-db",
         "transpile",
+        "copy-dataset",
     }
     unknown = _run(["trian"], program=T2S, cwd=tmp_path)
     assert unknown.returncode != 0 and "unknown command 'trian'" in unknown.stderr
