@@ -3,6 +3,7 @@
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,7 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, tmp_path, monkeypatc
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("simulated crash after checkpoint-2")
+        time.sleep(0.5)  # a first stretch long enough to see in the resumed run's training time
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(transformers.Trainer, "training_step", crash_after_two)
@@ -121,6 +123,9 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, tmp_path, monkeypatc
     monkeypatch.setattr(transformers.Trainer, "training_step", real_step)
     assert (tmp_path / "resumed" / "checkpoint-2").exists()
     assert not (tmp_path / "resumed" / "adapter_model.safetensors").exists()
+    state = json.loads((tmp_path / "resumed" / "checkpoint-2" / "trainer_state.json").read_text())
+    first_stretch = [e["training_time_s"] for e in state["log_history"] if "training_time_s" in e]
+    assert len(first_stretch) == 1 and first_stretch[0] >= 1.0  # two steps of 0.5 s, stamped before the save
 
     trainer = _train(tiny_model, tmp_path / "resumed", *common)  # the same command again: resumes
     assert trainer.state.global_step == 4
@@ -135,6 +140,8 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, tmp_path, monkeypatc
 
     run = load_run(tmp_path / "resumed")
     assert run.resumed_from.endswith("checkpoint-2") and run.global_step == 4
+    # the whole run's time: the crashed stretch's, recorded in checkpoint-2, and this process's
+    assert run.training_time_s > first_stretch[0] and run.training_time_from_step is None
     # Re-running a finished run with nothing left to train is refused (transformers would take one more step) and
     # says how to continue; a larger step budget continues it from its last checkpoint.
     record_scores(tmp_path / "resumed", "dev", {"execution_accuracy": 0.5, "protocol": "p", "decoding": "greedy"})
@@ -142,8 +149,17 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, tmp_path, monkeypatc
         _train(tiny_model, tmp_path / "resumed", *common)
     assert load_run(tmp_path / "resumed").scores["dev"]["execution_accuracy"] == 0.5  # untouched
     longer = ("--max_steps", "6", *common[2:])
+    # a checkpoint written without the clock (an older t2s): the time is counted from it, and the record says so
+    state_file = tmp_path / "resumed" / "checkpoint-4" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["log_history"] = [e for e in state["log_history"] if "training_time_s" not in e]
+    state_file.write_text(json.dumps(state))
     trainer = _train(tiny_model, tmp_path / "resumed", *longer)
-    assert trainer.state.global_step == 6 and load_run(tmp_path / "resumed").resumed_from.endswith("checkpoint-4")
+    run = load_run(tmp_path / "resumed")
+    assert trainer.state.global_step == 6 and run.resumed_from.endswith("checkpoint-4")
+    assert run.training_time_from_step == 4
+    card = (tmp_path / "resumed" / "README.md").read_text()
+    assert "(from step 4; earlier stretches not recorded)" in card
     with pytest.raises(UserError, match="nothing left to train"):
         _train(tiny_model, tmp_path / "resumed", *longer)
 

@@ -49,7 +49,8 @@ class RunRecord:
     global_step: int | None = None
     resumed_from: str | None = None
     epochs: float | None = None
-    training_time_s: float | None = None  # of the main process: a resumed run counts from its checkpoint
+    training_time_s: float | None = None  # of the main process, every stretch of a resumed run included
+    training_time_from_step: int | None = None  # set when a resumed checkpoint recorded no time: counted from there
     peak_memory: dict | None = None
     hardware: str | None = None
     parallelism: str | None = None

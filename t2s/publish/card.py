@@ -133,7 +133,12 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         "quantisation": run.quantization or "none",
         "precision": run.precision,
         "steps / epochs": f"{run.global_step} / {run.epochs}",
-        "training time": f"{(run.training_time_s or 0) / 60:.1f} min on {run.hardware}",
+        "training time": f"{(run.training_time_s or 0) / 60:.1f} min on {run.hardware}"
+        + (
+            f" (from step {run.training_time_from_step}; earlier stretches not recorded)"
+            if run.training_time_from_step
+            else ""
+        ),
         "peak memory": _peak_memory(run.peak_memory),
         "final eval loss": run.eval_loss,
         "continued from (SFT adapter)": run.sft_adapter and f"`{_shown(run.sft_adapter)}`",

@@ -9,6 +9,8 @@ slice's execution accuracy through the trainer's loggers as `eval_execution_accu
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -138,3 +140,56 @@ def run_peak_memory(trainer) -> dict | None:
         if isinstance(callback, PeakMemoryCallback) and callback.highest is not None:
             return {k: v for k, v in callback.highest.items() if k != "bytes"}
     return None
+
+
+TIME_KEY = "training_time_s"
+
+
+@dataclass(frozen=True)
+class TrainingTime:
+    """A run's seconds of training: this process's, and those of the stretches before the checkpoint it resumed from
+    (`earlier_s`; None when it resumed from a checkpoint that recorded none, so the total is unknown)."""
+
+    this_process_s: float
+    earlier_s: float | None = 0.0
+
+    @property
+    def total_s(self) -> float | None:
+        return None if self.earlier_s is None else self.earlier_s + self.this_process_s
+
+
+def checkpoint_training_time(checkpoint: str | None) -> float | None:
+    """The seconds of training a checkpoint's `trainer_state.json` recorded (`TrainingClockCallback`): 0 for a fresh
+    run, None for a checkpoint written without the clock."""
+    if checkpoint is None:
+        return 0.0
+    state = Path(checkpoint) / "trainer_state.json"
+    if not state.is_file():
+        return None
+    history = json.loads(state.read_text()).get("log_history", [])
+    stamps = [entry[TIME_KEY] for entry in history if TIME_KEY in entry]
+    return stamps[-1] if stamps else None
+
+
+class TrainingClockCallback(TrainerCallback):
+    """Write the run's training time so far into the trainer's history just before each checkpoint is saved.
+
+    The history travels in every checkpoint's `trainer_state.json`, so a run resumed in another session (a long CPU
+    run is, several times) still reports its whole training time, not only the last stretch's. `earlier_s` is what
+    the resumed checkpoint recorded (`checkpoint_training_time`)."""
+
+    def __init__(self, earlier_s: float | None) -> None:
+        self.earlier_s = earlier_s
+        self.started: float | None = None
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else time.perf_counter() - self.started
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # The trainer decides to save in its flow callback's on_step_end, which runs before this one, and writes the
+        # checkpoint (with this entry) right after.
+        if control.should_save and self.earlier_s is not None:
+            state.log_history.append({"step": state.global_step, TIME_KEY: round(self.earlier_s + self.elapsed(), 1)})

@@ -172,7 +172,7 @@ class FinishedRun:
     recipe: str | None
     train: Any  # the training split (a datasets.Dataset: its protocol in info.description)
     evals: Any  # the evaluation split
-    elapsed: float  # seconds of training in this process
+    elapsed: Any  # t2s.training.callbacks.TrainingTime: this process's seconds of training, and the earlier stretches'
     metrics: dict  # the final evaluation's (eval_loss)
     quantization_config: Any
     resumed_from: str | None = None
@@ -240,7 +240,8 @@ def finish_run(done: FinishedRun, *, stage: str = "sft", extra: dict | None = No
         global_step=trainer.state.global_step,
         resumed_from=resumed_from,
         epochs=round(trainer.state.epoch or 0, 3),
-        training_time_s=round(elapsed, 1),  # of this process: a resumed run counts from its checkpoint
+        training_time_s=round(elapsed.total_s if elapsed.total_s is not None else elapsed.this_process_s, 1),
+        training_time_from_step=checkpoint_step(resumed_from) if elapsed.total_s is None else None,
         peak_memory=peak,  # resident, of this process (Linux): a resumed run's starts at its checkpoint
         hardware=_hardware(trainer),
         parallelism=parallelism_label(trainer),
@@ -257,10 +258,16 @@ def finish_run(done: FinishedRun, *, stage: str = "sft", extra: dict | None = No
     write_model_card(out)
     console.print(
         f"[green]Saved the adapter, tokenizer, recipe and model card to {out}[/] "
-        f"({elapsed / 60:.1f} min"
+        f"({elapsed.this_process_s / 60:.1f} min"
         + (f", peak memory {peak['gib']} GiB ({peak['during']}, step {peak['step']})" if peak else "")
         + (f", final eval loss {run.eval_loss})" if run.eval_loss is not None else ")")
     )
+
+
+def checkpoint_step(checkpoint: str) -> int | None:
+    """The step a checkpoint folder was saved at (its trainer_state.json)."""
+    state = Path(checkpoint) / "trainer_state.json"
+    return json.loads(state.read_text()).get("global_step") if state.is_file() else None
 
 
 def _dataset_reference(script_args) -> str:

@@ -9,9 +9,13 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from t2s.runtime import UserError
 from t2s.training.training_arguments import DataArguments
+
+if TYPE_CHECKING:
+    from t2s.training.callbacks import TrainingTime
 
 
 def check_launch(training_args) -> None:
@@ -272,14 +276,16 @@ def training_tokenizer(source: str):
     return with_prompt_template(tokenizer)
 
 
-def train_timed(trainer, resume: str | None) -> float:
-    """Train (after checking a resumed run can continue) and return this process's seconds of training."""
-    import time
+def train_timed(trainer, resume: str | None) -> TrainingTime:
+    """Train (after checking a resumed run can continue) and return the run's training time: this process's, and the
+    earlier stretches' that the resumed checkpoint recorded."""
+    from t2s.training.callbacks import TrainingClockCallback, TrainingTime, checkpoint_training_time
 
     check_continuation(trainer, resume)
-    start = time.perf_counter()
+    clock = TrainingClockCallback(checkpoint_training_time(resume))
+    trainer.add_callback(clock)
     trainer.train(resume_from_checkpoint=resume)
-    return time.perf_counter() - start
+    return TrainingTime(clock.elapsed(), clock.earlier_s)
 
 
 def publish_run(trainer, start: RunStart, write_records) -> None:
