@@ -2,7 +2,7 @@
 engine's losses explained.
 
     python -m bench.bench_engine_accuracy [--limit 200] [--engines duckdb postgresql mysql]
-        [--model embedded:smollm2-135m-spider] [--decoding greedy|scoped] [--label NAME]
+        [--model embedded:smollm2-135m-spider] [--decoding greedy|scoped] [--label NAME] [--against LABEL]
 
 Spider dev questions (`--limit`, seed 42). Each of their databases is copied onto each engine (`t2s.data.copy_db`, as
 `t2s copy-db` does: a DuckDB file; a database on a private PostgreSQL or MariaDB server started from the installed
@@ -16,6 +16,8 @@ not carry over (it does not transpile, or its result there is not SQLite's), the
 dialect error), and another result. Pairs are compared with McNemar's exact test. Writes a section of
 docs/experiments.md and the per-question outcomes to results/engines/<label>/ (`--label`, by default the model's name;
 a shipped model's records also hold the digest of the weights they scored, as the weights behind a name change).
+`--against LABEL` pairs each engine's outcomes with another model's records there (same questions and decoding), with
+McNemar's test: how a change of training data or recipe moved the score on each engine.
 """
 
 from __future__ import annotations
@@ -69,6 +71,25 @@ def shipped_weights(model: str) -> str | None:
     return sha256_of([weights])
 
 
+def paired_row(args, engine: str, outcomes: dict[str, str], record_kind: str) -> str:
+    """One table row: this run's outcomes on `engine` against `--against`'s record of the same questions there (its
+    record for `record_kind`, which also holds SQLite's outcomes)."""
+    path = RECORDS / args.against / f"spider-dev-{args.limit}-seed42-sqlite-{record_kind}-{args.decoding}.json"
+    if not path.is_file():
+        sys.exit(
+            f"--against {args.against}: no record {path.relative_to(ROOT)} (run that model with the same --limit and --decoding)"
+        )
+    theirs = {q["example_id"]: q[engine] for q in json.loads(path.read_text())["questions"]}
+    if theirs.keys() != outcomes.keys():
+        sys.exit(f"{path.relative_to(ROOT)} holds other questions than this run: it cannot be paired")
+    ours_only = sum(outcomes[i] == "correct" and theirs[i] != "correct" for i in outcomes)
+    theirs_only = sum(theirs[i] == "correct" and outcomes[i] != "correct" for i in outcomes)
+    right, right_theirs = (sum(v == "correct" for v in d.values()) for d in (outcomes, theirs))
+    name = "SQLite" if engine == "sqlite" else DISPLAY[engine]
+    return (f"| {name} | {right} | {right_theirs} | {ours_only} / {theirs_only} | "
+            f"{mcnemar_exact(ours_only, theirs_only):.2g} |")  # fmt: skip
+
+
 def copies(kind: str, paths: dict[str, str], work: Path, servers: list) -> dict[str, str]:
     """Each database copied onto `kind` (a server started for it): db_id → what `databases.json` names."""
     server = None
@@ -87,6 +108,7 @@ def main() -> None:
     parser.add_argument("--model", default="embedded:smollm2-135m-spider")
     parser.add_argument("--decoding", default="greedy", choices=list(DECODINGS))
     parser.add_argument("--label", help="the records' folder in results/engines/ (default: the model's name)")
+    parser.add_argument("--against", help="pair with another model's records: its folder in results/engines/")
     args = parser.parse_args()
     args.label = args.label or Path(args.model.removeprefix(EMBEDDED_PREFIX)).name
     work = Path(tempfile.mkdtemp(prefix="t2s-engine-accuracy-"))
@@ -112,7 +134,7 @@ def measure(args, work: Path, servers: list) -> None:
     right_sqlite = sum(r["outcome"] == "correct" for r in sqlite)
     table = [f"| SQLite | {right_sqlite / n:.1%} ({right_sqlite}) | {sqlite_metrics['execution_accuracy']:.1%} of "
              f"{sqlite_metrics['num_scored']} | | | |"]  # fmt: skip
-    causes_rows, records = [], []
+    causes_rows, records, pairs = [], [], []
     folder = RECORDS / args.label
     folder.mkdir(parents=True, exist_ok=True)
     weights = shipped_weights(args.model)
@@ -167,6 +189,11 @@ def measure(args, work: Path, servers: list) -> None:
             ],
         }, indent=1, ensure_ascii=False) + "\n")  # fmt: skip
         records.append(record.relative_to(ROOT))
+        if args.against:
+            if not pairs:
+                pairs.append(paired_row(args, "sqlite", {r["example_id"]: r["outcome"] for r in sqlite}, kind))
+            # the layout numbers its questions afresh: SQLite's run names them as the record does
+            pairs.append(paired_row(args, kind, {a["example_id"]: b["outcome"] for a, b in zip(sqlite, other)}, kind))
     for engine in sqlite_engines.values():
         engine.close()
     links = ", ".join(f"[{r.name}](../{r})" for r in records)
@@ -184,6 +211,15 @@ Why questions right on SQLite are not right on the engine:
 | engine | gold does not carry over | the model's query fails there | the model's query gives another result |
 |---|---|---|---|
 {chr(10).join(causes_rows)}
+"""
+    if pairs:
+        body += f"""
+Paired with `{args.against}` on the same questions ({DECODING_LABELS[args.decoding]}; its records in
+results/engines/{args.against}/):
+
+| engine | {args.label} | {args.against} | right with {args.label} only / with {args.against} only | McNemar p |
+|---|---|---|---|---|
+{chr(10).join(pairs)}
 """
     print(body)
     title = f"A model on other engines beside SQLite (Spider dev): {args.label}, {DECODING_LABELS[args.decoding]}"
