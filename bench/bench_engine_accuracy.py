@@ -2,7 +2,8 @@
 engine's losses explained.
 
     python -m bench.bench_engine_accuracy [--limit 200] [--engines duckdb postgresql mysql]
-        [--model embedded:smollm2-135m-spider] [--decoding greedy|scoped] [--label NAME] [--against LABEL]
+        [--model embedded:smollm2-135m-spider | --adapter RUN] [--decoding greedy|scoped] [--label NAME]
+        [--against LABEL]
 
 Spider dev questions (`--limit`, seed 42). Each of their databases is copied onto each engine (`t2s.data.copy_db`, as
 `t2s copy-db` does: a DuckDB file; a database on a private PostgreSQL or MariaDB server started from the installed
@@ -53,8 +54,8 @@ DECODINGS = {"greedy": [], "scoped": ["--constrained_decoding", "--scoped_column
 DECODING_LABELS = {"greedy": "greedy", "scoped": "column-scoped constrained greedy in each engine's grammar"}
 
 
-def evaluate(model: str, dataset: list[str], out: Path) -> tuple[list[dict], dict]:
-    command = [sys.executable, "t2s/evaluate_sql.py", "--model", model, *dataset, "--output_dir", str(out),
+def evaluate(model: list[str], dataset: list[str], out: Path) -> tuple[list[dict], dict]:
+    command = [sys.executable, "t2s/evaluate_sql.py", *model, *dataset, "--output_dir", str(out),
                "--record_in_card", "never"]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -63,12 +64,22 @@ def evaluate(model: str, dataset: list[str], out: Path) -> tuple[list[dict], dic
     return records, json.loads((out / "metrics.json").read_text())
 
 
-def shipped_weights(model: str) -> str | None:
-    """The SHA-256 of a shipped model's adapter weights (None for any other model)."""
-    weights = SHIPPED_DIR / model.removeprefix(EMBEDDED_PREFIX) / "adapter_model.safetensors"
-    if not model.startswith(EMBEDDED_PREFIX) or not weights.is_file():
-        return None
-    return sha256_of([weights])
+def adapter_weights(args) -> str | None:
+    """The SHA-256 of the adapter weights scored: `--adapter`'s, or a shipped model's (None for any other model)."""
+    if args.adapter:
+        weights = Path(args.adapter) / "adapter_model.safetensors"
+    else:
+        weights = SHIPPED_DIR / args.model.removeprefix(EMBEDDED_PREFIX) / "adapter_model.safetensors"
+        if not args.model.startswith(EMBEDDED_PREFIX):
+            return None
+    return sha256_of([weights]) if weights.is_file() else None
+
+
+def command(args) -> str:
+    engines = f" --engines {' '.join(args.engines)}" if args.engines != list(DIALECTS) else ""
+    against = f" --against {args.against}" if args.against else ""
+    return (f"python -m bench.bench_engine_accuracy --limit {args.limit}{engines} {args.scored} --decoding "
+            f"{args.decoding} --label {args.label}{against}")  # fmt: skip
 
 
 def paired_row(args, engine: str, outcomes: dict[str, str], record_kind: str) -> str:
@@ -105,12 +116,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--engines", nargs="+", default=list(DIALECTS), choices=list(DIALECTS))
-    parser.add_argument("--model", default="embedded:smollm2-135m-spider")
+    parser.add_argument("--model", default="embedded:smollm2-135m-spider", help="a model, or --adapter's base")
+    parser.add_argument("--adapter", help="a LoRA adapter folder (a finished run, a shipping candidate)")
     parser.add_argument("--decoding", default="greedy", choices=list(DECODINGS))
     parser.add_argument("--label", help="the records' folder in results/engines/ (default: the model's name)")
     parser.add_argument("--against", help="pair with another model's records: its folder in results/engines/")
     args = parser.parse_args()
-    args.label = args.label or Path(args.model.removeprefix(EMBEDDED_PREFIX)).name
+    args.label = args.label or Path(args.adapter or args.model.removeprefix(EMBEDDED_PREFIX)).name
+    if args.adapter:
+        args.model = None if args.model == parser.get_default("model") else args.model  # the adapter's base
+    args.scored = " ".join(f"--{k} {v}" for k, v in (("model", args.model), ("adapter", args.adapter)) if v)
     work = Path(tempfile.mkdtemp(prefix="t2s-engine-accuracy-"))
     servers: list = []
     try:
@@ -128,7 +143,8 @@ def measure(args, work: Path, servers: list) -> None:
     names = {db_id: catalogue_names(e) for db_id, e in sqlite_engines.items()}
     # SQLite's gold results, once: each engine's transpiled gold is compared with them
     sqlite_golds = [run_gold(sqlite_engines[ex["db_id"]], ex["gold_sql"], semantics="spider") for ex in ds]
-    sqlite, sqlite_metrics = evaluate(args.model, ["--dataset_name", "spider", "--split", "dev", "--limit", str(args.limit),
+    model = args.scored.split()
+    sqlite, sqlite_metrics = evaluate(model, ["--dataset_name", "spider", "--split", "dev", "--limit", str(args.limit),
                                    "--seed", "42", *DECODINGS[args.decoding]], work / "sqlite_run")  # fmt: skip
     n = len(sqlite)
     right_sqlite = sum(r["outcome"] == "correct" for r in sqlite)
@@ -137,7 +153,7 @@ def measure(args, work: Path, servers: list) -> None:
     causes_rows, records, pairs = [], [], []
     folder = RECORDS / args.label
     folder.mkdir(parents=True, exist_ok=True)
-    weights = shipped_weights(args.model)
+    weights = adapter_weights(args)
     for kind in args.engines:
         named = copies(kind, paths, work, servers)
         layout = work / f"spider_{kind}"
@@ -153,7 +169,7 @@ def measure(args, work: Path, servers: list) -> None:
         (layout / "dev.json").write_text(json.dumps(questions, indent=1))
         (layout / "databases.json").write_text(json.dumps(named, indent=1))
         other, metrics = evaluate(
-            args.model,
+            model,
             ["--dataset_name", str(layout), "--split", "dev", *DECODINGS[args.decoding]],
             work / f"{kind}_run",
         )
@@ -178,9 +194,9 @@ def measure(args, work: Path, servers: list) -> None:
         causes_rows.append(f"| {DISPLAY[kind]} | {broken['gold']} | {broken['fails']} | {broken['other result']} |")
         record = folder / f"spider-dev-{args.limit}-seed42-sqlite-{kind}-{args.decoding}.json"
         record.write_text(json.dumps({
-            "protocol": f"Spider dev, {n} of 1034 questions (seed 42); {args.model}; {DECODING_LABELS[args.decoding]}, the prompt settings it "
+            "protocol": f"Spider dev, {n} of 1034 questions (seed 42); {args.adapter or args.model}; {DECODING_LABELS[args.decoding]}, the prompt settings it "
                         f"learned, prompts in each database's dialect; Spider semantics; gold transpiled SQLite → {DISPLAY[kind]}",
-            "command": f"python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model} --decoding {args.decoding} --label {args.label}",
+            "command": command(args),
             "weights_sha256": weights,
             "questions": [
                 {"example_id": a["example_id"], "sqlite": a["outcome"], kind: b["outcome"], "gold_carries_over": c,
@@ -197,7 +213,7 @@ def measure(args, work: Path, servers: list) -> None:
     for engine in sqlite_engines.values():
         engine.close()
     links = ", ".join(f"[{r.name}](../{r})" for r in records)
-    body = f"""`python -m bench.bench_engine_accuracy --limit {args.limit} --model {args.model} --decoding {args.decoding} --label {args.label}`: Spider
+    body = f"""`{command(args)}`: Spider
 dev, {n} questions (seed 42), {DECODING_LABELS[args.decoding]}, with the prompt settings the model learned; each database copied onto the engine (`t2s copy-db`),
 gold transpiled from SQLite with sqlglot, prompts in the engine's dialect; Spider semantics. Per-question outcomes:
 {links}.
