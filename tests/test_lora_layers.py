@@ -70,11 +70,11 @@ def test_too_many_top_layers_names_the_model_s_layer_count(tiny_model):
         peft_config(ModelArguments(model_name_or_path=str(tiny_model), lora_top_layers=1), str(tiny_model))
 
 
-def test_grpo_from_an_sft_adapter_refuses_new_layers(tiny_model, tmp_path):
-    from t2s.training.grpo_run import load_policy
+def test_continuing_an_adapter_refuses_new_layers(tiny_model, tmp_path):
+    from t2s.training.run_setup import load_starting_model
 
-    with pytest.raises(UserError, match="remove lora_top_layers"):
-        load_policy(_args(tiny_model, lora_top_layers=1), str(tmp_path / "never-read"))
+    with pytest.raises(UserError, match="continues sft_adapter .* remove lora_top_layers"):
+        load_starting_model(_args(tiny_model, lora_top_layers=1), str(tmp_path / "never-read"), "sft_adapter")
 
 
 def test_sft_run_trains_only_the_top_layers_and_records_them(tiny_model, tmp_path):

@@ -98,6 +98,29 @@ def test_the_own_data_recipe_trains_through_the_script(tiny_model, tmp_path):
     assert run["train_examples"] == 36 and "own_data" in run["train_protocol"]
 
 
+def test_sft_continues_an_adapter_instead_of_a_fresh_lora(tiny_model, tmp_path):
+    """init_adapter: the run starts from that adapter's LoRA weights (a run at learning rate 0 ends with them
+    exactly; a fresh LoRA starts with B = 0), on its base, and the record and card say so."""
+    from t2s.data.run_record import load_run
+    from t2s.runtime import UserError
+
+    _train(tiny_model, tmp_path / "first", "--max_steps", "2", "--lora_dropout", "0.0")
+    first = _adapter_weights(tmp_path / "first")
+    assert any(name.endswith("lora_B.weight") and v.abs().sum() > 0 for name, v in first.items())
+    _train(tiny_model, tmp_path / "kept", "--max_steps", "1", "--learning_rate", "0.0",
+           "--init_adapter", str(tmp_path / "first"))  # fmt: skip
+    kept = _adapter_weights(tmp_path / "kept")
+    assert kept.keys() == first.keys() and all(torch.equal(kept[k], first[k]) for k in first)
+    _train(tiny_model, tmp_path / "moved", "--max_steps", "2", "--init_adapter", str(tmp_path / "first"))
+    moved = _adapter_weights(tmp_path / "moved")
+    assert any(not torch.equal(moved[k], first[k]) for k in first)  # and it trains
+    run = load_run(tmp_path / "moved")
+    assert run.init_adapter == str(tmp_path / "first")
+    assert "continuing the adapter `first`" in (tmp_path / "moved" / "README.md").read_text()
+    with pytest.raises(UserError, match="continues init_adapter .* remove lora_top_layers"):
+        _train(tiny_model, tmp_path / "layers", "--init_adapter", str(tmp_path / "first"), "--lora_top_layers", "1")
+
+
 # --------------------------------------------------------------------------- resume
 
 

@@ -136,6 +136,26 @@ def test_gpu_recipe_on_cpu_fails_before_loading_anything():
     assert "Loading weights" not in out.stderr
 
 
+def test_bf16_on_a_cpu_without_bf16_kernels_is_refused_with_the_way_out(monkeypatch, tmp_path, tiny_model):
+    """A bf16 CPU recipe on a CPU whose bf16 matmul is a scalar loop (AVX2) would look hung: it stops before loading
+    anything and says to train in fp32; in fp32, or on a CPU with the kernels, the same settings pass."""
+    from t2s.sft import cli
+    from t2s.training.device import DeviceSupportError, check_cpu_bf16
+
+    recipe = ROOT / "recipes/smollm2-135m/spider/sft_full_cpu.yaml"
+    monkeypatch.setattr("t2s.training.device.cpu_has_bf16_matmul", lambda: False)
+    with pytest.raises(DeviceSupportError) as refused:
+        cli([str(recipe), "--model_name_or_path", str(tiny_model), "--output_dir", str(tmp_path / "r")])
+    message = " ".join(str(refused.value).split())
+    assert "bf16 autocast (bf16: true); bf16 base weights (dtype: bfloat16)" in message
+    assert "no bf16 matrix kernels" in message and "add --bf16 false --dtype float32" in message
+    assert not (tmp_path / "r").exists()
+    bf16 = {"bf16": "true", "use_cpu": "true", "dtype": "bfloat16"}
+    check_cpu_bf16({**bf16, "bf16": "false", "dtype": "float32"}, str(recipe))  # the way out
+    monkeypatch.setattr("t2s.training.device.cpu_has_bf16_matmul", lambda: True)
+    check_cpu_bf16(bf16, str(recipe))  # a CPU with the kernels trains the recipe as written
+
+
 @pytest.mark.parametrize(
     "recipe", sorted(str(p.relative_to(ROOT / "recipes")) for p in (ROOT / "recipes").rglob("*.yaml"))
 )

@@ -58,6 +58,7 @@ class RunRecord:
     loss_history: list = field(default_factory=list)
     prompt_example: str = ""
     scores: dict[str, dict] = field(default_factory=dict)  # name → the metric's figures with their protocol
+    init_adapter: str | None = None  # SFT that continued an adapter (init_adapter) rather than a fresh LoRA
     # GRPO
     sft_adapter: str | None = None
     reward: str | None = None

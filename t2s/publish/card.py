@@ -141,6 +141,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, *, merg
         ),
         "peak memory": _peak_memory(run.peak_memory),
         "final eval loss": run.eval_loss,
+        "continued from (adapter)": run.init_adapter and f"`{_shown(run.init_adapter)}`",
         "continued from (SFT adapter)": run.sft_adapter and f"`{_shown(run.sft_adapter)}`",
         "reward": run.reward,
         "training prompts": run.prompt_filter,
@@ -217,7 +218,7 @@ def _shown(name: Any) -> Any:
 def _method(run: RunRecord) -> str:
     sft = "TRL `SFTTrainer`, loss on the SQL tokens only"
     if run.stage != "grpo":
-        return sft
+        return f"{sft}, continuing the adapter `{_shown(run.init_adapter)}`" if run.init_adapter else sft
     start = f"the SFT adapter `{_shown(run.sft_adapter)}` ({sft})" if run.sft_adapter else "the base model"
     return f"TRL `GRPOTrainer` with an execution reward, continuing {start}"
 

@@ -62,6 +62,44 @@ def check_device_support(settings: Mapping[str, Any], recipe: str | None = None)
     )
 
 
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU has oneDNN's bf16 matrix kernels (AVX-512 BW/VL/DQ, AMX or AVX-NE-CONVERT: the check torch's
+    own CPU bf16 path makes). Without them a bf16 matmul falls back to a scalar loop: 57 times slower than fp32 on an
+    AVX2 EPYC here (docs/training.md, "Precision on a CPU")."""
+    import torch
+
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if probe is not None:
+        return bool(probe())
+    return torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "NO AVX", "AVX2")
+
+
+def bf16_on_cpu(settings: Mapping[str, Any]) -> list[str]:
+    """The settings that compute in bf16 on a CPU: bf16 autocast with use_cpu, or a base model loaded in bf16."""
+    needs = []
+    if _truthy(settings.get("bf16", False)) and (_truthy(settings.get("use_cpu", False)) or not cuda_available()):
+        needs.append("bf16 autocast (bf16: true)")
+    if str(settings.get("dtype")) == "bfloat16" and not cuda_available():
+        needs.append("bf16 base weights (dtype: bfloat16)")
+    return needs
+
+
+def check_cpu_bf16(settings: Mapping[str, Any], recipe: str | None = None) -> None:
+    """Refuse bf16 on a CPU without bf16 kernels: the run would not fail, it would take tens of times longer than
+    in fp32 and look hung. fp32 gives the same training, only exact where bf16 rounds."""
+    needs = bf16_on_cpu(settings)
+    if not needs or cpu_has_bf16_matmul():
+        return
+    import torch
+
+    raise DeviceSupportError(
+        f"{recipe or 'this configuration'} computes in bf16 on the CPU ({'; '.join(needs)}), and this CPU "
+        f"({torch.backends.cpu.get_cpu_capability()}) has no bf16 matrix kernels: each bf16 matmul would run tens of "
+        "times slower than in fp32. Nothing was loaded or trained. Train in fp32 here: add --bf16 false --dtype "
+        "float32 (the run record and card then say fp32)."
+    )
+
+
 def check_optional_kernels(settings: Mapping[str, Any]) -> None:
     """flash-attn and vLLM are not dependencies: say how to get them instead of failing at model load."""
     if _truthy(settings.get("use_vllm", False)) and importlib.util.find_spec("vllm") is None:

@@ -7,14 +7,10 @@ training; the output is that adapter, on the same base, with its run record and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from trl import GRPOConfig, GRPOTrainer
 
-from t2s.decoding.embedded import resolve_model_name
-from t2s.decoding.models import adapter_base, has_tokenizer
 from t2s.decoding.settings import GenerationSettings
 from t2s.runtime import UserError
 from t2s.training import run_setup
@@ -27,49 +23,6 @@ from t2s.training.run_report import FinishedRun, finish_run, report_grpo_setup
 from t2s.training.training_arguments import GRPOArguments, ModelArguments
 
 DATACLASSES = (GRPOArguments, GRPOConfig, ModelArguments)
-
-
-@dataclass
-class Policy:
-    """What GRPO trains: a new adapter on the base (`model` is the base's path and `peft_config` the adapter's) or
-    an SFT adapter continued (`model` is the loaded PeftModel, no new `peft_config`)."""
-
-    model: Any
-    peft_config: Any
-    model_init_kwargs: dict | None
-    quantization_config: Any
-    tokenizer_source: str
-
-
-def load_policy(model_args: ModelArguments, sft_adapter: str | None) -> Policy:
-    """The policy a GRPO run starts from (see `Policy`)."""
-    if sft_adapter:
-        if model_args.lora_top_layers is not None:
-            raise UserError(
-                f"lora_top_layers shapes a new adapter, but the policy continues sft_adapter {sft_adapter}, whose "
-                "layers are fixed: remove lora_top_layers"
-            )
-        base = adapter_base(sft_adapter)
-        named = model_args.model_name_or_path
-        if named and resolve_model_name(named) != resolve_model_name(base):
-            raise UserError(
-                f"sft_adapter {sft_adapter} was trained on {base}, but the recipe's model_name_or_path is {named}: "
-                "set model_name_or_path to the adapter's base (or leave it out)"
-            )
-        model_args.model_name_or_path = base
-    if not model_args.model_name_or_path:
-        raise UserError("model_name_or_path is required (or sft_adapter, whose base model is then used)")
-    path = resolve_model_name(model_args.model_name_or_path)
-    init, quantization_config = run_setup.model_init_kwargs(model_args)
-    if not sft_adapter:
-        return Policy(path, run_setup.peft_config(model_args, path), init, quantization_config, path)
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(path, **{k: v for k, v in init.items() if v is not None})
-    # is_trainable: the SFT adapter's LoRA weights are the policy; TRL keeps a frozen copy as reference if beta > 0.
-    model = PeftModel.from_pretrained(model, sft_adapter, is_trainable=True)
-    return Policy(model, None, None, quantization_config, sft_adapter if has_tokenizer(sft_adapter) else path)
 
 
 def check_constrained_sampling(training_args) -> None:
@@ -101,7 +54,7 @@ def train_grpo(
         check_constrained_sampling(training_args)
     start = run_setup.start_run(script_args, training_args)
 
-    policy = load_policy(model_args, script_args.sft_adapter)
+    policy = run_setup.load_starting_model(model_args, script_args.sft_adapter, "sft_adapter")
     training_args.model_init_kwargs = policy.model_init_kwargs
     project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same log-probs, less work
     tokenizer = run_setup.training_tokenizer(policy.tokenizer_source)

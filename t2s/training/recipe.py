@@ -189,13 +189,14 @@ def parse_recipe(
 def parse_training_command(
     dataclass_types: Sequence[type], argv: Sequence[str] | None = None, description: str | None = None
 ) -> tuple:
-    """(recipe path, parsed dataclasses) for a training script: GPU settings on a machine without CUDA and missing
-    optional kernels stop it before the dataclasses are built (help needs no device check). `--help` shows t2s's
+    """(recipe path, parsed dataclasses) for a training script: GPU settings on a machine without CUDA, bf16 on a CPU
+    without bf16 kernels and missing optional kernels stop it before the dataclasses are built (help needs no device check). `--help` shows t2s's
     own options and names TRL's and transformers' (`training_help`); `--help_all` gives every option's help."""
-    from t2s.training.device import check_device_support, check_optional_kernels
+    from t2s.training.device import check_cpu_bf16, check_device_support, check_optional_kernels
 
     def preflight(settings: dict[str, Any], recipe: str | None) -> None:
         check_device_support(settings, recipe)
+        check_cpu_bf16(settings, recipe)
         check_optional_kernels(settings)
 
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -102,7 +102,9 @@ def _print_setup(title: str, rows: dict, quantization_config) -> None:
         )
 
 
-def report_setup(trainer, train, evals, model_args, quantization_config, checkpoint_above: int = 0) -> None:
+def report_setup(
+    trainer, train, evals, model_args, quantization_config, checkpoint_above: int = 0, starts_from: str | None = None
+) -> None:
     if not trainer.accelerator.is_main_process:
         return
     lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
@@ -110,6 +112,7 @@ def report_setup(trainer, train, evals, model_args, quantization_config, checkpo
     too_long = sum(n > max_length for n in lengths) if max_length else 0
     rows = {
         **_common_rows(trainer, model_args),
+        "starts from": starts_from or "the base model (a fresh LoRA)",
         "train": f"{len(train):,} examples — {train.info.description}",
         "eval": f"{len(evals):,} examples — {evals.info.description}",
         "tokens per example": f"mean {sum(lengths) / max(len(lengths), 1):.0f}, max {max(lengths, default=0)}",

@@ -9,7 +9,7 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from t2s.runtime import UserError
 from t2s.training.training_arguments import DataArguments
@@ -261,6 +261,53 @@ def start_run(script_args, training_args) -> RunStart:
     push, training_args.push_to_hub = training_args.push_to_hub, False
     set_seed(training_args.seed)
     return RunStart(resume, push)
+
+
+@dataclass
+class StartingModel:
+    """What a run trains: a new adapter on the base (`model` is the base's path and `peft_config` the adapter's), or
+    an existing adapter continued (`model` is the loaded PeftModel, no new `peft_config`)."""
+
+    model: Any
+    peft_config: Any
+    model_init_kwargs: dict | None
+    quantization_config: Any
+    tokenizer_source: str
+
+
+def load_starting_model(model_args, adapter: str | None, field: str) -> StartingModel:
+    """The model a run starts from: a fresh LoRA on `model_name_or_path`, or `adapter` (a folder or Hub id; the recipe
+    field `field` names it) whose LoRA weights keep training on their own base."""
+    from t2s.decoding.embedded import resolve_model_name
+    from t2s.decoding.models import adapter_base, has_tokenizer
+
+    if adapter:
+        if model_args.lora_top_layers is not None:
+            raise UserError(
+                f"lora_top_layers shapes a new adapter, but the run continues {field} {adapter}, whose layers are "
+                "fixed: remove lora_top_layers"
+            )
+        base = adapter_base(adapter)
+        named = model_args.model_name_or_path
+        if named and resolve_model_name(named) != resolve_model_name(base):
+            raise UserError(
+                f"{field} {adapter} was trained on {base}, but the recipe's model_name_or_path is {named}: set "
+                "model_name_or_path to the adapter's base (or leave it out)"
+            )
+        model_args.model_name_or_path = base
+    if not model_args.model_name_or_path:
+        raise UserError(f"model_name_or_path is required (or {field}, whose base model is then used)")
+    path = resolve_model_name(model_args.model_name_or_path)
+    init, quantization_config = model_init_kwargs(model_args)
+    if not adapter:
+        return StartingModel(path, peft_config(model_args, path), init, quantization_config, path)
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, **{k: v for k, v in init.items() if v is not None})
+    # is_trainable: the adapter's LoRA weights are what trains (GRPO keeps a frozen copy as reference if beta > 0)
+    model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+    return StartingModel(model, None, None, quantization_config, adapter if has_tokenizer(adapter) else path)
 
 
 def training_tokenizer(source: str):

@@ -10,7 +10,6 @@ from __future__ import annotations
 from transformers import EarlyStoppingCallback
 from trl import SFTConfig, SFTTrainer
 
-from t2s.decoding.embedded import resolve_model_name
 from t2s.runtime import UserError
 from t2s.training.callbacks import PeakMemoryCallback, ReleaseMemoryCallback, SQLSamplesCallback
 from t2s.training.checkpointing import checkpoint_long_batches
@@ -20,21 +19,20 @@ from t2s.training.run_report import FinishedRun, finish_run, report_setup
 from t2s.training.run_setup import (
     drop_long_examples,
     load_splits,
+    load_starting_model,
     longest_allowed,
-    model_init_kwargs,
-    peft_config,
     publish_run,
     start_run,
     train_timed,
     training_tokenizer,
 )
-from t2s.training.training_arguments import DataArguments, ModelArguments
+from t2s.training.training_arguments import ModelArguments, SFTArguments
 
-DATACLASSES = (DataArguments, SFTConfig, ModelArguments)
+DATACLASSES = (SFTArguments, SFTConfig, ModelArguments)
 
 
 def train_sft(
-    script_args: DataArguments, training_args: SFTConfig, model_args: ModelArguments, recipe: str | None = None
+    script_args: SFTArguments, training_args: SFTConfig, model_args: ModelArguments, recipe: str | None = None
 ):
     if script_args.early_stopping_patience and not training_args.load_best_model_at_end:
         raise UserError(
@@ -48,10 +46,10 @@ def train_sft(
         )
     start = start_run(script_args, training_args)
 
-    model_path = resolve_model_name(model_args.model_name_or_path)
-    training_args.model_init_kwargs, quantization_config = model_init_kwargs(model_args)
+    starting = load_starting_model(model_args, script_args.init_adapter, "init_adapter")
+    training_args.model_init_kwargs, quantization_config = starting.model_init_kwargs, starting.quantization_config
     project_loss_positions_only_on_cpu(training_args)  # as TRL does on GPUs: same loss, less work
-    tokenizer = training_tokenizer(model_path)
+    tokenizer = training_tokenizer(starting.tokenizer_source)
 
     train, evals = load_splits(script_args)
     limit = longest_allowed(script_args, training_args)
@@ -74,12 +72,12 @@ def train_sft(
     if script_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=script_args.early_stopping_patience))
     trainer = SFTTrainer(
-        model=model_path,
+        model=starting.model,
         args=training_args,
         train_dataset=train.select_columns(["prompt", "completion"]),
         eval_dataset=evals.select_columns(["prompt", "completion"]),
         processing_class=tokenizer,
-        peft_config=peft_config(model_args, model_path),
+        peft_config=starting.peft_config,
         callbacks=callbacks,
     )
     samples.trainer = trainer
@@ -87,7 +85,13 @@ def train_sft(
     if script_args.activation_checkpointing_above_tokens:
         checkpoint_long_batches(trainer.model, script_args.activation_checkpointing_above_tokens)
     report_setup(
-        trainer, train, evals, model_args, quantization_config, script_args.activation_checkpointing_above_tokens
+        trainer,
+        train,
+        evals,
+        model_args,
+        quantization_config,
+        script_args.activation_checkpointing_above_tokens,
+        starts_from=script_args.init_adapter,
     )
 
     elapsed = train_timed(trainer, start.resume)
@@ -103,5 +107,6 @@ def train_sft(
     done = FinishedRun(
         trainer, script_args, model_args, recipe, train, evals, elapsed, metrics, quantization_config, start.resume
     )
-    publish_run(trainer, start, lambda: finish_run(done))
+    extra = {"init_adapter": script_args.init_adapter} if script_args.init_adapter else None
+    publish_run(trainer, start, lambda: finish_run(done, extra=extra))
     return trainer

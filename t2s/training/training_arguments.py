@@ -157,6 +157,20 @@ class DataArguments(DatasetArguments):
 
 
 @dataclass
+class SFTArguments(DataArguments):
+    """The t2s part of an SFT recipe: the data fields, and where to start."""
+
+    init_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "An adapter (folder or Hub id) whose LoRA weights this run continues to train, on its own base: "
+            "to adapt a trained model to new data (your own database, another engine's dialect). Without it SFT "
+            "trains a fresh LoRA on model_name_or_path."
+        },
+    )
+
+
+@dataclass
 class GRPOArguments(DataArguments):
     """The t2s part of a GRPO recipe: the data fields of SFT, plus where to start, the reward and the prompt filter."""
 
