@@ -1,6 +1,6 @@
 # Everything runs inside .venv, which `make install` creates from pyproject.toml.
 # gpu-check: every GPU code path of the recipes on a CUDA machine (scripts/gpu_check.py; docs/gpu.md).
-.PHONY: install test test-slow quality style gpu-check gpu-wheels demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo full-wikisql full-spider full-spider-duckdb grpo-spider ship-spider bench clean
+.PHONY: install test test-slow quality style gpu-check gpu-wheels demo demo-eg demo-spider demo-spider-eg demo-constrained demo-grpo full-wikisql full-spider full-spider-duckdb adapt-spider-duckdb grpo-spider ship-spider bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -78,6 +78,9 @@ outputs/spider-duckdb: | install
 	$(BIN)/t2s copy-dataset spider outputs/spider-duckdb --to duckdb
 full-spider-duckdb: outputs/spider-duckdb
 	bash scripts/with_jemalloc.sh $(BIN)/t2s sft recipes/smollm2-135m/spider/sft_full_duckdb_cpu.yaml
+# The shipped model continued for 300 steps on that copy (recipes/smollm2-135m/spider/sft_duckdb_cpu.yaml).
+adapt-spider-duckdb: outputs/spider-duckdb
+	bash scripts/with_jemalloc.sh $(BIN)/t2s sft recipes/smollm2-135m/spider/sft_duckdb_cpu.yaml
 
 # GRPO on Spider after `make full-spider`: that adapter continues, rewarded by execution, its completions sampled
 # under the column-scoped grammar (recipes/smollm2-135m/spider/grpo_cpu.yaml). Resumable: the same command goes on
