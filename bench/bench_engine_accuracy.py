@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench.benchmarks_page import write_section  # noqa: E402
 from bench.engine_copies import copy_onto  # noqa: E402
 from t2s.data import load_text2sql  # noqa: E402
+from t2s.data.copy_db import sqlite_double_quotes  # noqa: E402
 from t2s.data.dialect_copy import CarryOver, catalogue_names, gold_carries_over, transpile_or_none  # noqa: E402
 from t2s.decoding.embedded import EMBEDDED_PREFIX, SHIPPED_DIR, sha256_of  # noqa: E402
 from t2s.evaluation.compare import mcnemar_exact  # noqa: E402
@@ -50,6 +51,7 @@ RECORDS = ROOT / "results" / "engines"
 
 DISPLAY = {"duckdb": "DuckDB", "postgresql": "PostgreSQL", "mysql": "MySQL (MariaDB)"}
 DIALECTS = {"duckdb": "duckdb", "postgresql": "postgres", "mysql": "mysql"}
+FAILED = ("exec_error", "rejected", "timeout", "too_large")
 DECODINGS = {"greedy": [], "scoped": ["--constrained_decoding", "--scoped_columns"]}
 DECODING_LABELS = {"greedy": "greedy", "scoped": "column-scoped constrained greedy in each engine's grammar"}
 
@@ -181,7 +183,7 @@ def measure(args, work: Path, servers: list) -> None:
             if a["outcome"] == "correct" and b["outcome"] != "correct":
                 if carry != CarryOver.YES.value:
                     broken["gold"] += 1
-                elif b["outcome"] in ("exec_error", "rejected", "timeout", "too_large"):
+                elif b["outcome"] in FAILED:
                     broken["fails"] += 1
                 else:
                     broken["other result"] += 1
@@ -191,7 +193,12 @@ def measure(args, work: Path, servers: list) -> None:
             f"| {DISPLAY[kind]} | {right / n:.1%} ({right}) | {metrics['execution_accuracy']:.1%} of "
             f"{metrics['num_scored']} | {carried} | {fixed} / {lost} | {mcnemar_exact(fixed, lost):.2g} |"
         )
-        causes_rows.append(f"| {DISPLAY[kind]} | {broken['gold']} | {broken['fails']} | {broken['other result']} |")
+        failing = [(ex, b) for ex, b in zip(ds, other) if b["outcome"] in FAILED]
+        quoted = sum(sqlite_double_quotes(b["prediction"], names[ex["db_id"]]) != b["prediction"] for ex, b in failing)
+        causes_rows.append(
+            f"| {DISPLAY[kind]} | {broken['gold']} | {broken['fails']} | {broken['other result']} | {len(failing)} "
+            f"({quoted}) |"
+        )
         record = folder / f"spider-dev-{args.limit}-seed42-sqlite-{kind}-{args.decoding}.json"
         record.write_text(json.dumps({
             "protocol": f"Spider dev, {n} of 1034 questions (seed 42); {args.adapter or args.model}; {DECODING_LABELS[args.decoding]}, the prompt settings it "
@@ -222,10 +229,10 @@ gold transpiled from SQLite with sqlglot, prompts in the engine's dialect; Spide
 |---|---|---|---|---|---|
 {chr(10).join(table)}
 
-Why questions right on SQLite are not right on the engine:
+Why questions right on SQLite are not right on the engine (the first three columns), and every query of the model that fails there:
 
-| engine | gold does not carry over | the model's query fails there | the model's query gives another result |
-|---|---|---|---|
+| engine | gold does not carry over | the model's query fails there | the model's query gives another result | of all {n}: the model's queries failing there (with a double-quoted string, as SQLite reads `"…"`) |
+|---|---|---|---|---|
 {chr(10).join(causes_rows)}
 """
     if pairs:
