@@ -104,6 +104,9 @@ def test_server_engines_and_bad_rows_are_refused_with_the_way_out(layout, tmp_pa
     with pytest.raises(SpiderFormatError, match=r"dev.json\[0\]: expected an object with db_id, question, query"):
         copy_spider_dialect(layout, tmp_path / "bad", splits=["dev"])
     assert not (tmp_path / "bad").exists()
+    (layout / "databases.json").write_text(json.dumps({"school": "school.duckdb"}))
+    with pytest.raises(SpiderFormatError, match="already on an engine"):
+        copy_spider_dialect(layout, tmp_path / "again")
 
 
 def test_copy_dataset_command_reports_what_it_kept(layout, tmp_path, capsys):
@@ -116,3 +119,13 @@ def test_copy_dataset_command_reports_what_it_kept(layout, tmp_path, capsys):
     assert "dev.json: 8 questions kept" in printed and "1 (fails there)" in printed
     with pytest.raises(UserError, match="choose a new folder"):
         copy_dataset_main([str(layout), str(tmp_path / "c")])
+
+
+def test_each_split_copies_its_own_database_folder(tmp_path):
+    """Spider's test split keeps its databases in test_database/: the copy reads them there."""
+    import shutil
+
+    root = build_spider_layout(tmp_path / "spider", test_split=True)
+    shutil.rmtree(root / "database")
+    report = copy_spider_dialect(root, tmp_path / "copy", splits=["test"])
+    assert report.kept == {"test.json": 3} and report.left_out == [] and report.databases == 1

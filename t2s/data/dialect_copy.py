@@ -109,8 +109,16 @@ def copy_spider_dialect(
         )
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new folder (nothing was written)")
-    files = [(name, split) for split in splits for name in split_files(source, split)[0]]
-    for name, split in files:
+    if (source / DATABASES_FILE).exists():
+        raise SpiderFormatError(
+            f"{source / DATABASES_FILE}: this dataset's databases are already on an engine; copy-dataset reads a "
+            "layout whose databases are SQLite files (database/<db_id>/<db_id>.sqlite)"
+        )
+    files = []
+    for split in splits:
+        names, _, db_folder = split_files(source, split)
+        files += [(name, split, db_folder) for name in names]
+    for name, split, _ in files:
         if not (source / name).is_file():
             raise FileNotFoundError(f"{source / name} not found (split {split!r})")
     partial = out.with_name(out.name + ".partial")
@@ -130,7 +138,7 @@ def _copy(source: Path, partial: Path, dialect: str, files, on_question) -> Dial
     copies: dict[str, str] = {}
     opened: dict[str, tuple[Engine, Engine, set[str]] | None] = {}
     try:
-        for name, _ in files:
+        for name, _, db_folder in files:
             kept = []
             for i, raw in enumerate(read_json_list(source / name)):
                 where = f"{name}[{i}]"
@@ -140,7 +148,7 @@ def _copy(source: Path, partial: Path, dialect: str, files, on_question) -> Dial
                     raise SpiderFormatError(f"{source / where}: expected an object with {', '.join(FIELDS)} (strings)")
                 db_id = raw["db_id"]
                 if db_id not in opened:
-                    opened[db_id] = _open_pair(source, partial, db_id, copies)
+                    opened[db_id] = _open_pair(source / db_folder, partial, db_id, copies)
                 if opened[db_id] is None:
                     report.left_out.append({"where": where, "reason": CarryOver.NO_DATABASE.value})
                     continue
@@ -171,9 +179,10 @@ def _copy(source: Path, partial: Path, dialect: str, files, on_question) -> Dial
     return report
 
 
-def _open_pair(source: Path, partial: Path, db_id: str, copies: dict[str, str]):
-    """The SQLite database of `db_id` and its copy (made here, once), with its names; None without a SQLite file."""
-    path = source / "database" / db_id / f"{db_id}.sqlite"
+def _open_pair(db_root: Path, partial: Path, db_id: str, copies: dict[str, str]):
+    """The SQLite database of `db_id` and its copy (made here, once: the first split that names a db_id gives its
+    file), with its names; None without a SQLite file."""
+    path = db_root / db_id / f"{db_id}.sqlite"
     if not path.is_file():
         return None
     relative = f"database/{db_id}.duckdb"
