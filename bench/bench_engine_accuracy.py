@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -80,7 +81,7 @@ def adapter_weights(args) -> str | None:
 def command(args) -> str:
     engines = f" --engines {' '.join(args.engines)}" if args.engines != list(DIALECTS) else ""
     against = f" --against {args.against}" if args.against else ""
-    return (f"python -m bench.bench_engine_accuracy --limit {args.limit}{engines} {args.scored} --decoding "
+    return (f"python -m bench.bench_engine_accuracy --limit {args.limit}{engines} {shlex.join(args.scored)} --decoding "
             f"{args.decoding} --label {args.label}{against}")  # fmt: skip
 
 
@@ -127,7 +128,7 @@ def main() -> None:
     args.label = args.label or Path(args.adapter or args.model.removeprefix(EMBEDDED_PREFIX)).name
     if args.adapter:
         args.model = None if args.model == parser.get_default("model") else args.model  # the adapter's base
-    args.scored = " ".join(f"--{k} {v}" for k, v in (("model", args.model), ("adapter", args.adapter)) if v)
+    args.scored = [a for k, v in (("model", args.model), ("adapter", args.adapter)) if v for a in (f"--{k}", v)]
     work = Path(tempfile.mkdtemp(prefix="t2s-engine-accuracy-"))
     servers: list = []
     try:
@@ -145,7 +146,7 @@ def measure(args, work: Path, servers: list) -> None:
     names = {db_id: catalogue_names(e) for db_id, e in sqlite_engines.items()}
     # SQLite's gold results, once: each engine's transpiled gold is compared with them
     sqlite_golds = [run_gold(sqlite_engines[ex["db_id"]], ex["gold_sql"], semantics="spider") for ex in ds]
-    model = args.scored.split()
+    model = args.scored
     sqlite, sqlite_metrics = evaluate(model, ["--dataset_name", "spider", "--split", "dev", "--limit", str(args.limit),
                                    "--seed", "42", *DECODINGS[args.decoding]], work / "sqlite_run")  # fmt: skip
     n = len(sqlite)
