@@ -155,5 +155,7 @@ def test_peak_memory_names_the_step_that_reached_it():
     assert second["peak_memory_gib"] - first["peak_memory_gib"] > 0.25  # GiB: the spike raised the peak
     assert third["peak_memory_gib"] == second["peak_memory_gib"]  # and it stays the process's peak
     assert third["memory_gib"] < second["peak_memory_gib"] - 0.25  # while what it holds fell back
-    assert callback.highest["gib"] == round(second["peak_memory_gib"], 2)
+    # the callback read the peak at the step's end, the log line a moment later: the same peak, give or take what
+    # the process allocated in between (1.41 against 1.42 GiB on a loaded 2-core run), far below the 0.25 GiB spike
+    assert abs(callback.highest["gib"] - second["peak_memory_gib"]) <= 0.02
     assert 0 < callback.highest["at_start_gib"] < callback.highest["gib"]
